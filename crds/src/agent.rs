@@ -1,0 +1,143 @@
+//! `AgentDeployment` (namespaced, in a customer namespace): an AI sales agent the operator runs
+//! as a Deployment once the customer's quota admits it.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Condition, free_form_object};
+
+/// One agent (or team of replicas) of a customer.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "prospector.dev",
+    version = "v1alpha1",
+    kind = "AgentDeployment",
+    plural = "agentdeployments",
+    shortname = "agd",
+    category = "prospector",
+    namespaced,
+    status = "AgentDeploymentStatus",
+    printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.agentType"}"#,
+    printcolumn = r#"{"name":"Model","type":"string","jsonPath":".spec.model"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Deployment ID","type":"string","jsonPath":".status.deploymentId"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentDeploymentSpec {
+    /// A display name, e.g. `Lead Qualifier Pro`.
+    #[schemars(extend("minLength" = 1, "maxLength" = 255))]
+    pub agent_name: String,
+    pub agent_type: AgentType,
+    /// The LLM the agent uses.
+    #[serde(default = "default_model")]
+    #[schemars(extend("minLength" = 1, "maxLength" = 100))]
+    pub model: String,
+    /// Free-form agent configuration, passed to the agent in its ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub config: Option<serde_json::Value>,
+    /// Pods to run; they count against the customer's concurrent-agent limit.
+    #[serde(default = "default_replicas")]
+    #[schemars(extend("minimum" = 0, "maximum" = 100))]
+    pub replicas: i32,
+    /// Overrides the image the agent catalog maps `agentType` to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxLength" = 512))]
+    pub image: Option<String>,
+    /// Container resources; the namespace LimitRange supplies defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Scales the agent to zero without deleting it.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+fn default_model() -> String {
+    "llama3.1-8b".to_owned()
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// The kinds of agent the catalog knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentType {
+    LeadQualifier,
+    LeadResearcher,
+    OutreachWriter,
+    MeetingScheduler,
+    Custom,
+}
+
+impl AgentType {
+    /// The wire name, as in the seed API (`lead_qualifier`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentType::LeadQualifier => "lead_qualifier",
+            AgentType::LeadResearcher => "lead_researcher",
+            AgentType::OutreachWriter => "outreach_writer",
+            AgentType::MeetingScheduler => "meeting_scheduler",
+            AgentType::Custom => "custom",
+        }
+    }
+}
+
+/// Where an agent is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AgentPhase {
+    Pending,
+    Deployed,
+    Running,
+    Suspended,
+    QuotaExceeded,
+    Failed,
+    Terminating,
+}
+
+/// What the operator observed about an agent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentDeploymentStatus {
+    /// The agent's integer id (Postgres `customer_agents.id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<i64>,
+    /// `agent_<customerId>_<8 hex>`, as in the seed API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<AgentPhase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// When the agent was first admitted and deployed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub performance: Option<AgentPerformance>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Totals of the usage the agent reported.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentPerformance {
+    pub total_tasks: i64,
+    pub completed_tasks: i64,
+    pub failed_tasks: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_latency_ms: Option<f64>,
+    pub total_api_calls: i64,
+    pub total_cost_usd: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_active_at: Option<String>,
+}

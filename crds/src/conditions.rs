@@ -1,0 +1,71 @@
+//! The condition vocabulary: every condition type and reason the operator writes. They are
+//! constants so that the operator, the REST server and tests agree on the exact strings.
+
+/// Condition types.
+pub mod types {
+    /// The object is fully reconciled and usable.
+    pub const READY: &str = "Ready";
+    /// A customer or agent is over one of its tier's limits.
+    pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
+    /// A customer is suspended (`spec.suspended`), so its agents are scaled to zero.
+    pub const SUSPENDED: &str = "Suspended";
+    /// The customer's spend this month reached its cost cap; agents are scaled to zero.
+    pub const COST_CAP_EXCEEDED: &str = "CostCapExceeded";
+    /// A document's bytes are stored (blob, URL fetch, ConfigMap or inline text).
+    pub const STORED: &str = "Stored";
+    /// Text was extracted from a document.
+    pub const EXTRACTED: &str = "Extracted";
+    /// A document's chunks were embedded.
+    pub const EMBEDDED: &str = "Embedded";
+    /// A document's chunks and vectors are searchable.
+    pub const INDEXED: &str = "Indexed";
+    /// ICP criteria were extracted from a document.
+    pub const ICP_EXTRACTED: &str = "IcpExtracted";
+}
+
+/// Condition reasons (PascalCase, as Kubernetes requires).
+pub mod reasons {
+    /// Everything the condition covers is in place.
+    pub const RECONCILED: &str = "Reconciled";
+    /// Work is under way; the condition will change without user action.
+    pub const IN_PROGRESS: &str = "InProgress";
+    /// The Tier a Customer names does not exist.
+    pub const TIER_NOT_FOUND: &str = "TierNotFound";
+    /// The spec is invalid in a way the schema cannot express.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// An agent cannot be admitted: the customer has its maximum number of agents.
+    pub const AGENT_LIMIT_REACHED: &str = "AgentLimitReached";
+    /// An agent cannot be admitted: its replicas would exceed the concurrent-agent limit.
+    pub const CONCURRENCY_LIMIT_REACHED: &str = "ConcurrencyLimitReached";
+    /// A document cannot be admitted: the customer has its maximum number of documents.
+    pub const DOCUMENT_LIMIT_REACHED: &str = "DocumentLimitReached";
+    /// A document cannot be admitted: it would exceed the storage limit.
+    pub const STORAGE_LIMIT_REACHED: &str = "StorageLimitReached";
+    /// The monthly cost cap is reached.
+    pub const COST_CAP_REACHED: &str = "CostCapReached";
+    /// Within every limit.
+    pub const WITHIN_LIMITS: &str = "WithinLimits";
+    /// Suspended by `spec.suspended`.
+    pub const SUSPENDED_BY_SPEC: &str = "SuspendedBySpec";
+    /// Not suspended.
+    pub const ACTIVE: &str = "Active";
+    /// A document waits in the embedding queue longer than expected.
+    pub const QUEUED_TOO_LONG: &str = "QueuedTooLong";
+    /// A document has been processing longer than expected.
+    pub const PROCESSING_TOO_LONG: &str = "ProcessingTooLong";
+    /// A processing step failed and will be retried with backoff.
+    pub const RETRYING: &str = "Retrying";
+    /// A processing step failed for good; the message says what to do.
+    pub const FAILED: &str = "Failed";
+    /// The agent's pods are available.
+    pub const REPLICAS_AVAILABLE: &str = "ReplicasAvailable";
+    /// The agent's pods are not yet available.
+    pub const REPLICAS_UNAVAILABLE: &str = "ReplicasUnavailable";
+}
+
+/// Condition statuses.
+pub mod status {
+    pub const TRUE: &str = "True";
+    pub const FALSE: &str = "False";
+    pub const UNKNOWN: &str = "Unknown";
+}
