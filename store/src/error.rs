@@ -1,0 +1,22 @@
+//! The store's error type.
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or the statement failed; usually transient.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration could not be applied.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// A bounded label for the `errors_total` metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            StoreError::Database(_) => "database",
+            StoreError::Migrate(_) => "migrate",
+        }
+    }
+}
