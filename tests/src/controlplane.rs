@@ -1,0 +1,335 @@
+//! A real local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
+//! kube-scheduler and kwok with one fake node, so Deployments get scheduled, "Running" pods and
+//! garbage collection, without a kubelet or container runtime.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::HarnessError;
+use crate::certs::{Pki, write_pki};
+use crate::hack::{hack_path, repo_root};
+use crate::process::{ManagedProcess, RunAs, free_port};
+
+/// The name of the kwok-managed node every test cluster has.
+pub const FAKE_NODE: &str = "kwok-node-0";
+/// The field manager the harness applies with.
+pub const HARNESS_MANAGER: &str = "prospector-harness";
+
+/// A running control plane. Dropping it stops every process.
+#[derive(Debug)]
+pub struct ControlPlane {
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    server: String,
+    processes: Vec<ManagedProcess>,
+}
+
+impl ControlPlane {
+    /// Starts the control plane in `dir` (which must be empty or absent) and waits until the
+    /// apiserver is ready, the fake node exists and the CRDs under `charts/prospector/crds/`
+    /// are established.
+    pub async fn start(dir: &Path) -> Result<Self, HarnessError> {
+        let bin = hack_path("controlplane.sh")?;
+        std::fs::create_dir_all(dir).map_err(|e| HarnessError::io(dir, e))?;
+        let pki = write_pki(&dir.join("pki"))?;
+        let mut plane = ControlPlane {
+            dir: dir.to_owned(),
+            kubeconfig: dir.join("kubeconfig"),
+            server: String::new(),
+            processes: Vec::new(),
+        };
+
+        let etcd_port = free_port()?;
+        let etcd_peer_port = free_port()?;
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
+        plane.spawn(
+            &bin,
+            "etcd",
+            &[
+                "--name=prospector".into(),
+                format!("--data-dir={}", dir.join("etcd").display()),
+                format!("--listen-client-urls={etcd_url}"),
+                format!("--advertise-client-urls={etcd_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=prospector={peer_url}"),
+                "--unsafe-no-fsync".into(),
+                "--log-level=warn".into(),
+            ],
+        )?;
+
+        let apiserver_port = free_port()?;
+        plane.server = format!("https://127.0.0.1:{apiserver_port}");
+        write_kubeconfig(&plane.kubeconfig, &plane.server, &pki)?;
+        let sa_key = pki.service_account_key.display().to_string();
+        plane.spawn(
+            &bin,
+            "kube-apiserver",
+            &[
+                format!("--etcd-servers={etcd_url}"),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                format!("--secure-port={apiserver_port}"),
+                format!("--cert-dir={}", dir.join("apiserver-certs").display()),
+                format!("--tls-cert-file={}", pki.serving_cert.display()),
+                format!("--tls-private-key-file={}", pki.serving_key.display()),
+                format!("--client-ca-file={}", pki.ca_cert.display()),
+                format!("--service-account-key-file={}", pki.service_account_public_key.display()),
+                format!("--service-account-signing-key-file={sa_key}"),
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+                "--service-cluster-ip-range=10.0.0.0/24".into(),
+                "--authorization-mode=Node,RBAC".into(),
+                "--allow-privileged=false".into(),
+                "--enable-priority-and-fairness=false".into(),
+                "--watch-cache=true".into(),
+                "--v=0".into(),
+            ],
+        )?;
+        plane.wait_ready().await?;
+
+        let kubeconfig = plane.kubeconfig.display().to_string();
+        let kcm_port = free_port()?;
+        plane.spawn(
+            &bin,
+            "kube-controller-manager",
+            &[
+                format!("--kubeconfig={kubeconfig}"),
+                format!("--authentication-kubeconfig={kubeconfig}"),
+                format!("--authorization-kubeconfig={kubeconfig}"),
+                "--leader-elect=false".into(),
+                "--bind-address=127.0.0.1".into(),
+                format!("--secure-port={kcm_port}"),
+                format!("--cert-dir={}", dir.join("kcm-certs").display()),
+                format!("--service-account-private-key-file={sa_key}"),
+                format!("--root-ca-file={}", pki.ca_cert.display()),
+                "--use-service-account-credentials=false".into(),
+                "--concurrent-deployment-syncs=10".into(),
+                "--concurrent-replicaset-syncs=10".into(),
+                "--concurrent-gc-syncs=20".into(),
+                "--kube-api-qps=200".into(),
+                "--kube-api-burst=400".into(),
+                "--v=0".into(),
+            ],
+        )?;
+        let scheduler_port = free_port()?;
+        plane.spawn(
+            &bin,
+            "kube-scheduler",
+            &[
+                format!("--kubeconfig={kubeconfig}"),
+                format!("--authentication-kubeconfig={kubeconfig}"),
+                format!("--authorization-kubeconfig={kubeconfig}"),
+                "--leader-elect=false".into(),
+                "--bind-address=127.0.0.1".into(),
+                format!("--secure-port={scheduler_port}"),
+                format!("--cert-dir={}", dir.join("scheduler-certs").display()),
+                "--kube-api-qps=200".into(),
+                "--kube-api-burst=400".into(),
+                "--v=0".into(),
+            ],
+        )?;
+        let kwok_port = free_port()?;
+        plane.spawn(
+            &bin,
+            "kwok",
+            &[
+                format!("--kubeconfig={kubeconfig}"),
+                format!("--config={}", bin.join("kwok-stages.yaml").display()),
+                "--manage-all-nodes=false".into(),
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".into(),
+                "--manage-nodes-with-label-selector=".into(),
+                "--cidr=10.244.0.0/16".into(),
+                "--node-ip=127.0.0.1".into(),
+                "--node-lease-duration-seconds=40".into(),
+                format!("--server-address=127.0.0.1:{kwok_port}"),
+            ],
+        )?;
+
+        let client = plane.client().await?;
+        create_fake_node(&client).await?;
+        install_crds(&client, &repo_root().join("charts/prospector/crds")).await?;
+        for process in &mut plane.processes {
+            process.check_running()?;
+        }
+        Ok(plane)
+    }
+
+    fn spawn(&mut self, bin: &Path, name: &str, args: &[String]) -> Result<(), HarnessError> {
+        let log = self.dir.join(format!("{name}.log"));
+        let process = ManagedProcess::spawn(name, &bin.join(name), args, RunAs::Current, &log, &[])?;
+        self.processes.push(process);
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), HarnessError> {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut last_error = String::new();
+        while Instant::now() < deadline {
+            for process in &mut self.processes {
+                process.check_running()?;
+            }
+            match self.client().await {
+                Ok(client) => {
+                    let request = http_get("/readyz");
+                    match client.request_text(request).await {
+                        Ok(body) if body.trim() == "ok" => return Ok(()),
+                        Ok(body) => last_error = body,
+                        Err(e) => last_error = e.to_string(),
+                    }
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(HarnessError::Start(format!("kube-apiserver was not ready within 90 s: {last_error}")))
+    }
+
+    /// A new client for the admin user. Each test builds its own: a client is bound to the
+    /// tokio runtime it first runs on.
+    pub async fn client(&self) -> Result<Client, HarnessError> {
+        client_from_kubeconfig(&self.kubeconfig).await
+    }
+
+    /// The kubeconfig file of the admin user (for `kubectl --kubeconfig`).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The apiserver URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The directory holding the control plane's data and logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The process ids of the running components, by name.
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes.iter().map(ManagedProcess::pid).collect()
+    }
+}
+
+fn http_get(path: &str) -> http::Request<Vec<u8>> {
+    http::Request::get(path).body(Vec::new()).expect("a static request is valid")
+}
+
+/// Builds a client from a kubeconfig file.
+pub async fn client_from_kubeconfig(path: &Path) -> Result<Client, HarnessError> {
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|e| HarnessError::Kube(e.to_string()))?;
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| HarnessError::Kube(e.to_string()))?;
+    config.connect_timeout = Some(Duration::from_secs(5));
+    config.read_timeout = Some(Duration::from_secs(60));
+    Client::try_from(config).map_err(|e| HarnessError::Kube(e.to_string()))
+}
+
+fn write_kubeconfig(path: &Path, server: &str, pki: &Pki) -> Result<(), HarnessError> {
+    let body = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: prospector-local
+  cluster:
+    server: {server}
+    certificate-authority: {ca}
+users:
+- name: prospector-admin
+  user:
+    client-certificate: {cert}
+    client-key: {key}
+contexts:
+- name: prospector-local
+  context:
+    cluster: prospector-local
+    user: prospector-admin
+current-context: prospector-local
+",
+        ca = pki.ca_cert.display(),
+        cert = pki.admin_cert.display(),
+        key = pki.admin_key.display(),
+    );
+    std::fs::write(path, body).map_err(|e| HarnessError::io(path, e))
+}
+
+async fn create_fake_node(client: &Client) -> Result<(), HarnessError> {
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": FAKE_NODE,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": FAKE_NODE,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok"
+            }
+        },
+        "status": {
+            "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000", "nvidia.com/gpu": "8"},
+            "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000", "nvidia.com/gpu": "8"}
+        }
+    }))
+    .map_err(|e| HarnessError::Kube(e.to_string()))?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .patch(FAKE_NODE, &PatchParams::apply(HARNESS_MANAGER).force(), &Patch::Apply(&node))
+        .await
+        .map_err(|e| HarnessError::Kube(format!("create node {FAKE_NODE}: {e}")))?;
+    Ok(())
+}
+
+/// Applies every CRD YAML in `dir` and waits until each is Established.
+pub async fn install_crds(client: &Client, dir: &Path) -> Result<Vec<String>, HarnessError> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut names = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| HarnessError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    entries.sort();
+    if entries.is_empty() {
+        return Err(HarnessError::Dependency(format!("no CRD YAML in {}", dir.display())));
+    }
+    for path in entries {
+        let text = std::fs::read_to_string(&path).map_err(|e| HarnessError::io(&path, e))?;
+        let crd: CustomResourceDefinition =
+            serde_yaml::from_str(&text).map_err(|e| HarnessError::Kube(format!("{}: {e}", path.display())))?;
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(&name, &PatchParams::apply(HARNESS_MANAGER).force(), &Patch::Apply(&crd))
+            .await
+            .map_err(|e| HarnessError::Kube(format!("apply CRD {name}: {e}")))?;
+        names.push(name);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for name in &names {
+        loop {
+            let crd = crds.get(name).await.map_err(|e| HarnessError::Kube(e.to_string()))?;
+            let established = crd
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::Kube(format!("CRD {name} was not Established within 30 s")));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(names)
+}

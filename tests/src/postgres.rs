@@ -1,0 +1,194 @@
+//! A real Postgres 18 + pgvector server for tests, run as an unprivileged user (Postgres refuses
+//! root, and CI runs as root), with a fresh database per test. `DATABASE_URL` points the harness
+//! at an existing server instead; it must allow `CREATE DATABASE`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Executor};
+
+use crate::HarnessError;
+use crate::hack::hack_path;
+use crate::process::{ManagedProcess, RunAs, free_port};
+
+/// The uid/gid of `nobody`, used when the harness runs as root.
+const UNPRIVILEGED: RunAs = RunAs::Unprivileged { uid: 65534, gid: 65534 };
+
+/// A Postgres server: either one the harness started, or the one `DATABASE_URL` names.
+#[derive(Debug)]
+pub struct PostgresServer {
+    admin_url: String,
+    _process: Option<ManagedProcess>,
+}
+
+/// A database created for one test, with a pool connected to it.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+fn current_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).and_then(|u| u.parse().ok()))
+        })
+        .unwrap_or(u32::MAX)
+}
+
+impl PostgresServer {
+    /// Uses `DATABASE_URL` when it is set; otherwise initialises and starts a server in `dir`.
+    pub fn start(dir: &Path) -> Result<Self, HarnessError> {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return Ok(Self { admin_url: url, _process: None });
+        }
+        Self::start_local(dir)
+    }
+
+    /// Initialises and starts a server in `dir`, whatever `DATABASE_URL` says.
+    pub fn start_local(dir: &Path) -> Result<Self, HarnessError> {
+        let pg = hack_path("postgres.sh")?;
+        let run_as = if current_uid() == 0 { UNPRIVILEGED } else { RunAs::Current };
+        std::fs::create_dir_all(dir).map_err(|e| HarnessError::io(dir, e))?;
+        if let RunAs::Unprivileged { uid, gid } = run_as {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| HarnessError::io(dir, e))?;
+        }
+        let data = dir.join("data");
+        run_to_completion(
+            run_as,
+            &pg.join("bin/initdb"),
+            &[
+                "-D".into(),
+                data.display().to_string(),
+                "-U".into(),
+                "postgres".into(),
+                "-A".into(),
+                "trust".into(),
+                "-E".into(),
+                "UTF8".into(),
+                "--locale=C".into(),
+                "--no-sync".into(),
+            ],
+            dir,
+        )?;
+        let port = free_port()?;
+        let process = ManagedProcess::spawn(
+            "postgres",
+            &pg.join("bin/postgres"),
+            &[
+                "-D".into(),
+                data.display().to_string(),
+                "-p".into(),
+                port.to_string(),
+                "-k".into(),
+                dir.display().to_string(),
+                "-c".into(),
+                "listen_addresses=127.0.0.1".into(),
+                // Durability is pointless for throwaway test data; speed is not.
+                "-c".into(),
+                "fsync=off".into(),
+                "-c".into(),
+                "synchronous_commit=off".into(),
+                "-c".into(),
+                "full_page_writes=off".into(),
+                "-c".into(),
+                "max_connections=400".into(),
+                "-c".into(),
+                "shared_buffers=256MB".into(),
+            ],
+            run_as,
+            &dir.join("postgres.log"),
+            &[],
+        )?;
+        let mut server =
+            Self { admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), _process: Some(process) };
+        server.wait_ready(&pg)?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self, pg: &Path) -> Result<(), HarnessError> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let port = self.admin_url.rsplit(':').next().and_then(|p| p.split('/').next()).unwrap_or_default();
+        loop {
+            if let Some(process) = self._process.as_mut() {
+                process.check_running()?;
+            }
+            let ready = Command::new(pg.join("bin/pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", port, "-U", "postgres", "-q"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::Start("Postgres did not accept connections within 60 s".into()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The URL of the maintenance database, for `CREATE DATABASE`.
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+
+    /// Creates an empty database with a unique name.
+    pub async fn empty_database(&self) -> Result<TestDatabase, HarnessError> {
+        self.create_database(&format!("t_{}", crate::random_suffix(16))).await
+    }
+
+    /// Creates an empty database called `name`.
+    pub async fn create_database(&self, name: &str) -> Result<TestDatabase, HarnessError> {
+        let name = name.to_owned();
+        let admin: PgConnectOptions = self.admin_url.parse().map_err(HarnessError::sql)?;
+        let mut conn = admin.clone().connect().await.map_err(HarnessError::sql)?;
+        conn.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.map_err(HarnessError::sql)?;
+        let options = admin.database(&name);
+        let url = options.to_url_lossy().to_string();
+        let pool = PgPoolOptions::new().max_connections(20).connect_with(options).await.map_err(HarnessError::sql)?;
+        Ok(TestDatabase { name, url, pool })
+    }
+
+    /// Creates a database and applies every migration to it.
+    pub async fn migrated_database(&self) -> Result<TestDatabase, HarnessError> {
+        let db = self.empty_database().await?;
+        prospector_store::migrate(&db.pool).await.map_err(|e| HarnessError::Start(format!("migrations: {e}")))?;
+        Ok(db)
+    }
+}
+
+fn run_to_completion(run_as: RunAs, program: &Path, args: &[String], cwd: &Path) -> Result<(), HarnessError> {
+    let mut command = Command::new("setpriv");
+    if let RunAs::Unprivileged { uid, gid } = run_as {
+        command.args([format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into()]);
+    }
+    let output = command
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .map_err(|e| HarnessError::Start(format!("cannot run {}: {e}", program.display())))?;
+    if !output.status.success() {
+        return Err(HarnessError::Start(format!(
+            "{} failed ({}):\n{}{}",
+            program.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    Ok(())
+}
+
+/// Where the pginstall tree lives (for tests that call its client binaries).
+pub fn pginstall_dir() -> Result<PathBuf, HarnessError> {
+    hack_path("postgres.sh")
+}

@@ -1,0 +1,223 @@
+//! Postgres tests against the real Postgres 18 + pgvector the harness starts: the migrations,
+//! their concurrency safety, the quota guard, and exact cosine top-k search within a customer.
+
+use prospector_store::chunks::{EMBEDDING_DIM, NewChunk, nearest_chunks, upsert_chunks};
+use prospector_store::customers::{CustomerRecord, upsert_customer};
+use prospector_store::documents::{DocumentRecord, SourceKind, upsert_document};
+use prospector_tests::shared_postgres;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+fn embedded_versions() -> Vec<i64> {
+    prospector_store::MIGRATOR.iter().map(|m| m.version).collect()
+}
+
+#[tokio::test]
+async fn migrations_apply_to_postgres_18_with_pgvector() {
+    let db = shared_postgres().empty_database().await.unwrap();
+    prospector_store::migrate(&db.pool).await.expect("migrations apply");
+    assert_eq!(prospector_store::applied_migrations(&db.pool).await.unwrap(), embedded_versions());
+
+    let server_version: i32 =
+        sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&db.pool).await.unwrap();
+    assert!(server_version >= 180_000, "Postgres 18 expected, got {server_version}");
+    let vector_version: String = sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(vector_version.starts_with("0.8."), "pgvector 0.8 expected, got {vector_version}");
+
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    for table in [
+        "api_keys",
+        "customer_agents",
+        "customer_quotas",
+        "customers",
+        "document_blobs",
+        "document_chunks",
+        "embedding_tasks",
+        "knowledge_documents",
+        "usage_daily",
+    ] {
+        assert!(tables.iter().any(|t| t == table), "table {table} is missing from {tables:?}");
+        let comment: Option<String> = sqlx::query_scalar("SELECT obj_description(($1)::regclass, 'pg_class')")
+            .bind(table)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert!(comment.is_some_and(|c| c.len() > 20), "table {table} has no explanatory comment");
+    }
+
+    let indexes: Vec<String> = sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let has = |needle: &str| indexes.iter().any(|d| d.contains(needle));
+    assert!(has("USING hnsw (embedding vector_cosine_ops)"), "HNSW cosine index missing: {indexes:#?}");
+    assert!(has("USING gin (content_tsv)"), "GIN tsvector index missing");
+    assert!(has("document_chunks USING btree (customer_id)"), "customer_id btree on chunks missing");
+}
+
+#[tokio::test]
+async fn create_extension_vector_works_on_an_empty_database() {
+    let db = shared_postgres().empty_database().await.unwrap();
+    sqlx::query("CREATE EXTENSION vector").execute(&db.pool).await.expect("CREATE EXTENSION vector");
+    let distance: f64 =
+        sqlx::query_scalar("SELECT '[1,0,0]'::vector <=> '[0,1,0]'::vector").fetch_one(&db.pool).await.unwrap();
+    assert!((distance - 1.0).abs() < 1e-9, "orthogonal vectors have cosine distance 1, got {distance}");
+}
+
+#[tokio::test]
+async fn concurrent_migrations_apply_each_version_once() {
+    let db = shared_postgres().empty_database().await.unwrap();
+    let mut runs = Vec::new();
+    for _ in 0..4 {
+        let url = db.url.clone();
+        runs.push(tokio::spawn(async move {
+            let pool = prospector_store::connect(&url, 2).await?;
+            prospector_store::migrate(&pool).await
+        }));
+    }
+    for run in runs {
+        run.await.unwrap().expect("every concurrent run succeeds");
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(rows as usize, embedded_versions().len());
+    // And running again is a no-op.
+    prospector_store::migrate(&db.pool).await.unwrap();
+    assert_eq!(prospector_store::applied_migrations(&db.pool).await.unwrap(), embedded_versions());
+}
+
+async fn customer(pool: &PgPool, name: &str) -> i64 {
+    upsert_customer(
+        pool,
+        &CustomerRecord {
+            k8s_uid: Uuid::new_v4(),
+            name: name.into(),
+            company_name: format!("{name} Corp"),
+            email: format!("{name}@example.com"),
+            subscription_tier: "starter".into(),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_quota_guard_refuses_growth_past_a_limit_but_allows_downgrades() {
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let id = customer(&db.pool, "guard").await;
+    sqlx::query(
+        "INSERT INTO customer_quotas (customer_id, max_api_calls_per_day, max_api_calls_per_month,
+            rate_limit_per_second, rate_limit_per_minute, max_agents, max_concurrent_agents,
+            max_storage_bytes, max_documents, max_leads_per_month, max_cost_per_month_usd)
+         VALUES ($1, 1000, 30000, 10, 100, 2, 3, 1000000, 100, 1000, 100)",
+    )
+    .bind(id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let grow = "UPDATE customer_quotas SET active_agents_count = active_agents_count + 1 WHERE customer_id = $1";
+    sqlx::query(grow).bind(id).execute(&db.pool).await.unwrap();
+    sqlx::query(grow).bind(id).execute(&db.pool).await.unwrap();
+    let err = sqlx::query(grow).bind(id).execute(&db.pool).await.expect_err("a third agent exceeds max_agents = 2");
+    let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("23514"), "check_violation expected: {err}");
+
+    // A tier downgrade may lower the limit below usage; counters may then only shrink.
+    sqlx::query("UPDATE customer_quotas SET max_agents = 1 WHERE customer_id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE customer_quotas SET active_agents_count = active_agents_count - 1 WHERE customer_id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let err = sqlx::query("UPDATE customer_quotas SET active_agents_count = -1 WHERE customer_id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .expect_err("counters are never negative");
+    assert!(err.to_string().contains("customer_quotas_counters_nonneg"), "{err}");
+}
+
+fn random_unit_vector(rng: &mut StdRng) -> Vec<f32> {
+    let v: Vec<f32> = (0..EMBEDDING_DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / norm).collect()
+}
+
+fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    1.0 - dot / (na * nb)
+}
+
+async fn document_with_chunks(pool: &PgPool, customer_id: i64, vectors: &[Vec<f32>]) -> i64 {
+    let document_id = upsert_document(
+        pool,
+        &DocumentRecord {
+            k8s_uid: Uuid::new_v4(),
+            customer_id,
+            document_id: format!("doc_{}", &Uuid::new_v4().simple().to_string()[..16]),
+            namespace: "cust-test".into(),
+            name: "doc".into(),
+            filename: "doc.txt".into(),
+            source_kind: SourceKind::Text,
+        },
+    )
+    .await
+    .unwrap();
+    let chunks: Vec<NewChunk> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| NewChunk {
+            chunk_index: i as i32,
+            content: format!("chunk {i} of customer {customer_id}"),
+            token_count: 5,
+            embedding: v.clone(),
+        })
+        .collect();
+    upsert_chunks(pool, customer_id, document_id, &chunks).await.unwrap();
+    document_id
+}
+
+#[tokio::test]
+async fn cosine_top_k_returns_the_exact_order_within_one_customer() {
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let alice = customer(&db.pool, "alice").await;
+    let bob = customer(&db.pool, "bob").await;
+    let alice_vectors: Vec<Vec<f32>> = (0..300).map(|_| random_unit_vector(&mut rng)).collect();
+    let bob_vectors: Vec<Vec<f32>> = (0..300).map(|_| random_unit_vector(&mut rng)).collect();
+    let alice_doc = document_with_chunks(&db.pool, alice, &alice_vectors).await;
+    document_with_chunks(&db.pool, bob, &bob_vectors).await;
+    sqlx::query("ANALYZE document_chunks").execute(&db.pool).await.unwrap();
+
+    for _ in 0..5 {
+        // A query close to one of Bob's chunks must still only find Alice's.
+        let query: Vec<f32> = bob_vectors[rng.random_range(0..300)].clone();
+        let hits = nearest_chunks(&db.pool, alice, &query, 10).await.unwrap();
+
+        let mut expected: Vec<(usize, f64)> =
+            alice_vectors.iter().enumerate().map(|(i, v)| (i, cosine_distance(&query, v))).collect();
+        expected.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let expected_indexes: Vec<i32> = expected.iter().take(10).map(|(i, _)| *i as i32).collect();
+        let got_indexes: Vec<i32> = hits.iter().map(|h| h.chunk_index).collect();
+        assert_eq!(got_indexes, expected_indexes, "top-10 must be the exact cosine order");
+        for (hit, (_, distance)) in hits.iter().zip(&expected) {
+            assert_eq!(hit.document_id, alice_doc, "only the caller's chunks are returned");
+            assert!((hit.distance - distance).abs() < 1e-5, "distance {} vs {}", hit.distance, distance);
+        }
+    }
+}
