@@ -21,4 +21,24 @@ timed "dependencies" bash hack/deps.sh
 timed "cargo fmt --check" cargo fmt --all -- --check
 timed "CRD drift check" cargo run --quiet -p prospector-crds --bin crdgen -- --check
 timed "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
-timed "tests" cargo test --workspace --locked
+summary="$(mktemp)"
+run_tests() {
+  local output status
+  output="$(mktemp)"
+  set +e
+  cargo test --workspace --locked 2>&1 | tee "$output"
+  status=${PIPESTATUS[0]}
+  set -e
+  # cargo prints one "test result" line per test binary, the last often a doc-test run with no
+  # tests; a total says what the suite did.
+  awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+       END { printf "tests: %d passed, %d failed\n", p, f }' "$output" >"$summary"
+  rm -f "$output"
+  return "$status"
+}
+status=0
+timed "tests" run_tests || status=$?
+# The suite's closing line.
+cat "$summary"
+rm -f "$summary"
+exit "$status"
