@@ -7,11 +7,12 @@ cd "$REPO_ROOT"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 timed() {
-  local name="$1" start=$SECONDS
+  local name="$1" start=$SECONDS rc=0
   shift
   step "$name"
-  "$@"
-  printf '==> %s: %ss\n' "$name" "$((SECONDS - start))" >&2
+  "$@" || rc=$?
+  printf '==> %s: %ss (exit %s)\n' "$name" "$((SECONDS - start))" "$rc" >&2
+  return "$rc"
 }
 
 command -v cargo >/dev/null || die "cargo is required"
@@ -26,7 +27,7 @@ run_tests() {
   local output status
   output="$(mktemp)"
   set +e
-  cargo test --workspace --locked 2>&1 | tee "$output"
+  cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$output"
   status=${PIPESTATUS[0]}
   set -e
   # cargo prints one "test result" line per test binary, the last often a doc-test run with no
