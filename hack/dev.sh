@@ -2,11 +2,16 @@
 # `make dev` / `make dev-down`: runs a local Prospector environment in the background (Postgres
 # 18 + pgvector with the `prospector` database migrated, and a control plane with kwok and the
 # CRDs), applies examples/tiers.yaml, and says how to use it. State lives in
-# $PROSPECTOR_CACHE/dev and is recreated by every `up`.
+# $PROSPECTOR_CACHE/dev (as root: /var/tmp/prospector/dev, which the unprivileged Postgres user
+# can reach) and is recreated by every `up`.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-dir="$PROSPECTOR_CACHE/dev"
+if [[ "$(id -u)" == 0 ]]; then
+  dir="${PROSPECTOR_SHARED_DIR:-/var/tmp/prospector}/dev"
+else
+  dir="$PROSPECTOR_CACHE/dev"
+fi
 pidfile="$dir/localenv.pid"
 
 down() {
@@ -26,7 +31,7 @@ up() {
   log "building prospector-localenv"
   cargo build --quiet -p prospector-tests --bin prospector-localenv
   down
-  rm -rf "$dir" && mkdir -p "$dir"
+  rm -rf "$dir" && mkdir -p "$dir" && chmod 755 "$(dirname "$dir")" "$dir"
   setsid nohup "$REPO_ROOT/target/debug/prospector-localenv" --dir "$dir" >"$dir/localenv.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   log "waiting for the control plane and Postgres"

@@ -150,8 +150,8 @@ impl PostgresServer {
         let admin: PgConnectOptions = self.admin_url.parse().map_err(HarnessError::sql)?;
         let mut conn = admin.clone().connect().await.map_err(HarnessError::sql)?;
         conn.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.map_err(HarnessError::sql)?;
+        let url = with_database(&self.admin_url, &name);
         let options = admin.database(&name);
-        let url = options.to_url_lossy().to_string();
         let pool = PgPoolOptions::new().max_connections(20).connect_with(options).await.map_err(HarnessError::sql)?;
         Ok(TestDatabase { name, url, pool })
     }
@@ -161,6 +161,22 @@ impl PostgresServer {
         let db = self.empty_database().await?;
         prospector_store::migrate(&db.pool).await.map_err(|e| HarnessError::Start(format!("migrations: {e}")))?;
         Ok(db)
+    }
+}
+
+/// `url` with its database name replaced by `name` (query parameters kept).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let server = match base.rsplit_once('/') {
+        Some((server, _)) if server.contains("://") && server.len() > server.find("://").unwrap_or(0) + 3 => server,
+        _ => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
     }
 }
 
@@ -186,6 +202,18 @@ fn run_to_completion(run_as: RunAs, program: &Path, args: &[String], cwd: &Path)
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_urls_keep_the_server_and_the_query() {
+        assert_eq!(with_database("postgres://u@h:5/postgres", "t_1"), "postgres://u@h:5/t_1");
+        assert_eq!(with_database("postgres://u:p@h:5/db?sslmode=require", "x"), "postgres://u:p@h:5/x?sslmode=require");
+        assert_eq!(with_database("postgres://u@h:5", "x"), "postgres://u@h:5/x");
+    }
 }
 
 /// Where the pginstall tree lives (for tests that call its client binaries).

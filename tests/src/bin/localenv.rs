@@ -35,7 +35,7 @@ async fn run(dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     prospector_store::migrate(&database.pool).await?;
     let plane = ControlPlane::start(&dir.join("controlplane")).await?;
 
-    let env = format!("export KUBECONFIG={}\nexport DATABASE_URL={}\n", plane.kubeconfig().display(), database.url);
+    let env = format!("export KUBECONFIG='{}'\nexport DATABASE_URL='{}'\n", plane.kubeconfig().display(), database.url);
     std::fs::write(dir.join("env"), env)?;
     std::fs::write(dir.join("ready"), "")?;
     eprintln!("prospector-localenv: ready (apiserver {})", plane.server());
