@@ -40,7 +40,7 @@ if [[ -f "$dest/.complete" ]]; then
 fi
 
 command -v go >/dev/null || die "go is required to build the control plane"
-export GOFLAGS="-mod=readonly -trimpath"
+export GOFLAGS="-mod=readonly -trimpath -buildvcs=false"
 export CGO_ENABLED=0
 tmp="$(mktemp -d "$PROSPECTOR_CACHE/controlplane-build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT

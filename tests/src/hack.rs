@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::HarnessError;
+use crate::process::run_checked;
 
 /// The repository root (the workspace this crate belongs to).
 pub fn repo_root() -> PathBuf {
@@ -14,18 +15,8 @@ pub fn repo_root() -> PathBuf {
 /// Runs `hack/<script>` and returns the path it prints on its last line of stdout.
 pub fn hack_path(script: &str) -> Result<PathBuf, HarnessError> {
     let path = repo_root().join("hack").join(script);
-    let output = Command::new("bash")
-        .arg(&path)
-        .output()
-        .map_err(|e| HarnessError::Dependency(format!("cannot run {}: {e}", path.display())))?;
-    if !output.status.success() {
-        return Err(HarnessError::Dependency(format!(
-            "{} failed ({}):\n{}",
-            path.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        )));
-    }
+    let output =
+        run_checked(Command::new("bash").arg(&path), &path.display().to_string()).map_err(HarnessError::Dependency)?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.lines().last().unwrap_or_default().trim();
     let found = PathBuf::from(line);

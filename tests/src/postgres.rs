@@ -2,7 +2,7 @@
 //! root, and CI runs as root), with a fresh database per test. `DATABASE_URL` points the harness
 //! at an existing server instead; it must allow `CREATE DATABASE`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use sqlx::{ConnectOptions, Executor};
 
 use crate::HarnessError;
 use crate::hack::hack_path;
-use crate::process::{ManagedProcess, RunAs, free_port};
+use crate::process::{ManagedProcess, RunAs, free_port, run_checked};
 
 /// The uid/gid of `nobody`, used when the harness runs as root.
 const UNPRIVILEGED: RunAs = RunAs::Unprivileged { uid: 65534, gid: 65534 };
@@ -185,22 +185,8 @@ fn run_to_completion(run_as: RunAs, program: &Path, args: &[String], cwd: &Path)
     if let RunAs::Unprivileged { uid, gid } = run_as {
         command.args([format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into()]);
     }
-    let output = command
-        .arg("--")
-        .arg(program)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .map_err(|e| HarnessError::Start(format!("cannot run {}: {e}", program.display())))?;
-    if !output.status.success() {
-        return Err(HarnessError::Start(format!(
-            "{} failed ({}):\n{}{}",
-            program.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )));
-    }
+    command.arg("--").arg(program).args(args).current_dir(cwd);
+    run_checked(&mut command, &program.display().to_string()).map_err(HarnessError::Start)?;
     Ok(())
 }
 
@@ -214,9 +200,4 @@ mod tests {
         assert_eq!(with_database("postgres://u:p@h:5/db?sslmode=require", "x"), "postgres://u:p@h:5/x?sslmode=require");
         assert_eq!(with_database("postgres://u@h:5", "x"), "postgres://u@h:5/x");
     }
-}
-
-/// Where the pginstall tree lives (for tests that call its client binaries).
-pub fn pginstall_dir() -> Result<PathBuf, HarnessError> {
-    hack_path("postgres.sh")
 }

@@ -127,6 +127,21 @@ impl Drop for ManagedProcess {
     }
 }
 
+/// Runs a command to completion; a failure to start or a non-zero exit is an error carrying
+/// everything the command printed.
+pub fn run_checked(command: &mut Command, what: &str) -> Result<std::process::Output, String> {
+    let output = command.output().map_err(|e| format!("cannot run {what}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{what} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(output)
+}
+
 /// Picks a free TCP port on the loopback interface.
 pub fn free_port() -> Result<u16, HarnessError> {
     let listener =

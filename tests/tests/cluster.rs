@@ -420,3 +420,47 @@ async fn deployments_become_available_through_kwok_and_are_garbage_collected_wit
     })
     .await;
 }
+
+/// Every object under `examples/` is valid for the apiserver (server-side dry run, so schema and
+/// CEL rules run but nothing is stored). Namespaced objects go to the test's namespace.
+#[tokio::test]
+async fn the_examples_are_valid_resources() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use serde::Deserialize;
+
+    let t = ClusterTest::new("examples").await;
+    let dir = prospector_tests::hack::repo_root().join("examples");
+    let mut checked = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for path in files.into_iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let mut object = DynamicObject::deserialize(document).unwrap();
+            let kind = object.types.as_ref().map(|t| t.kind.clone()).unwrap_or_default();
+            let (resource, namespaced) = match kind.as_str() {
+                "Tier" => (Tier::api_resource(), false),
+                "Customer" => (Customer::api_resource(), false),
+                "AgentDeployment" => (AgentDeployment::api_resource(), true),
+                "KnowledgeDocument" => (KnowledgeDocument::api_resource(), true),
+                "ConfigMap" => (ApiResource::erase::<ConfigMap>(&()), true),
+                other => panic!("{}: no check for kind {other}", path.display()),
+            };
+            let api = if namespaced {
+                object.metadata.namespace = Some(t.namespace.clone());
+                dynamic_api(&t.client, resource, Some(&t.namespace))
+            } else {
+                dynamic_api(&t.client, resource, None)
+            };
+            let params = PostParams { dry_run: true, ..Default::default() };
+            api.create(&params, &object)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {kind} {:?} is invalid: {e}", path.display(), object.metadata.name));
+            checked.push(kind);
+        }
+    }
+    for kind in ["Tier", "Customer", "AgentDeployment", "KnowledgeDocument"] {
+        assert!(checked.iter().any(|k| k == kind), "examples/ has no {kind}");
+    }
+    assert_eq!(checked.iter().filter(|k| *k == "Tier").count(), 4, "examples/tiers.yaml holds the four tiers");
+}
