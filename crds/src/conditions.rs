@@ -43,6 +43,8 @@ pub mod reasons {
     pub const STORAGE_LIMIT_REACHED: &str = "StorageLimitReached";
     /// The monthly cost cap is reached.
     pub const COST_CAP_REACHED: &str = "CostCapReached";
+    /// A customer is at one or more of its limits (the message lists them).
+    pub const LIMIT_REACHED: &str = "LimitReached";
     /// Within every limit.
     pub const WITHIN_LIMITS: &str = "WithinLimits";
     /// Suspended by `spec.suspended`.

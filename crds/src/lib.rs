@@ -9,6 +9,7 @@ pub mod common;
 pub mod conditions;
 pub mod customer;
 pub mod document;
+pub mod labels;
 pub mod tier;
 
 pub use agent::{AgentDeployment, AgentDeploymentSpec, AgentDeploymentStatus, AgentPerformance, AgentPhase, AgentType};

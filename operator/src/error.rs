@@ -1,10 +1,24 @@
-//! The operator's error type.
+//! The operator's error type. Every variant has a bounded metric label.
 
-/// Why an operator action failed.
+/// Why a reconcile or an operator command failed. All of these are transient from the
+/// operator's point of view (retried with backoff); invalid specs are reported in status
+/// instead and never reach the error policy.
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
     #[error(transparent)]
     Store(#[from] prospector_store::StoreError),
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<OperatorError>>),
+    #[error("the object has no {0}")]
+    MissingField(&'static str),
+    #[error("cannot encode an object: {0}")]
+    Serialization(#[from] serde_json::Error),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("leader election: {0}")]
+    Leadership(String),
 }
 
 impl OperatorError {
@@ -12,6 +26,24 @@ impl OperatorError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             OperatorError::Store(e) => e.metric_label(),
+            OperatorError::Kube(_) => "kube",
+            OperatorError::Finalizer(_) => "finalizer",
+            OperatorError::MissingField(_) => "missing_field",
+            OperatorError::Serialization(_) => "serialization",
+            OperatorError::Config(_) => "config",
+            OperatorError::Leadership(_) => "leadership",
         }
     }
 }
+
+impl From<kube::runtime::finalizer::Error<OperatorError>> for OperatorError {
+    fn from(e: kube::runtime::finalizer::Error<OperatorError>) -> Self {
+        match e {
+            kube::runtime::finalizer::Error::ApplyFailed(inner)
+            | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner,
+            other => OperatorError::Finalizer(Box::new(other)),
+        }
+    }
+}
+
+pub type Result<T, E = OperatorError> = std::result::Result<T, E>;

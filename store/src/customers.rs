@@ -1,29 +1,45 @@
-//! The `customers` table: one row per Customer object, keyed by its UID.
+//! The customer side of Postgres: the `customers` row of a Customer object (keyed by UID), its
+//! quota snapshot in `customer_quotas`, its API keys, its usage, and the purge on deletion.
 
-use sqlx::PgPool;
+use chrono::NaiveDate;
+use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use crate::StoreError;
 
 /// The fields of a Customer that Postgres mirrors.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CustomerRecord {
     pub k8s_uid: Uuid,
     pub name: String,
     pub company_name: String,
     pub email: String,
     pub subscription_tier: String,
+    pub contact_name: Option<String>,
+    pub contact_title: Option<String>,
+    pub company_website: Option<String>,
+    pub company_size: Option<String>,
+    pub industry: Option<String>,
+    pub suspended: bool,
 }
 
 /// Inserts or updates the customer row of a Customer object and returns its id
-/// (`status.customerId`). Replaying it after a crash returns the same id.
+/// (`status.customerId`). Replaying it after a crash returns the same id. Fails with
+/// [`StoreError::EmailInUse`] when another live customer has the same e-mail address.
 pub async fn upsert_customer(pool: &PgPool, customer: &CustomerRecord) -> Result<i64, StoreError> {
-    let id = sqlx::query_scalar(
-        "INSERT INTO customers (k8s_uid, name, company_name, email, subscription_tier)
-         VALUES ($1, $2, $3, $4, $5)
+    let result = sqlx::query_scalar(
+        "INSERT INTO customers (k8s_uid, name, company_name, email, subscription_tier, status,
+                                contact_name, contact_title, company_website, company_size, industry)
+         VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN 'suspended' ELSE 'active' END, $7, $8, $9, $10, $11)
          ON CONFLICT (k8s_uid) DO UPDATE
             SET company_name = EXCLUDED.company_name,
-                subscription_tier = EXCLUDED.subscription_tier
+                subscription_tier = EXCLUDED.subscription_tier,
+                status = CASE WHEN customers.deleted_at IS NULL THEN EXCLUDED.status ELSE customers.status END,
+                contact_name = EXCLUDED.contact_name,
+                contact_title = EXCLUDED.contact_title,
+                company_website = EXCLUDED.company_website,
+                company_size = EXCLUDED.company_size,
+                industry = EXCLUDED.industry
          RETURNING id",
     )
     .bind(customer.k8s_uid)
@@ -31,7 +47,237 @@ pub async fn upsert_customer(pool: &PgPool, customer: &CustomerRecord) -> Result
     .bind(&customer.company_name)
     .bind(&customer.email)
     .bind(&customer.subscription_tier)
+    .bind(customer.suspended)
+    .bind(&customer.contact_name)
+    .bind(&customer.contact_title)
+    .bind(&customer.company_website)
+    .bind(&customer.company_size)
+    .bind(&customer.industry)
     .fetch_one(pool)
+    .await;
+    match result {
+        Ok(id) => Ok(id),
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("customers_email_live_key") => {
+            Err(StoreError::EmailInUse)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A customer's effective limits (its tier with the overrides applied).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QuotaLimits {
+    pub max_api_calls_per_day: i64,
+    pub max_api_calls_per_month: i64,
+    pub rate_limit_per_second: i32,
+    pub rate_limit_per_minute: i32,
+    pub max_agents: i32,
+    pub max_concurrent_agents: i32,
+    pub max_storage_bytes: i64,
+    pub max_documents: i32,
+    pub max_leads_per_month: i64,
+    pub max_cost_per_month_usd: f64,
+}
+
+/// Writes the limits snapshot the quota decisions compare against. Counters are untouched: a
+/// lower limit than current usage (a downgrade) is recorded, and only blocks new reservations.
+pub async fn set_quota_limits(pool: &PgPool, customer_id: i64, limits: &QuotaLimits) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO customer_quotas (customer_id, max_api_calls_per_day, max_api_calls_per_month,
+                rate_limit_per_second, rate_limit_per_minute, max_agents, max_concurrent_agents,
+                max_storage_bytes, max_documents, max_leads_per_month, max_cost_per_month_usd)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::float8::numeric)
+         ON CONFLICT (customer_id) DO UPDATE
+            SET max_api_calls_per_day = EXCLUDED.max_api_calls_per_day,
+                max_api_calls_per_month = EXCLUDED.max_api_calls_per_month,
+                rate_limit_per_second = EXCLUDED.rate_limit_per_second,
+                rate_limit_per_minute = EXCLUDED.rate_limit_per_minute,
+                max_agents = EXCLUDED.max_agents,
+                max_concurrent_agents = EXCLUDED.max_concurrent_agents,
+                max_storage_bytes = EXCLUDED.max_storage_bytes,
+                max_documents = EXCLUDED.max_documents,
+                max_leads_per_month = EXCLUDED.max_leads_per_month,
+                max_cost_per_month_usd = EXCLUDED.max_cost_per_month_usd
+          WHERE (customer_quotas.max_api_calls_per_day, customer_quotas.max_api_calls_per_month,
+                 customer_quotas.rate_limit_per_second, customer_quotas.rate_limit_per_minute,
+                 customer_quotas.max_agents, customer_quotas.max_concurrent_agents,
+                 customer_quotas.max_storage_bytes, customer_quotas.max_documents,
+                 customer_quotas.max_leads_per_month, customer_quotas.max_cost_per_month_usd)
+                IS DISTINCT FROM
+                (EXCLUDED.max_api_calls_per_day, EXCLUDED.max_api_calls_per_month,
+                 EXCLUDED.rate_limit_per_second, EXCLUDED.rate_limit_per_minute,
+                 EXCLUDED.max_agents, EXCLUDED.max_concurrent_agents,
+                 EXCLUDED.max_storage_bytes, EXCLUDED.max_documents,
+                 EXCLUDED.max_leads_per_month, EXCLUDED.max_cost_per_month_usd)",
+    )
+    .bind(customer_id)
+    .bind(limits.max_api_calls_per_day)
+    .bind(limits.max_api_calls_per_month)
+    .bind(limits.rate_limit_per_second)
+    .bind(limits.rate_limit_per_minute)
+    .bind(limits.max_agents)
+    .bind(limits.max_concurrent_agents)
+    .bind(limits.max_storage_bytes)
+    .bind(limits.max_documents)
+    .bind(limits.max_leads_per_month)
+    .bind(limits.max_cost_per_month_usd)
+    .execute(pool)
     .await?;
-    Ok(id)
+    Ok(())
+}
+
+/// Records an API key by its prefix and SHA-256 (never the key). Idempotent.
+pub async fn register_api_key(pool: &PgPool, customer_id: i64, prefix: &str, sha256: &[u8]) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO api_keys (customer_id, key_prefix, key_sha256) VALUES ($1, $2, $3)
+         ON CONFLICT (key_sha256) DO NOTHING",
+    )
+    .bind(customer_id)
+    .bind(prefix)
+    .bind(sha256)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The SHA-256 hashes of a customer's unrevoked keys.
+pub async fn active_key_hashes(pool: &PgPool, customer_id: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+    let rows =
+        sqlx::query_scalar("SELECT key_sha256 FROM api_keys WHERE customer_id = $1 AND revoked_at IS NULL ORDER BY id")
+            .bind(customer_id)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows)
+}
+
+/// Limits, live counters and this day's / month's usage of one customer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UsageSnapshot {
+    pub limits: QuotaLimits,
+    pub active_agents: i64,
+    pub active_replicas: i64,
+    pub documents: i64,
+    pub storage_bytes: i64,
+    pub api_calls_today: i64,
+    pub api_calls_this_month: i64,
+    pub leads_this_month: i64,
+    pub cost_this_month_usd: f64,
+}
+
+/// Reads a customer's usage. `today` and `month_start` come from the caller's clock.
+pub async fn usage_snapshot(
+    pool: &PgPool,
+    customer_id: i64,
+    today: NaiveDate,
+    month_start: NaiveDate,
+) -> Result<Option<UsageSnapshot>, StoreError> {
+    let row = sqlx::query(
+        "SELECT q.*, q.max_cost_per_month_usd::float8 AS cost_cap,
+                coalesce((SELECT api_calls FROM usage_daily WHERE customer_id = $1 AND day = $2), 0) AS calls_today,
+                coalesce(m.api_calls, 0)::int8 AS calls_month, coalesce(m.leads, 0)::int8 AS leads_month,
+                coalesce(m.cost_usd, 0)::float8 AS cost_month
+           FROM customer_quotas q
+           LEFT JOIN LATERAL (
+                SELECT sum(api_calls) AS api_calls, sum(leads) AS leads, sum(cost_usd) AS cost_usd
+                  FROM usage_daily WHERE customer_id = $1 AND day >= $3) m ON true
+          WHERE q.customer_id = $1",
+    )
+    .bind(customer_id)
+    .bind(today)
+    .bind(month_start)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let int = |name: &str| -> Result<i64, sqlx::Error> { row.try_get::<i32, _>(name).map(i64::from) };
+    Ok(Some(UsageSnapshot {
+        limits: QuotaLimits {
+            max_api_calls_per_day: row.try_get("max_api_calls_per_day")?,
+            max_api_calls_per_month: row.try_get("max_api_calls_per_month")?,
+            rate_limit_per_second: row.try_get("rate_limit_per_second")?,
+            rate_limit_per_minute: row.try_get("rate_limit_per_minute")?,
+            max_agents: row.try_get("max_agents")?,
+            max_concurrent_agents: row.try_get("max_concurrent_agents")?,
+            max_storage_bytes: row.try_get("max_storage_bytes")?,
+            max_documents: row.try_get("max_documents")?,
+            max_leads_per_month: row.try_get("max_leads_per_month")?,
+            max_cost_per_month_usd: row.try_get("cost_cap")?,
+        },
+        active_agents: int("active_agents_count")?,
+        active_replicas: int("active_replicas")?,
+        documents: int("documents_count")?,
+        storage_bytes: row.try_get("storage_used_bytes")?,
+        api_calls_today: row.try_get("calls_today")?,
+        api_calls_this_month: row.try_get("calls_month")?,
+        leads_this_month: row.try_get("leads_month")?,
+        cost_this_month_usd: row.try_get("cost_month")?,
+    }))
+}
+
+/// What deleting a customer removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CustomerPurge {
+    pub customer_id: Option<i64>,
+    pub documents: u64,
+    pub blobs: u64,
+    pub keys_revoked: u64,
+}
+
+/// Deletes a customer's data for good and keeps its billing rows: its documents are
+/// soft-deleted (their chunks, vectors and queue entries go with them), its blobs are
+/// hard-deleted, its keys revoked, its agents terminated, and the customer row soft-deleted.
+/// One transaction; replaying it after a crash finds nothing left to do.
+pub async fn purge_customer(pool: &PgPool, k8s_uid: Uuid) -> Result<CustomerPurge, StoreError> {
+    let mut tx = pool.begin().await?;
+    let customer_id: Option<i64> = sqlx::query_scalar("SELECT id FROM customers WHERE k8s_uid = $1 FOR UPDATE")
+        .bind(k8s_uid)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(customer_id) = customer_id else {
+        return Ok(CustomerPurge::default());
+    };
+    let documents = sqlx::query(
+        "UPDATE knowledge_documents
+            SET deleted_at = now(), blob_sha256 = NULL, extracted_text = NULL,
+                quota_reserved = false, storage_reserved_bytes = 0
+          WHERE customer_id = $1 AND deleted_at IS NULL",
+    )
+    .bind(customer_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    // Soft-deleted documents may still have chunks if the purge trigger is not there yet.
+    sqlx::query("DELETE FROM document_chunks WHERE customer_id = $1").bind(customer_id).execute(&mut *tx).await?;
+    let blobs = sqlx::query("DELETE FROM document_blobs WHERE customer_id = $1")
+        .bind(customer_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    sqlx::query(
+        "UPDATE customer_agents SET admitted = false, quota_reserved_replicas = 0,
+                status = 'terminated', terminated_at = now()
+          WHERE customer_id = $1 AND terminated_at IS NULL",
+    )
+    .bind(customer_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE customer_quotas SET active_agents_count = 0, active_replicas = 0, documents_count = 0,
+                storage_used_bytes = 0
+          WHERE customer_id = $1",
+    )
+    .bind(customer_id)
+    .execute(&mut *tx)
+    .await?;
+    let keys_revoked =
+        sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE customer_id = $1 AND revoked_at IS NULL")
+            .bind(customer_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    sqlx::query("UPDATE customers SET status = 'deleted', deleted_at = coalesce(deleted_at, now()) WHERE id = $1")
+        .bind(customer_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(CustomerPurge { customer_id: Some(customer_id), documents, blobs, keys_revoked })
 }

@@ -6,6 +6,9 @@ pub enum StoreError {
     /// The database could not be reached or the statement failed; usually transient.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// Another live customer already uses this e-mail address.
+    #[error("another customer already uses this e-mail address")]
+    EmailInUse,
     /// A migration could not be applied.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -16,6 +19,7 @@ impl StoreError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             StoreError::Database(_) => "database",
+            StoreError::EmailInUse => "email_in_use",
             StoreError::Migrate(_) => "migrate",
         }
     }

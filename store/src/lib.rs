@@ -5,6 +5,7 @@
 //! chunks and vectors, and the embedding work queue. Writes that mirror a custom resource are
 //! upserts keyed by the object's UID, so a reconcile that crashed half-way replays cleanly.
 
+pub mod agents;
 pub mod chunks;
 pub mod customers;
 pub mod documents;

@@ -104,6 +104,7 @@ async fn customer(pool: &PgPool, name: &str) -> i64 {
             company_name: format!("{name} Corp"),
             email: format!("{name}@example.com"),
             subscription_tier: "starter".into(),
+            ..Default::default()
         },
     )
     .await

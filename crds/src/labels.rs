@@ -1,0 +1,17 @@
+//! Label and annotation keys the operator puts on the objects it manages. Cross-namespace
+//! children are found by these labels (owner references only work within a namespace).
+
+/// The name of the Customer an object belongs to.
+pub const CUSTOMER: &str = "prospector.dev/customer";
+/// The integer id of the Customer an object belongs to.
+pub const CUSTOMER_ID: &str = "prospector.dev/customer-id";
+/// The name of the AgentDeployment an object belongs to.
+pub const AGENT: &str = "prospector.dev/agent";
+/// The name of the KnowledgeDocument an object belongs to.
+pub const DOCUMENT: &str = "prospector.dev/document";
+/// The tier a customer namespace was configured from.
+pub const TIER: &str = "prospector.dev/tier";
+/// Standard label: the tool managing an object.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The value of [`MANAGED_BY`].
+pub const MANAGER: &str = "prospector-operator";

@@ -1,0 +1,133 @@
+//! What every reconcile shares: clients, configuration, the clock, metrics, per-object retry
+//! backoff, and the channel that wakes agents waiting for quota.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use prospector_crds::AgentDeployment;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+
+use crate::catalog::AgentCatalog;
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+
+/// The field manager of every server-side apply the operator does.
+pub const FIELD_MANAGER: &str = "prospector-operator";
+
+/// Settings of a running operator.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The namespace the operator runs in; customer NetworkPolicies admit traffic from it.
+    pub platform_namespace: String,
+    /// The REST API URL agents call (`PROSPECTOR_API_URL`).
+    pub api_url: String,
+    pub catalog: AgentCatalog,
+    /// How often an agent waiting for quota retries on its own (freed quota also wakes it).
+    pub waiting_retry: Duration,
+    /// How often a healthy object is re-read, to pick up usage and the turn of the month.
+    pub resync: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            platform_namespace: "prospector-system".into(),
+            api_url: "http://prospector-apiserver.prospector-system.svc:8080".into(),
+            catalog: AgentCatalog::default(),
+            waiting_retry: Duration::from_secs(30),
+            resync: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Shared state of the controllers.
+pub struct Context {
+    pub client: Client,
+    pub pool: PgPool,
+    pub settings: Settings,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
+    pub reporter: Reporter,
+    recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+    wake_agents: mpsc::UnboundedSender<ObjectRef<AgentDeployment>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Builds the context and the receiving end of the agent wake-up channel.
+    pub fn new(
+        client: Client,
+        pool: PgPool,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+        instance: Option<String>,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<ObjectRef<AgentDeployment>>) {
+        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance };
+        let recorder = Recorder::new(client.clone(), reporter.clone());
+        let (wake_agents, woken) = mpsc::unbounded_channel();
+        let context = Self {
+            client,
+            pool,
+            settings,
+            clock,
+            metrics,
+            reporter,
+            recorder,
+            failures: Mutex::new(HashMap::new()),
+            wake_agents,
+        };
+        (Arc::new(context), woken)
+    }
+
+    /// Publishes a Kubernetes Event about `object`. Failing to publish never fails a reconcile.
+    pub async fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, warning: bool, reason: &str, note: String) {
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "cannot publish an event");
+        }
+    }
+
+    /// Asks the agent controller to reconcile these agents soon (quota was freed).
+    pub fn wake(&self, agents: impl IntoIterator<Item = (String, String)>) {
+        for (namespace, name) in agents {
+            let _ = self.wake_agents.send(ObjectRef::new(&name).within(&namespace));
+        }
+    }
+
+    /// The retry delay after a failure of `key`: 1 s, doubling up to 5 minutes.
+    pub fn backoff(&self, key: String) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let count = failures.entry(key).or_insert(0);
+        *count = count.saturating_add(1);
+        Duration::from_secs(1u64 << (*count - 1).min(8)).min(Duration::from_secs(300))
+    }
+
+    /// Forgets the failures of `key` after it reconciled.
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
+/// A key identifying an object for backoff bookkeeping.
+pub fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    format!("{}/{}/{}", K::kind(&()), object.namespace().unwrap_or_default(), object.name_any())
+}

@@ -1,0 +1,53 @@
+//! The Tier controller: counts the customers on each tier into its status. (A Tier change
+//! reaching its customers is the Customer controller's watch on Tiers.)
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::Action;
+use prospector_crds::conditions::{reasons, types};
+use prospector_crds::{Customer, Tier};
+
+use super::apply_status;
+use crate::context::{Context, object_key};
+use crate::error::Result;
+use crate::status::condition;
+
+/// The controller's name in metrics and logs.
+pub const CONTROLLER: &str = "tier";
+
+/// Reconciles one Tier.
+pub async fn reconcile(tier: Arc<Tier>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started(CONTROLLER);
+    let name = tier.name_any();
+    let customers: Api<Customer> = Api::all(ctx.client.clone());
+    let mut count = 0;
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = customers.list(&params).await?;
+        count += page.items.iter().filter(|c| c.spec.tier == name && c.metadata.deletion_timestamp.is_none()).count();
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    let previous = tier.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let ready = condition(
+        &previous,
+        types::READY,
+        true,
+        reasons::RECONCILED,
+        format!("{count} customer(s) on this tier"),
+        tier.metadata.generation,
+        ctx.clock.now(),
+    );
+    let status = serde_json::json!({
+        "customers": count,
+        "observedGeneration": tier.metadata.generation,
+        "conditions": [ready],
+    });
+    apply_status(&Api::<Tier>::all(ctx.client.clone()), &name, status).await?;
+    ctx.succeeded(&object_key(tier.as_ref()));
+    Ok(Action::requeue(ctx.settings.resync))
+}

@@ -1,0 +1,275 @@
+//! An AgentDeployment's children: a ServiceAccount without a token, a ConfigMap with the agent's
+//! config and its customer's ICP, and the Deployment that runs the agent.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec,
+    SecretKeySelector, ServiceAccount, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use prospector_crds::labels;
+use prospector_crds::{AgentDeploymentSpec, IcpCriteria};
+use sha2::{Digest, Sha256};
+
+use super::customer::{API_KEY_SECRET, API_KEY_SECRET_KEY};
+use super::{managed_labels, restricted_container_security, restricted_pod_security};
+
+/// Where the agent finds its ConfigMap's files.
+pub const CONFIG_MOUNT_PATH: &str = "/etc/prospector";
+
+/// What the children of one agent are built from.
+#[derive(Clone, Debug)]
+pub struct AgentChildren<'a> {
+    /// The AgentDeployment's name.
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub customer_name: &'a str,
+    pub spec: &'a AgentDeploymentSpec,
+    pub owner: OwnerReference,
+    /// The image the catalog maps the agent type to (or `spec.image`).
+    pub image: &'a str,
+    pub api_url: &'a str,
+    pub agent_id: i64,
+    pub deployment_id: &'a str,
+    pub customer_icp: Option<&'a IcpCriteria>,
+}
+
+/// The name of the Deployment, ServiceAccount and ConfigMap of an agent.
+pub fn child_name(agent_name: &str) -> String {
+    format!("agent-{agent_name}")
+}
+
+impl AgentChildren<'_> {
+    fn labels(&self) -> BTreeMap<String, String> {
+        managed_labels(&[(labels::CUSTOMER, self.customer_name), (labels::AGENT, self.name)])
+    }
+
+    fn meta(&self) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(child_name(self.name)),
+            namespace: Some(self.namespace.to_owned()),
+            labels: Some(self.labels()),
+            owner_references: Some(vec![self.owner.clone()]),
+            ..Default::default()
+        }
+    }
+
+    /// The agent's identity; its token is never mounted (agents authenticate with their API key).
+    pub fn service_account(&self) -> ServiceAccount {
+        ServiceAccount { metadata: self.meta(), automount_service_account_token: Some(false), ..Default::default() }
+    }
+
+    fn config_data(&self) -> BTreeMap<String, String> {
+        let config = self.spec.config.clone().unwrap_or_else(|| serde_json::json!({}));
+        let icp = self.customer_icp.cloned().unwrap_or_default();
+        BTreeMap::from([
+            ("config.json".to_owned(), config.to_string()),
+            ("icp.json".to_owned(), serde_json::to_string(&icp).unwrap_or_else(|_| "{}".into())),
+        ])
+    }
+
+    /// The agent's configuration and its customer's ICP, mounted at [`CONFIG_MOUNT_PATH`].
+    pub fn config_map(&self) -> ConfigMap {
+        ConfigMap { metadata: self.meta(), data: Some(self.config_data()), ..Default::default() }
+    }
+
+    /// The Deployment running `replicas` pods of the agent under the restricted Pod Security
+    /// Standard. A hash of the ConfigMap's content in the pod template rolls the pods when it
+    /// changes.
+    pub fn deployment(&self, replicas: i32) -> Deployment {
+        let selector = BTreeMap::from([(labels::AGENT.to_owned(), self.name.to_owned())]);
+        let mut pod_labels = self.labels();
+        pod_labels.extend(selector.clone());
+        let config_hash = {
+            let mut hasher = Sha256::new();
+            for (key, value) in self.config_data() {
+                hasher.update(key.as_bytes());
+                hasher.update([0]);
+                hasher.update(value.as_bytes());
+                hasher.update([0]);
+            }
+            hex::encode(&hasher.finalize()[..8])
+        };
+        let env = |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..Default::default() };
+        let container = Container {
+            name: "agent".into(),
+            image: Some(self.image.to_owned()),
+            env: Some(vec![
+                env("PROSPECTOR_API_URL", self.api_url.to_owned()),
+                EnvVar {
+                    name: "PROSPECTOR_API_KEY".into(),
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: API_KEY_SECRET.into(),
+                            key: API_KEY_SECRET_KEY.into(),
+                            optional: Some(false),
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                env("PROSPECTOR_AGENT_ID", self.agent_id.to_string()),
+                env("PROSPECTOR_DEPLOYMENT_ID", self.deployment_id.to_owned()),
+                env("PROSPECTOR_MODEL", self.spec.model.clone()),
+                env("PROSPECTOR_AGENT_TYPE", self.spec.agent_type.as_str().to_owned()),
+                env("PROSPECTOR_CONFIG_DIR", CONFIG_MOUNT_PATH.to_owned()),
+            ]),
+            resources: self.spec.resources.clone(),
+            security_context: Some(restricted_container_security()),
+            volume_mounts: Some(vec![
+                VolumeMount {
+                    name: "config".into(),
+                    mount_path: CONFIG_MOUNT_PATH.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() },
+            ]),
+            ..Default::default()
+        };
+        Deployment {
+            metadata: self.meta(),
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas),
+                selector: LabelSelector { match_labels: Some(selector), ..Default::default() },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(pod_labels),
+                        annotations: Some(BTreeMap::from([("prospector.dev/config-hash".to_owned(), config_hash)])),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec {
+                        service_account_name: Some(child_name(self.name)),
+                        automount_service_account_token: Some(false),
+                        security_context: Some(restricted_pod_security()),
+                        containers: vec![container],
+                        volumes: Some(vec![
+                            Volume {
+                                name: "config".into(),
+                                config_map: Some(ConfigMapVolumeSource {
+                                    name: child_name(self.name),
+                                    ..Default::default()
+                                }),
+                                ..Default::default()
+                            },
+                            Volume {
+                                name: "tmp".into(),
+                                empty_dir: Some(EmptyDirVolumeSource { size_limit: None, ..Default::default() }),
+                                ..Default::default()
+                            },
+                        ]),
+                        ..Default::default()
+                    }),
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prospector_crds::AgentType;
+
+    use super::*;
+
+    fn spec() -> AgentDeploymentSpec {
+        AgentDeploymentSpec {
+            agent_name: "Lead Qualifier".into(),
+            agent_type: AgentType::LeadQualifier,
+            model: "llama3.1-8b".into(),
+            config: Some(serde_json::json!({"temperature": 0.2})),
+            replicas: 2,
+            image: None,
+            resources: None,
+            suspend: false,
+        }
+    }
+
+    fn children(spec: &AgentDeploymentSpec) -> AgentChildren<'_> {
+        AgentChildren {
+            name: "qualifier",
+            namespace: "cust-acme",
+            customer_name: "acme",
+            spec,
+            owner: OwnerReference {
+                api_version: "prospector.dev/v1alpha1".into(),
+                kind: "AgentDeployment".into(),
+                name: "qualifier".into(),
+                uid: "uid-2".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+            image: "registry.example/agents/lead-qualifier:1",
+            api_url: "http://prospector-apiserver.prospector-system:8080",
+            agent_id: 42,
+            deployment_id: "agent_7_0123abcd",
+            customer_icp: None,
+        }
+    }
+
+    #[test]
+    fn deployment_carries_the_agent_env_and_the_api_key_from_the_secret() {
+        let spec = spec();
+        let deployment = children(&spec).deployment(2);
+        let pod = deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let env: BTreeMap<_, _> =
+            pod.containers[0].env.as_ref().unwrap().iter().map(|e| (e.name.as_str(), e.clone())).collect();
+        assert_eq!(env["PROSPECTOR_AGENT_ID"].value.as_deref(), Some("42"));
+        assert_eq!(env["PROSPECTOR_DEPLOYMENT_ID"].value.as_deref(), Some("agent_7_0123abcd"));
+        assert_eq!(env["PROSPECTOR_MODEL"].value.as_deref(), Some("llama3.1-8b"));
+        assert_eq!(env["PROSPECTOR_AGENT_TYPE"].value.as_deref(), Some("lead_qualifier"));
+        assert_eq!(
+            env["PROSPECTOR_API_URL"].value.as_deref(),
+            Some("http://prospector-apiserver.prospector-system:8080")
+        );
+        let key = env["PROSPECTOR_API_KEY"].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!((key.name.as_str(), key.key.as_str()), (API_KEY_SECRET, API_KEY_SECRET_KEY));
+        assert!(env["PROSPECTOR_API_KEY"].value.is_none(), "the key is never inlined");
+        assert_eq!(deployment.spec.unwrap().replicas, Some(2));
+    }
+
+    #[test]
+    fn pods_meet_the_restricted_pod_security_standard() {
+        let spec = spec();
+        let deployment = children(&spec).deployment(1);
+        let pod = deployment.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(pod.service_account_name.as_deref(), Some("agent-qualifier"));
+        let pod_security = pod.security_context.unwrap();
+        assert_eq!(pod_security.run_as_non_root, Some(true));
+        assert_eq!(pod_security.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let container = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(container.allow_privilege_escalation, Some(false));
+        assert_eq!(container.read_only_root_filesystem, Some(true));
+        assert_eq!(container.capabilities.unwrap().drop.unwrap(), ["ALL"]);
+        assert!(container.privileged.is_none());
+    }
+
+    #[test]
+    fn config_changes_roll_the_pods() {
+        let spec = spec();
+        let hash = |d: Deployment| {
+            d.spec.unwrap().template.metadata.unwrap().annotations.unwrap()["prospector.dev/config-hash"].clone()
+        };
+        let before = hash(children(&spec).deployment(1));
+        let mut changed = spec.clone();
+        changed.config = Some(serde_json::json!({"temperature": 0.9}));
+        assert_ne!(before, hash(children(&changed).deployment(1)));
+        assert_eq!(before, hash(children(&spec).deployment(3)), "scaling alone does not roll pods");
+    }
+
+    #[test]
+    fn service_account_has_no_token_and_config_map_holds_config_and_icp() {
+        let spec = spec();
+        let agent = children(&spec);
+        assert_eq!(agent.service_account().automount_service_account_token, Some(false));
+        let data = agent.config_map().data.unwrap();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&data["config.json"]).unwrap()["temperature"], 0.2);
+        let icp: IcpCriteria = serde_json::from_str(&data["icp.json"]).unwrap();
+        assert!(icp.target_industries.is_empty());
+    }
+}

@@ -1,0 +1,179 @@
+//! Runs the operator: leader election, the three controllers, and the HTTP endpoints
+//! (`/metrics`, `/healthz`, `/readyz`). Used by `prospector-operator run` and, in-process, by
+//! the integration tests.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::Api;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher::Config as WatcherConfig;
+use kube::{Client, ResourceExt};
+use prospector_crds::{AgentDeployment, Customer, Tier, labels};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::context::{Context, Settings};
+use crate::controllers::{agent, customer, error_policy, tier};
+use crate::error::OperatorError;
+use crate::leader::{LeaderElector, LeaseSettings};
+use crate::metrics::Metrics;
+
+/// How the operator runs.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub settings: Settings,
+    /// `None` runs without leader election (a single replica, or tests).
+    pub lease: Option<LeaseSettings>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`; `None` serves nothing.
+    pub http_addr: Option<SocketAddr>,
+    /// Reconciles running at once per controller.
+    pub concurrency: u16,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { settings: Settings::default(), lease: None, http_addr: None, concurrency: 16 }
+    }
+}
+
+#[derive(Clone)]
+struct HttpState {
+    metrics: Metrics,
+    pool: PgPool,
+}
+
+async fn serve_http(addr: SocketAddr, state: HttpState) -> Result<(), OperatorError> {
+    let app = Router::new()
+        .route("/metrics", get(|State(s): State<HttpState>| async move { s.metrics.render() }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(s): State<HttpState>| async move {
+                match prospector_store::ping(&s.pool).await {
+                    Ok(()) => (StatusCode::OK, "ok"),
+                    Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+                }
+            }),
+        )
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| OperatorError::Config(format!("cannot listen on {addr}: {e}")))?;
+    tracing::info!(%addr, "serving metrics and health");
+    axum::serve(listener, app).await.map_err(|e| OperatorError::Config(format!("http server: {e}")))
+}
+
+/// Runs until `shutdown` resolves (returns `Ok`) or leadership is lost (returns the error).
+pub async fn run(
+    client: Client,
+    pool: PgPool,
+    options: RunOptions,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), OperatorError> {
+    let metrics = Metrics::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let http = options
+        .http_addr
+        .map(|addr| tokio::spawn(serve_http(addr, HttpState { metrics: metrics.clone(), pool: pool.clone() })));
+
+    let elector = options.lease.clone().map(|lease| LeaderElector::new(client.clone(), lease));
+    if let Some(elector) = &elector {
+        tokio::select! {
+            () = elector.acquire() => {}
+            () = stopped() => return Ok(()),
+        }
+    }
+    metrics.leader.set(1);
+
+    let instance = options.lease.as_ref().map(|l| l.identity.clone());
+    let (ctx, woken) = Context::new(client.clone(), pool, options.settings.clone(), clock, metrics.clone(), instance);
+    let config = ControllerConfig::default().concurrency(options.concurrency).debounce(Duration::from_millis(200));
+    let watch = WatcherConfig::default().any_semantic();
+
+    let tiers = Controller::new(Api::<Tier>::all(client.clone()), watch.clone())
+        .with_config(config.clone())
+        .watches(Api::<Customer>::all(client.clone()), watch.clone(), |c| Some(ObjectRef::<Tier>::new(&c.spec.tier)))
+        .graceful_shutdown_on(stopped())
+        .run(tier::reconcile, error_policy(tier::CONTROLLER), ctx.clone())
+        .for_each(|_| async {});
+
+    let customers = Controller::new(Api::<Customer>::all(client.clone()), watch.clone()).with_config(config.clone());
+    let customer_store = customers.store();
+    let customers = customers
+        .watches(Api::<Tier>::all(client.clone()), watch.clone(), move |tier| {
+            let name = tier.name_any();
+            customer_store
+                .state()
+                .into_iter()
+                .filter(move |c| c.spec.tier == name)
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+        })
+        .watches(Api::<AgentDeployment>::all(client.clone()), watch.clone(), |agent| {
+            agent.namespace().and_then(|ns| ns.strip_prefix("cust-").map(|name| ObjectRef::<Customer>::new(name)))
+        })
+        .graceful_shutdown_on(stopped())
+        .run(customer::reconcile, error_policy(customer::CONTROLLER), ctx.clone())
+        .for_each(|_| async {});
+
+    let agents = Controller::new(Api::<AgentDeployment>::all(client.clone()), watch.clone()).with_config(config);
+    let agent_store = agents.store();
+    let woken = futures::stream::unfold(woken, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+    let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
+    let agents = agents
+        .owns(Api::<Deployment>::all(client.clone()), watch.clone().labels(&managed))
+        .watches(Api::<Customer>::all(client.clone()), watch, move |customer| {
+            let namespace = prospector_crds::customer::customer_namespace(&customer.name_any());
+            agent_store
+                .state()
+                .into_iter()
+                .filter(move |a| a.namespace().as_deref() == Some(namespace.as_str()))
+                .map(|a| ObjectRef::from_obj(a.as_ref()))
+        })
+        .reconcile_on(woken)
+        .graceful_shutdown_on(stopped())
+        .run(agent::reconcile, error_policy(agent::CONTROLLER), ctx.clone())
+        .for_each(|_| async {});
+
+    let controllers = futures::future::join3(tiers, customers, agents);
+    let result = match &elector {
+        Some(elector) => tokio::select! {
+            _ = controllers => Ok(()),
+            lost = elector.hold() => Err(lost),
+        },
+        None => {
+            controllers.await;
+            Ok(())
+        }
+    };
+    metrics.leader.set(0);
+    if let (Some(elector), Ok(())) = (&elector, &result) {
+        elector.release().await;
+    }
+    if let Some(http) = http {
+        http.abort();
+    }
+    result
+}

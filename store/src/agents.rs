@@ -1,0 +1,416 @@
+//! The `customer_agents` table and agent admission: the atomic quota reservation that decides
+//! whether an AgentDeployment may run, its exact release, and agents' usage reports.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// The fields of an AgentDeployment that Postgres mirrors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentRecord {
+    pub k8s_uid: Uuid,
+    pub customer_id: i64,
+    pub namespace: String,
+    pub name: String,
+    pub agent_name: String,
+    pub agent_type: String,
+    pub model: String,
+    pub config: serde_json::Value,
+    pub replicas: i32,
+    /// `agent_<customerId>_<8 hex>`; kept from the first insert.
+    pub deployment_id: String,
+    /// The object's creationTimestamp: admission order.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An agent's row as the operator needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentRow {
+    pub id: i64,
+    pub deployment_id: String,
+    pub admitted: bool,
+    pub quota_reserved_replicas: i32,
+    pub deployed_at: Option<DateTime<Utc>>,
+    pub terminated_at: Option<DateTime<Utc>>,
+}
+
+/// What the agent reported so far.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AgentPerformanceRow {
+    pub total_tasks: i64,
+    pub completed_tasks: i64,
+    pub failed_tasks: i64,
+    pub average_latency_ms: Option<f64>,
+    pub total_api_calls: i64,
+    pub total_cost_usd: f64,
+    pub last_active_at: Option<DateTime<Utc>>,
+}
+
+/// Why an agent was not admitted. Checked in this order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Refusal {
+    /// The customer already has `max` agents.
+    AgentLimit { used: i64, max: i64 },
+    /// The agent's replicas would take the customer past `max` concurrent replicas.
+    ConcurrencyLimit { used: i64, wanted: i64, max: i64 },
+    /// The customer's cost this month reached the cap.
+    CostCap { cost: f64, cap: f64 },
+    /// Older agents of the customer wait for the same capacity; they are admitted first.
+    QueuedBehindOlder { waiting: i64 },
+    /// The agent's row is gone (terminated) or the customer has no quota row yet.
+    NotFound,
+}
+
+/// The outcome of a reservation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Admission {
+    /// The agent holds one agent slot and `replicas` concurrent replicas.
+    Admitted {
+        replicas: i32,
+        active_agents: i64,
+        active_replicas: i64,
+    },
+    Refused(Refusal),
+}
+
+fn agent_row(row: &sqlx::postgres::PgRow) -> Result<AgentRow, sqlx::Error> {
+    Ok(AgentRow {
+        id: row.try_get("id")?,
+        deployment_id: row.try_get("deployment_id")?,
+        admitted: row.try_get("admitted")?,
+        quota_reserved_replicas: row.try_get("quota_reserved_replicas")?,
+        deployed_at: row.try_get("deployed_at")?,
+        terminated_at: row.try_get("terminated_at")?,
+    })
+}
+
+/// Inserts the row of an AgentDeployment, or updates its spec fields; the id, deployment id
+/// and admission order of an existing row are kept, so a replayed reconcile changes nothing.
+pub async fn upsert_agent(pool: &PgPool, agent: &AgentRecord) -> Result<AgentRow, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO customer_agents
+            (k8s_uid, customer_id, namespace, name, agent_name, agent_type, model, config, replicas, deployment_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (k8s_uid) DO UPDATE
+            SET agent_name = EXCLUDED.agent_name, model = EXCLUDED.model,
+                config = EXCLUDED.config, replicas = EXCLUDED.replicas
+         RETURNING id, deployment_id, admitted, quota_reserved_replicas, deployed_at, terminated_at",
+    )
+    .bind(agent.k8s_uid)
+    .bind(agent.customer_id)
+    .bind(&agent.namespace)
+    .bind(&agent.name)
+    .bind(&agent.agent_name)
+    .bind(&agent.agent_type)
+    .bind(&agent.model)
+    .bind(&agent.config)
+    .bind(agent.replicas)
+    .bind(&agent.deployment_id)
+    .bind(agent.created_at)
+    .fetch_one(pool)
+    .await?;
+    Ok(agent_row(&row)?)
+}
+
+/// Finds an agent's row by its object's UID.
+pub async fn find_agent(pool: &PgPool, k8s_uid: Uuid) -> Result<Option<AgentRow>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, deployment_id, admitted, quota_reserved_replicas, deployed_at, terminated_at
+           FROM customer_agents WHERE k8s_uid = $1",
+    )
+    .bind(k8s_uid)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.as_ref().map(agent_row).transpose()?)
+}
+
+/// Reserves (or resizes) an agent's quota to `wanted_replicas`, in one statement.
+///
+/// The UPDATE of `customer_quotas` is the decision: it only matches when the agent slot, the
+/// concurrent replicas and the month's cost all fit, and Postgres re-checks that condition
+/// against the latest row after waiting for any concurrent reservation of the same customer. A
+/// first admission also waits for older agents of the customer that could fit the limits, so
+/// freed capacity goes to waiting agents in creation order. Reserving what the agent already
+/// holds is a no-op; shrinking always succeeds.
+pub async fn reserve_agent_quota(
+    pool: &PgPool,
+    customer_id: i64,
+    agent_id: i64,
+    wanted_replicas: i32,
+    month_start: NaiveDate,
+) -> Result<Admission, StoreError> {
+    let admitted = sqlx::query(
+        "WITH me AS (
+            SELECT id, admitted, quota_reserved_replicas AS held, created_at
+              FROM customer_agents
+             WHERE id = $2 AND customer_id = $1 AND terminated_at IS NULL
+             FOR UPDATE),
+         delta AS (
+            SELECT CASE WHEN me.admitted THEN 0 ELSE 1 END AS agents, $3 - me.held AS replicas, me.created_at, me.id
+              FROM me),
+         q AS (
+            UPDATE customer_quotas q
+               SET active_agents_count = q.active_agents_count + delta.agents,
+                   active_replicas = q.active_replicas + delta.replicas
+              FROM delta
+             WHERE q.customer_id = $1
+               AND (delta.agents <= 0 OR q.active_agents_count + delta.agents <= q.max_agents)
+               AND (delta.replicas <= 0 OR q.active_replicas + delta.replicas <= q.max_concurrent_agents)
+               AND (delta.replicas <= 0 OR
+                    (SELECT coalesce(sum(u.cost_usd), 0) FROM usage_daily u
+                      WHERE u.customer_id = $1 AND u.day >= $4) < q.max_cost_per_month_usd)
+               AND (delta.agents <= 0 OR NOT EXISTS (
+                    SELECT 1 FROM customer_agents w
+                     WHERE w.customer_id = $1 AND NOT w.admitted AND w.terminated_at IS NULL
+                       AND (w.created_at, w.id) < (delta.created_at, delta.id)
+                       AND w.replicas <= q.max_concurrent_agents))
+            RETURNING q.active_agents_count, q.active_replicas)
+         UPDATE customer_agents a
+            SET admitted = true, quota_reserved_replicas = $3
+           FROM q
+          WHERE a.id = $2 AND a.customer_id = $1
+         RETURNING q.active_agents_count, q.active_replicas",
+    )
+    .bind(customer_id)
+    .bind(agent_id)
+    .bind(wanted_replicas)
+    .bind(month_start)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(row) = admitted {
+        let active_agents: i32 = row.try_get(0)?;
+        let active_replicas: i32 = row.try_get(1)?;
+        return Ok(Admission::Admitted {
+            replicas: wanted_replicas,
+            active_agents: active_agents.into(),
+            active_replicas: active_replicas.into(),
+        });
+    }
+    Ok(Admission::Refused(explain_refusal(pool, customer_id, agent_id, wanted_replicas, month_start).await?))
+}
+
+/// Reads why a reservation was refused, for the condition message. Only informative: the
+/// decision itself was the conditional UPDATE.
+async fn explain_refusal(
+    pool: &PgPool,
+    customer_id: i64,
+    agent_id: i64,
+    wanted_replicas: i32,
+    month_start: NaiveDate,
+) -> Result<Refusal, StoreError> {
+    let row = sqlx::query(
+        "SELECT a.admitted, a.quota_reserved_replicas, a.created_at,
+                q.active_agents_count, q.max_agents, q.active_replicas, q.max_concurrent_agents,
+                q.max_cost_per_month_usd::float8 AS cap,
+                (SELECT coalesce(sum(u.cost_usd), 0)::float8 FROM usage_daily u
+                  WHERE u.customer_id = $1 AND u.day >= $3) AS cost,
+                (SELECT count(*) FROM customer_agents w
+                  WHERE w.customer_id = $1 AND NOT w.admitted AND w.terminated_at IS NULL
+                    AND (w.created_at, w.id) < (a.created_at, a.id)
+                    AND w.replicas <= q.max_concurrent_agents) AS older_waiting
+           FROM customer_agents a JOIN customer_quotas q ON q.customer_id = a.customer_id
+          WHERE a.id = $2 AND a.customer_id = $1 AND a.terminated_at IS NULL",
+    )
+    .bind(customer_id)
+    .bind(agent_id)
+    .bind(month_start)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(Refusal::NotFound) };
+    let admitted: bool = row.try_get("admitted")?;
+    let held: i32 = row.try_get("quota_reserved_replicas")?;
+    let agents: i32 = row.try_get("active_agents_count")?;
+    let max_agents: i32 = row.try_get("max_agents")?;
+    let replicas: i32 = row.try_get("active_replicas")?;
+    let max_replicas: i32 = row.try_get("max_concurrent_agents")?;
+    let cap: f64 = row.try_get("cap")?;
+    let cost: f64 = row.try_get("cost")?;
+    let older_waiting: i64 = row.try_get("older_waiting")?;
+    let extra = i64::from(wanted_replicas - held);
+    if !admitted && agents >= max_agents {
+        return Ok(Refusal::AgentLimit { used: agents.into(), max: max_agents.into() });
+    }
+    if extra > 0 && i64::from(replicas) + extra > i64::from(max_replicas) {
+        return Ok(Refusal::ConcurrencyLimit {
+            used: replicas.into(),
+            wanted: wanted_replicas.into(),
+            max: max_replicas.into(),
+        });
+    }
+    if extra > 0 && cost >= cap {
+        return Ok(Refusal::CostCap { cost, cap });
+    }
+    if !admitted && older_waiting > 0 {
+        return Ok(Refusal::QueuedBehindOlder { waiting: older_waiting });
+    }
+    // The capacity changed between the UPDATE and this read; the next reconcile retries.
+    Ok(Refusal::QueuedBehindOlder { waiting: 0 })
+}
+
+/// Releases everything an agent holds and marks it terminated. Idempotent: a second call
+/// subtracts nothing. Returns whether this call released anything.
+pub async fn release_agent(pool: &PgPool, k8s_uid: Uuid) -> Result<bool, StoreError> {
+    let released = sqlx::query_scalar::<_, bool>(
+        "WITH me AS (
+            SELECT id, customer_id, admitted, quota_reserved_replicas AS held
+              FROM customer_agents WHERE k8s_uid = $1 AND terminated_at IS NULL FOR UPDATE),
+         q AS (
+            UPDATE customer_quotas q
+               SET active_agents_count = q.active_agents_count - CASE WHEN me.admitted THEN 1 ELSE 0 END,
+                   active_replicas = q.active_replicas - me.held
+              FROM me WHERE q.customer_id = me.customer_id
+            RETURNING q.customer_id)
+         UPDATE customer_agents a
+            SET admitted = false, quota_reserved_replicas = 0, status = 'terminated', terminated_at = now()
+           FROM me
+          WHERE a.id = me.id
+         RETURNING true",
+    )
+    .bind(k8s_uid)
+    .fetch_optional(pool)
+    .await?;
+    Ok(released.unwrap_or(false))
+}
+
+/// Records the phase the operator observed (`status` column, snake_case) and the first
+/// deployment time.
+pub async fn set_agent_status(pool: &PgPool, agent_id: i64, status: &str, deployed: bool) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE customer_agents
+            SET status = $2,
+                deployed_at = CASE WHEN $3 THEN coalesce(deployed_at, now()) ELSE deployed_at END
+          WHERE id = $1 AND terminated_at IS NULL AND (status IS DISTINCT FROM $2 OR ($3 AND deployed_at IS NULL))",
+    )
+    .bind(agent_id)
+    .bind(status)
+    .bind(deployed)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The live agents of a customer waiting for quota, oldest first, as (namespace, name).
+pub async fn waiting_agents(pool: &PgPool, customer_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query_as(
+        "SELECT namespace, name FROM customer_agents
+          WHERE customer_id = $1 AND terminated_at IS NULL AND NOT admitted
+          ORDER BY created_at, id",
+    )
+    .bind(customer_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
+}
+
+/// The live agents of a customer, as (namespace, name).
+pub async fn live_agents(pool: &PgPool, customer_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query_as(
+        "SELECT namespace, name FROM customer_agents
+          WHERE customer_id = $1 AND terminated_at IS NULL ORDER BY created_at, id",
+    )
+    .bind(customer_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
+}
+
+/// An agent's reported totals.
+pub async fn agent_performance(pool: &PgPool, agent_id: i64) -> Result<AgentPerformanceRow, StoreError> {
+    let row = sqlx::query(
+        "SELECT total_tasks, completed_tasks, failed_tasks, average_latency_ms, total_api_calls,
+                total_cost_usd::float8 AS total_cost_usd, last_active_at
+           FROM customer_agents WHERE id = $1",
+    )
+    .bind(agent_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(AgentPerformanceRow::default()) };
+    Ok(AgentPerformanceRow {
+        total_tasks: row.try_get("total_tasks")?,
+        completed_tasks: row.try_get("completed_tasks")?,
+        failed_tasks: row.try_get("failed_tasks")?,
+        average_latency_ms: row.try_get("average_latency_ms")?,
+        total_api_calls: row.try_get("total_api_calls")?,
+        total_cost_usd: row.try_get("total_cost_usd")?,
+        last_active_at: row.try_get("last_active_at")?,
+    })
+}
+
+/// A usage report from a running agent (`POST /api/agents/{deployment_id}/usage`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UsageReport {
+    pub tasks: i64,
+    pub completed_tasks: i64,
+    pub failed_tasks: i64,
+    /// Sum of the reported tasks' latencies, in ms (the mean is kept exactly from sums).
+    pub total_latency_ms: f64,
+    pub api_calls: i64,
+    pub leads: i64,
+    pub cost_usd: f64,
+    pub tokens: i64,
+}
+
+/// Adds a usage report to the agent's totals and to its customer's row for `day`, in one
+/// transaction. Returns the customer id, or `None` when no live agent has that deployment id.
+pub async fn record_usage(
+    pool: &PgPool,
+    deployment_id: &str,
+    report: &UsageReport,
+    day: NaiveDate,
+) -> Result<Option<i64>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let customer_id: Option<i64> = sqlx::query_scalar(
+        "UPDATE customer_agents
+            SET average_latency_ms = CASE
+                    WHEN $2 > 0 THEN (coalesce(average_latency_ms, 0) * total_tasks + $5) / (total_tasks + $2)
+                    ELSE average_latency_ms END,
+                total_tasks = total_tasks + $2,
+                completed_tasks = completed_tasks + $3,
+                failed_tasks = failed_tasks + $4,
+                total_api_calls = total_api_calls + $6,
+                total_cost_usd = total_cost_usd + $7,
+                last_active_at = now()
+          WHERE deployment_id = $1 AND terminated_at IS NULL
+         RETURNING customer_id",
+    )
+    .bind(deployment_id)
+    .bind(report.tasks)
+    .bind(report.completed_tasks)
+    .bind(report.failed_tasks)
+    .bind(report.total_latency_ms)
+    .bind(report.api_calls)
+    .bind(report.cost_usd)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(customer_id) = customer_id else { return Ok(None) };
+    sqlx::query(
+        "INSERT INTO usage_daily (customer_id, day, api_calls, leads, cost_usd, tokens)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (customer_id, day) DO UPDATE
+            SET api_calls = usage_daily.api_calls + EXCLUDED.api_calls,
+                leads = usage_daily.leads + EXCLUDED.leads,
+                cost_usd = usage_daily.cost_usd + EXCLUDED.cost_usd,
+                tokens = usage_daily.tokens + EXCLUDED.tokens",
+    )
+    .bind(customer_id)
+    .bind(day)
+    .bind(report.api_calls)
+    .bind(report.leads)
+    .bind(report.cost_usd)
+    .bind(report.tokens)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(customer_id))
+}
+
+/// The customer an agent's row belongs to.
+pub async fn find_agent_customer(pool: &PgPool, k8s_uid: Uuid) -> Result<Option<i64>, StoreError> {
+    let id = sqlx::query_scalar("SELECT customer_id FROM customer_agents WHERE k8s_uid = $1")
+        .bind(k8s_uid)
+        .fetch_optional(pool)
+        .await?;
+    Ok(id)
+}
