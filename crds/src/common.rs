@@ -33,6 +33,11 @@ impl Condition {
     }
 }
 
+/// Finds a condition by type in an optional list (as read from an optional status).
+pub fn find_condition_in<'a>(conditions: Option<&'a [Condition]>, type_: &str) -> Option<&'a Condition> {
+    conditions.and_then(|c| find_condition(c, type_))
+}
+
 /// Finds a condition by type.
 pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)

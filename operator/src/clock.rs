@@ -34,6 +34,18 @@ impl ManualClock {
     }
 }
 
+impl ManualClock {
+    /// The current time.
+    pub fn now_utc(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current UTC date.
+    pub fn now_date(&self) -> chrono::NaiveDate {
+        self.now_utc().date_naive()
+    }
+}
+
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())

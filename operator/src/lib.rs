@@ -16,3 +16,13 @@ pub mod status;
 pub mod telemetry;
 
 pub use error::OperatorError;
+
+/// A Kubernetes client from the environment (in-cluster or KUBECONFIG) that keeps at most
+/// `max_in_flight` requests outstanding, so a burst of reconciles cannot flood the apiserver.
+pub async fn kube_client(max_in_flight: usize) -> Result<kube::Client, OperatorError> {
+    let config = kube::Config::infer().await.map_err(|e| OperatorError::Config(format!("kubernetes config: {e}")))?;
+    let client = kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(max_in_flight.max(1)))
+        .build();
+    Ok(client)
+}

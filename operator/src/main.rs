@@ -1,8 +1,18 @@
-//! `prospector-operator`: parses configuration and runs one subcommand.
+//! `prospector-operator`: parses configuration, initialises tracing, and runs one subcommand.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use prospector_operator::OperatorError;
+use prospector_operator::catalog::AgentCatalog;
+use prospector_operator::clock::SystemClock;
+use prospector_operator::context::Settings;
+use prospector_operator::leader::LeaseSettings;
+use prospector_operator::runtime::{self, RunOptions};
 use prospector_operator::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -23,6 +33,54 @@ enum Command {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
     },
+    /// Runs the controllers (after applying the migrations).
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Postgres connection URL. Never logged.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Connections in the Postgres pool.
+    #[arg(long, env = "PROSPECTOR_DB_CONNECTIONS", default_value_t = 10)]
+    db_connections: u32,
+    /// The namespace the platform runs in (customer NetworkPolicies admit it).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "prospector-system")]
+    platform_namespace: String,
+    /// The REST API URL agents receive as PROSPECTOR_API_URL.
+    #[arg(long, env = "PROSPECTOR_API_URL", default_value = "http://prospector-apiserver.prospector-system.svc:8080")]
+    api_url: String,
+    /// A YAML file mapping each agent type to an image (Helm's agent catalog).
+    #[arg(long, env = "PROSPECTOR_AGENT_CATALOG")]
+    agent_catalog: Option<PathBuf>,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, env = "PROSPECTOR_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Elect a leader through a Lease, so only one replica reconciles.
+    #[arg(long, env = "PROSPECTOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// The Lease's name (in the platform namespace).
+    #[arg(long, env = "PROSPECTOR_LEASE_NAME", default_value = "prospector-operator")]
+    lease_name: String,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds a Lease stays valid without renewal.
+    #[arg(long, env = "PROSPECTOR_LEASE_SECONDS", default_value_t = 15)]
+    lease_seconds: u64,
+    /// Reconciles running at once, per controller.
+    #[arg(long, env = "PROSPECTOR_CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
+    /// Requests to the Kubernetes API in flight at once.
+    #[arg(long, env = "PROSPECTOR_KUBE_MAX_IN_FLIGHT", default_value_t = 64)]
+    kube_max_in_flight: usize,
+    /// Seconds between retries of an agent waiting for quota (freed quota wakes it at once).
+    #[arg(long, env = "PROSPECTOR_WAITING_RETRY_SECONDS", default_value_t = 30)]
+    waiting_retry_seconds: u64,
+    /// Seconds between periodic re-reads of healthy objects.
+    #[arg(long, env = "PROSPECTOR_RESYNC_SECONDS", default_value_t = 300)]
+    resync_seconds: u64,
 }
 
 #[tokio::main]
@@ -31,6 +89,7 @@ async fn main() -> ExitCode {
     telemetry::init(cli.log_format);
     let result = match cli.command {
         Command::Migrate { database_url } => migrate(&database_url).await,
+        Command::Run(args) => run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,10 +100,51 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn migrate(database_url: &str) -> Result<(), prospector_operator::OperatorError> {
+async fn migrate(database_url: &str) -> Result<(), OperatorError> {
     let pool = prospector_store::connect(database_url, 2).await?;
     prospector_store::migrate(&pool).await?;
     let applied = prospector_store::applied_migrations(&pool).await?;
     tracing::info!(latest = applied.last().copied(), count = applied.len(), "migrations applied");
     Ok(())
+}
+
+async fn run(args: RunArgs) -> Result<(), OperatorError> {
+    let pool = prospector_store::connect(&args.database_url, args.db_connections).await?;
+    prospector_store::migrate(&pool).await?;
+    let client = prospector_operator::kube_client(args.kube_max_in_flight).await?;
+    let catalog = match &args.agent_catalog {
+        Some(path) => AgentCatalog::from_file(path)?,
+        None => AgentCatalog::default(),
+    };
+    let identity = args
+        .identity
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("prospector-operator-{}", std::process::id()));
+    let options = RunOptions {
+        settings: Settings {
+            platform_namespace: args.platform_namespace.clone(),
+            api_url: args.api_url,
+            catalog,
+            waiting_retry: Duration::from_secs(args.waiting_retry_seconds),
+            resync: Duration::from_secs(args.resync_seconds),
+        },
+        lease: args.leader_election.then(|| LeaseSettings {
+            namespace: args.platform_namespace,
+            name: args.lease_name,
+            identity,
+            duration: Duration::from_secs(args.lease_seconds),
+            retry: Duration::from_secs((args.lease_seconds / 5).max(1)),
+        }),
+        http_addr: Some(args.http_addr),
+        concurrency: args.concurrency,
+    };
+    let shutdown = async {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = async { match terminate.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
+        }
+        tracing::info!("shutting down");
+    };
+    runtime::run(client, pool, options, Arc::new(SystemClock), shutdown).await
 }

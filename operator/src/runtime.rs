@@ -132,7 +132,7 @@ pub async fn run(
                 .map(|c| ObjectRef::from_obj(c.as_ref()))
         })
         .watches(Api::<AgentDeployment>::all(client.clone()), watch.clone(), |agent| {
-            agent.namespace().and_then(|ns| ns.strip_prefix("cust-").map(|name| ObjectRef::<Customer>::new(name)))
+            agent.namespace().and_then(|ns| ns.strip_prefix("cust-").map(ObjectRef::<Customer>::new))
         })
         .graceful_shutdown_on(stopped())
         .run(customer::reconcile, error_policy(customer::CONTROLLER), ctx.clone())

@@ -61,9 +61,9 @@ mod tests {
         let first = condition(&[], "Ready", false, "InProgress", "", Some(1), t0);
         let same = condition(std::slice::from_ref(&first), "Ready", false, "Other", "", Some(2), t1);
         assert_eq!(same.last_transition_time, "2026-01-01T00:00:00Z");
-        let flipped = condition(&[first.clone()], "Ready", true, "Reconciled", "", Some(2), t1);
+        let flipped = condition(std::slice::from_ref(&first), "Ready", true, "Reconciled", "", Some(2), t1);
         assert_eq!(flipped.last_transition_time, "2026-01-02T00:00:00Z");
-        assert_eq!(transitions(&[first.clone()], std::slice::from_ref(&flipped)).len(), 1);
+        assert_eq!(transitions(std::slice::from_ref(&first), std::slice::from_ref(&flipped)).len(), 1);
         assert!(transitions(std::slice::from_ref(&flipped), std::slice::from_ref(&flipped)).is_empty());
     }
 }

@@ -169,8 +169,10 @@ async fn apply_agent(agent: &AgentDeployment, namespace: &str, ctx: &Context) ->
         total_cost_usd: performance.total_cost_usd,
         last_active_at: performance.last_active_at.map(timestamp),
     };
-    if wanted < row.quota_reserved_replicas {
-        // Capacity was freed (scale-down or hold): let waiting agents try it.
+    let first_admission = !row.admitted && matches!(admission, Admission::Admitted { .. });
+    if wanted < row.quota_reserved_replicas || first_admission {
+        // Capacity was freed (scale-down, hold), or the head of the line moved: waiting agents
+        // retry now rather than at their next periodic attempt.
         ctx.wake(store::waiting_agents(&ctx.pool, customer_id).await?);
     }
 

@@ -1,0 +1,196 @@
+//! The Customer lifecycle against the real apiserver, controller-manager and Postgres, with the
+//! operator running in-process: namespace, quota objects, NetworkPolicy, API key Secret and its
+//! hash in Postgres; Ready with the printer columns; tier changes; TierNotFound; and a deletion
+//! that leaves nothing of the tenant behind.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{PLATFORM_NAMESPACE, client, eventually, shared_operator, unique};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use prospector_crds::conditions::{reasons, types};
+use prospector_crds::{Customer, find_condition_in};
+use prospector_store::chunks::{NewChunk, upsert_chunks};
+use prospector_store::documents::{DocumentRecord, SourceKind, upsert_document};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn customer(name: &str, tier: &str) -> Customer {
+    serde_json::from_value(json!({
+        "apiVersion": "prospector.dev/v1alpha1",
+        "kind": "Customer",
+        "metadata": {"name": name},
+        "spec": {"companyName": "Acme Corp", "email": format!("{name}@example.com"), "tier": tier}
+    }))
+    .unwrap()
+}
+
+async fn ready_customer(api: &Api<Customer>, name: &str) -> Customer {
+    eventually(&format!("customer {name} Ready"), WAIT, || async {
+        let c = api.get(name).await.ok()?;
+        let ready = find_condition_in(c.status.as_ref().map(|s| s.conditions.as_slice()), types::READY)?;
+        ready.is_true().then_some(c)
+    })
+    .await
+}
+
+fn hard(quota: &ResourceQuota, key: &str) -> String {
+    quota.spec.as_ref().unwrap().hard.as_ref().unwrap()[key].0.clone()
+}
+
+#[tokio::test]
+async fn customer_lifecycle_builds_the_tenant_and_deletion_leaves_nothing() {
+    let operator = shared_operator();
+    let client = client().await;
+    let pool = operator.pool().await;
+    let customers: Api<Customer> = Api::all(client.clone());
+    let name = unique("acme");
+    customers.create(&PostParams::default(), &customer(&name, "starter")).await.unwrap();
+    let ready = ready_customer(&customers, &name).await;
+
+    // Status and printer-column fields.
+    let status = ready.status.clone().unwrap();
+    let customer_id = status.customer_id.expect("customerId is allocated");
+    let namespace = format!("cust-{name}");
+    assert_eq!(status.namespace.as_deref(), Some(namespace.as_str()));
+    assert_eq!(status.agents.as_deref(), Some("0/5"));
+    assert_eq!(status.api_key_secret.as_deref(), Some("prospector-api-key"));
+    let usage = status.usage.unwrap();
+    assert_eq!(usage.documents.limit, 100);
+    assert_eq!(usage.concurrent_agents.limit, 3);
+    let quota_exceeded = find_condition_in(Some(&status.conditions), types::QUOTA_EXCEEDED).unwrap();
+    assert_eq!(quota_exceeded.status, "False");
+
+    // The namespace and its children.
+    let ns = Api::<Namespace>::all(client.clone()).get(&namespace).await.unwrap();
+    let labels = ns.metadata.labels.unwrap();
+    assert_eq!(labels["prospector.dev/customer"], name);
+    assert_eq!(labels["prospector.dev/customer-id"], customer_id.to_string());
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+    let quota = Api::<ResourceQuota>::namespaced(client.clone(), &namespace).get("prospector-quota").await.unwrap();
+    assert_eq!(hard(&quota, "requests.cpu"), "6");
+    assert_eq!(hard(&quota, "pods"), "10");
+    Api::<LimitRange>::namespaced(client.clone(), &namespace).get("prospector-defaults").await.unwrap();
+    let policy =
+        Api::<NetworkPolicy>::namespaced(client.clone(), &namespace).get("default-deny-ingress").await.unwrap();
+    let from = &policy.spec.unwrap().ingress.unwrap()[0].from.clone().unwrap()[0];
+    assert_eq!(
+        from.namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["kubernetes.io/metadata.name"],
+        PLATFORM_NAMESPACE
+    );
+
+    // The API key: in the Secret only; Postgres has its prefix and SHA-256.
+    let secret = Api::<Secret>::namespaced(client.clone(), &namespace).get("prospector-api-key").await.unwrap();
+    let key = String::from_utf8(secret.data.unwrap()["api-key"].0.clone()).unwrap();
+    assert!(key.starts_with("sa_") && key.len() > 40, "a generated key: {}", &key[..3]);
+    let (prefix, hash): (String, Vec<u8>) =
+        sqlx::query_as("SELECT key_prefix, key_sha256 FROM api_keys WHERE customer_id = $1 AND revoked_at IS NULL")
+            .bind(customer_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(hash, Sha256::digest(key.as_bytes()).to_vec());
+    assert!(key.starts_with(&prefix) && prefix.len() < 16);
+    let stored_anywhere: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM api_keys a JOIN customers c ON c.id = a.customer_id
+          WHERE position($1 in a.key_prefix || c.company_name || c.email || c.settings::text) > 0",
+    )
+    .bind(&key)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stored_anywhere, 0, "the key itself is never stored");
+
+    // A tier change updates the quota objects and the limits.
+    let patch = json!({"spec": {"tier": "pro"}});
+    customers.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    eventually("the ResourceQuota to follow the tier", WAIT, || async {
+        let q = Api::<ResourceQuota>::namespaced(client.clone(), &namespace).get("prospector-quota").await.ok()?;
+        (hard(&q, "requests.cpu") == "20" && hard(&q, "requests.nvidia.com/gpu") == "1").then_some(())
+    })
+    .await;
+    eventually("usage limits to follow the tier", WAIT, || async {
+        let c = customers.get(&name).await.ok()?;
+        (c.status?.usage?.agents.limit == 20).then_some(())
+    })
+    .await;
+    let secret_again = Api::<Secret>::namespaced(client.clone(), &namespace).get("prospector-api-key").await.unwrap();
+    assert_eq!(secret_again.data.unwrap()["api-key"].0, key.as_bytes(), "the key is generated once");
+
+    // Tenant data to purge: a document with chunks.
+    let document = upsert_document(
+        &pool,
+        &DocumentRecord {
+            k8s_uid: uuid::Uuid::new_v4(),
+            customer_id,
+            document_id: format!("doc_{}", uuid::Uuid::new_v4().simple()),
+            namespace: namespace.clone(),
+            name: "doc".into(),
+            filename: "doc.txt".into(),
+            source_kind: SourceKind::Text,
+        },
+    )
+    .await
+    .unwrap();
+    let chunk = NewChunk { chunk_index: 0, content: "secret sauce".into(), token_count: 3, embedding: vec![0.5; 384] };
+    upsert_chunks(&pool, customer_id, document, &[chunk]).await.unwrap();
+
+    // Deletion leaves nothing behind.
+    customers.delete(&name, &DeleteParams::default()).await.unwrap();
+    eventually("the Customer to be gone", WAIT, || async {
+        customers.get_opt(&name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    eventually("the namespace to be gone", Duration::from_secs(120), || async {
+        Api::<Namespace>::all(client.clone()).get_opt(&namespace).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let (status, deleted): (String, bool) =
+        sqlx::query_as("SELECT status, deleted_at IS NOT NULL FROM customers WHERE id = $1")
+            .bind(customer_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), deleted), ("deleted", true), "the customer row is kept for billing");
+    let left: (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM document_chunks WHERE customer_id = $1),
+                (SELECT count(*) FROM document_blobs WHERE customer_id = $1),
+                (SELECT count(*) FROM knowledge_documents WHERE customer_id = $1 AND deleted_at IS NULL),
+                (SELECT count(*) FROM api_keys WHERE customer_id = $1 AND revoked_at IS NULL)",
+    )
+    .bind(customer_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(left, (0, 0, 0, 0), "chunks, blobs, live documents and keys of the tenant are gone");
+}
+
+#[tokio::test]
+async fn a_missing_tier_is_a_condition_not_a_crash_loop() {
+    let _operator = shared_operator();
+    let client = client().await;
+    let customers: Api<Customer> = Api::all(client.clone());
+    let name = unique("lost");
+    let tier_name = unique("tier");
+    customers.create(&PostParams::default(), &customer(&name, &tier_name)).await.unwrap();
+    let message = eventually("TierNotFound", WAIT, || async {
+        let c = customers.get(&name).await.ok()?;
+        let ready = find_condition_in(c.status.as_ref().map(|s| s.conditions.as_slice()), types::READY)?;
+        (ready.reason == reasons::TIER_NOT_FOUND && ready.status == "False").then(|| ready.message.clone())
+    })
+    .await;
+    assert!(message.contains(&tier_name), "{message}");
+
+    // Creating the tier heals the customer without any other change.
+    let tiers = std::fs::read_to_string(prospector_tests::hack::repo_root().join("examples/tiers.yaml")).unwrap();
+    let mut tier: serde_json::Value = serde_yaml::from_str(tiers.split("---").next().unwrap()).unwrap();
+    tier["metadata"]["name"] = json!(tier_name);
+    common::apply_yaml(&client, &serde_yaml::to_string(&tier).unwrap()).await;
+    ready_customer(&customers, &name).await;
+    customers.delete(&name, &DeleteParams::default()).await.unwrap();
+}
