@@ -1,6 +1,8 @@
 //! Operator processes for the tests that need real processes: crash safety (SIGKILL) and leader
 //! election between replicas.
 
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 
