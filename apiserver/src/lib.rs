@@ -23,7 +23,9 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, (StatusCode, Json<serde_json::Value>)> {
-    match prospector_store::ping(&state.pool).await {
+    // A probe must answer quickly even while connecting hangs.
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), prospector_store::ping(&state.pool)).await;
+    match ping.unwrap_or_else(|_| Err(prospector_store::StoreError::Timeout)) {
         Ok(()) => Ok("ok"),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

@@ -60,9 +60,10 @@ async fn serve_http(addr: SocketAddr, state: HttpState) -> Result<(), OperatorEr
         .route(
             "/readyz",
             get(|State(s): State<HttpState>| async move {
-                match prospector_store::ping(&s.pool).await {
-                    Ok(()) => (StatusCode::OK, "ok"),
-                    Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+                // A probe must answer quickly even while connecting hangs.
+                match tokio::time::timeout(Duration::from_secs(2), prospector_store::ping(&s.pool)).await {
+                    Ok(Ok(())) => (StatusCode::OK, "ok"),
+                    _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
                 }
             }),
         )

@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use common::{PLATFORM_NAMESPACE, client, eventually, shared_operator, unique};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::ListParams;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use prospector_crds::conditions::{reasons, types};
-use prospector_crds::{Customer, find_condition_in};
+use prospector_crds::{Customer, Tier, find_condition_in};
 use prospector_store::chunks::{NewChunk, upsert_chunks};
 use prospector_store::documents::{DocumentRecord, SourceKind, upsert_document};
 use serde_json::json;
@@ -192,5 +194,39 @@ async fn a_missing_tier_is_a_condition_not_a_crash_loop() {
     tier["metadata"]["name"] = json!(tier_name);
     common::apply_yaml(&client, &serde_yaml::to_string(&tier).unwrap()).await;
     ready_customer(&customers, &name).await;
+
+    // The transitions were published as Events (cluster-scoped objects report in "default").
+    let events = Api::<Event>::namespaced(client.clone(), "default");
+    let reasons_seen = eventually("Events for the customer", WAIT, || async {
+        let list = events.list(&ListParams::default().fields(&format!("regarding.name={name}"))).await.ok()?;
+        let reasons: Vec<String> = list.items.iter().map(|e| e.reason.clone().unwrap_or_default()).collect();
+        (reasons.iter().any(|r| r == reasons::TIER_NOT_FOUND) && reasons.iter().any(|r| r == reasons::RECONCILED))
+            .then_some(reasons)
+    })
+    .await;
+    assert!(!reasons_seen.is_empty());
+
+    // The tier counts its customers, and a tier change reaches every customer on it.
+    let tiers: Api<Tier> = Api::all(client.clone());
+    let second = unique("lost");
+    customers.create(&PostParams::default(), &customer(&second, &tier_name)).await.unwrap();
+    ready_customer(&customers, &second).await;
+    eventually("the tier to count two customers", WAIT, || async {
+        (tiers.get(&tier_name).await.ok()?.status?.customers == 2).then_some(())
+    })
+    .await;
+    let patch = json!({"spec": {"maxAgents": 9}});
+    tiers.patch(&tier_name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    for customer_name in [&name, &second] {
+        eventually("the new agent limit on the customer", WAIT, || async {
+            (customers.get(customer_name).await.ok()?.status?.usage?.agents.limit == 9).then_some(())
+        })
+        .await;
+    }
+    customers.delete(&second, &DeleteParams::default()).await.unwrap();
+    eventually("the tier to count one customer", WAIT, || async {
+        (tiers.get(&tier_name).await.ok()?.status?.customers == 1).then_some(())
+    })
+    .await;
     customers.delete(&name, &DeleteParams::default()).await.unwrap();
 }

@@ -72,9 +72,11 @@ async fn only_the_leader_reconciles_and_a_follower_takes_over() {
         "the follower must not reconcile"
     );
     assert_eq!(http_get(replicas[follower_index].http_port, "/healthz").as_deref(), Some("ok"));
+    assert_eq!(http_get(replicas[follower_index].http_port, "/readyz").as_deref(), Some("ok"));
     let leader_metrics = http_get(replicas[leader_index].http_port, "/metrics").expect("the leader serves /metrics");
     assert_eq!(metric(&leader_metrics, "prospector_operator_leader"), 1.0);
     assert!(metric(&leader_metrics, "prospector_operator_reconciles_total") > 0.0);
+    assert!(metric(&leader_metrics, "prospector_operator_reconcile_duration_seconds_count") > 0.0);
 
     // Failover: the leader dies without releasing the lease.
     replicas[leader_index].process.kill();

@@ -6,6 +6,9 @@ pub enum StoreError {
     /// The database could not be reached or the statement failed; usually transient.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database did not answer in time.
+    #[error("the database did not answer in time")]
+    Timeout,
     /// Another live customer already uses this e-mail address.
     #[error("another customer already uses this e-mail address")]
     EmailInUse,
@@ -20,6 +23,7 @@ impl StoreError {
         match self {
             StoreError::Database(_) => "database",
             StoreError::EmailInUse => "email_in_use",
+            StoreError::Timeout => "timeout",
             StoreError::Migrate(_) => "migrate",
         }
     }

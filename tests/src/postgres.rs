@@ -2,7 +2,7 @@
 //! root, and CI runs as root), with a fresh database per test. `DATABASE_URL` points the harness
 //! at an existing server instead; it must allow `CREATE DATABASE`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,17 @@ const UNPRIVILEGED: RunAs = RunAs::Unprivileged { uid: 65534, gid: 65534 };
 #[derive(Debug)]
 pub struct PostgresServer {
     admin_url: String,
-    _process: Option<ManagedProcess>,
+    local: Option<LocalServer>,
+}
+
+/// A server this harness started, and what it takes to start it again.
+#[derive(Debug)]
+struct LocalServer {
+    process: Option<ManagedProcess>,
+    pg: PathBuf,
+    args: Vec<String>,
+    run_as: RunAs,
+    log: PathBuf,
 }
 
 /// A database created for one test, with a pool connected to it.
@@ -46,7 +56,7 @@ impl PostgresServer {
     /// Uses `DATABASE_URL` when it is set; otherwise initialises and starts a server in `dir`.
     pub fn start(dir: &Path) -> Result<Self, HarnessError> {
         if let Ok(url) = std::env::var("DATABASE_URL") {
-            return Ok(Self { admin_url: url, _process: None });
+            return Ok(Self { admin_url: url, local: None });
         }
         Self::start_local(dir)
     }
@@ -78,45 +88,72 @@ impl PostgresServer {
             dir,
         )?;
         let port = free_port()?;
+        let args: Vec<String> = [
+            "-D",
+            &data.display().to_string(),
+            "-p",
+            &port.to_string(),
+            "-k",
+            &dir.display().to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            // Durability is pointless for throwaway test data; speed is not.
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=400",
+            "-c",
+            "shared_buffers=256MB",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+        let local = LocalServer { process: None, pg: pg.clone(), args, run_as, log: dir.join("postgres.log") };
+        let mut server =
+            Self { admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), local: Some(local) };
+        server.start_again()?;
+        Ok(server)
+    }
+
+    /// Kills the server (SIGKILL, like a crash or a lost node): an outage for everything using it.
+    /// Only for a server this harness started.
+    pub fn kill(&mut self) {
+        if let Some(process) = self.local.as_mut().and_then(|l| l.process.as_mut()) {
+            process.kill();
+        }
+        if let Some(local) = self.local.as_mut() {
+            local.process = None;
+        }
+    }
+
+    /// Starts a killed server again on the same port and data, and waits until it accepts
+    /// connections (after crash recovery).
+    pub fn start_again(&mut self) -> Result<(), HarnessError> {
+        let Some(local) = self.local.as_mut() else {
+            return Err(HarnessError::Start("DATABASE_URL servers cannot be restarted by the harness".into()));
+        };
         let process = ManagedProcess::spawn(
             "postgres",
-            &pg.join("bin/postgres"),
-            &[
-                "-D".into(),
-                data.display().to_string(),
-                "-p".into(),
-                port.to_string(),
-                "-k".into(),
-                dir.display().to_string(),
-                "-c".into(),
-                "listen_addresses=127.0.0.1".into(),
-                // Durability is pointless for throwaway test data; speed is not.
-                "-c".into(),
-                "fsync=off".into(),
-                "-c".into(),
-                "synchronous_commit=off".into(),
-                "-c".into(),
-                "full_page_writes=off".into(),
-                "-c".into(),
-                "max_connections=400".into(),
-                "-c".into(),
-                "shared_buffers=256MB".into(),
-            ],
-            run_as,
-            &dir.join("postgres.log"),
+            &local.pg.join("bin/postgres"),
+            &local.args,
+            local.run_as,
+            &local.log,
             &[],
         )?;
-        let mut server =
-            Self { admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), _process: Some(process) };
-        server.wait_ready(&pg)?;
-        Ok(server)
+        local.process = Some(process);
+        let pg = local.pg.clone();
+        self.wait_ready(&pg)
     }
 
     fn wait_ready(&mut self, pg: &Path) -> Result<(), HarnessError> {
         let deadline = Instant::now() + Duration::from_secs(60);
         let port = self.admin_url.rsplit(':').next().and_then(|p| p.split('/').next()).unwrap_or_default();
         loop {
-            if let Some(process) = self._process.as_mut() {
+            if let Some(process) = self.local.as_mut().and_then(|l| l.process.as_mut()) {
                 process.check_running()?;
             }
             let ready = Command::new(pg.join("bin/pg_isready"))
