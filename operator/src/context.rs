@@ -9,7 +9,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use prospector_crds::AgentDeployment;
+use prospector_crds::{AgentDeployment, Customer};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
@@ -57,6 +57,14 @@ pub struct Context {
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
     wake_agents: mpsc::UnboundedSender<ObjectRef<AgentDeployment>>,
+    wake_customers: mpsc::UnboundedSender<ObjectRef<Customer>>,
+}
+
+/// The receiving ends of the wake-up channels, consumed by the controllers.
+#[derive(Debug)]
+pub struct Wakeups {
+    pub agents: mpsc::UnboundedReceiver<ObjectRef<AgentDeployment>>,
+    pub customers: mpsc::UnboundedReceiver<ObjectRef<Customer>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -66,7 +74,7 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// Builds the context and the receiving end of the agent wake-up channel.
+    /// Builds the context and the receiving ends of its wake-up channels.
     pub fn new(
         client: Client,
         pool: PgPool,
@@ -74,10 +82,11 @@ impl Context {
         clock: Arc<dyn Clock>,
         metrics: Metrics,
         instance: Option<String>,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<ObjectRef<AgentDeployment>>) {
+    ) -> (Arc<Self>, Wakeups) {
         let reporter = Reporter { controller: FIELD_MANAGER.into(), instance };
         let recorder = Recorder::new(client.clone(), reporter.clone());
-        let (wake_agents, woken) = mpsc::unbounded_channel();
+        let (wake_agents, agents) = mpsc::unbounded_channel();
+        let (wake_customers, customers) = mpsc::unbounded_channel();
         let context = Self {
             client,
             pool,
@@ -88,8 +97,9 @@ impl Context {
             recorder,
             failures: Mutex::new(HashMap::new()),
             wake_agents,
+            wake_customers,
         };
-        (Arc::new(context), woken)
+        (Arc::new(context), Wakeups { agents, customers })
     }
 
     /// Publishes a Kubernetes Event about `object`. Failing to publish never fails a reconcile.
@@ -111,6 +121,12 @@ impl Context {
         for (namespace, name) in agents {
             let _ = self.wake_agents.send(ObjectRef::new(&name).within(&namespace));
         }
+    }
+
+    /// Asks the customer controller to refresh a customer's usage soon (an agent was admitted,
+    /// resized or released). Requests within the debounce window coalesce.
+    pub fn wake_customer(&self, name: &str) {
+        let _ = self.wake_customers.send(ObjectRef::new(name));
     }
 
     /// The retry delay after a failure of `key`: 1 s, doubling up to 5 minutes.

@@ -75,6 +75,10 @@ async fn serve_http(addr: SocketAddr, state: HttpState) -> Result<(), OperatorEr
     axum::serve(listener, app).await.map_err(|e| OperatorError::Config(format!("http server: {e}")))
 }
 
+fn channel_stream<T: Send + 'static>(rx: tokio::sync::mpsc::UnboundedReceiver<T>) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
+
 /// Runs until `shutdown` resolves (returns `Ok`) or leadership is lost (returns the error).
 pub async fn run(
     client: Client,
@@ -110,7 +114,7 @@ pub async fn run(
     metrics.leader.set(1);
 
     let instance = options.lease.as_ref().map(|l| l.identity.clone());
-    let (ctx, woken) = Context::new(client.clone(), pool, options.settings.clone(), clock, metrics.clone(), instance);
+    let (ctx, wakeups) = Context::new(client.clone(), pool, options.settings.clone(), clock, metrics.clone(), instance);
     let config = ControllerConfig::default().concurrency(options.concurrency).debounce(Duration::from_millis(200));
     let watch = WatcherConfig::default().any_semantic();
 
@@ -132,16 +136,13 @@ pub async fn run(
                 .filter(move |c| c.spec.tier == name)
                 .map(|c| ObjectRef::from_obj(c.as_ref()))
         })
-        .watches(Api::<AgentDeployment>::all(client.clone()), watch.clone(), |agent| {
-            agent.namespace().and_then(|ns| ns.strip_prefix("cust-").map(ObjectRef::<Customer>::new))
-        })
+        .reconcile_on(channel_stream(wakeups.customers))
         .graceful_shutdown_on(stopped())
         .run(customer::reconcile, error_policy(customer::CONTROLLER), ctx.clone())
         .for_each(|_| async {});
 
     let agents = Controller::new(Api::<AgentDeployment>::all(client.clone()), watch.clone()).with_config(config);
     let agent_store = agents.store();
-    let woken = futures::stream::unfold(woken, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
     let agents = agents
         .owns(Api::<Deployment>::all(client.clone()), watch.clone().labels(&managed))
@@ -153,7 +154,7 @@ pub async fn run(
                 .filter(move |a| a.namespace().as_deref() == Some(namespace.as_str()))
                 .map(|a| ObjectRef::from_obj(a.as_ref()))
         })
-        .reconcile_on(woken)
+        .reconcile_on(channel_stream(wakeups.agents))
         .graceful_shutdown_on(stopped())
         .run(agent::reconcile, error_policy(agent::CONTROLLER), ctx.clone())
         .for_each(|_| async {});

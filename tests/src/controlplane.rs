@@ -276,8 +276,8 @@ async fn create_fake_node(client: &Client) -> Result<(), HarnessError> {
             }
         },
         "status": {
-            "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000", "nvidia.com/gpu": "8"},
-            "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000", "nvidia.com/gpu": "8"}
+            "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": "20000", "nvidia.com/gpu": "8"},
+            "capacity": {"cpu": "1000", "memory": "4Ti", "pods": "20000", "nvidia.com/gpu": "8"}
         }
     }))
     .map_err(|e| HarnessError::Kube(e.to_string()))?;

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
-use kube::api::{Api, DeleteParams};
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use kube::api::{Api, DeleteParams, GetParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use prospector_crds::conditions::{reasons, types};
-use prospector_crds::{AgentDeployment, AgentPerformance, AgentPhase, Condition, Customer, labels};
+use prospector_crds::{AgentDeployment, AgentPerformance, AgentPhase, Condition, Customer};
 use prospector_store::agents::{self as store, Admission, AgentRecord};
 use prospector_store::customers::usage_snapshot;
 use uuid::Uuid;
@@ -94,6 +94,17 @@ async fn write_status(ctx: &Context, namespace: &str, update: StatusUpdate<'_>) 
             status[key] = value;
         }
     }
+    // Skip the write when nothing changed (transition times are kept, so a steady state
+    // compares equal): most reconciles of a busy cluster are of this kind.
+    let unchanged = update
+        .agent
+        .status
+        .as_ref()
+        .and_then(|current| serde_json::to_value(current).ok())
+        .is_some_and(|current| current == status);
+    if unchanged {
+        return Ok(());
+    }
     let api: Api<AgentDeployment> = Api::namespaced(ctx.client.clone(), namespace);
     apply_status(&api, &update.agent.name_any(), status).await
 }
@@ -113,10 +124,8 @@ async fn apply_agent(agent: &AgentDeployment, namespace: &str, ctx: &Context) ->
         performance: None,
     };
 
-    // Load and validate: the agent must live in a customer's namespace.
-    let ns = Api::<Namespace>::all(ctx.client.clone()).get_opt(namespace).await?;
-    let customer_name = ns.as_ref().and_then(|n| n.labels().get(labels::CUSTOMER).cloned());
-    let Some(customer_name) = customer_name else {
+    // Load and validate: the agent must live in a customer's namespace, cust-<customer>.
+    let Some(customer_name) = namespace.strip_prefix("cust-").map(str::to_owned) else {
         let message = format!("namespace {namespace} is not a customer namespace; create agents in cust-<customer>");
         write_status(ctx, namespace, pending(reasons::INVALID_SPEC, message)).await?;
         return Ok(Action::await_change());
@@ -175,6 +184,11 @@ async fn apply_agent(agent: &AgentDeployment, namespace: &str, ctx: &Context) ->
         // retry now rather than at their next periodic attempt.
         ctx.wake(store::waiting_agents(&ctx.pool, customer_id).await?);
     }
+    let resized = row.admitted && matches!(admission, Admission::Admitted { replicas, .. } if replicas != row.quota_reserved_replicas);
+    if first_admission || resized {
+        // The customer's usage changed.
+        ctx.wake_customer(&customer_name);
+    }
 
     let running_replicas = match &admission {
         Admission::Admitted { replicas, .. } => *replicas,
@@ -223,11 +237,26 @@ async fn apply_agent(agent: &AgentDeployment, namespace: &str, ctx: &Context) ->
         deployment_id: &row.deployment_id,
         customer_icp: icp,
     };
-    apply(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), namespace), &children.service_account()).await?;
-    apply(&Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace), &children.config_map()).await?;
-    let deployment =
-        apply(&Api::<Deployment>::namespaced(ctx.client.clone(), namespace), &children.deployment(running_replicas))
-            .await?;
+    let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), namespace);
+    let desired = children.deployment(running_replicas);
+    // Most reconciles of a running agent come from its Deployment's status; re-applying
+    // unchanged children would only load the apiserver. A cached read decides.
+    let current = match deployments.get_with(&child_name(&agent.name_any()), &GetParams::any()).await {
+        Ok(deployment) => Some(deployment),
+        Err(kube::Error::Api(e)) if e.code == 404 => None,
+        Err(e) => return Err(e.into()),
+    };
+    let up_to_date = current.as_ref().is_some_and(|current| {
+        let observed = agent.status.as_ref().and_then(|s| s.observed_generation) == generation;
+        observed && deployment_matches(current, &desired)
+    });
+    let deployment = if up_to_date {
+        current.unwrap_or(desired)
+    } else {
+        apply(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), namespace), &children.service_account()).await?;
+        apply(&Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace), &children.config_map()).await?;
+        apply(&deployments, &desired).await?
+    };
     let available = deployment.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
     let ready_replicas = deployment.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
 
@@ -302,6 +331,22 @@ async fn apply_agent(agent: &AgentDeployment, namespace: &str, ctx: &Context) ->
     Ok(Action::requeue(if hold == Some(Hold::CostCap) { ctx.settings.waiting_retry } else { ctx.settings.resync }))
 }
 
+/// Whether a Deployment already runs what `desired` asks for: replicas, image, config hash.
+fn deployment_matches(current: &Deployment, desired: &Deployment) -> bool {
+    let replicas = |d: &Deployment| d.spec.as_ref().and_then(|s| s.replicas);
+    let template_hash = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get("prospector.dev/config-hash").cloned())
+    };
+    let image = |d: &Deployment| {
+        d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).and_then(|p| p.containers.first()).and_then(|c| c.image.clone())
+    };
+    replicas(current) == replicas(desired) && template_hash(current) == template_hash(desired) && image(current) == image(desired)
+}
+
 async fn cleanup_agent(agent: &AgentDeployment, namespace: &str, ctx: &Context) -> Result<Action> {
     let name = child_name(&agent.name_any());
     let params = DeleteParams::background();
@@ -320,6 +365,9 @@ async fn cleanup_agent(agent: &AgentDeployment, namespace: &str, ctx: &Context) 
         ctx.wake(store::waiting_agents(&ctx.pool, customer_id).await?);
     }
     if released {
+        if let Some(customer) = namespace.strip_prefix("cust-") {
+            ctx.wake_customer(customer);
+        }
         ctx.publish(agent, false, "Terminated", "the agent stopped and its quota was released".into()).await;
     }
     Ok(Action::await_change())

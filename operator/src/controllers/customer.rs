@@ -167,7 +167,14 @@ async fn apply_customer(customer: &Customer, ctx: &Context) -> Result<Action> {
         "observedGeneration": generation,
         "conditions": conditions,
     });
-    apply_status(&api, &name, status).await?;
+    let unchanged = customer
+        .status
+        .as_ref()
+        .and_then(|current| serde_json::to_value(current).ok())
+        .is_some_and(|current| current == status);
+    if !unchanged {
+        apply_status(&api, &name, status).await?;
+    }
     // Usage moves without spec changes; re-read it periodically and at the turn of the month.
     let next_month = chrono::NaiveDate::from_ymd_opt(
         if today.month() == 12 { today.year() + 1 } else { today.year() },
@@ -245,6 +252,12 @@ pub(crate) async fn publish_transitions<K: Resource<DynamicType = ()>>(
     next: &[Condition],
 ) {
     for changed in crate::status::transitions(previous, next) {
+        // A first "nothing is wrong" (QuotaExceeded=False, Suspended=False, ...) is not news;
+        // skipping it keeps a busy cluster's event volume down.
+        let first_time = !previous.iter().any(|p| p.type_ == changed.type_);
+        if first_time && changed.type_ != types::READY && !changed.is_true() {
+            continue;
+        }
         let warning = match changed.type_.as_str() {
             types::READY => !changed.is_true(),
             _ => changed.is_true(),

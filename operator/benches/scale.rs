@@ -1,0 +1,224 @@
+//! Scale benchmark (not a test): N Customers and M AgentDeployments created against the local
+//! control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok) and Postgres, with
+//! the release-built operator binary. Reports the time until all are Ready, create→Ready
+//! latency percentiles, and the operator's peak and steady RSS.
+//!
+//! `cargo bench -p prospector-operator --bench scale` runs 1,000 customers with 5 agents each.
+//! `BENCH_CUSTOMERS` and `BENCH_AGENTS_PER_CUSTOMER` change the size.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, CustomResourceExt, ResourceExt};
+use prospector_crds::conditions::types;
+use prospector_crds::{AgentDeployment, AgentPhase, Customer, Tier, find_condition_in};
+use prospector_tests::process::{ManagedProcess, RunAs, free_port};
+use prospector_tests::{process_dir, shared_cluster, shared_postgres};
+use serde::Deserialize;
+use serde_json::json;
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+type Created = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Records the first moment each object satisfies `ready`.
+fn watch_ready<K>(api: Api<K>, ready: fn(&K) -> bool, seen: Created) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    tokio::spawn(async move {
+        let stream = watcher(api, watcher::Config::default()).applied_objects();
+        let mut stream = std::pin::pin!(stream);
+        while let Ok(Some(object)) = stream.try_next().await {
+            if ready(&object) {
+                let key = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
+                seen.lock().unwrap().entry(key).or_insert_with(Instant::now);
+            }
+        }
+    })
+}
+
+fn main() {
+    let customers_n = env_usize("BENCH_CUSTOMERS", 1000);
+    let agents_per_customer = env_usize("BENCH_AGENTS_PER_CUSTOMER", 5);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(bench(customers_n, agents_per_customer));
+}
+
+async fn bench(customers_n: usize, agents_per_customer: usize) {
+    let cluster = shared_cluster();
+    let client: Client = cluster.client().await.unwrap();
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let tiers = std::fs::read_to_string(prospector_tests::hack::repo_root().join("examples/tiers.yaml")).unwrap();
+    for document in serde_yaml::Deserializer::from_str(&tiers) {
+        let object = DynamicObject::deserialize(document).unwrap();
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &Tier::api_resource());
+        api.patch(&object.name_any(), &PatchParams::apply("bench").force(), &Patch::Apply(&object)).await.unwrap();
+    }
+    let platform = Namespace {
+        metadata: ObjectMeta { name: Some("prospector-system".into()), ..Default::default() },
+        ..Default::default()
+    };
+    let _ = Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &platform).await;
+
+    let http_port = free_port().unwrap();
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let operator = ManagedProcess::spawn(
+        "operator",
+        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-operator")),
+        &["run".into(), format!("--http-addr=127.0.0.1:{http_port}"), "--leader-election=false".into()],
+        RunAs::Current,
+        &process_dir().join("bench-operator.log"),
+        &[("DATABASE_URL", &db.url), ("KUBECONFIG", &kubeconfig), ("RUST_LOG", "warn")],
+    )
+    .unwrap();
+    let pid = operator.pid();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss = rss_kib(pid, "VmRSS:");
+
+    let customer_created: Created = Arc::default();
+    let customer_ready: Created = Arc::default();
+    let agent_created: Created = Arc::default();
+    let agent_ready: Created = Arc::default();
+    let watchers = [
+        watch_ready(
+            Api::<Customer>::all(client.clone()),
+            |c| {
+                find_condition_in(c.status.as_ref().map(|s| s.conditions.as_slice()), types::READY)
+                    .is_some_and(|r| r.is_true())
+            },
+            customer_ready.clone(),
+        ),
+        watch_ready(
+            Api::<AgentDeployment>::all(client.clone()),
+            |a| a.status.as_ref().and_then(|s| s.phase) == Some(AgentPhase::Running),
+            agent_ready.clone(),
+        ),
+    ];
+
+    let peak_sampler = {
+        let peak = Arc::new(Mutex::new(0u64));
+        let sampled = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                let rss = rss_kib(pid, "VmRSS:");
+                {
+                    let mut peak = sampled.lock().unwrap();
+                    *peak = (*peak).max(rss);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        peak
+    };
+
+    let start = Instant::now();
+    let names: Vec<String> = (0..customers_n).map(|i| format!("bench-{i:04}")).collect();
+    futures::stream::iter(names.clone())
+        .for_each_concurrent(32, |name| {
+            let client = client.clone();
+            let customer_created = customer_created.clone();
+            let agent_created = agent_created.clone();
+            let customer_ready = customer_ready.clone();
+            async move {
+                let customer: Customer = serde_json::from_value(json!({
+                    "apiVersion": "prospector.dev/v1alpha1", "kind": "Customer", "metadata": {"name": name},
+                    "spec": {"companyName": name, "email": format!("{name}@example.com"), "tier": "pro"}
+                }))
+                .unwrap();
+                customer_created.lock().unwrap().insert(format!("/{name}"), Instant::now());
+                Api::<Customer>::all(client.clone()).create(&PostParams::default(), &customer).await.unwrap();
+                // Agents go into the namespace the operator creates: wait (on the watch, without
+                // loading the apiserver) until the customer is Ready.
+                let namespace = format!("cust-{name}");
+                while !customer_ready.lock().unwrap().contains_key(&format!("/{name}")) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let agents: Api<AgentDeployment> = Api::namespaced(client.clone(), &namespace);
+                for i in 0..agents_per_customer {
+                    let agent: AgentDeployment = serde_json::from_value(json!({
+                        "apiVersion": "prospector.dev/v1alpha1", "kind": "AgentDeployment", "metadata": {"name": format!("agent-{i}")},
+                        "spec": {"agentName": format!("Agent {i}"), "agentType": "lead_qualifier"}
+                    }))
+                    .unwrap();
+                    agent_created.lock().unwrap().insert(format!("{namespace}/agent-{i}"), Instant::now());
+                    agents.create(&PostParams::default(), &agent).await.unwrap();
+                }
+            }
+        })
+        .await;
+    let created_in = start.elapsed();
+
+    let total_agents = customers_n * agents_per_customer;
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        let customers_ready = customer_ready.lock().unwrap().len();
+        let agents_ready = agent_ready.lock().unwrap().len();
+        if customers_ready >= customers_n && agents_ready >= total_agents {
+            break;
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "gave up: {customers_ready}/{customers_n} customers and {agents_ready}/{total_agents} agents Ready"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let all_ready_in = start.elapsed();
+    let peak_rss = *peak_sampler.lock().unwrap();
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let steady_rss = rss_kib(pid, "VmRSS:");
+    let hwm = rss_kib(pid, "VmHWM:");
+
+    let latencies = |created: &Created, ready: &Created| {
+        let created = created.lock().unwrap();
+        let ready = ready.lock().unwrap();
+        let mut out: Vec<Duration> =
+            created.iter().filter_map(|(k, t)| ready.get(k).map(|r| r.saturating_duration_since(*t))).collect();
+        out.sort();
+        out
+    };
+    let customer_latency = latencies(&customer_created, &customer_ready);
+    let agent_latency = latencies(&agent_created, &agent_ready);
+    for w in watchers {
+        w.abort();
+    }
+    println!("scale benchmark: {customers_n} customers x {agents_per_customer} agents = {total_agents} agents");
+    println!("| metric | value |");
+    println!("|---|---|");
+    println!("| all objects created (client side) | {:.1} s |", created_in.as_secs_f64());
+    println!("| all Ready (customers Ready, agents Running) | {:.1} s |", all_ready_in.as_secs_f64());
+    println!("| customers Ready | {}/{customers_n} |", customer_latency.len());
+    println!("| agents Running | {}/{total_agents} |", agent_latency.len());
+    for (what, l) in [("customer", &customer_latency), ("agent", &agent_latency)] {
+        println!("| {what} create→Ready p50 | {:.3} s |", percentile(l, 0.5).as_secs_f64());
+        println!("| {what} create→Ready p99 | {:.3} s |", percentile(l, 0.99).as_secs_f64());
+    }
+    println!("| operator RSS idle | {:.1} MiB |", idle_rss as f64 / 1024.0);
+    println!("| operator RSS peak (VmHWM) | {:.1} MiB |", hwm.max(peak_rss) as f64 / 1024.0);
+    println!("| operator RSS steady (15 s after) | {:.1} MiB |", steady_rss as f64 / 1024.0);
+    drop(operator);
+}
