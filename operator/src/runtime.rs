@@ -14,9 +14,11 @@ use axum::routing::get;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Config as WatcherConfig;
+use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, ResourceExt};
 use prospector_crds::{AgentDeployment, Customer, Tier, labels};
 use sqlx::PgPool;
@@ -75,7 +77,14 @@ async fn serve_http(addr: SocketAddr, state: HttpState) -> Result<(), OperatorEr
     axum::serve(listener, app).await.map_err(|e| OperatorError::Config(format!("http server: {e}")))
 }
 
-fn channel_stream<T: Send + 'static>(rx: tokio::sync::mpsc::UnboundedReceiver<T>) -> impl futures::Stream<Item = T> + Send {
+/// Drops what the operator never reads from a cached object.
+fn slim<K: kube::Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
+fn channel_stream<T: Send + 'static>(
+    rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
@@ -118,42 +127,82 @@ pub async fn run(
     let config = ControllerConfig::default().concurrency(options.concurrency).debounce(Duration::from_millis(200));
     let watch = WatcherConfig::default().any_semantic();
 
+    // Watched objects are cached without managedFields: on a busy cluster these are most of an
+    // object's bytes, and the operator never reads them. Watches that only map events to
+    // objects use metadata.
     let tiers = Controller::new(Api::<Tier>::all(client.clone()), watch.clone())
         .with_config(config.clone())
-        .watches(Api::<Customer>::all(client.clone()), watch.clone(), |c| Some(ObjectRef::<Tier>::new(&c.spec.tier)))
+        .watches_stream(
+            watcher(Api::<Customer>::all(client.clone()), watch.clone())
+                .modify(slim)
+                .default_backoff()
+                .touched_objects(),
+            |c| Some(ObjectRef::<Tier>::new(&c.spec.tier)),
+        )
         .graceful_shutdown_on(stopped())
         .run(tier::reconcile, error_policy(tier::CONTROLLER), ctx.clone())
         .for_each(|_| async {});
 
-    let customers = Controller::new(Api::<Customer>::all(client.clone()), watch.clone()).with_config(config.clone());
-    let customer_store = customers.store();
-    let customers = customers
-        .watches(Api::<Tier>::all(client.clone()), watch.clone(), move |tier| {
-            let name = tier.name_any();
-            customer_store
-                .state()
-                .into_iter()
-                .filter(move |c| c.spec.tier == name)
-                .map(|c| ObjectRef::from_obj(c.as_ref()))
-        })
+    let (customer_store, customer_writer) = reflector::store::<Customer>();
+    let customer_events = watcher(Api::<Customer>::all(client.clone()), watch.clone())
+        .modify(slim)
+        .default_backoff()
+        .reflect(customer_writer)
+        .touched_objects();
+    let customers_by_tier = customer_store.clone();
+    let customers = Controller::for_stream(customer_events, customer_store)
+        .with_config(config.clone())
+        .watches_stream(
+            watcher(Api::<PartialObjectMeta<Tier>>::all(client.clone()), watch.clone())
+                .default_backoff()
+                .touched_objects(),
+            move |tier| {
+                let name = tier.name_any();
+                customers_by_tier
+                    .state()
+                    .into_iter()
+                    .filter(move |c| c.spec.tier == name)
+                    .map(|c| ObjectRef::from_obj(c.as_ref()))
+            },
+        )
         .reconcile_on(channel_stream(wakeups.customers))
         .graceful_shutdown_on(stopped())
         .run(customer::reconcile, error_policy(customer::CONTROLLER), ctx.clone())
         .for_each(|_| async {});
 
-    let agents = Controller::new(Api::<AgentDeployment>::all(client.clone()), watch.clone()).with_config(config);
-    let agent_store = agents.store();
+    let (agent_store, agent_writer) = reflector::store::<AgentDeployment>();
+    let agent_events = watcher(Api::<AgentDeployment>::all(client.clone()), watch.clone())
+        .modify(slim)
+        .default_backoff()
+        .reflect(agent_writer)
+        .touched_objects();
+    let agents_by_namespace = agent_store.clone();
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
-    let agents = agents
-        .owns(Api::<Deployment>::all(client.clone()), watch.clone().labels(&managed))
-        .watches(Api::<Customer>::all(client.clone()), watch, move |customer| {
-            let namespace = prospector_crds::customer::customer_namespace(&customer.name_any());
-            agent_store
-                .state()
-                .into_iter()
-                .filter(move |a| a.namespace().as_deref() == Some(namespace.as_str()))
-                .map(|a| ObjectRef::from_obj(a.as_ref()))
-        })
+    let agents = Controller::for_stream(agent_events, agent_store)
+        .with_config(config)
+        .owns_stream(
+            watcher(Api::<PartialObjectMeta<Deployment>>::all(client.clone()), watch.clone().labels(&managed))
+                .modify(slim)
+                .default_backoff()
+                .touched_objects(),
+        )
+        .watches_stream(
+            // Only spec changes (suspension, overrides, tier) concern the agents; usage written
+            // to a customer's status would otherwise re-reconcile all its agents each time.
+            // Raised limits wake waiting agents through the customer controller instead.
+            watcher(Api::<PartialObjectMeta<Customer>>::all(client.clone()), watch)
+                .default_backoff()
+                .touched_objects()
+                .predicate_filter(predicates::generation, Default::default()),
+            move |customer| {
+                let namespace = prospector_crds::customer::customer_namespace(&customer.name_any());
+                agents_by_namespace
+                    .state()
+                    .into_iter()
+                    .filter(move |a| a.namespace().as_deref() == Some(namespace.as_str()))
+                    .map(|a| ObjectRef::from_obj(a.as_ref()))
+            },
+        )
         .reconcile_on(channel_stream(wakeups.agents))
         .graceful_shutdown_on(stopped())
         .run(agent::reconcile, error_policy(agent::CONTROLLER), ctx.clone())

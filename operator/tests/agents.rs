@@ -345,3 +345,25 @@ async fn suspending_a_customer_scales_its_agents_to_zero_and_back() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn an_agent_outside_a_customer_namespace_is_reported_not_run() {
+    let _operator = shared_operator();
+    let t = prospector_tests::ClusterTest::new("stray").await;
+    let api: Api<AgentDeployment> = Api::namespaced(t.client.clone(), &t.namespace);
+    api.create(&PostParams::default(), &agent("stray", 1)).await.unwrap();
+    let message = eventually("InvalidSpec on the stray agent", WAIT, || async {
+        let a = api.get("stray").await.ok()?;
+        let ready = find_condition_in(a.status.as_ref().map(|s| s.conditions.as_slice()), types::READY)?;
+        (ready.reason == "InvalidSpec" && phase(&a) == Some(AgentPhase::Pending)).then(|| ready.message.clone())
+    })
+    .await;
+    assert!(message.contains("not a customer namespace"), "{message}");
+    let deployments =
+        Api::<Deployment>::namespaced(t.client.clone(), &t.namespace).list(&ListParams::default()).await.unwrap();
+    assert!(deployments.items.is_empty(), "nothing runs outside a customer namespace");
+    // Deletion still works: the finalizer has nothing to release.
+    api.delete("stray", &DeleteParams::default()).await.unwrap();
+    eventually("the stray agent gone", WAIT, || async { api.get_opt("stray").await.ok()?.is_none().then_some(()) })
+        .await;
+}

@@ -79,10 +79,11 @@ pub struct QuotaLimits {
     pub max_cost_per_month_usd: f64,
 }
 
-/// Writes the limits snapshot the quota decisions compare against. Counters are untouched: a
-/// lower limit than current usage (a downgrade) is recorded, and only blocks new reservations.
-pub async fn set_quota_limits(pool: &PgPool, customer_id: i64, limits: &QuotaLimits) -> Result<(), StoreError> {
-    sqlx::query(
+/// Writes the limits snapshot the quota decisions compare against, and says whether it changed.
+/// Counters are untouched: a lower limit than current usage (a downgrade) is recorded, and only
+/// blocks new reservations.
+pub async fn set_quota_limits(pool: &PgPool, customer_id: i64, limits: &QuotaLimits) -> Result<bool, StoreError> {
+    let result = sqlx::query(
         "INSERT INTO customer_quotas (customer_id, max_api_calls_per_day, max_api_calls_per_month,
                 rate_limit_per_second, rate_limit_per_minute, max_agents, max_concurrent_agents,
                 max_storage_bytes, max_documents, max_leads_per_month, max_cost_per_month_usd)
@@ -123,7 +124,7 @@ pub async fn set_quota_limits(pool: &PgPool, customer_id: i64, limits: &QuotaLim
     .bind(limits.max_cost_per_month_usd)
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(result.rows_affected() > 0)
 }
 
 /// Records an API key by its prefix and SHA-256 (never the key). Idempotent.

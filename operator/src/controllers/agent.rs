@@ -184,7 +184,8 @@ async fn apply_agent(agent: &AgentDeployment, namespace: &str, ctx: &Context) ->
         // retry now rather than at their next periodic attempt.
         ctx.wake(store::waiting_agents(&ctx.pool, customer_id).await?);
     }
-    let resized = row.admitted && matches!(admission, Admission::Admitted { replicas, .. } if replicas != row.quota_reserved_replicas);
+    let resized = row.admitted
+        && matches!(admission, Admission::Admitted { replicas, .. } if replicas != row.quota_reserved_replicas);
     if first_admission || resized {
         // The customer's usage changed.
         ctx.wake_customer(&customer_name);
@@ -342,9 +343,15 @@ fn deployment_matches(current: &Deployment, desired: &Deployment) -> bool {
             .and_then(|a| a.get("prospector.dev/config-hash").cloned())
     };
     let image = |d: &Deployment| {
-        d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).and_then(|p| p.containers.first()).and_then(|c| c.image.clone())
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.containers.first())
+            .and_then(|c| c.image.clone())
     };
-    replicas(current) == replicas(desired) && template_hash(current) == template_hash(desired) && image(current) == image(desired)
+    replicas(current) == replicas(desired)
+        && template_hash(current) == template_hash(desired)
+        && image(current) == image(desired)
 }
 
 async fn cleanup_agent(agent: &AgentDeployment, namespace: &str, ctx: &Context) -> Result<Action> {

@@ -92,7 +92,10 @@ async fn apply_customer(customer: &Customer, ctx: &Context) -> Result<Action> {
         Err(e) => return Err(e.into()),
     };
     let limits = effective_limits(&tier.spec, customer.spec.quota_overrides.as_ref());
-    store::set_quota_limits(&ctx.pool, customer_id, &limits).await?;
+    if store::set_quota_limits(&ctx.pool, customer_id, &limits).await? {
+        // New limits (a tier change, an override): agents waiting for quota may fit now.
+        ctx.wake(prospector_store::agents::waiting_agents(&ctx.pool, customer_id).await?);
+    }
 
     // Build and apply the children.
     let namespace = customer_namespace(&name);
