@@ -58,6 +58,7 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     wake_agents: mpsc::UnboundedSender<ObjectRef<AgentDeployment>>,
     wake_customers: mpsc::UnboundedSender<ObjectRef<Customer>>,
+    customer_cache: std::sync::OnceLock<kube::runtime::reflector::Store<Customer>>,
 }
 
 /// The receiving ends of the wake-up channels, consumed by the controllers.
@@ -98,6 +99,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             wake_agents,
             wake_customers,
+            customer_cache: std::sync::OnceLock::new(),
         };
         (Arc::new(context), Wakeups { agents, customers })
     }
@@ -127,6 +129,16 @@ impl Context {
     /// resized or released). Requests within the debounce window coalesce.
     pub fn wake_customer(&self, name: &str) {
         let _ = self.wake_customers.send(ObjectRef::new(name));
+    }
+
+    /// Shares the customer controller's cache with the other controllers.
+    pub fn set_customer_cache(&self, store: kube::runtime::reflector::Store<Customer>) {
+        let _ = self.customer_cache.set(store);
+    }
+
+    /// The cached Customers, once the customer controller's watch has synced.
+    pub fn customer_cache(&self) -> Option<&kube::runtime::reflector::Store<Customer>> {
+        self.customer_cache.get()
     }
 
     /// The retry delay after a failure of `key`: 1 s, doubling up to 5 minutes.

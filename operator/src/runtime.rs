@@ -130,19 +130,6 @@ pub async fn run(
     // Watched objects are cached without managedFields: on a busy cluster these are most of an
     // object's bytes, and the operator never reads them. Watches that only map events to
     // objects use metadata.
-    let tiers = Controller::new(Api::<Tier>::all(client.clone()), watch.clone())
-        .with_config(config.clone())
-        .watches_stream(
-            watcher(Api::<Customer>::all(client.clone()), watch.clone())
-                .modify(slim)
-                .default_backoff()
-                .touched_objects(),
-            |c| Some(ObjectRef::<Tier>::new(&c.spec.tier)),
-        )
-        .graceful_shutdown_on(stopped())
-        .run(tier::reconcile, error_policy(tier::CONTROLLER), ctx.clone())
-        .for_each(|_| async {});
-
     let (customer_store, customer_writer) = reflector::store::<Customer>();
     let customer_events = watcher(Api::<Customer>::all(client.clone()), watch.clone())
         .modify(slim)
@@ -150,12 +137,16 @@ pub async fn run(
         .reflect(customer_writer)
         .touched_objects();
     let customers_by_tier = customer_store.clone();
+    ctx.set_customer_cache(customer_store.clone());
     let customers = Controller::for_stream(customer_events, customer_store)
         .with_config(config.clone())
         .watches_stream(
+            // Only a tier's spec concerns its customers; its status (the customer count)
+            // changes whenever any customer does.
             watcher(Api::<PartialObjectMeta<Tier>>::all(client.clone()), watch.clone())
                 .default_backoff()
-                .touched_objects(),
+                .touched_objects()
+                .predicate_filter(predicates::generation, Default::default()),
             move |tier| {
                 let name = tier.name_any();
                 customers_by_tier
@@ -168,6 +159,22 @@ pub async fn run(
         .reconcile_on(channel_stream(wakeups.customers))
         .graceful_shutdown_on(stopped())
         .run(customer::reconcile, error_policy(customer::CONTROLLER), ctx.clone())
+        .for_each(|_| async {});
+
+    // Tiers count their customers from the customer controller's cache, and recount only when
+    // a customer appears, changes its spec or goes.
+    let tiers = Controller::new(Api::<Tier>::all(client.clone()), watch.clone())
+        .with_config(config.clone())
+        .watches_stream(
+            watcher(Api::<Customer>::all(client.clone()), watch.clone())
+                .modify(slim)
+                .default_backoff()
+                .touched_objects()
+                .predicate_filter(predicates::generation, Default::default()),
+            |c| Some(ObjectRef::<Tier>::new(&c.spec.tier)),
+        )
+        .graceful_shutdown_on(stopped())
+        .run(tier::reconcile, error_policy(tier::CONTROLLER), ctx.clone())
         .for_each(|_| async {});
 
     let (agent_store, agent_writer) = reflector::store::<AgentDeployment>();

@@ -21,17 +21,27 @@ pub const CONTROLLER: &str = "tier";
 pub async fn reconcile(tier: Arc<Tier>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let name = tier.name_any();
-    let customers: Api<Customer> = Api::all(ctx.client.clone());
-    let mut count = 0;
-    let mut params = ListParams::default().limit(500);
-    loop {
-        let page = customers.list(&params).await?;
-        count += page.items.iter().filter(|c| c.spec.tier == name && c.metadata.deletion_timestamp.is_none()).count();
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => break,
+    let on_this_tier = |c: &Customer| c.spec.tier == name && c.metadata.deletion_timestamp.is_none();
+    let count = match ctx.customer_cache() {
+        Some(cache) if cache.wait_until_ready().await.is_ok() => {
+            cache.state().iter().filter(|c| on_this_tier(c.as_ref())).count()
         }
-    }
+        // Before the cache is there, ask the apiserver.
+        _ => {
+            let customers: Api<Customer> = Api::all(ctx.client.clone());
+            let mut count = 0;
+            let mut params = ListParams::default().limit(500);
+            loop {
+                let page = customers.list(&params).await?;
+                count += page.items.iter().filter(|c| on_this_tier(c)).count();
+                match page.metadata.continue_ {
+                    Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                    _ => break,
+                }
+            }
+            count
+        }
+    };
     let previous = tier.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
     let ready = condition(
         &previous,
@@ -47,7 +57,14 @@ pub async fn reconcile(tier: Arc<Tier>, ctx: Arc<Context>) -> Result<Action> {
         "observedGeneration": tier.metadata.generation,
         "conditions": [ready],
     });
-    apply_status(&Api::<Tier>::all(ctx.client.clone()), &name, status).await?;
+    let unchanged = tier
+        .status
+        .as_ref()
+        .and_then(|current| serde_json::to_value(current).ok())
+        .is_some_and(|current| current == status);
+    if !unchanged {
+        apply_status(&Api::<Tier>::all(ctx.client.clone()), &name, status).await?;
+    }
     ctx.succeeded(&object_key(tier.as_ref()));
     Ok(Action::requeue(ctx.settings.resync))
 }
