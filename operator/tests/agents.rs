@@ -367,3 +367,37 @@ async fn an_agent_outside_a_customer_namespace_is_reported_not_run() {
     eventually("the stray agent gone", WAIT, || async { api.get_opt("stray").await.ok()?.is_none().then_some(()) })
         .await;
 }
+
+#[tokio::test]
+async fn deleting_a_customer_stops_its_agents_and_releases_everything() {
+    let operator = shared_operator();
+    let client = client().await;
+    let pool = operator.pool().await;
+    let customer_name = unique("leaving");
+    let (namespace, customer_id) = ready_customer(&client, &customer_name, "starter", json!({})).await;
+    let api: Api<AgentDeployment> = Api::namespaced(client.clone(), &namespace);
+    for name in ["one", "two"] {
+        api.create(&PostParams::default(), &agent(name, 1)).await.unwrap();
+    }
+    eventually("both Running", WAIT, || async {
+        let p = phases(&api).await?;
+        (p.len() == 2 && count(&p, AgentPhase::Running) == 2).then_some(())
+    })
+    .await;
+
+    Api::<Customer>::all(client.clone()).delete(&customer_name, &DeleteParams::default()).await.unwrap();
+    eventually("the namespace and its agents gone", Duration::from_secs(120), || async {
+        let gone =
+            Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).get_opt(&namespace).await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+    let live: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM customer_agents WHERE customer_id = $1 AND terminated_at IS NULL")
+            .bind(customer_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(live, 0, "every agent row is terminated");
+    assert_eq!(quota_counters(&pool, customer_id).await, (0, 0), "the quota is released");
+}
