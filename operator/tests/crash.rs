@@ -10,10 +10,10 @@ mod process;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{apply_yaml, eventually, unique};
+use common::{eventually, unique};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use process::start_operator;
 use prospector_crds::conditions::types;
@@ -91,13 +91,7 @@ async fn live_rows(pool: &PgPool, customer_id: i64) -> Vec<Row> {
 async fn state_converges_after_ten_sigkills_during_a_burst() {
     let client = shared_cluster().client().await.unwrap();
     let db = shared_postgres().migrated_database().await.unwrap();
-    let tiers = std::fs::read_to_string(prospector_tests::hack::repo_root().join("examples/tiers.yaml")).unwrap();
-    apply_yaml(&client, &tiers).await;
-    let platform = Namespace {
-        metadata: ObjectMeta { name: Some("prospector-system".into()), ..Default::default() },
-        ..Default::default()
-    };
-    let _ = Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &platform).await;
+    common::install_platform(&client).await;
 
     let mut operator = start_operator(&db.url, false, "crashy-0");
     let names: Vec<String> = CUSTOMERS.iter().map(|_| unique("crash")).collect();

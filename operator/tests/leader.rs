@@ -7,11 +7,11 @@ mod process;
 
 use std::time::Duration;
 
-use common::{apply_yaml, eventually, unique};
+use common::{eventually, unique};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Namespace;
+
 use kube::Client;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, PostParams};
 use process::{http_get, metric, start_operator};
 use prospector_crds::conditions::types;
 use prospector_crds::{Customer, find_condition_in};
@@ -21,13 +21,7 @@ use serde_json::json;
 async fn setup() -> (Client, String) {
     let client = shared_cluster().client().await.unwrap();
     let db = shared_postgres().migrated_database().await.unwrap();
-    let tiers = std::fs::read_to_string(prospector_tests::hack::repo_root().join("examples/tiers.yaml")).unwrap();
-    apply_yaml(&client, &tiers).await;
-    let platform = Namespace {
-        metadata: ObjectMeta { name: Some("prospector-system".into()), ..Default::default() },
-        ..Default::default()
-    };
-    let _ = Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &platform).await;
+    common::install_platform(&client).await;
     (client, db.url)
 }
 

@@ -8,10 +8,10 @@ mod process;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{apply_yaml, eventually, unique};
-use k8s_openapi::api::core::v1::Namespace;
+use common::{eventually, unique};
+
 use kube::Client;
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use process::{http_get, metric};
 use prospector_crds::conditions::types;
 use prospector_crds::{AgentDeployment, AgentPhase, Customer, find_condition_in};
@@ -57,13 +57,7 @@ async fn agent_phase(client: &Client, namespace: &str, name: &str) -> Option<Age
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_backs_off_and_recovers_without_failing_objects() {
     let client = shared_cluster().client().await.unwrap();
-    let tiers = std::fs::read_to_string(prospector_tests::hack::repo_root().join("examples/tiers.yaml")).unwrap();
-    apply_yaml(&client, &tiers).await;
-    let platform = Namespace {
-        metadata: ObjectMeta { name: Some("prospector-system".into()), ..Default::default() },
-        ..Default::default()
-    };
-    let _ = Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &platform).await;
+    common::install_platform(&client).await;
 
     // A Postgres of this test's own, so it can be taken away.
     let mut postgres = PostgresServer::start_local(&process_dir().join("outage-postgres")).unwrap();

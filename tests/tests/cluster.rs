@@ -3,7 +3,7 @@
 //! become available through controller-manager + scheduler + kwok and are garbage-collected
 //! with their owner.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -340,21 +340,6 @@ async fn server_side_tables_list_the_printer_columns() {
     }
 }
 
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn deployments_become_available_through_kwok_and_are_garbage_collected_with_their_owner() {
     let t = ClusterTest::new("kwok").await;
@@ -392,7 +377,7 @@ async fn deployments_become_available_through_kwok_and_are_garbage_collected_wit
     let deployments: Api<Deployment> = Api::namespaced(t.client.clone(), &t.namespace);
     deployments.create(&PostParams::default(), &deployment).await.unwrap();
 
-    let available = wait_for("availableReplicas == 1", Duration::from_secs(90), || async {
+    let available = prospector_tests::eventually("availableReplicas == 1", Duration::from_secs(90), || async {
         let d = deployments.get("agent").await.ok()?;
         let available = d.status?.available_replicas?;
         (available == 1).then_some(available)
@@ -407,14 +392,14 @@ async fn deployments_become_available_through_kwok_and_are_garbage_collected_wit
     assert_eq!(pod.status.as_ref().unwrap().phase.as_deref(), Some("Running"));
 
     agents_api.delete("owner", &DeleteParams::default()).await.unwrap();
-    wait_for("the garbage collector to delete the Deployment", Duration::from_secs(90), || async {
+    prospector_tests::eventually("the garbage collector to delete the Deployment", Duration::from_secs(90), || async {
         match deployments.get_opt("agent").await {
             Ok(None) => Some(()),
             _ => None,
         }
     })
     .await;
-    wait_for("the garbage collector to delete the pods", Duration::from_secs(90), || async {
+    prospector_tests::eventually("the garbage collector to delete the pods", Duration::from_secs(90), || async {
         let left = pods.list(&ListParams::default().labels("app=agent")).await.ok()?;
         left.items.is_empty().then_some(())
     })

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::core::v1::Namespace;
@@ -47,6 +47,17 @@ pub async fn apply_yaml(client: &Client, text: &str) {
     }
 }
 
+/// Installs the example tiers and the platform namespace, as Helm would.
+pub async fn install_platform(client: &Client) {
+    let tiers = std::fs::read_to_string(prospector_tests::hack::repo_root().join("examples/tiers.yaml")).unwrap();
+    apply_yaml(client, &tiers).await;
+    let platform = Namespace {
+        metadata: ObjectMeta { name: Some(PLATFORM_NAMESPACE.into()), ..Default::default() },
+        ..Default::default()
+    };
+    let _ = Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &platform).await;
+}
+
 pub fn shared_operator() -> &'static SharedOperator {
     static OPERATOR: OnceLock<SharedOperator> = OnceLock::new();
     OPERATOR.get_or_init(|| {
@@ -61,15 +72,7 @@ pub fn shared_operator() -> &'static SharedOperator {
                 runtime.block_on(async move {
                     let db = postgres.migrated_database().await.expect("operator database");
                     let client = cluster.client().await.expect("operator client");
-                    let tiers =
-                        std::fs::read_to_string(prospector_tests::hack::repo_root().join("examples/tiers.yaml"))
-                            .unwrap();
-                    apply_yaml(&client, &tiers).await;
-                    let platform = Namespace {
-                        metadata: ObjectMeta { name: Some(PLATFORM_NAMESPACE.into()), ..Default::default() },
-                        ..Default::default()
-                    };
-                    let _ = Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &platform).await;
+                    install_platform(&client).await;
                     let clock = ManualClock::new(Utc::now());
                     let options = RunOptions {
                         settings: Settings {
@@ -94,21 +97,7 @@ pub fn shared_operator() -> &'static SharedOperator {
     })
 }
 
-/// Polls `probe` until it returns `Some`, failing the test after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
+pub use prospector_tests::eventually;
 
 /// A new client for this test's runtime.
 pub async fn client() -> Client {
