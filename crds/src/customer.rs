@@ -103,6 +103,13 @@ pub struct CustomerStatus {
     pub icp: Option<IcpCriteria>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// A digest of what the namespace's children were last applied from; with
+    /// `childrenAppliedAt`, lets the operator skip re-applying unchanged children.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub children_hash: Option<String>,
+    /// When the namespace's children were last applied (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub children_applied_at: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

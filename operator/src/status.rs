@@ -41,6 +41,11 @@ pub fn condition(
     }
 }
 
+/// Whether the condition `type_` is present and True.
+pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    conditions.iter().any(|c| c.type_ == type_ && c.status == status::TRUE)
+}
+
 /// The conditions of `next` whose status or reason differs from `previous`.
 pub fn transitions<'a>(previous: &[Condition], next: &'a [Condition]) -> Vec<&'a Condition> {
     next.iter()

@@ -24,7 +24,7 @@ use crate::context::{Context, object_key};
 use crate::desired::customer::{API_KEY_SECRET, API_KEY_SECRET_KEY, CustomerChildren};
 use crate::error::{OperatorError, Result};
 use crate::quota::{effective_limits, exhausted_quotas, month_start, usage_view};
-use crate::status::condition;
+use crate::status::{condition, timestamp};
 
 /// The controller's name in metrics and logs.
 pub const CONTROLLER: &str = "customer";
@@ -108,12 +108,31 @@ async fn apply_customer(customer: &Customer, ctx: &Context) -> Result<Action> {
         platform_namespace: &ctx.settings.platform_namespace,
         owner,
     };
-    apply(&Api::<Namespace>::all(ctx.client.clone()), &children.namespace()).await?;
     let quota = tier.spec.with_overrides(customer.spec.quota_overrides.as_ref()).namespace_quota;
-    apply(&Api::<ResourceQuota>::namespaced(ctx.client.clone(), &namespace), &children.resource_quota(&quota)).await?;
-    apply(&Api::<LimitRange>::namespaced(ctx.client.clone(), &namespace), &children.limit_range()).await?;
-    apply(&Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &namespace), &children.network_policy()).await?;
-    ensure_api_key(ctx, &children, customer_id).await?;
+    // Most reconciles only refresh usage (an agent was admitted or released); re-applying the
+    // same children would only load the apiserver. They are re-applied when what they are built
+    // from changes, on a new generation, and at least once per resync period to repair drift.
+    let children_hash = children_digest(&children, &quota);
+    let status_now = customer.status.as_ref();
+    let applied_recently = status_now
+        .and_then(|s| s.children_applied_at.as_deref())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| (now - t.with_timezone(&chrono::Utc)).to_std().unwrap_or_default() < ctx.settings.resync);
+    let children_current = applied_recently
+        && status_now.and_then(|s| s.children_hash.as_deref()) == Some(children_hash.as_str())
+        && status_now.and_then(|s| s.observed_generation) == generation
+        && crate::status::is_true(&previous, types::READY);
+    let children_applied_at = if children_current {
+        status_now.and_then(|s| s.children_applied_at.clone()).unwrap_or_else(|| timestamp(now))
+    } else {
+        apply(&Api::<Namespace>::all(ctx.client.clone()), &children.namespace()).await?;
+        apply(&Api::<ResourceQuota>::namespaced(ctx.client.clone(), &namespace), &children.resource_quota(&quota))
+            .await?;
+        apply(&Api::<LimitRange>::namespaced(ctx.client.clone(), &namespace), &children.limit_range()).await?;
+        apply(&Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &namespace), &children.network_policy()).await?;
+        ensure_api_key(ctx, &children, customer_id).await?;
+        timestamp(now)
+    };
 
     // Status.
     let today = now.date_naive();
@@ -168,6 +187,8 @@ async fn apply_customer(customer: &Customer, ctx: &Context) -> Result<Action> {
         "agents": format!("{}/{}", usage.agents.used, usage.agents.limit),
         "usage": usage,
         "observedGeneration": generation,
+        "childrenHash": children_hash,
+        "childrenAppliedAt": children_applied_at,
         "conditions": conditions,
     });
     let unchanged = customer
@@ -189,6 +210,18 @@ async fn apply_customer(customer: &Customer, ctx: &Context) -> Result<Action> {
         .map(|t| (t.and_utc() - now).to_std().unwrap_or_default())
         .unwrap_or(ctx.settings.resync);
     Ok(Action::requeue(ctx.settings.resync.min(until_month_end)))
+}
+
+/// A digest of everything the namespace's children are built from.
+fn children_digest(children: &CustomerChildren<'_>, quota: &prospector_crds::NamespaceQuota) -> String {
+    use sha2::{Digest, Sha256};
+    let inputs = serde_json::json!({
+        "namespace": children.namespace(),
+        "quota": children.resource_quota(quota),
+        "limits": children.limit_range(),
+        "policy": children.network_policy(),
+    });
+    hex::encode(&Sha256::digest(inputs.to_string().as_bytes())[..12])
 }
 
 /// Creates the API key Secret once and records the key's hash. The Secret is the key's only
