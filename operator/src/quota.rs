@@ -137,25 +137,18 @@ pub fn refusal_message(refusal: &Refusal) -> (&'static str, String) {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
-    use prospector_crds::NamespaceQuota;
 
     use super::*;
 
+    /// The starter tier as shipped in `examples/tiers.yaml`.
     fn starter() -> TierSpec {
-        TierSpec {
-            display_name: None,
-            max_api_calls_per_day: 1_000,
-            max_api_calls_per_month: 30_000,
-            rate_limit_per_second: 10,
-            rate_limit_per_minute: 100,
-            max_agents: 5,
-            max_concurrent_agents: 3,
-            max_storage_mb: 1_000,
-            max_documents: 100,
-            max_leads_per_month: 1_000,
-            max_cost_per_month_usd: 100.0,
-            namespace_quota: NamespaceQuota { cpu: "4".into(), memory: "8Gi".into(), pods: 10, gpus: 0 },
-        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tiers.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        serde_yaml::Deserializer::from_str(&text)
+            .map(|d| <prospector_crds::Tier as serde::Deserialize>::deserialize(d).unwrap())
+            .find(|t| t.metadata.name.as_deref() == Some("starter"))
+            .unwrap()
+            .spec
     }
 
     #[test]

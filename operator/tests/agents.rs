@@ -67,6 +67,18 @@ fn count(phases: &BTreeMap<String, AgentPhase>, phase: AgentPhase) -> usize {
     phases.values().filter(|p| **p == phase).count()
 }
 
+/// Creates one-replica agents and waits until all of them are Running.
+async fn run_agents(api: &Api<AgentDeployment>, names: &[&str]) {
+    for name in names {
+        api.create(&PostParams::default(), &agent(name, 1)).await.unwrap();
+    }
+    eventually("the agents Running", WAIT, || async {
+        let p = phases(api).await?;
+        (p.len() == names.len() && count(&p, AgentPhase::Running) == names.len()).then_some(())
+    })
+    .await;
+}
+
 async fn quota_counters(pool: &PgPool, customer_id: i64) -> (i32, i32) {
     sqlx::query_as("SELECT active_agents_count, active_replicas FROM customer_quotas WHERE customer_id = $1")
         .bind(customer_id)
@@ -324,14 +336,7 @@ async fn suspending_a_customer_scales_its_agents_to_zero_and_back() {
     let customer_name = unique("paused");
     let (namespace, _) = ready_customer(&client, &customer_name, "starter", json!({})).await;
     let api: Api<AgentDeployment> = Api::namespaced(client.clone(), &namespace);
-    for name in ["one", "two"] {
-        api.create(&PostParams::default(), &agent(name, 1)).await.unwrap();
-    }
-    eventually("both Running", WAIT, || async {
-        let p = phases(&api).await?;
-        (p.len() == 2 && count(&p, AgentPhase::Running) == 2).then_some(())
-    })
-    .await;
+    run_agents(&api, &["one", "two"]).await;
     let customers: Api<Customer> = Api::all(client.clone());
     for (suspended, expected_phase, replicas) in [(true, AgentPhase::Suspended, 0), (false, AgentPhase::Running, 1)] {
         let patch = json!({"spec": {"suspended": suspended}});
@@ -376,14 +381,7 @@ async fn deleting_a_customer_stops_its_agents_and_releases_everything() {
     let customer_name = unique("leaving");
     let (namespace, customer_id) = ready_customer(&client, &customer_name, "starter", json!({})).await;
     let api: Api<AgentDeployment> = Api::namespaced(client.clone(), &namespace);
-    for name in ["one", "two"] {
-        api.create(&PostParams::default(), &agent(name, 1)).await.unwrap();
-    }
-    eventually("both Running", WAIT, || async {
-        let p = phases(&api).await?;
-        (p.len() == 2 && count(&p, AgentPhase::Running) == 2).then_some(())
-    })
-    .await;
+    run_agents(&api, &["one", "two"]).await;
 
     Api::<Customer>::all(client.clone()).delete(&customer_name, &DeleteParams::default()).await.unwrap();
     eventually("the namespace and its agents gone", Duration::from_secs(120), || async {
