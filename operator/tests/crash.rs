@@ -87,6 +87,24 @@ async fn live_rows(pool: &PgPool, customer_id: i64) -> Vec<Row> {
         .collect()
 }
 
+/// Names of the operator-managed objects of kind `K` in `namespace`.
+async fn managed_names<K>(client: &Client, namespace: &str) -> BTreeSet<String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=prospector-operator"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|o| o.name_any())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_converges_after_ten_sigkills_during_a_burst() {
     let client = shared_cluster().client().await.unwrap();
@@ -224,24 +242,9 @@ async fn state_converges_after_ten_sigkills_during_a_burst() {
         }
         let agent_names: BTreeSet<String> = agents.iter().map(|a| format!("agent-{}", a.name_any())).collect();
         assert!(deployments.is_subset(&agent_names), "{name}: orphaned Deployments {deployments:?}");
-        for children in [
-            Api::<ServiceAccount>::namespaced(client.clone(), ns)
-                .list(&ListParams::default().labels("app.kubernetes.io/managed-by=prospector-operator"))
-                .await
-                .unwrap()
-                .items
-                .into_iter()
-                .map(|o| o.name_any())
-                .collect::<BTreeSet<_>>(),
-            Api::<ConfigMap>::namespaced(client.clone(), ns)
-                .list(&ListParams::default().labels("app.kubernetes.io/managed-by=prospector-operator"))
-                .await
-                .unwrap()
-                .items
-                .into_iter()
-                .map(|o| o.name_any())
-                .collect::<BTreeSet<_>>(),
-        ] {
+        for children in
+            [managed_names::<ServiceAccount>(&client, ns).await, managed_names::<ConfigMap>(&client, ns).await]
+        {
             assert!(children.is_subset(&agent_names), "{name}: orphaned children {children:?}");
         }
     }

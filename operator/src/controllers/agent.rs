@@ -366,7 +366,7 @@ async fn cleanup_agent(agent: &AgentDeployment, namespace: &str, ctx: &Context) 
     not_found(
         Api::<ServiceAccount>::namespaced(ctx.client.clone(), namespace).delete(&name, &params).await.map(|_| ()),
     )?;
-    let customer_id = agent_customer_id(ctx, agent).await?;
+    let customer_id = store::find_agent_customer(&ctx.pool, uid(agent)?).await?;
     let released = store::release_agent(&ctx.pool, uid(agent)?).await?;
     if let Some(customer_id) = customer_id {
         ctx.wake(store::waiting_agents(&ctx.pool, customer_id).await?);
@@ -378,9 +378,4 @@ async fn cleanup_agent(agent: &AgentDeployment, namespace: &str, ctx: &Context) 
         ctx.publish(agent, false, "Terminated", "the agent stopped and its quota was released".into()).await;
     }
     Ok(Action::await_change())
-}
-
-/// The customer id of an agent, from its row.
-async fn agent_customer_id(ctx: &Context, agent: &AgentDeployment) -> Result<Option<i64>> {
-    Ok(store::find_agent_customer(&ctx.pool, uid(agent)?).await?)
 }
