@@ -5,6 +5,13 @@
 //!
 //! `cargo bench -p prospector-operator --bench scale` runs 1,000 customers with 5 agents each.
 //! `BENCH_CUSTOMERS` and `BENCH_AGENTS_PER_CUSTOMER` change the size.
+//!
+//! The peer (`BENCH_MODE=floor`, or `both`, the default, which runs it after the operator) is the
+//! floor of what the control plane can do on the same machine: the benchmark client itself
+//! creates the very objects the operator would (each customer's namespace, ResourceQuota,
+//! LimitRange, NetworkPolicy and Secret; each agent's ServiceAccount, ConfigMap and Deployment,
+//! from the operator's own builders) with no custom resources, no Postgres and no status writes,
+//! and waits for every Deployment to have its replica available.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -63,8 +70,158 @@ where
 fn main() {
     let customers_n = env_usize("BENCH_CUSTOMERS", 1000);
     let agents_per_customer = env_usize("BENCH_AGENTS_PER_CUSTOMER", 5);
+    let mode = std::env::var("BENCH_MODE").unwrap_or_else(|_| "both".into());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    runtime.block_on(bench(customers_n, agents_per_customer));
+    if matches!(mode.as_str(), "both" | "operator") {
+        runtime.block_on(bench(customers_n, agents_per_customer));
+    }
+    if matches!(mode.as_str(), "both" | "floor") {
+        runtime.block_on(floor(customers_n, agents_per_customer));
+    }
+}
+
+/// The control plane's floor: the operator's child objects created directly by the client.
+async fn floor(customers_n: usize, agents_per_customer: usize) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, ResourceQuota, Secret, ServiceAccount};
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use prospector_crds::AgentDeploymentSpec;
+    use prospector_operator::desired::agent::AgentChildren;
+    use prospector_operator::desired::customer::CustomerChildren;
+
+    let cluster = shared_cluster();
+    let client: Client = cluster.client().await.unwrap();
+    let tiers = std::fs::read_to_string(prospector_tests::hack::repo_root().join("examples/tiers.yaml")).unwrap();
+    let pro = serde_yaml::Deserializer::from_str(&tiers)
+        .map(|document| Tier::deserialize(document).unwrap())
+        .find(|tier| tier.name_any() == "pro")
+        .expect("examples/tiers.yaml defines pro");
+    let quota = pro.spec.namespace_quota.clone();
+    // Owner references would point at objects that do not exist here (the garbage collector
+    // would delete the children), so the floor's objects have none.
+    let no_owner = OwnerReference::default();
+    let agent_spec: AgentDeploymentSpec =
+        serde_json::from_value(json!({"agentName": "Agent", "agentType": "lead_qualifier"})).unwrap();
+
+    let agent_created: Created = Arc::default();
+    let agent_ready: Created = Arc::default();
+    let watcher_task = watch_ready(
+        Api::<Deployment>::all(client.clone()),
+        |d| d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) >= 1,
+        agent_ready.clone(),
+    );
+    let start = Instant::now();
+    let mut customer_latency: Vec<Duration> = Vec::new();
+    let customer_latencies = Arc::new(Mutex::new(Vec::new()));
+    futures::stream::iter(0..customers_n)
+        .for_each_concurrent(32, |index| {
+            let client = client.clone();
+            let (quota, no_owner, agent_spec) = (quota.clone(), no_owner.clone(), agent_spec.clone());
+            let (agent_created, customer_latencies) = (agent_created.clone(), customer_latencies.clone());
+            async move {
+                let name = format!("floor-{index:04}");
+                let namespace = format!("cust-{name}");
+                let children = CustomerChildren {
+                    customer_name: &name,
+                    customer_id: index as i64 + 1,
+                    tier: "pro",
+                    namespace: &namespace,
+                    platform_namespace: "prospector-system",
+                    owner: no_owner.clone(),
+                };
+                let began = Instant::now();
+                let pp = PostParams::default();
+                let mut ns = children.namespace();
+                ns.metadata.owner_references = None;
+                Api::<Namespace>::all(client.clone()).create(&pp, &ns).await.unwrap();
+                Api::<ResourceQuota>::namespaced(client.clone(), &namespace)
+                    .create(&pp, &children.resource_quota(&quota))
+                    .await
+                    .unwrap();
+                Api::<LimitRange>::namespaced(client.clone(), &namespace)
+                    .create(&pp, &children.limit_range())
+                    .await
+                    .unwrap();
+                Api::<NetworkPolicy>::namespaced(client.clone(), &namespace)
+                    .create(&pp, &children.network_policy())
+                    .await
+                    .unwrap();
+                Api::<Secret>::namespaced(client.clone(), &namespace)
+                    .create(&pp, &children.api_key_secret("sa_floor_key"))
+                    .await
+                    .unwrap();
+                customer_latencies.lock().unwrap().push(began.elapsed());
+                for i in 0..agents_per_customer {
+                    let agent_name = format!("agent-{i}");
+                    let deployment_id = format!("agent_{}_{:08x}", index + 1, i);
+                    let agent = AgentChildren {
+                        name: &agent_name,
+                        namespace: &namespace,
+                        customer_name: &name,
+                        spec: &agent_spec,
+                        owner: no_owner.clone(),
+                        image: "ghcr.io/prospector/agent:bench",
+                        api_url: "http://prospector-api.prospector-system:8080",
+                        agent_id: (index * agents_per_customer + i) as i64 + 1,
+                        deployment_id: &deployment_id,
+                        customer_icp: None,
+                    };
+                    let key = format!("{namespace}/{}", prospector_operator::desired::agent::child_name(&agent_name));
+                    agent_created.lock().unwrap().insert(key, Instant::now());
+                    let strip = |mut meta: ObjectMeta| {
+                        meta.owner_references = None;
+                        meta
+                    };
+                    let mut sa = agent.service_account();
+                    sa.metadata = strip(sa.metadata);
+                    Api::<ServiceAccount>::namespaced(client.clone(), &namespace).create(&pp, &sa).await.unwrap();
+                    let mut cm = agent.config_map();
+                    cm.metadata = strip(cm.metadata);
+                    Api::<ConfigMap>::namespaced(client.clone(), &namespace).create(&pp, &cm).await.unwrap();
+                    let mut deployment = agent.deployment(1);
+                    deployment.metadata = strip(deployment.metadata);
+                    Api::<Deployment>::namespaced(client.clone(), &namespace).create(&pp, &deployment).await.unwrap();
+                }
+            }
+        })
+        .await;
+    let created_in = start.elapsed();
+    let total_agents = customers_n * agents_per_customer;
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while agent_ready.lock().unwrap().keys().filter(|k| k.starts_with("cust-floor-")).count() < total_agents {
+        if Instant::now() > deadline {
+            eprintln!("floor gave up");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let all_ready_in = start.elapsed();
+    watcher_task.abort();
+    customer_latency.extend(customer_latencies.lock().unwrap().iter().copied());
+    customer_latency.sort();
+    let agent_latency = latencies(&agent_created, &agent_ready);
+    println!(
+        "floor (no operator): {customers_n} customers x {agents_per_customer} agents = {total_agents} Deployments"
+    );
+    println!("| metric | value |");
+    println!("|---|---|");
+    println!("| all objects created (client side) | {:.1} s |", created_in.as_secs_f64());
+    println!("| all Deployments available | {:.1} s |", all_ready_in.as_secs_f64());
+    println!("| customer children created p50 | {:.3} s |", percentile(&customer_latency, 0.5).as_secs_f64());
+    println!("| customer children created p99 | {:.3} s |", percentile(&customer_latency, 0.99).as_secs_f64());
+    println!("| Deployment create→available p50 | {:.3} s |", percentile(&agent_latency, 0.5).as_secs_f64());
+    println!("| Deployment create→available p99 | {:.3} s |", percentile(&agent_latency, 0.99).as_secs_f64());
+}
+
+/// create→ready durations of the objects seen ready, sorted.
+fn latencies(created: &Created, ready: &Created) -> Vec<Duration> {
+    let created = created.lock().unwrap();
+    let ready = ready.lock().unwrap();
+    let mut out: Vec<Duration> =
+        created.iter().filter_map(|(k, t)| ready.get(k).map(|r| r.saturating_duration_since(*t))).collect();
+    out.sort();
+    out
 }
 
 async fn bench(customers_n: usize, agents_per_customer: usize) {
@@ -193,14 +350,6 @@ async fn bench(customers_n: usize, agents_per_customer: usize) {
     let steady_rss = rss_kib(pid, "VmRSS:");
     let hwm = rss_kib(pid, "VmHWM:");
 
-    let latencies = |created: &Created, ready: &Created| {
-        let created = created.lock().unwrap();
-        let ready = ready.lock().unwrap();
-        let mut out: Vec<Duration> =
-            created.iter().filter_map(|(k, t)| ready.get(k).map(|r| r.saturating_duration_since(*t))).collect();
-        out.sort();
-        out
-    };
     let customer_latency = latencies(&customer_created, &customer_ready);
     let agent_latency = latencies(&agent_created, &agent_ready);
     for w in watchers {
