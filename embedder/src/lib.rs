@@ -1,5 +1,11 @@
-//! Prospector's embedding engine. This slice owns where the engine finds its runtime inputs:
-//! the all-MiniLM-L6-v2 model directory and the ONNX Runtime shared library, as the `hack/`
-//! scripts install them, with `PROSPECTOR_MODEL_DIR` and `ORT_DYLIB_PATH` as overrides.
+//! Prospector's embedding engine: text extraction from uploaded documents, chunking with the
+//! model's tokenizer, all-MiniLM-L6-v2 embeddings on ONNX Runtime, and ICP extraction. It also
+//! owns where the engine finds its runtime inputs (the model directory and the ONNX Runtime
+//! library, as the `hack/` scripts install them, with `PROSPECTOR_MODEL_DIR` and
+//! `ORT_DYLIB_PATH` as overrides).
 
+pub mod bench;
+pub mod chunk;
+pub mod embed;
+pub mod extract;
 pub mod paths;

@@ -1,9 +1,16 @@
-//! `prospector-embedder`: the embedding engine's command line.
+//! `prospector-embedder`: the embedding engine's command line. Its commands are a contract that
+//! other tools script: output on stdout, a non-zero exit and a one-line reason on stderr on
+//! failure.
 
+use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use prospector_embedder::embed::{Device, Embedder, EmbedderConfig};
+use prospector_embedder::extract::{self, Limits};
 use prospector_embedder::paths::{self, ProcessEnv};
+use prospector_embedder::{bench, chunk};
 
 #[derive(Debug, Parser)]
 #[command(name = "prospector-embedder", version, about = "Prospector's embedding engine")]
@@ -16,25 +23,177 @@ struct Cli {
 enum Command {
     /// Prints where the model and ONNX Runtime are found, and fails if either is missing.
     Paths,
+    /// Prints the text of a document (PDF, DOCX, text, Markdown, HTML).
+    Extract {
+        file: PathBuf,
+        /// The declared content type, a hint for text formats only.
+        #[arg(long)]
+        content_type: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Prints the chunks of a document as JSON lines.
+    Chunk {
+        file: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Reads a JSON array of strings on stdin and writes a JSON array of 384-float arrays.
+    Embed {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Embeds a corpus (a JSON array of strings) and reports chunks/s and real tokens/s.
+    Bench {
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Passes over the corpus after one warm-up pass.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct LimitArgs {
+    #[arg(long, env = "PROSPECTOR_MAX_INPUT_BYTES", default_value_t = Limits::default().max_input_bytes)]
+    max_input_bytes: usize,
+    #[arg(long, env = "PROSPECTOR_MAX_PAGES", default_value_t = Limits::default().max_pages)]
+    max_pages: usize,
+    #[arg(long, env = "PROSPECTOR_MAX_DECOMPRESSED_BYTES", default_value_t = Limits::default().max_decompressed_bytes)]
+    max_decompressed_bytes: usize,
+    #[arg(long, env = "PROSPECTOR_MAX_NESTING", default_value_t = Limits::default().max_nesting)]
+    max_nesting: usize,
+    /// Seconds one document may take.
+    #[arg(long, env = "PROSPECTOR_MAX_SECONDS", default_value_t = Limits::default().max_duration.as_secs_f64())]
+    max_seconds: f64,
+    #[arg(long, env = "PROSPECTOR_MAX_TEXT_CHARS", default_value_t = Limits::default().max_text_chars)]
+    max_text_chars: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_input_bytes: self.max_input_bytes,
+            max_pages: self.max_pages,
+            max_decompressed_bytes: self.max_decompressed_bytes,
+            max_nesting: self.max_nesting,
+            max_duration: std::time::Duration::from_secs_f64(self.max_seconds.max(0.0)),
+            max_text_chars: self.max_text_chars,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ModelArgs {
+    /// ONNX Runtime intra-op threads (default: all cores).
+    #[arg(long, env = "PROSPECTOR_EMBED_THREADS")]
+    threads: Option<usize>,
+    #[arg(long, value_enum, env = "PROSPECTOR_EMBED_DEVICE", default_value = "cpu")]
+    device: Device,
+    /// Padded tokens per inference call.
+    #[arg(long, env = "PROSPECTOR_EMBED_BATCH_TOKENS", default_value_t = 2048)]
+    batch_tokens: usize,
+}
+
+impl ModelArgs {
+    fn load(&self) -> Result<Embedder, String> {
+        let resolved = paths::resolve(&ProcessEnv).map_err(|e| e.to_string())?;
+        resolved.check().map_err(|e| e.to_string())?;
+        let mut config = EmbedderConfig::new(&resolved.model_dir, &resolved.onnxruntime);
+        if let Some(threads) = self.threads {
+            config.threads = threads;
+        }
+        config.device = self.device;
+        config.batch_tokens = self.batch_tokens;
+        Embedder::load(&config).map_err(|e| e.to_string())
+    }
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lopdf=error")),
+        )
+        .init();
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            // One line, always.
+            eprintln!("prospector-embedder: {}", reason.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes a line to stdout. A reader that went away (a closed pipe) is not an error of ours.
+fn emit(line: &str) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {e}")),
+        _ => Ok(()),
+    }
+}
+
+fn read_document(file: &PathBuf, limits: &Limits) -> Result<Vec<u8>, String> {
+    let name = file.display();
+    let metadata = std::fs::metadata(file).map_err(|e| format!("{name}: {e}"))?;
+    if metadata.len() > limits.max_input_bytes as u64 {
+        return Err(format!("{name}: input is {} bytes, over the limit of {}", metadata.len(), limits.max_input_bytes));
+    }
+    std::fs::read(file).map_err(|e| format!("{name}: {e}"))
+}
+
+fn run(command: Command) -> Result<(), String> {
+    match command {
         Command::Paths => {
-            let resolved = match paths::resolve(&ProcessEnv) {
-                Ok(resolved) => resolved,
-                Err(e) => {
-                    eprintln!("prospector-embedder: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            println!("model_dir={}", resolved.model_dir.display());
-            println!("onnxruntime={}", resolved.onnxruntime.display());
-            if let Err(e) = resolved.check() {
-                eprintln!("prospector-embedder: {e}");
-                return ExitCode::FAILURE;
+            let resolved = paths::resolve(&ProcessEnv).map_err(|e| e.to_string())?;
+            emit(&format!("model_dir={}", resolved.model_dir.display()))?;
+            emit(&format!("onnxruntime={}", resolved.onnxruntime.display()))?;
+            resolved.check().map_err(|e| e.to_string())
+        }
+        Command::Extract { file, content_type, limits } => {
+            let limits = limits.limits();
+            let bytes = read_document(&file, &limits)?;
+            let extracted = extract::extract(&file.display().to_string(), &bytes, content_type.as_deref(), &limits)
+                .map_err(|e| e.to_string())?;
+            emit(&extracted.text)
+        }
+        Command::Chunk { file, limits, model } => {
+            let limits = limits.limits();
+            let bytes = read_document(&file, &limits)?;
+            let extracted =
+                extract::extract(&file.display().to_string(), &bytes, None, &limits).map_err(|e| e.to_string())?;
+            let embedder = model.load()?;
+            let chunker = chunk::Chunker::new(embedder.tokenizer(), chunk::ChunkConfig::default());
+            for c in chunker.chunk(&extracted.text).map_err(|e| e.to_string())? {
+                let line = serde_json::json!({"index": c.index, "tokens": c.tokens, "start": c.start, "end": c.end, "text": c.text});
+                emit(&line.to_string())?;
             }
-            ExitCode::SUCCESS
+            Ok(())
+        }
+        Command::Embed { model } => {
+            let mut input = String::new();
+            std::io::stdin().read_to_string(&mut input).map_err(|e| format!("stdin: {e}"))?;
+            let texts: Vec<String> =
+                serde_json::from_str(&input).map_err(|e| format!("stdin is not a JSON array of strings: {e}"))?;
+            let embedder = model.load()?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vectors = embedder.embed(&refs).map_err(|e| e.to_string())?;
+            emit(&serde_json::to_string(&vectors).map_err(|e| e.to_string())?)
+        }
+        Command::Bench { corpus, repeat, model } => {
+            let text = std::fs::read_to_string(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
+            let texts: Vec<String> = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not a JSON array of strings: {e}", corpus.display()))?;
+            let embedder = model.load()?;
+            let report = bench::run(&embedder, &texts, repeat).map_err(|e| e.to_string())?;
+            emit(&serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?)
         }
     }
 }

@@ -12,8 +12,8 @@ pub const ONNXRUNTIME_VERSION: &str = "1.32.0";
 /// Why a runtime input could not be found.
 #[derive(Debug, thiserror::Error)]
 pub enum PathsError {
-    #[error("model directory {0} has no tokenizer.json (set PROSPECTOR_MODEL_DIR or run hack/model.sh)")]
-    ModelMissing(PathBuf),
+    #[error("model directory {0} has no {1} (set PROSPECTOR_MODEL_DIR or run hack/model.sh)")]
+    ModelMissing(PathBuf, &'static str),
     #[error("ONNX Runtime library {0} does not exist (set ORT_DYLIB_PATH or run hack/onnxruntime.sh)")]
     RuntimeMissing(PathBuf),
     #[error("cannot locate the cache: neither PROSPECTOR_CACHE, XDG_CACHE_HOME nor HOME is set")]
@@ -71,8 +71,10 @@ pub fn resolve(env: &impl Env) -> Result<RuntimePaths, PathsError> {
 impl RuntimePaths {
     /// Fails with an actionable message when an input is missing.
     pub fn check(&self) -> Result<(), PathsError> {
-        if !self.model_dir.join("tokenizer.json").is_file() {
-            return Err(PathsError::ModelMissing(self.model_dir.clone()));
+        for file in ["tokenizer.json", "model.onnx"] {
+            if !self.model_dir.join(file).is_file() {
+                return Err(PathsError::ModelMissing(self.model_dir.clone(), file));
+            }
         }
         if !Path::new(&self.onnxruntime).is_file() {
             return Err(PathsError::RuntimeMissing(self.onnxruntime.clone()));
@@ -138,8 +140,10 @@ mod tests {
     fn check_names_the_missing_input() {
         let dir = tempfile::tempdir().unwrap();
         let paths = RuntimePaths { model_dir: dir.path().into(), onnxruntime: dir.path().join("lib.so") };
-        assert!(matches!(paths.check(), Err(PathsError::ModelMissing(_))));
+        assert!(matches!(paths.check(), Err(PathsError::ModelMissing(_, "tokenizer.json"))));
         std::fs::write(dir.path().join("tokenizer.json"), "{}").unwrap();
+        assert!(matches!(paths.check(), Err(PathsError::ModelMissing(_, "model.onnx"))));
+        std::fs::write(dir.path().join("model.onnx"), "").unwrap();
         assert!(matches!(paths.check(), Err(PathsError::RuntimeMissing(_))));
         std::fs::write(dir.path().join("lib.so"), "").unwrap();
         paths.check().unwrap();

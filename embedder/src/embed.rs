@@ -1,0 +1,343 @@
+//! Sentence embeddings with all-MiniLM-L6-v2 on ONNX Runtime: tokenisation with the model's own
+//! tokenizer (truncated at 256 tokens), batches of similar lengths so padding is not computed,
+//! mean pooling over the attention mask and L2 normalisation, as sentence-transformers does.
+//! The ONNX Runtime library is loaded at run time (`ort`'s load-dynamic); the session is built
+//! once and reused.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use ort::environment::Environment;
+use ort::ep::ExecutionProvider;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::Tensor;
+use tokenizers::{Tokenizer, TruncationParams};
+
+/// The width of an all-MiniLM-L6-v2 vector.
+pub const DIMENSIONS: usize = 384;
+/// sentence-transformers' `max_seq_length` for the model.
+pub const MAX_TOKENS: usize = 256;
+
+/// Why the embedder could not load or run.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error("cannot load ONNX Runtime from {path}: {detail}")]
+    Runtime { path: PathBuf, detail: String },
+    #[error("cannot load the model {path}: {detail}")]
+    Model { path: PathBuf, detail: String },
+    #[error("cannot load the tokenizer {path}: {detail}")]
+    Tokenizer { path: PathBuf, detail: String },
+    #[error("tokenisation failed: {0}")]
+    Tokenize(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+impl EmbedError {
+    /// A stable label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Runtime { .. } => "runtime",
+            Self::Model { .. } => "model",
+            Self::Tokenizer { .. } => "tokenizer",
+            Self::Tokenize(_) => "tokenize",
+            Self::Inference(_) => "inference",
+        }
+    }
+}
+
+/// Where inference runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Device {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+/// How to build an [`Embedder`].
+#[derive(Clone, Debug)]
+pub struct EmbedderConfig {
+    /// The directory with `model.onnx` and `tokenizer.json`.
+    pub model_dir: PathBuf,
+    /// `libonnxruntime.so`.
+    pub onnxruntime: PathBuf,
+    /// Intra-op threads of the session.
+    pub threads: usize,
+    pub device: Device,
+    /// Padded tokens one inference call may hold (batch size × longest sequence).
+    pub batch_tokens: usize,
+}
+
+impl EmbedderConfig {
+    pub fn new(model_dir: impl Into<PathBuf>, onnxruntime: impl Into<PathBuf>) -> Self {
+        Self {
+            model_dir: model_dir.into(),
+            onnxruntime: onnxruntime.into(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            device: Device::Cpu,
+            batch_tokens: 8 * MAX_TOKENS,
+        }
+    }
+}
+
+/// One text, tokenised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tokens {
+    pub ids: Vec<u32>,
+}
+
+/// The loaded model: tokenizer and ONNX Runtime session.
+#[derive(Debug)]
+pub struct Embedder {
+    tokenizer: Tokenizer,
+    session: Mutex<Session>,
+    batch_tokens: usize,
+    device: Device,
+}
+
+/// ONNX Runtime allows one environment per process; every embedder shares it.
+static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+
+fn init_runtime(library: &Path) -> Result<&'static Environment, EmbedError> {
+    let outcome = ENVIRONMENT.get_or_init(|| {
+        if !library.is_file() {
+            return Err("the file does not exist (run hack/onnxruntime.sh or set ORT_DYLIB_PATH)".into());
+        }
+        let builder = ort::init_from(library).map_err(|e| e.to_string())?;
+        builder.with_name("prospector-embedder").build().map_err(|e| e.to_string())
+    });
+    outcome.as_ref().map_err(|detail| EmbedError::Runtime { path: library.to_owned(), detail: detail.clone() })
+}
+
+impl Embedder {
+    /// Loads the tokenizer and builds the session. With [`Device::Cuda`], uses the CUDA
+    /// execution provider when this ONNX Runtime has it, and otherwise logs the fallback to CPU.
+    pub fn load(config: &EmbedderConfig) -> Result<Self, EmbedError> {
+        let environment = init_runtime(&config.onnxruntime)?;
+        let tokenizer_path = config.model_dir.join("tokenizer.json");
+        let tokenizer_error = |detail: String| EmbedError::Tokenizer { path: tokenizer_path.clone(), detail };
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| tokenizer_error(e.to_string()))?;
+        // tokenizer.json ships padding to 128 and truncation at 128; the model is used at 256
+        // (sentence-transformers' max_seq_length), padded per batch by us.
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
+            .map_err(|e| tokenizer_error(e.to_string()))?;
+        tokenizer.with_padding(None);
+
+        let model_path = config.model_dir.join("model.onnx");
+        let model_error = |detail: String| EmbedError::Model { path: model_path.clone(), detail };
+        let builder = || -> Result<_, EmbedError> {
+            let fail = |e: String| model_error(e);
+            Session::builder(environment)
+                .map_err(|e| fail(e.to_string()))?
+                .with_optimization_level(GraphOptimizationLevel::Level3)
+                .map_err(|e| fail(e.to_string()))?
+                .with_intra_threads(config.threads.max(1))
+                .map_err(|e| fail(e.to_string()))?
+                .with_inter_threads(1)
+                .map_err(|e| fail(e.to_string()))
+        };
+        let mut device = Device::Cpu;
+        let mut session = None;
+        if config.device == Device::Cuda {
+            let cuda = ort::ep::CUDA::default();
+            match ort::ep::CUDA::is_available() {
+                Ok(true) => {
+                    let mut b = builder()?;
+                    match cuda.register(&mut b) {
+                        Ok(()) => match b.commit_from_file(&model_path) {
+                            Ok(s) => {
+                                device = Device::Cuda;
+                                session = Some(s);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "CUDA execution provider failed; falling back to CPU"),
+                        },
+                        Err(e) => tracing::warn!(error = %e, "CUDA execution provider failed; falling back to CPU"),
+                    }
+                }
+                _ => tracing::warn!(
+                    "this ONNX Runtime has no CUDA execution provider (install the onnxruntime-gpu build); falling back to CPU"
+                ),
+            }
+        }
+        let session = match session {
+            Some(session) => session,
+            None => builder()?.commit_from_file(&model_path).map_err(|e| model_error(e.to_string()))?,
+        };
+        Ok(Self { tokenizer, session: Mutex::new(session), batch_tokens: config.batch_tokens.max(MAX_TOKENS), device })
+    }
+
+    /// The device the session actually runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Token ids of each text, with `[CLS]`/`[SEP]`, truncated at [`MAX_TOKENS`].
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>, EmbedError> {
+        texts
+            .iter()
+            .map(|t| {
+                self.tokenizer
+                    .encode(*t, true)
+                    .map(|e| Tokens { ids: e.get_ids().to_vec() })
+                    .map_err(|e| EmbedError::Tokenize(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Tokens of `text` without special tokens and without truncation: what chunking counts.
+    pub fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {
+        self.tokenizer.encode_fast(text, false).map(|e| e.len()).map_err(|e| EmbedError::Tokenize(e.to_string()))
+    }
+
+    /// The tokenizer, for chunking.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Normalised embeddings of `texts`, in order.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let tokens = self.tokenize(texts)?;
+        self.embed_tokens(&tokens)
+    }
+
+    /// Normalised embeddings of already tokenised texts, in order.
+    pub fn embed_tokens(&self, tokens: &[Tokens]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut out = vec![Vec::new(); tokens.len()];
+        for batch in plan_batches(tokens, self.batch_tokens) {
+            let vectors = self.run_batch(batch.iter().map(|i| &tokens[*i]))?;
+            for (index, vector) in batch.into_iter().zip(vectors) {
+                out[index] = vector;
+            }
+        }
+        Ok(out)
+    }
+
+    fn run_batch<'t>(
+        &self,
+        batch: impl ExactSizeIterator<Item = &'t Tokens> + Clone,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let rows = batch.len();
+        let width = batch.clone().map(|t| t.ids.len()).max().unwrap_or(0).max(1);
+        let mut ids = vec![0i64; rows * width];
+        let mut mask = vec![0i64; rows * width];
+        for (row, tokens) in batch.enumerate() {
+            for (col, id) in tokens.ids.iter().enumerate() {
+                ids[row * width + col] = *id as i64;
+                mask[row * width + col] = 1;
+            }
+        }
+        let inference = |e: ort::Error| EmbedError::Inference(e.to_string());
+        let shape = [rows, width];
+        let input_ids = Tensor::from_array((shape, ids)).map_err(inference)?;
+        let attention = Tensor::from_array((shape, mask.clone())).map_err(inference)?;
+        let token_types = Tensor::from_array((shape, vec![0i64; rows * width])).map_err(inference)?;
+        let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let outputs = session
+            .run(ort::inputs![
+                "input_ids" => input_ids,
+                "attention_mask" => attention,
+                "token_type_ids" => token_types,
+            ])
+            .map_err(inference)?;
+        let (out_shape, hidden) = outputs[0].try_extract_tensor::<f32>().map_err(inference)?;
+        if out_shape.len() != 3 || out_shape[2] as usize != DIMENSIONS {
+            return Err(EmbedError::Inference(format!("unexpected output shape {out_shape:?}")));
+        }
+        Ok(mean_pool_normalize(hidden, &mask, rows, width))
+    }
+}
+
+/// Groups text indices into batches: sorted by length, each holding at most `batch_tokens`
+/// padded tokens, and cut where a text is over 20% shorter than its batch's longest, so no batch
+/// computes much padding.
+pub fn plan_batches(tokens: &[Tokens], batch_tokens: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..tokens.len()).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(tokens[*i].ids.len()));
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut current_width = 0;
+    for index in order {
+        let len = tokens[index].ids.len().max(1);
+        let width = current_width.max(len);
+        if !current.is_empty() && (width * (current.len() + 1) > batch_tokens || len * 5 < current_width * 4) {
+            batches.push(std::mem::take(&mut current));
+            current_width = 0;
+        }
+        current_width = current_width.max(len);
+        current.push(index);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+/// Mean of the token vectors under the attention mask, then L2-normalised.
+pub fn mean_pool_normalize(hidden: &[f32], mask: &[i64], rows: usize, width: usize) -> Vec<Vec<f32>> {
+    (0..rows)
+        .map(|row| {
+            let mut sum = vec![0f32; DIMENSIONS];
+            let mut count = 0f32;
+            for col in 0..width {
+                if mask[row * width + col] == 0 {
+                    continue;
+                }
+                count += 1.0;
+                let token = &hidden[(row * width + col) * DIMENSIONS..(row * width + col + 1) * DIMENSIONS];
+                for (s, v) in sum.iter_mut().zip(token) {
+                    *s += v;
+                }
+            }
+            let count = count.max(1e-9);
+            sum.iter_mut().for_each(|s| *s /= count);
+            let norm = sum.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            sum.iter_mut().for_each(|s| *s /= norm);
+            sum
+        })
+        .collect()
+}
+
+/// Cosine similarity of two vectors.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb).max(1e-12)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(lens: &[usize]) -> Vec<Tokens> {
+        lens.iter().map(|n| Tokens { ids: vec![1; *n] }).collect()
+    }
+
+    #[test]
+    fn batches_group_similar_lengths_within_the_token_budget() {
+        let t = tokens(&[10, 200, 12, 190, 11, 256]);
+        let batches = plan_batches(&t, 512);
+        assert_eq!(batches, vec![vec![5], vec![1, 3], vec![2, 4, 0]]);
+        // Every index exactly once.
+        let mut all: Vec<usize> = batches.concat();
+        all.sort();
+        assert_eq!(all, (0..6).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_text_longer_than_the_budget_still_gets_a_batch() {
+        assert_eq!(plan_batches(&tokens(&[300]), 100), vec![vec![0]]);
+    }
+
+    #[test]
+    fn pooling_ignores_padding_and_normalises() {
+        let mut hidden = vec![0f32; 2 * DIMENSIONS];
+        hidden[0] = 3.0;
+        hidden[1] = 4.0;
+        hidden[DIMENSIONS] = 100.0; // padding: must not count
+        let pooled = mean_pool_normalize(&hidden, &[1, 0], 1, 2);
+        assert!((pooled[0][0] - 0.6).abs() < 1e-6 && (pooled[0][1] - 0.8).abs() < 1e-6);
+    }
+}

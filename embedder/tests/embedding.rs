@@ -1,0 +1,81 @@
+//! The embedder against sentence-transformers: the real model through the real ONNX Runtime
+//! (installed by `hack/model.sh` and `hack/onnxruntime.sh`), compared with the reference vectors
+//! and token ids in `fixtures/embeddings/reference.json`.
+
+use std::sync::OnceLock;
+
+use prospector_embedder::embed::{DIMENSIONS, Embedder, EmbedderConfig, cosine};
+use prospector_embedder::paths::{self, ProcessEnv};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Reference {
+    max_seq_length: usize,
+    items: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    text: String,
+    input_ids: Vec<u32>,
+    embedding: Vec<f32>,
+}
+
+fn reference() -> Reference {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/embeddings/reference.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn embedder() -> &'static Embedder {
+    static EMBEDDER: OnceLock<Embedder> = OnceLock::new();
+    EMBEDDER.get_or_init(|| {
+        let resolved = paths::resolve(&ProcessEnv).unwrap();
+        resolved.check().unwrap_or_else(|e| panic!("{e}: run `make deps` (hack/deps.sh) first"));
+        let mut config = EmbedderConfig::new(&resolved.model_dir, &resolved.onnxruntime);
+        config.threads = 2;
+        Embedder::load(&config).unwrap()
+    })
+}
+
+#[test]
+fn token_ids_equal_the_reference() {
+    let reference = reference();
+    assert_eq!(reference.max_seq_length, prospector_embedder::embed::MAX_TOKENS);
+    let texts: Vec<&str> = reference.items.iter().map(|i| i.text.as_str()).collect();
+    let tokens = embedder().tokenize(&texts).unwrap();
+    for (item, tokens) in reference.items.iter().zip(&tokens) {
+        assert_eq!(tokens.ids, item.input_ids, "token ids of {:?}", item.text);
+    }
+    // The long item is the truncation case.
+    assert!(tokens.iter().any(|t| t.ids.len() == 256));
+}
+
+#[test]
+fn vectors_match_sentence_transformers() {
+    let reference = reference();
+    let texts: Vec<&str> = reference.items.iter().map(|i| i.text.as_str()).collect();
+    // All at once: batched, padded, reordered by length.
+    let vectors = embedder().embed(&texts).unwrap();
+    assert_eq!(vectors.len(), texts.len());
+    let mut worst = f32::MAX;
+    for (item, vector) in reference.items.iter().zip(&vectors) {
+        assert_eq!(vector.len(), DIMENSIONS);
+        let norm: f32 = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "not normalised: {norm}");
+        let similarity = cosine(vector, &item.embedding);
+        worst = worst.min(similarity);
+        assert!(similarity >= 0.999, "cosine {similarity} for {:?}", item.text);
+    }
+    eprintln!("min cosine to sentence-transformers: {worst}");
+    // One at a time gives the same vectors as in a padded batch.
+    for (text, batched) in texts.iter().zip(&vectors).take(5) {
+        let alone = embedder().embed(&[text]).unwrap();
+        assert!(cosine(&alone[0], batched) > 0.99999);
+    }
+}
+
+#[test]
+fn different_texts_get_different_vectors() {
+    let v = embedder().embed(&["We sell payroll software to banks.", "The cat sat on the mat."]).unwrap();
+    assert!(cosine(&v[0], &v[1]) < 0.5);
+}
