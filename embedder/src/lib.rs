@@ -8,4 +8,5 @@ pub mod bench;
 pub mod chunk;
 pub mod embed;
 pub mod extract;
+pub mod icp;
 pub mod paths;

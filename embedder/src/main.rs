@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use prospector_embedder::embed::{Device, Embedder, EmbedderConfig};
 use prospector_embedder::extract::{self, Limits};
 use prospector_embedder::paths::{self, ProcessEnv};
-use prospector_embedder::{bench, chunk};
+use prospector_embedder::{bench, chunk, icp};
 
 #[derive(Debug, Parser)]
 #[command(name = "prospector-embedder", version, about = "Prospector's embedding engine")]
@@ -42,6 +42,15 @@ enum Command {
     },
     /// Reads a JSON array of strings on stdin and writes a JSON array of 384-float arrays.
     Embed {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Reads text on stdin and writes its ICP: {"target_industries":[…],"company_sizes":[…],
+    /// "decision_makers":[…],"target_regions":[…]}.
+    Icp {
+        /// Also give each label's confidence, chunk and evidence.
+        #[arg(long)]
+        explain: bool,
         #[command(flatten)]
         model: ModelArgs,
     },
@@ -186,6 +195,21 @@ fn run(command: Command) -> Result<(), String> {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let vectors = embedder.embed(&refs).map_err(|e| e.to_string())?;
             emit(&serde_json::to_string(&vectors).map_err(|e| e.to_string())?)
+        }
+        Command::Icp { explain, model } => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map_err(|e| format!("stdin is not UTF-8 text: {e}"))?;
+            let embedder = model.load()?;
+            let chunker = chunk::Chunker::new(embedder.tokenizer(), chunk::ChunkConfig::default());
+            let chunks = chunker.chunk(&text).map_err(|e| e.to_string())?;
+            let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+            let extraction = icp::extract(&texts, Some(&embedder)).map_err(|e| e.to_string())?;
+            let json = if explain {
+                serde_json::to_string(&extraction)
+            } else {
+                serde_json::to_string(&extraction.criteria())
+            };
+            emit(&json.map_err(|e| e.to_string())?)
         }
         Command::Bench { corpus, repeat, model } => {
             let text = std::fs::read_to_string(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;

@@ -1,0 +1,656 @@
+//! ICP extraction: maps a knowledge document's chunks to the fixed vocabulary of DESIGN.md
+//! (industries, company sizes, decision makers, regions). Phrases come from a lexicon of
+//! synonyms and a gazetteer (countries, states, provinces and cities map to regions);
+//! headcounts ("200–800 employees", "over 5,000 staff") map to sizes; negated mentions ("we do
+//! not target government") are dropped; and where no industry phrase matches, the sentences are
+//! compared with embedded label descriptions. Every label carries a confidence and the chunk
+//! it came from.
+
+mod lexicon;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::embed::{EmbedError, Embedder, cosine};
+use lexicon::{
+    BLOCKED_AFTER, BLOCKED_BEFORE, HEADCOUNT_WORDS, INDUSTRIES, INDUSTRY_DESCRIPTIONS, PLACES, ROLES, SIZES,
+};
+
+/// The ICP vocabulary, in output order.
+pub const INDUSTRY_LABELS: &[&str] = &[
+    "saas",
+    "fintech",
+    "banking",
+    "insurance",
+    "healthcare",
+    "biotech",
+    "ecommerce",
+    "retail",
+    "manufacturing",
+    "automotive",
+    "logistics",
+    "education",
+    "government",
+    "real_estate",
+    "media",
+    "telecom",
+    "energy",
+    "hospitality",
+    "legal",
+    "cybersecurity",
+    "nonprofit",
+    "agriculture",
+    "construction",
+    "gaming",
+];
+pub const SIZE_LABELS: &[&str] = &["startup", "smb", "mid-market", "enterprise"];
+pub const ROLE_LABELS: &[&str] =
+    &["CEO", "CTO", "CFO", "COO", "CMO", "CRO", "CIO", "CISO", "Founder", "VP", "Director", "Head", "Manager"];
+pub const REGION_LABELS: &[&str] =
+    &["North America", "Latin America", "Europe", "Middle East", "Africa", "Asia Pacific"];
+
+/// How a label was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    Phrase,
+    Headcount,
+    Similarity,
+}
+
+/// One label with where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct IcpLabel {
+    pub label: &'static str,
+    pub confidence: f32,
+    /// Index of the chunk it was found in.
+    pub chunk: usize,
+    /// The words that gave it.
+    pub matched: String,
+    pub evidence: Evidence,
+}
+
+/// Labels per ICP field, with their evidence.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct IcpExtraction {
+    pub target_industries: Vec<IcpLabel>,
+    pub company_sizes: Vec<IcpLabel>,
+    pub decision_makers: Vec<IcpLabel>,
+    pub target_regions: Vec<IcpLabel>,
+}
+
+/// Just the labels: the CLI's and the API's shape.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct IcpCriteria {
+    pub target_industries: Vec<String>,
+    pub company_sizes: Vec<String>,
+    pub decision_makers: Vec<String>,
+    pub target_regions: Vec<String>,
+}
+
+impl IcpExtraction {
+    pub fn criteria(&self) -> IcpCriteria {
+        let names = |labels: &[IcpLabel]| labels.iter().map(|l| l.label.to_owned()).collect();
+        IcpCriteria {
+            target_industries: names(&self.target_industries),
+            company_sizes: names(&self.company_sizes),
+            decision_makers: names(&self.decision_makers),
+            target_regions: names(&self.target_regions),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Field {
+    Industry,
+    Size,
+    Role,
+    Region,
+}
+
+/// A word or punctuation mark of the text.
+#[derive(Clone, Debug)]
+struct Token {
+    /// Lowercased; `&` becomes `and`.
+    lower: String,
+    original: String,
+    word: bool,
+}
+
+fn tokenize(text: &str) -> Vec<Token> {
+    let mut tokens = Vec::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_alphanumeric() {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_alphanumeric()
+                    // Keep 1,000 and 3.5 whole.
+                    || (matches!(chars[i], ',' | '.')
+                        && i + 1 < chars.len()
+                        && chars[i + 1].is_ascii_digit()
+                        && chars[i - 1].is_ascii_digit()))
+            {
+                i += 1;
+            }
+            let original: String = chars[start..i].iter().collect();
+            tokens.push(Token { lower: original.to_lowercase(), original, word: true });
+        } else if c == '&' {
+            tokens.push(Token { lower: "and".into(), original: "&".into(), word: true });
+            i += 1;
+        } else {
+            if !c.is_whitespace() {
+                tokens.push(Token { lower: c.to_string(), original: c.to_string(), word: false });
+            }
+            i += 1;
+        }
+    }
+    tokens
+}
+
+/// A lexicon phrase: its words, and whether its first word must match case (`US`).
+struct Phrase {
+    field: Field,
+    labels: Vec<&'static str>,
+    words: Vec<&'static str>,
+    exact_case: bool,
+}
+
+fn phrases() -> &'static [Phrase] {
+    static PHRASES: std::sync::OnceLock<Vec<Phrase>> = std::sync::OnceLock::new();
+    PHRASES.get_or_init(|| {
+        let mut out = Vec::new();
+        let mut add = |field, labels: Vec<&'static str>, phrase: &'static str| {
+            let (exact_case, phrase) = match phrase.strip_prefix('=') {
+                Some(rest) => (true, rest),
+                None => (false, phrase),
+            };
+            out.push(Phrase { field, labels, words: phrase.split(' ').collect(), exact_case });
+        };
+        for (label, list) in INDUSTRIES {
+            list.iter().for_each(|p| add(Field::Industry, vec![*label], p));
+        }
+        for (label, list) in SIZES {
+            list.iter().for_each(|p| add(Field::Size, vec![*label], p));
+        }
+        for (label, list) in ROLES {
+            list.iter().for_each(|p| add(Field::Role, vec![*label], p));
+        }
+        for (place, regions) in PLACES {
+            add(Field::Region, regions.to_vec(), place);
+        }
+        out
+    })
+}
+
+/// Does lexicon word `pattern` match text word `word` (plurals and `*` stems included)?
+fn word_matches(pattern: &str, word: &str) -> bool {
+    if let Some(stem) = pattern.strip_suffix('*') {
+        return word.starts_with(stem);
+    }
+    if word == pattern {
+        return true;
+    }
+    if let Some(rest) = word.strip_prefix(pattern) {
+        return matches!(rest, "s" | "es");
+    }
+    if let Some(stem) = pattern.strip_suffix('y') {
+        return word.strip_prefix(stem) == Some("ies");
+    }
+    false
+}
+
+/// Word-token indices of a phrase match starting at token `start`, skipping hyphens and
+/// apostrophes inside the phrase.
+fn match_at(tokens: &[Token], start: usize, phrase: &Phrase) -> Option<usize> {
+    let mut i = start;
+    for (n, word) in phrase.words.iter().enumerate() {
+        if n > 0 {
+            while i < tokens.len() && !tokens[i].word && matches!(tokens[i].lower.as_str(), "-" | "–" | "'" | "’" | "/")
+            {
+                i += 1;
+            }
+        }
+        let token = tokens.get(i)?;
+        if !token.word {
+            return None;
+        }
+        let ok = if phrase.exact_case && n == 0 { token.original == *word } else { word_matches(word, &token.lower) };
+        if !ok {
+            return None;
+        }
+        i += 1;
+    }
+    Some(i)
+}
+
+const NEGATION_CUES: &[&str] = &[
+    "not",
+    "no",
+    "never",
+    "don",
+    "dont",
+    "doesn",
+    "isn",
+    "aren",
+    "won",
+    "exclude",
+    "excludes",
+    "excluding",
+    "except",
+    "avoid",
+    "avoids",
+    "avoiding",
+    "outside",
+    "nor",
+    "neither",
+    "without",
+    "besides",
+];
+const SCOPE_BREAKERS: &[&str] = &[
+    "but",
+    "however",
+    "instead",
+    "rather",
+    "whereas",
+    "while",
+    "although",
+    "though",
+    "yet",
+    "only",
+    "mainly",
+    "primarily",
+    "mostly",
+    "especially",
+    "particularly",
+    "chiefly",
+    "largely",
+    "predominantly",
+];
+const CLAUSE_VERBS: &[&str] = &[
+    "focus",
+    "focusing",
+    "concentrate",
+    "concentrating",
+    "target",
+    "targeting",
+    "sell",
+    "selling",
+    "serve",
+    "serving",
+    "work",
+    "working",
+    "prefer",
+    "love",
+    "help",
+    "helping",
+];
+const CLAUSE_STARTERS: &[&str] = &["we", "our", "they", "focus", "focusing", "targeting", "serving", "selling"];
+
+/// Is the match at `start..end` negated in its clause?
+fn negated(tokens: &[Token], start: usize, end: usize) -> bool {
+    // A cue earlier in the clause, with no scope breaker in between.
+    let mut i = start;
+    let mut words_back = 0;
+    while i > 0 && words_back < 12 {
+        i -= 1;
+        let t = &tokens[i];
+        if !t.word {
+            if matches!(t.lower.as_str(), "." | ";" | "!" | "?" | ":" | "(" | ")") {
+                break;
+            }
+            if t.lower == "," && tokens.get(i + 1).is_some_and(|n| CLAUSE_STARTERS.contains(&n.lower.as_str())) {
+                break;
+            }
+            continue;
+        }
+        words_back += 1;
+        if SCOPE_BREAKERS.contains(&t.lower.as_str()) {
+            break;
+        }
+        // "we avoid X and focus on Y": a new verb after "and" or a comma starts a new clause.
+        if CLAUSE_VERBS.contains(&t.lower.as_str())
+            && i > 0
+            && (tokens[i - 1].lower == "and" || tokens[i - 1].lower == ",")
+        {
+            break;
+        }
+        if NEGATION_CUES.contains(&t.lower.as_str()) || (t.lower == "than" && i > 0 && tokens[i - 1].lower == "other") {
+            // "not only X" and "no longer" read differently: "only" breaks scope above;
+            // "no" needs to govern a noun phrase, which it does here.
+            return true;
+        }
+    }
+    // Or a copula with a negation right after: "government is not a focus".
+    let following: Vec<&str> = tokens[end..].iter().take(5).take_while(|t| t.word).map(|t| t.lower.as_str()).collect();
+    // The subject may be a phrase: "government projects are out of scope".
+    following.windows(3).take(2).any(|w| {
+        matches!(
+            w,
+            ["is" | "are" | "was" | "were", "not" | "never", _]
+                | ["isn" | "aren", _, _]
+                | ["excluded", _, _]
+                | ["is" | "are", "excluded", _]
+                | ["out", "of", "scope"]
+                | ["is" | "are", "out", "of"]
+        )
+    }) || following.first().is_some_and(|w| *w == "excluded")
+}
+
+/// A label found in one chunk.
+#[derive(Clone, Debug)]
+struct Hit {
+    field: Field,
+    label: &'static str,
+    chunk: usize,
+    matched: String,
+    evidence: Evidence,
+    negated: bool,
+    /// The similarity, for [`Evidence::Similarity`].
+    score: f32,
+}
+
+/// Phrase and headcount hits of one chunk.
+fn scan(text: &str, chunk: usize) -> Vec<Hit> {
+    let tokens = tokenize(text);
+    let mut hits = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        if !tokens[i].word {
+            i += 1;
+            continue;
+        }
+        // The longest phrase starting here wins; equally long phrases of other fields all count.
+        let mut best: Vec<(&Phrase, usize)> = Vec::new();
+        for phrase in phrases() {
+            if let Some(end) = match_at(&tokens, i, phrase) {
+                let longest = best.first().map_or(0, |(_, e)| *e);
+                if end > longest {
+                    best.clear();
+                }
+                if end >= longest {
+                    best.push((phrase, end));
+                }
+            }
+        }
+        let Some(end) = best.first().map(|(_, e)| *e) else {
+            i += 1;
+            continue;
+        };
+        let matched = tokens[i..end].iter().map(|t| t.original.as_str()).collect::<Vec<_>>().join(" ");
+        let before = i.checked_sub(1).and_then(|b| tokens.get(b)).map(|t| t.lower.as_str()).unwrap_or_default();
+        let after = tokens.get(end).map(|t| t.lower.as_str()).unwrap_or_default();
+        let is_negated = negated(&tokens, i, end);
+        for (phrase, _) in &best {
+            for label in &phrase.labels {
+                let phrase_text = phrase.words.join(" ");
+                let applies = |l: &str| l == *label || l == phrase_text;
+                let blocked = BLOCKED_AFTER.iter().any(|(l, w)| applies(l) && *w == before)
+                    || BLOCKED_BEFORE.iter().any(|(l, w)| applies(l) && *w == after);
+                if blocked {
+                    continue;
+                }
+                hits.push(Hit {
+                    field: phrase.field,
+                    label,
+                    chunk,
+                    matched: matched.clone(),
+                    evidence: Evidence::Phrase,
+                    negated: is_negated,
+                    score: 0.0,
+                });
+            }
+        }
+        i = end;
+    }
+    hits.extend(headcounts(&tokens, chunk));
+    hits
+}
+
+fn parse_number(token: &str) -> Option<u64> {
+    let lower = token.to_lowercase();
+    let (digits, scale) = match lower.strip_suffix('k') {
+        Some(d) => (d.to_owned(), 1000.0),
+        None => (lower.clone(), 1.0),
+    };
+    let digits = digits.replace(',', "");
+    let value: f64 = digits.parse().ok()?;
+    Some((value * scale) as u64)
+}
+
+/// Sizes from employee counts: `N employees`, `N+`, `over/under N`, `N-M`, `between N and M`.
+fn headcounts(tokens: &[Token], chunk: usize) -> Vec<Hit> {
+    let mut hits = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let Some(first) = token.word.then(|| parse_number(&token.original)).flatten() else { continue };
+        // A second number for a range: "200-800", "200 to 800", "between 200 and 800".
+        let mut j = i + 1;
+        let mut range_end = None;
+        if let Some(t) = tokens.get(j)
+            && matches!(t.lower.as_str(), "-" | "–" | "—" | "to" | "and")
+            && let Some(second) = tokens.get(j + 1).filter(|t| t.word).and_then(|t| parse_number(&t.original))
+        {
+            range_end = Some(second);
+            j += 2;
+        }
+        let mut open_above = false;
+        if tokens.get(j).is_some_and(|t| t.lower == "+") {
+            open_above = true;
+            j += 1;
+        }
+        if tokens.get(j).is_some_and(|t| t.lower == "or") && tokens.get(j + 1).is_some_and(|t| t.lower == "more") {
+            open_above = true;
+            j += 2;
+        }
+        // The count must be of people, within a few words ("200 full-time employees").
+        let counted = tokens[j..].iter().take(4).filter(|t| t.word).take(3).any(|t| {
+            HEADCOUNT_WORDS.iter().any(|w| !w.contains(' ') && word_matches(w, &t.lower))
+                || (t.lower == "team" && tokens.get(j + 1).is_some_and(|n| n.lower == "members"))
+        });
+        if !counted {
+            continue;
+        }
+        let before: Vec<&str> = tokens[..i].iter().rev().filter(|t| t.word).take(2).map(|t| t.lower.as_str()).collect();
+        let (low, high) = match (range_end, before.as_slice()) {
+            (Some(end), _) => (first.min(end), first.max(end)),
+            (None, ["than", "more" | "greater"] | ["over" | "above" | "exceeding", ..] | ["least", "at"]) => {
+                (first + 1, u64::MAX)
+            }
+            (None, ["than", "fewer" | "less"] | ["under" | "below", ..] | ["to", "up"]) => (0, first.saturating_sub(1)),
+            (None, _) if open_above => (first, u64::MAX),
+            (None, _) => (first, first),
+        };
+        let matched = tokens[i.saturating_sub(2)..j.min(tokens.len())]
+            .iter()
+            .map(|t| t.original.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let negated = negated(tokens, i, j);
+        for (label, lo, hi) in [("smb", 0, 99), ("mid-market", 100, 999), ("enterprise", 1000, u64::MAX)] {
+            if low <= hi && high >= lo {
+                hits.push(Hit {
+                    field: Field::Size,
+                    label,
+                    chunk,
+                    matched: matched.clone(),
+                    evidence: Evidence::Headcount,
+                    negated,
+                    score: 0.0,
+                });
+            }
+        }
+    }
+    hits
+}
+
+/// Extracts the ICP of a document from its chunks. With an embedder, sentences of chunks
+/// where no industry phrase matched are compared with the label descriptions.
+pub fn extract(chunks: &[&str], embedder: Option<&Embedder>) -> Result<IcpExtraction, EmbedError> {
+    let mut hits: Vec<Hit> = chunks.iter().enumerate().flat_map(|(n, text)| scan(text, n)).collect();
+    if let Some(embedder) = embedder
+        && !hits.iter().any(|h| h.field == Field::Industry && !h.negated)
+    {
+        hits.extend(similar_industries(chunks, embedder)?);
+    }
+    Ok(aggregate(hits))
+}
+
+/// Similarity below this is not evidence of an industry.
+const SIMILARITY_THRESHOLD: f32 = 0.5;
+/// The best label must beat the runner-up by this much.
+const SIMILARITY_MARGIN: f32 = 0.04;
+
+fn similar_industries(chunks: &[&str], embedder: &Embedder) -> Result<Vec<Hit>, EmbedError> {
+    let descriptions: Vec<&str> = INDUSTRY_DESCRIPTIONS.iter().map(|(_, d)| *d).collect();
+    let label_vectors = embedder.embed(&descriptions)?;
+    let mut sentences: Vec<(usize, &str)> = Vec::new();
+    for (n, chunk) in chunks.iter().enumerate() {
+        for (start, end) in crate::chunk::sentences(chunk) {
+            let sentence = &chunk[start..end];
+            // A negated sentence is not a target, however similar.
+            let tokens = tokenize(sentence);
+            if tokens.iter().any(|t| NEGATION_CUES.contains(&t.lower.as_str())) {
+                continue;
+            }
+            sentences.push((n, sentence));
+        }
+    }
+    let texts: Vec<&str> = sentences.iter().map(|(_, s)| *s).collect();
+    let vectors = embedder.embed(&texts)?;
+    let mut hits = Vec::new();
+    for ((chunk, sentence), vector) in sentences.iter().zip(&vectors) {
+        let mut scored: Vec<(f32, &str)> = label_vectors
+            .iter()
+            .zip(INDUSTRY_DESCRIPTIONS)
+            .map(|(l, (label, _))| (cosine(vector, l), *label))
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let (best, label) = scored[0];
+        if best >= SIMILARITY_THRESHOLD && best - scored[1].0 >= SIMILARITY_MARGIN {
+            let label = INDUSTRY_LABELS.iter().find(|l| **l == label).copied().unwrap_or("saas");
+            hits.push(Hit {
+                field: Field::Industry,
+                label,
+                chunk: *chunk,
+                matched: sentence.chars().take(120).collect(),
+                evidence: Evidence::Similarity,
+                negated: false,
+                score: best,
+            });
+        }
+    }
+    Ok(hits)
+}
+
+/// Merges hits per label: a label is kept when it has a mention that is not negated; its
+/// confidence grows with the number of mentions.
+fn aggregate(hits: Vec<Hit>) -> IcpExtraction {
+    let mut by_label: BTreeMap<(Field, &'static str), Vec<Hit>> = BTreeMap::new();
+    for hit in hits {
+        by_label.entry((hit.field, hit.label)).or_default().push(hit);
+    }
+    let mut out = IcpExtraction::default();
+    for ((field, label), hits) in by_label {
+        let positive: Vec<&Hit> = hits.iter().filter(|h| !h.negated).collect();
+        let Some(first) = positive.first() else { continue };
+        let (confidence, matched) = match first.evidence {
+            Evidence::Similarity => (positive.iter().map(|h| h.score).fold(0.0, f32::max), first.matched.clone()),
+            Evidence::Headcount => (0.85, first.matched.clone()),
+            Evidence::Phrase => ((0.8 + 0.05 * positive.len() as f32).min(0.97), first.matched.clone()),
+        };
+        let entry = IcpLabel { label, confidence, chunk: first.chunk, matched, evidence: first.evidence };
+        match field {
+            Field::Industry => out.target_industries.push(entry),
+            Field::Size => out.company_sizes.push(entry),
+            Field::Role => out.decision_makers.push(entry),
+            Field::Region => out.target_regions.push(entry),
+        }
+    }
+    let order = |labels: &mut Vec<IcpLabel>, vocabulary: &[&str]| {
+        labels.sort_by_key(|l| vocabulary.iter().position(|v| *v == l.label).unwrap_or(usize::MAX));
+    };
+    order(&mut out.target_industries, INDUSTRY_LABELS);
+    order(&mut out.company_sizes, SIZE_LABELS);
+    order(&mut out.decision_makers, ROLE_LABELS);
+    order(&mut out.target_regions, REGION_LABELS);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn icp(text: &str) -> IcpCriteria {
+        extract(&[text], None).unwrap().criteria()
+    }
+
+    #[test]
+    fn every_lexicon_label_is_in_the_vocabulary() {
+        for (label, _) in INDUSTRIES {
+            assert!(INDUSTRY_LABELS.contains(label), "{label}");
+        }
+        for (label, _) in INDUSTRY_DESCRIPTIONS {
+            assert!(INDUSTRY_LABELS.contains(label), "{label}");
+        }
+        assert_eq!(INDUSTRY_DESCRIPTIONS.len(), INDUSTRY_LABELS.len());
+        for (label, _) in SIZES {
+            assert!(SIZE_LABELS.contains(label), "{label}");
+        }
+        for (label, _) in ROLES {
+            assert!(ROLE_LABELS.contains(label), "{label}");
+        }
+        for (_, regions) in PLACES {
+            assert!(regions.iter().all(|r| REGION_LABELS.contains(r)));
+        }
+    }
+
+    #[test]
+    fn negation_drops_the_mention() {
+        let c = icp("We do not target government agencies or banks. Our focus is insurers.");
+        assert_eq!(c.target_industries, vec!["insurance"]);
+        let c = icp("Retail is not a focus for us; we sell to hotels.");
+        assert_eq!(c.target_industries, vec!["hospitality"]);
+        let c = icp("We serve not only banks but also credit unions.");
+        assert_eq!(c.target_industries, vec!["banking"]);
+        let c = icp("Customers anywhere except Europe, mainly in Canada.");
+        assert_eq!(c.target_regions, vec!["North America"]);
+    }
+
+    #[test]
+    fn headcounts_map_to_sizes() {
+        assert_eq!(icp("firms with 200-800 employees").company_sizes, vec!["mid-market"]);
+        assert_eq!(icp("with over 5,000 employees").company_sizes, vec!["enterprise"]);
+        assert_eq!(icp("with fewer than 50 employees").company_sizes, vec!["smb"]);
+        assert_eq!(icp("teams of 1,000+ employees").company_sizes, vec!["enterprise"]);
+        assert_eq!(icp("between 50 and 500 staff").company_sizes, vec!["smb", "mid-market"]);
+        assert_eq!(icp("K-12 schools").company_sizes, Vec::<String>::new());
+        assert_eq!(icp("We have 3 offices and 12 products").company_sizes, Vec::<String>::new());
+    }
+
+    #[test]
+    fn places_map_to_regions_and_the_longest_name_wins() {
+        assert_eq!(icp("clients in New Mexico and Texas").target_regions, vec!["North America"]);
+        assert_eq!(icp("clients in Mexico").target_regions, vec!["Latin America"]);
+        assert_eq!(icp("offices in the UK").target_regions, vec!["Europe"]);
+        assert_eq!(icp("let us know").target_regions, Vec::<String>::new());
+        assert_eq!(icp("customers across the US").target_regions, vec!["North America"]);
+        assert_eq!(icp("EMEA").target_regions, vec!["Europe", "Middle East", "Africa"]);
+    }
+
+    #[test]
+    fn blocked_contexts() {
+        assert_eq!(icp("We market on social media to SMBs.").target_industries, Vec::<String>::new());
+        assert_eq!(icp("Enterprise software for small businesses").company_sizes, vec!["smb"]);
+    }
+
+    #[test]
+    fn labels_carry_their_chunk() {
+        let e = extract(&["Nothing here.", "We sell to CFOs at banks."], None).unwrap();
+        assert_eq!(e.decision_makers[0].chunk, 1);
+        assert_eq!(e.target_industries[0].label, "banking");
+        assert!(e.target_industries[0].confidence > 0.8);
+    }
+}
