@@ -98,8 +98,11 @@ def build(model_dir):
 
     # The additive attention mask: 0 where attended, the float32 minimum where padded (as in
     # transformers), shaped [batch, 1, 1, sequence] to broadcast over heads and queries.
-    mask = g.op("Cast", ["attention_mask"], to=TensorProto.FLOAT)
-    mask = g.op("Unsqueeze", [mask, g.const("axes12", np.array([1, 2], dtype=np.int64))])
+    # The node order (Unsqueeze, Unsqueeze, Cast, Sub, Mul) is PyTorch's, which ONNX Runtime's
+    # transformer optimizer matches when it fuses attention.
+    mask = g.op("Unsqueeze", ["attention_mask", g.const("axis1", np.array([1], dtype=np.int64))])
+    mask = g.op("Unsqueeze", [mask, g.const("axis2", np.array([2], dtype=np.int64))])
+    mask = g.op("Cast", [mask], to=TensorProto.FLOAT)
     inverted = g.op("Sub", [g.const("one_f", np.array(1.0, dtype=np.float32)), mask])
     mask_bias = g.op("Mul", [inverted, g.const("min_f", np.array(np.finfo(np.float32).min, dtype=np.float32))])
 

@@ -18,6 +18,9 @@ use tokenizers::{Tokenizer, TruncationParams};
 pub const DIMENSIONS: usize = 384;
 /// sentence-transformers' `max_seq_length` for the model.
 pub const MAX_TOKENS: usize = 256;
+/// Padded tokens per inference call: eight full-length chunks, the fastest setting measured
+/// on 2 cores (docs/benchmarks.md).
+pub const DEFAULT_BATCH_TOKENS: usize = 8 * MAX_TOKENS;
 
 /// Why the embedder could not load or run.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,30 @@ pub enum Device {
     Cuda,
 }
 
+/// Which ONNX graph of the model to run (all made by `hack/model.sh`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Graph {
+    /// `model-mixed.onnx`: the fused graph with three feed-forward MatMuls in int8 (dynamic,
+    /// per-channel); cosine >= 0.9996 to the fp32 reference. The CPU default.
+    #[default]
+    Mixed,
+    /// `model-fused.onnx`: fp32, with attention, LayerNorm and GELU fused by ONNX Runtime's
+    /// transformer optimizer. The CUDA default.
+    Fused,
+    /// `model.onnx`: the plain fp32 export.
+    Plain,
+}
+
+impl Graph {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Self::Mixed => "model-mixed.onnx",
+            Self::Fused => "model-fused.onnx",
+            Self::Plain => "model.onnx",
+        }
+    }
+}
+
 /// How to build an [`Embedder`].
 #[derive(Clone, Debug)]
 pub struct EmbedderConfig {
@@ -65,6 +92,7 @@ pub struct EmbedderConfig {
     /// Intra-op threads of the session.
     pub threads: usize,
     pub device: Device,
+    pub graph: Graph,
     /// Padded tokens one inference call may hold (batch size × longest sequence).
     pub batch_tokens: usize,
 }
@@ -76,7 +104,8 @@ impl EmbedderConfig {
             onnxruntime: onnxruntime.into(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             device: Device::Cpu,
-            batch_tokens: 8 * MAX_TOKENS,
+            graph: Graph::Mixed,
+            batch_tokens: DEFAULT_BATCH_TOKENS,
         }
     }
 }
@@ -94,6 +123,7 @@ pub struct Embedder {
     session: Mutex<Session>,
     batch_tokens: usize,
     device: Device,
+    graph: Graph,
 }
 
 /// ONNX Runtime allows one environment per process; every embedder shares it.
@@ -125,7 +155,18 @@ impl Embedder {
             .map_err(|e| tokenizer_error(e.to_string()))?;
         tokenizer.with_padding(None);
 
-        let model_path = config.model_dir.join("model.onnx");
+        // Dynamic int8 pays on CPUs with VNNI; on a GPU the fp32 fused graph is the fast one.
+        let graph = match (config.device, config.graph) {
+            (Device::Cuda, Graph::Mixed) => Graph::Fused,
+            (_, graph) => graph,
+        };
+        let model_path = config.model_dir.join(graph.file_name());
+        if !model_path.is_file() {
+            return Err(EmbedError::Model {
+                path: model_path,
+                detail: "the file does not exist (run hack/model.sh, or choose the other graph)".into(),
+            });
+        }
         let model_error = |detail: String| EmbedError::Model { path: model_path.clone(), detail };
         let builder = || -> Result<_, EmbedError> {
             let fail = |e: String| model_error(e);
@@ -165,12 +206,23 @@ impl Embedder {
             Some(session) => session,
             None => builder()?.commit_from_file(&model_path).map_err(|e| model_error(e.to_string()))?,
         };
-        Ok(Self { tokenizer, session: Mutex::new(session), batch_tokens: config.batch_tokens.max(MAX_TOKENS), device })
+        Ok(Self {
+            tokenizer,
+            session: Mutex::new(session),
+            batch_tokens: config.batch_tokens.max(MAX_TOKENS),
+            device,
+            graph,
+        })
     }
 
     /// The device the session actually runs on.
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// The graph the session runs.
+    pub fn graph(&self) -> Graph {
+        self.graph
     }
 
     /// Token ids of each text, with `[CLS]`/`[SEP]`, truncated at [`MAX_TOKENS`].

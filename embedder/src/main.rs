@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use prospector_embedder::embed::{Device, Embedder, EmbedderConfig};
+use prospector_embedder::embed::{DEFAULT_BATCH_TOKENS, Device, Embedder, EmbedderConfig, Graph};
 use prospector_embedder::extract::{self, Limits};
 use prospector_embedder::paths::{self, ProcessEnv};
 use prospector_embedder::{bench, chunk, icp};
@@ -54,6 +54,13 @@ enum Command {
         #[command(flatten)]
         model: ModelArgs,
     },
+    /// Extracts documents repeatedly and reports pages/s (the extraction benchmark).
+    BenchExtract {
+        files: Vec<PathBuf>,
+        /// Passes over the files after one warm-up pass.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
     /// Embeds a corpus (a JSON array of strings) and reports chunks/s and real tokens/s.
     Bench {
         #[arg(long)]
@@ -61,6 +68,9 @@ enum Command {
         /// Passes over the corpus after one warm-up pass.
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+        /// sentence-transformers reference vectors (reference.json) to report accuracy against.
+        #[arg(long)]
+        reference: Option<PathBuf>,
         #[command(flatten)]
         model: ModelArgs,
     },
@@ -103,8 +113,12 @@ struct ModelArgs {
     threads: Option<usize>,
     #[arg(long, value_enum, env = "PROSPECTOR_EMBED_DEVICE", default_value = "cpu")]
     device: Device,
+    /// Which ONNX graph to run: mixed precision (the CPU default), fused fp32 (the CUDA
+    /// default), or the plain fp32 export.
+    #[arg(long, value_enum, env = "PROSPECTOR_EMBED_GRAPH", default_value = "mixed")]
+    graph: Graph,
     /// Padded tokens per inference call.
-    #[arg(long, env = "PROSPECTOR_EMBED_BATCH_TOKENS", default_value_t = 2048)]
+    #[arg(long, env = "PROSPECTOR_EMBED_BATCH_TOKENS", default_value_t = DEFAULT_BATCH_TOKENS)]
     batch_tokens: usize,
 }
 
@@ -117,6 +131,7 @@ impl ModelArgs {
             config.threads = threads;
         }
         config.device = self.device;
+        config.graph = self.graph;
         config.batch_tokens = self.batch_tokens;
         Embedder::load(&config).map_err(|e| e.to_string())
     }
@@ -211,12 +226,31 @@ fn run(command: Command) -> Result<(), String> {
             };
             emit(&json.map_err(|e| e.to_string())?)
         }
-        Command::Bench { corpus, repeat, model } => {
+        Command::BenchExtract { files, repeat } => {
+            let documents: Vec<(String, Vec<u8>)> = files
+                .iter()
+                .map(|f| {
+                    std::fs::read(f).map(|b| (f.display().to_string(), b)).map_err(|e| format!("{}: {e}", f.display()))
+                })
+                .collect::<Result<_, _>>()?;
+            let report = bench::extraction(&documents, repeat, &Limits::default()).map_err(|e| e.to_string())?;
+            emit(&serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?)
+        }
+        Command::Bench { corpus, repeat, reference, model } => {
             let text = std::fs::read_to_string(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
             let texts: Vec<String> = serde_json::from_str(&text)
                 .map_err(|e| format!("{}: not a JSON array of strings: {e}", corpus.display()))?;
             let embedder = model.load()?;
-            let report = bench::run(&embedder, &texts, repeat).map_err(|e| e.to_string())?;
+            let reference: Option<bench::Reference> = match reference {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+                        .map_err(|e| format!("{}: {e}", path.display()))?,
+                ),
+                None => None,
+            };
+            let report = bench::run(&embedder, &texts, repeat, reference.as_ref()).map_err(|e| e.to_string())?;
             emit(&serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?)
         }
     }

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Embedding benchmark: `prospector-embedder bench` in its default configuration against the
+# peer a user would otherwise run (Python onnxruntime + tokenizers on the same fp32 ONNX file),
+# on the same corpus and the same number of threads, one after the other in one run.
+#
+# The corpus is 512 prose chunks of about 220 tokens, cut by the embedder's own chunker from
+# the real documents in embedder/tests/fixtures/pdf (table-of-contents chunks dropped).
+#
+# usage: hack/bench-embedder.sh [THREADS] [PASSES]
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+threads="${1:-2}"
+passes="${2:-3}"
+python="$("$HACK_DIR/python.sh")"
+model_dir="$("$HACK_DIR/model.sh")"
+"$HACK_DIR/onnxruntime.sh" >/dev/null
+
+cd "$REPO_ROOT"
+cargo build --quiet --release -p prospector-embedder
+bin="$REPO_ROOT/target/release/prospector-embedder"
+work="$REPO_ROOT/target/bench"
+mkdir -p "$work"
+corpus="$work/embed-corpus.json"
+fixtures="$REPO_ROOT/embedder/tests/fixtures/pdf/py-pdf-sample-files"
+for pdf in 009-pdflatex-geotopo/GeoTopo-komprimiert.pdf 026-latex-multicolumn/multicolumn.pdf \
+  021-pdfa/crazyones-pdfa.pdf 004-pdflatex-4-pages/pdflatex-4-pages.pdf 011-google-doc-document/google-doc-document.pdf; do
+  "$bin" chunk "$fixtures/$pdf"
+done | "$python" -c '
+import json, sys
+chunks = [json.loads(line) for line in sys.stdin]
+prose = [c["text"] for c in chunks
+         if 200 <= c["tokens"] <= 254 and sum(ch.isalpha() for ch in c["text"]) > 0.7 * len(c["text"])]
+corpus = [prose[i % len(prose)] for i in range(512)]
+json.dump(corpus, open(sys.argv[1], "w"))
+print(f"corpus: 512 chunks from {len(prose)} distinct prose chunks", file=sys.stderr)
+' "$corpus"
+
+cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "machine: $(nproc) cores, $cpu; threads=$threads passes=$passes" >&2
+reference="$REPO_ROOT/embedder/tests/fixtures/embeddings/reference.json"
+echo "== prospector-embedder bench (default configuration, --threads $threads)" >&2
+"$bin" bench --corpus "$corpus" --threads "$threads" --repeat "$passes" --reference "$reference" | tee "$work/embed-rust.json"
+echo "== prospector-embedder bench --graph fused (fp32 only)" >&2
+"$bin" bench --corpus "$corpus" --threads "$threads" --repeat "$passes" --reference "$reference" --graph fused \
+  | tee "$work/embed-rust-fused.json"
+echo "== the peer: Python onnxruntime + tokenizers, the plain fp32 export, batches of 32" >&2
+"$python" "$HACK_DIR/bench/embed_peer.py" "$model_dir" model.onnx "$corpus" "$threads" "$passes" | tee "$work/embed-peer.json"
+echo "== for reference: the same Python peer on the fused graph" >&2
+"$python" "$HACK_DIR/bench/embed_peer.py" "$model_dir" model-fused.onnx "$corpus" "$threads" "$passes" | tee "$work/embed-peer-fused.json"
+echo "== the CPU's practical fp32 peak: numpy (OpenBLAS) sgemm 4096x4096, $threads threads" >&2
+OPENBLAS_NUM_THREADS="$threads" "$python" -c '
+import json, time, numpy as np
+a = np.random.rand(4096, 4096).astype(np.float32); b = np.random.rand(4096, 4096).astype(np.float32)
+a @ b; start = time.perf_counter()
+for _ in range(5): a @ b
+print(json.dumps({"sgemm_gflops": 2 * 4096**3 * 5 / (time.perf_counter() - start) / 1e9}))' | tee "$work/sgemm.json"
+"$python" - "$work/embed-rust.json" "$work/embed-rust-fused.json" "$work/embed-peer.json" "$work/embed-peer-fused.json" \
+  "$work/sgemm.json" <<'PY'
+import json, sys
+rust, rust_fused, peer, peer_fused, sgemm = (json.load(open(p)) for p in sys.argv[1:6])
+# FLOPs per real token of all-MiniLM-L6-v2 (6 layers, hidden 384, FFN 1536) at this corpus's mean
+# length: projections and FFN 2*(4*384*384 + 2*384*1536) per layer, attention 2*2*L*384.
+mean_len = rust["real_tokens"] / rust["chunks"]
+flops_per_token = 6 * (2 * (4 * 384 * 384 + 2 * 384 * 1536) + 4 * mean_len * 384)
+def row(name, r, cos=""):
+    ratio = r["tokens_per_second"] / peer["tokens_per_second"]
+    gflops = r["tokens_per_second"] * flops_per_token / 1e9
+    print(f"| {name} | {r['tokens_per_second']:,.0f} | {r['chunks_per_second']:.1f} | {ratio:.2f}x | "
+          f"{gflops:.0f} ({gflops / sgemm['sgemm_gflops']:.0%}) | {cos} |")
+print("| configuration | tokens/s | chunks/s | vs peer | GFLOP/s (of sgemm peak) | min cosine to sentence-transformers |")
+print("|---|---|---|---|---|---|")
+row(f"prospector-embedder, default ({rust['graph']} graph)", rust, f"{rust['min_cosine_to_reference']:.6f}")
+row(f"prospector-embedder, --graph {rust_fused['graph']} (fp32)", rust_fused, f"{rust_fused['min_cosine_to_reference']:.6f}")
+row("Python onnxruntime + tokenizers, plain fp32 export (the peer)", peer)
+row("Python onnxruntime + tokenizers, fused graph", peer_fused)
+print(f"FLOPs per real token: {flops_per_token / 1e6:.1f} M at the corpus mean of {mean_len:.0f} tokens; "
+      f"sgemm peak {sgemm['sgemm_gflops']:.0f} GFLOP/s")
+PY
