@@ -184,15 +184,20 @@ fn run(command: Command) -> Result<(), String> {
         Command::Extract { file, content_type, limits } => {
             let limits = limits.limits();
             let bytes = read_document(&file, &limits)?;
-            let extracted = extract::extract(&file.display().to_string(), &bytes, content_type.as_deref(), &limits)
-                .map_err(|e| e.to_string())?;
+            let extracted = extract::extract_with_watchdog(
+                &file.display().to_string(),
+                bytes.into(),
+                content_type.as_deref(),
+                &limits,
+            )
+            .map_err(|e| e.to_string())?;
             emit(&extracted.text)
         }
         Command::Chunk { file, limits, model } => {
             let limits = limits.limits();
             let bytes = read_document(&file, &limits)?;
-            let extracted =
-                extract::extract(&file.display().to_string(), &bytes, None, &limits).map_err(|e| e.to_string())?;
+            let extracted = extract::extract_with_watchdog(&file.display().to_string(), bytes.into(), None, &limits)
+                .map_err(|e| e.to_string())?;
             let embedder = model.load()?;
             let chunker = chunk::Chunker::new(embedder.tokenizer(), chunk::ChunkConfig::default());
             for c in chunker.chunk(&extracted.text).map_err(|e| e.to_string())? {

@@ -200,6 +200,29 @@ pub fn extract(
     Ok(Extracted { kind, text, pages })
 }
 
+/// [`extract`] on its own thread, for callers that must get an answer within the time limit
+/// even if a parser stalls inside one step (a single huge object): the limit plus a second of
+/// grace, then [`ExtractErrorKind::Timeout`]. The abandoned thread runs on until its own checks
+/// stop it; the caller is not held up.
+pub fn extract_with_watchdog(
+    document: &str,
+    bytes: std::sync::Arc<[u8]>,
+    declared: Option<&str>,
+    limits: &Limits,
+) -> Result<Extracted, ExtractError> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    let (name, hint, own_limits) = (document.to_owned(), declared.map(str::to_owned), limits.clone());
+    let spawned = std::thread::Builder::new().name("extract".into()).spawn(move || {
+        let _ = sender.send(extract(&name, &bytes, hint.as_deref(), &own_limits));
+    });
+    let timeout =
+        ExtractError { document: document.to_owned(), kind: ExtractErrorKind::Timeout { limit: limits.max_duration } };
+    if spawned.is_err() {
+        return Err(timeout);
+    }
+    receiver.recv_timeout(limits.max_duration + Duration::from_secs(1)).unwrap_or(Err(timeout))
+}
+
 fn first_line(s: &str) -> String {
     let line = s.lines().next().unwrap_or_default();
     line.chars().take(200).collect()
@@ -234,6 +257,16 @@ mod tests {
         let limits = Limits { max_text_chars: 5, ..Limits::default() };
         let err = extract("long.txt", b"abcdefgh", None, &limits).unwrap_err();
         assert_eq!(err.kind, ExtractErrorKind::TextTooLarge { limit: 5 });
+    }
+
+    #[test]
+    fn the_watchdog_returns_what_extract_returns() {
+        let limits = Limits::default();
+        let bytes: std::sync::Arc<[u8]> = b"hello there".to_vec().into();
+        let extracted = extract_with_watchdog("a.txt", bytes, None, &limits).unwrap();
+        assert_eq!(extracted.text, "hello there");
+        let err = extract_with_watchdog("b.txt", b"\0\0".to_vec().into(), None, &limits).unwrap_err();
+        assert_eq!(err.kind, ExtractErrorKind::Unsupported("binary data".into()));
     }
 
     #[test]
