@@ -64,7 +64,8 @@ pub(crate) fn extract(bytes: &[u8], budget: &mut Budget<'_>) -> Result<(String, 
                 text.push_str("\n\n");
             }
             text.push_str(&page_text);
-            budget.check_text(text.len())?;
+            // A runaway guard in bytes (at most 4 per character); `extract` checks characters.
+            budget.check_text(text.len() / 4)?;
         }
     }
     if text.trim().is_empty() && images > 0 {
@@ -284,8 +285,9 @@ struct PageReader<'d, 'b, 'l> {
 }
 
 impl<'d> PageReader<'d, '_, '_> {
+    /// What the decompression budget has left, for lopdf's own bound on one page's content.
     fn remaining_decompression(&self) -> usize {
-        self.budget.limits.max_decompressed_bytes
+        self.budget.limits.max_decompressed_bytes.saturating_sub(self.budget.decompressed_so_far())
     }
 
     /// Interprets one content stream with `resources`, under the transformation `base`.
@@ -467,7 +469,7 @@ impl<'d> PageReader<'d, '_, '_> {
                     return Ok(());
                 }
                 let content = if stream.dict.has(b"Filter") {
-                    match stream.decompressed_content_with_limit(self.budget.limits.max_decompressed_bytes) {
+                    match stream.decompressed_content_with_limit(self.remaining_decompression()) {
                         Ok(content) => content,
                         Err(lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. })) => {
                             return Err(ExtractErrorKind::DecompressedTooLarge {
