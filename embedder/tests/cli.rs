@@ -97,3 +97,15 @@ fn a_missing_runtime_is_named() {
     let err = one_line_failure(&run(&["icp"], "x", &[("PROSPECTOR_MODEL_DIR", "/nonexistent/model")]));
     assert!(err.contains("/nonexistent/model"), "{err}");
 }
+
+#[test]
+fn cuda_without_a_cuda_runtime_falls_back_to_cpu_and_says_so() {
+    // The ONNX Runtime hack/onnxruntime.sh installs is the CPU build: the request for CUDA must
+    // still give vectors, with the fallback logged.
+    let output = run(&["embed", "--device", "cuda"], r#"["fallback"]"#, &[]);
+    assert!(output.status.success(), "{output:?}");
+    let vectors: Vec<Vec<f32>> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(vectors[0].len(), 384);
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("falling back to CPU"), "{stderr}");
+}
