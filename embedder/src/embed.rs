@@ -10,7 +10,7 @@ use std::sync::{Mutex, OnceLock};
 use ort::environment::Environment;
 use ort::ep::ExecutionProvider;
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::value::Tensor;
 use tokenizers::{Tokenizer, TruncationParams};
 
@@ -167,44 +167,31 @@ impl Embedder {
                 detail: "the file does not exist (run hack/model.sh, or choose the other graph)".into(),
             });
         }
-        let model_error = |detail: String| EmbedError::Model { path: model_path.clone(), detail };
-        let builder = || -> Result<_, EmbedError> {
-            let fail = |e: String| model_error(e);
+        let model_error = |e: ort::Error| EmbedError::Model { path: model_path.clone(), detail: e.to_string() };
+        let builder = || -> Result<SessionBuilder, EmbedError> {
             Session::builder(environment)
-                .map_err(|e| fail(e.to_string()))?
+                .map_err(model_error)?
                 .with_optimization_level(GraphOptimizationLevel::Level3)
-                .map_err(|e| fail(e.to_string()))?
+                .map_err(|e| model_error(e.into()))?
                 .with_intra_threads(config.threads.max(1))
-                .map_err(|e| fail(e.to_string()))?
+                .map_err(|e| model_error(e.into()))?
                 .with_inter_threads(1)
-                .map_err(|e| fail(e.to_string()))
+                .map_err(|e| model_error(e.into()))
         };
-        let mut device = Device::Cpu;
-        let mut session = None;
-        if config.device == Device::Cuda {
-            let cuda = ort::ep::CUDA::default();
-            match ort::ep::CUDA::is_available() {
-                Ok(true) => {
-                    let mut b = builder()?;
-                    match cuda.register(&mut b) {
-                        Ok(()) => match b.commit_from_file(&model_path) {
-                            Ok(s) => {
-                                device = Device::Cuda;
-                                session = Some(s);
-                            }
-                            Err(e) => tracing::warn!(error = %e, "CUDA execution provider failed; falling back to CPU"),
-                        },
-                        Err(e) => tracing::warn!(error = %e, "CUDA execution provider failed; falling back to CPU"),
-                    }
+        let cuda = match config.device {
+            Device::Cuda => match cuda_session(builder()?, &model_path) {
+                Ok(session) => Some(session),
+                Err(reason) => {
+                    tracing::warn!(%reason, "CUDA execution provider unavailable; falling back to CPU");
+                    None
                 }
-                _ => tracing::warn!(
-                    "this ONNX Runtime has no CUDA execution provider (install the onnxruntime-gpu build); falling back to CPU"
-                ),
-            }
-        }
-        let session = match session {
+            },
+            Device::Cpu => None,
+        };
+        let device = if cuda.is_some() { Device::Cuda } else { Device::Cpu };
+        let session = match cuda {
             Some(session) => session,
-            None => builder()?.commit_from_file(&model_path).map_err(|e| model_error(e.to_string()))?,
+            None => builder()?.commit_from_file(&model_path).map_err(model_error)?,
         };
         Ok(Self {
             tokenizer,
@@ -299,6 +286,15 @@ impl Embedder {
         }
         Ok(mean_pool_normalize(hidden, &mask, rows, width))
     }
+}
+
+/// A session on the CUDA execution provider, or why there is none.
+fn cuda_session(mut builder: SessionBuilder, model: &Path) -> Result<Session, String> {
+    if !ort::ep::CUDA::is_available().unwrap_or(false) {
+        return Err("this ONNX Runtime has no CUDA execution provider (install the onnxruntime-gpu build)".into());
+    }
+    ort::ep::CUDA::default().register(&mut builder).map_err(|e| e.to_string())?;
+    builder.commit_from_file(model).map_err(|e| e.to_string())
 }
 
 /// Groups text indices into batches: sorted by length, each holding at most `batch_tokens`
