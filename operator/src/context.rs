@@ -54,7 +54,6 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub reporter: Reporter,
-    recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
     wake_agents: mpsc::UnboundedSender<ObjectRef<AgentDeployment>>,
     wake_customers: mpsc::UnboundedSender<ObjectRef<Customer>>,
@@ -85,7 +84,6 @@ impl Context {
         instance: Option<String>,
     ) -> (Arc<Self>, Wakeups) {
         let reporter = Reporter { controller: FIELD_MANAGER.into(), instance };
-        let recorder = Recorder::new(client.clone(), reporter.clone());
         let (wake_agents, agents) = mpsc::unbounded_channel();
         let (wake_customers, customers) = mpsc::unbounded_channel();
         let context = Self {
@@ -95,7 +93,6 @@ impl Context {
             clock,
             metrics,
             reporter,
-            recorder,
             failures: Mutex::new(HashMap::new()),
             wake_agents,
             wake_customers,
@@ -105,6 +102,11 @@ impl Context {
     }
 
     /// Publishes a Kubernetes Event about `object`. Failing to publish never fails a reconcile.
+    ///
+    /// A fresh recorder each time: kube's `Recorder` keeps every event it published for six
+    /// minutes (to count repeats into a series) and scans that cache on each publish. At scale
+    /// that cache was the operator's largest allocation (heaptrack, docs/benchmarks.md), and
+    /// we publish only on transitions, so there are no repeats to count.
     pub async fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, warning: bool, reason: &str, note: String) {
         let event = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
@@ -113,7 +115,8 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(e) = recorder.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "cannot publish an event");
         }
     }
