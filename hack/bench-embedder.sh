@@ -38,8 +38,11 @@ print(f"corpus: 512 chunks from {len(prose)} distinct prose chunks", file=sys.st
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "machine: $(nproc) cores, $cpu; threads=$threads passes=$passes" >&2
 reference="$REPO_ROOT/embedder/tests/fixtures/embeddings/reference.json"
-echo "== prospector-embedder bench (default configuration, --threads $threads)" >&2
-"$bin" bench --corpus "$corpus" --threads "$threads" --repeat "$passes" --reference "$reference" | tee "$work/embed-rust.json"
+# The default configuration uses every core; name the thread count only when it differs.
+thread_flag=()
+[[ "$threads" == "$(nproc)" ]] || thread_flag=(--threads "$threads")
+echo "== prospector-embedder bench (default configuration${thread_flag[*]:+, ${thread_flag[*]}})" >&2
+"$bin" bench --corpus "$corpus" "${thread_flag[@]}" --repeat "$passes" --reference "$reference" | tee "$work/embed-rust.json"
 echo "== prospector-embedder bench --graph fused (fp32 only)" >&2
 "$bin" bench --corpus "$corpus" --threads "$threads" --repeat "$passes" --reference "$reference" --graph fused \
   | tee "$work/embed-rust-fused.json"
