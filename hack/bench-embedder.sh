@@ -11,17 +11,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 threads="${1:-2}"
 passes="${2:-3}"
-python="$("$HACK_DIR/python.sh")"
 model_dir="$("$HACK_DIR/model.sh")"
 "$HACK_DIR/onnxruntime.sh" >/dev/null
-
-cd "$REPO_ROOT"
-cargo build --quiet --release -p prospector-embedder
-bin="$REPO_ROOT/target/release/prospector-embedder"
-work="$REPO_ROOT/target/bench"
-mkdir -p "$work"
+embedder_bench_setup
 corpus="$work/embed-corpus.json"
-fixtures="$REPO_ROOT/embedder/tests/fixtures/pdf/py-pdf-sample-files"
 for pdf in 009-pdflatex-geotopo/GeoTopo-komprimiert.pdf 026-latex-multicolumn/multicolumn.pdf \
   021-pdfa/crazyones-pdfa.pdf 004-pdflatex-4-pages/pdflatex-4-pages.pdf 011-google-doc-document/google-doc-document.pdf; do
   "$bin" chunk "$fixtures/$pdf"

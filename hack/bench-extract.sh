@@ -8,13 +8,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 passes="${1:-3}"
-python="$("$HACK_DIR/python.sh")"
-cd "$REPO_ROOT"
-cargo build --quiet --release -p prospector-embedder
-bin="$REPO_ROOT/target/release/prospector-embedder"
-work="$REPO_ROOT/target/bench"
-mkdir -p "$work"
-fixtures="embedder/tests/fixtures/pdf/py-pdf-sample-files"
+embedder_bench_setup
 files=()
 while IFS= read -r f; do
   case "$f" in

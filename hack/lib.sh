@@ -35,3 +35,16 @@ fetch_wheel() {
   python3 -m zipfile -e "$whl" "$dest"
   rm -rf "$tmp"
 }
+
+# embedder_bench_setup: what both embedder benchmarks need. Sets $python (the tools venv),
+# $bin (the release-built prospector-embedder), $work (target/bench) and $fixtures (the PDF
+# collection), and moves to the repository root.
+embedder_bench_setup() {
+  python="$("$HACK_DIR/python.sh")"
+  cd "$REPO_ROOT"
+  cargo build --quiet --release -p prospector-embedder
+  bin="$REPO_ROOT/target/release/prospector-embedder"
+  work="$REPO_ROOT/target/bench"
+  fixtures="embedder/tests/fixtures/pdf/py-pdf-sample-files"
+  mkdir -p "$work"
+}
