@@ -114,6 +114,8 @@ impl EmbedderConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tokens {
     pub ids: Vec<u32>,
+    /// The text was longer than [`MAX_TOKENS`] and only its start is embedded.
+    pub truncated: bool,
 }
 
 /// The loaded model: tokenizer and ONNX Runtime session.
@@ -219,7 +221,7 @@ impl Embedder {
             .map(|t| {
                 self.tokenizer
                     .encode(*t, true)
-                    .map(|e| Tokens { ids: e.get_ids().to_vec() })
+                    .map(|e| Tokens { ids: e.get_ids().to_vec(), truncated: !e.get_overflowing().is_empty() })
                     .map_err(|e| EmbedError::Tokenize(e.to_string()))
             })
             .collect()
@@ -360,7 +362,7 @@ mod tests {
     use super::*;
 
     fn tokens(lens: &[usize]) -> Vec<Tokens> {
-        lens.iter().map(|n| Tokens { ids: vec![1; *n] }).collect()
+        lens.iter().map(|n| Tokens { ids: vec![1; *n], truncated: false }).collect()
     }
 
     #[test]

@@ -213,7 +213,19 @@ fn run(command: Command) -> Result<(), String> {
                 serde_json::from_str(&input).map_err(|e| format!("stdin is not a JSON array of strings: {e}"))?;
             let embedder = model.load()?;
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let vectors = embedder.embed(&refs).map_err(|e| e.to_string())?;
+            let tokens = embedder.tokenize(&refs).map_err(|e| e.to_string())?;
+            // The model reads 256 tokens; longer texts are embedded by their start, as
+            // sentence-transformers does. Say so rather than truncate silently.
+            let truncated: Vec<usize> =
+                tokens.iter().enumerate().filter(|(_, t)| t.truncated).map(|(i, _)| i).collect();
+            if !truncated.is_empty() {
+                tracing::warn!(
+                    count = truncated.len(),
+                    first = truncated[0],
+                    "texts longer than 256 tokens were embedded by their first 256 (chunk them first: `prospector-embedder chunk`)"
+                );
+            }
+            let vectors = embedder.embed_tokens(&tokens).map_err(|e| e.to_string())?;
             emit(&serde_json::to_string(&vectors).map_err(|e| e.to_string())?)
         }
         Command::Icp { explain, model } => {

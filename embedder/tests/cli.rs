@@ -60,6 +60,10 @@ fn embed_reads_a_json_array_and_writes_vectors() {
     let vectors: Vec<Vec<f32>> = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(vectors.len(), 2);
     assert!(vectors.iter().all(|v| v.len() == 384));
+    let long = serde_json::to_string(&vec!["word ".repeat(400)]).unwrap();
+    let output = run(&["embed"], &long, &[]);
+    assert!(output.status.success());
+    assert!(String::from_utf8(output.stderr).unwrap().contains("longer than 256 tokens"));
     let err = one_line_failure(&run(&["embed"], r#"{"not": "an array"}"#, &[]));
     assert!(err.contains("JSON array of strings"), "{err}");
 }
