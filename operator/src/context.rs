@@ -1,7 +1,7 @@
 //! What every reconcile shares: clients, configuration, the clock, metrics, per-object retry
 //! backoff, and the channel that wakes agents waiting for quota.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,8 +57,13 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     wake_agents: mpsc::UnboundedSender<ObjectRef<AgentDeployment>>,
     wake_customers: mpsc::UnboundedSender<ObjectRef<Customer>>,
+    /// Customers with a usage refresh already scheduled.
+    customers_pending: Arc<Mutex<HashSet<String>>>,
     customer_cache: std::sync::OnceLock<kube::runtime::reflector::Store<Customer>>,
 }
+
+/// How long a customer's usage refresh waits for more admissions to coalesce with.
+pub const USAGE_REFRESH_DELAY: Duration = Duration::from_secs(1);
 
 /// The receiving ends of the wake-up channels, consumed by the controllers.
 #[derive(Debug)]
@@ -96,6 +101,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             wake_agents,
             wake_customers,
+            customers_pending: Arc::default(),
             customer_cache: std::sync::OnceLock::new(),
         };
         (Arc::new(context), Wakeups { agents, customers })
@@ -129,9 +135,21 @@ impl Context {
     }
 
     /// Asks the customer controller to refresh a customer's usage soon (an agent was admitted,
-    /// resized or released). Requests within the debounce window coalesce.
+    /// resized or released). Requests for one customer within [`USAGE_REFRESH_DELAY`] coalesce
+    /// into one reconcile, so a burst of admissions costs one status write, not one each.
     pub fn wake_customer(&self, name: &str) {
-        let _ = self.wake_customers.send(ObjectRef::new(name));
+        {
+            let mut pending = self.customers_pending.lock().unwrap_or_else(|p| p.into_inner());
+            if !pending.insert(name.to_owned()) {
+                return;
+            }
+        }
+        let (pending, sender, name) = (self.customers_pending.clone(), self.wake_customers.clone(), name.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(USAGE_REFRESH_DELAY).await;
+            pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
+            let _ = sender.send(ObjectRef::new(&name));
+        });
     }
 
     /// Shares the customer controller's cache with the other controllers.
