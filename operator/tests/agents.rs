@@ -206,10 +206,18 @@ async fn twelve_agents_at_once_admit_exactly_the_agent_limit() {
     let client = client().await;
     let pool = operator.pool().await;
     // Only the agent limit (5) binds here.
+    let customer_name = unique("burst");
     let (namespace, customer_id) =
-        ready_customer(&client, &unique("burst"), "starter", json!({"maxConcurrentAgents": 50})).await;
+        ready_customer(&client, &customer_name, "starter", json!({"maxConcurrentAgents": 50})).await;
     let api: Api<AgentDeployment> = Api::namespaced(client.clone(), &namespace);
     let phases = burst(&api, 12, 5).await;
+    // The burst's admissions reach the customer's usage (refreshes coalesce per burst).
+    let customers: Api<Customer> = Api::all(client.clone());
+    eventually("the customer's usage to count 5 of 5 agents", WAIT, || async {
+        let status = customers.get(&customer_name).await.ok()?.status?;
+        (status.usage?.agents.used == 5 && status.agents.as_deref() == Some("5/5")).then_some(())
+    })
+    .await;
     let refused = phases.iter().find(|(_, p)| **p == AgentPhase::QuotaExceeded).unwrap().0;
     let refused = api.get(refused).await.unwrap();
     let condition =
