@@ -2,7 +2,8 @@
 //! as a Deployment once the customer's quota admits it.
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
-use kube::CustomResource;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +31,9 @@ use crate::common::{Condition, free_form_object};
 #[serde(rename_all = "camelCase")]
 pub struct AgentDeploymentSpec {
     /// A display name, e.g. `Lead Qualifier Pro`.
-    #[schemars(extend("minLength" = 1, "maxLength" = 255))]
+    #[schemars(extend("minLength" = 1, "maxLength" = 255, "x-kubernetes-validations" = [
+        {"rule": "self.matches('\\\\S')", "message": "agentName must not be blank"}
+    ]))]
     pub agent_name: String,
     pub agent_type: AgentType,
     /// The LLM the agent uses.
@@ -41,9 +44,12 @@ pub struct AgentDeploymentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
     pub config: Option<serde_json::Value>,
-    /// Pods to run; they count against the customer's concurrent-agent limit.
+    /// Pods to run; they count against the customer's concurrent-agent limit. `0` keeps the
+    /// agent (and its agent slot) without running pods.
     #[serde(default = "default_replicas")]
-    #[schemars(extend("minimum" = 0, "maximum" = 100))]
+    #[schemars(extend("minimum" = 0, "maximum" = 100, "x-kubernetes-validations" = [
+        {"rule": "self >= 0 && self <= 100", "message": "replicas must be between 0 and 100"}
+    ]))]
     pub replicas: i32,
     /// Overrides the image the agent catalog maps `agentType` to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +63,31 @@ pub struct AgentDeploymentSpec {
     pub suspend: bool,
 }
 
+/// The most replicas one AgentDeployment may ask for.
+pub const MAX_REPLICAS: i32 = 100;
+
+/// The longest AgentDeployment name. The name becomes the value of the `prospector.dev/agent`
+/// label on the agent's pods and, as `agent-<name>`, the name of its Deployment,
+/// ServiceAccount and ConfigMap; label values stop at 63 characters.
+pub const MAX_NAME_LENGTH: usize = 57;
+
+/// The AgentDeployment CRD, with the rules on the object's name that only the root of the
+/// schema can express.
+pub fn agent_crd() -> CustomResourceDefinition {
+    let mut crd = AgentDeployment::crd();
+    let rule = serde_json::json!({
+        "rule": format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}"),
+        "message": format!("metadata.name must be at most {MAX_NAME_LENGTH} characters: it names the agent's Deployment (agent-<name>) and labels its pods"),
+    });
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            let rules = schema.x_kubernetes_validations.get_or_insert_with(Vec::new);
+            rules.push(serde_json::from_value(rule.clone()).expect("a ValidationRule"));
+        }
+    }
+    crd
+}
+
 fn default_model() -> String {
     "llama3.1-8b".to_owned()
 }
@@ -65,9 +96,11 @@ fn default_replicas() -> i32 {
     1
 }
 
-/// The kinds of agent the catalog knows.
+/// The kinds of agent the catalog knows. It may change on a live agent: the operator rolls the
+/// pods onto the new type's image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(type_name = "text", rename_all = "snake_case"))]
 pub enum AgentType {
     LeadQualifier,
     LeadResearcher,
@@ -90,7 +123,10 @@ impl AgentType {
 }
 
 /// Where an agent is in its life.
+// Postgres mirrors it in `customer_agents.status`, in snake_case (`quota_exceeded`); the `sqlx`
+// feature maps the column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(type_name = "text", rename_all = "snake_case"))]
 pub enum AgentPhase {
     Pending,
     Deployed,

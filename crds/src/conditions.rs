@@ -45,6 +45,9 @@ pub mod reasons {
     pub const COST_CAP_REACHED: &str = "CostCapReached";
     /// A customer is at one or more of its limits (the message lists them).
     pub const LIMIT_REACHED: &str = "LimitReached";
+    /// Something the customer asked for was refused: agents wait for quota (the message says
+    /// how many, and which limits are full).
+    pub const AGENTS_WAITING: &str = "AgentsWaiting";
     /// Within every limit.
     pub const WITHIN_LIMITS: &str = "WithinLimits";
     /// Suspended by `spec.suspended`.
@@ -63,6 +66,24 @@ pub mod reasons {
     pub const REPLICAS_AVAILABLE: &str = "ReplicasAvailable";
     /// The agent's pods are not yet available.
     pub const REPLICAS_UNAVAILABLE: &str = "ReplicasUnavailable";
+    /// The agent asks for `replicas: 0`: it keeps its agent slot and runs no pods.
+    pub const SCALED_TO_ZERO: &str = "ScaledToZero";
+    /// The object is being deleted; its cleanup has not finished.
+    pub const TERMINATING: &str = "Terminating";
+    /// The agent's image cannot be pulled (ErrImagePull, ImagePullBackOff, InvalidImageName).
+    pub const IMAGE_PULL_FAILED: &str = "ImagePullFailed";
+    /// The agent's container keeps crashing (CrashLoopBackOff, RunContainerError).
+    pub const CRASH_LOOPING: &str = "CrashLooping";
+    /// The agent's container cannot be created from its spec (CreateContainerConfigError,
+    /// CreateContainerError).
+    pub const CONTAINER_CONFIG_INVALID: &str = "ContainerConfigInvalid";
+    /// The agent's pods found no node for longer than the operator's bound.
+    pub const UNSCHEDULABLE: &str = "Unschedulable";
+    /// The agent's pods cannot be created (Deployment condition ReplicaFailure, e.g. the
+    /// namespace's ResourceQuota refuses them).
+    pub const POD_CREATION_FAILED: &str = "PodCreationFailed";
+    /// The agent's Deployment made no progress within its progress deadline.
+    pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
 }
 
 /// Condition statuses.

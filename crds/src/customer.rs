@@ -23,7 +23,8 @@ use crate::tier::QuotaOverrides;
     printcolumn = r#"{"name":"Tier","type":"string","jsonPath":".spec.tier"}"#,
     printcolumn = r#"{"name":"Namespace","type":"string","jsonPath":".status.namespace"}"#,
     printcolumn = r#"{"name":"Agents","type":"string","jsonPath":".status.agents"}"#,
-    printcolumn = r#"{"name":"Documents","type":"integer","jsonPath":".status.usage.documents.used"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"string","jsonPath":".status.replicas","priority":1}"#,
+    printcolumn = r#"{"name":"Documents","type":"string","jsonPath":".status.documents"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -93,9 +94,16 @@ pub struct CustomerStatus {
     /// The tier the limits below were computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
-    /// Agents used / allowed, e.g. `2/5` (for the printer column).
+    /// Agents used / allowed, e.g. `2/5` (for the printer column). A full `5/5` is not
+    /// exceeded: `QuotaExceeded` turns True only when something was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agents: Option<String>,
+    /// Concurrent agent replicas used / allowed, e.g. `3/3` (for the printer column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<String>,
+    /// Documents used / allowed, e.g. `12/100` (for the printer column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documents: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<CustomerUsage>,
     /// The customer's ICP, aggregated over its Ready documents.
@@ -160,7 +168,29 @@ pub struct IcpCriteria {
     pub extracted_at: Option<String>,
 }
 
+/// The prefix of every customer namespace: a customer `acme` lives in `cust-acme`.
+pub const CUSTOMER_NAMESPACE_PREFIX: &str = "cust-";
+
 /// The namespace the operator creates for a customer.
 pub fn customer_namespace(customer_name: &str) -> String {
-    format!("cust-{customer_name}")
+    format!("{CUSTOMER_NAMESPACE_PREFIX}{customer_name}")
+}
+
+/// The customer a namespace belongs to: the inverse of [`customer_namespace`]. `None` for a
+/// namespace that is not a customer's.
+pub fn customer_of_namespace(namespace: &str) -> Option<&str> {
+    namespace.strip_prefix(CUSTOMER_NAMESPACE_PREFIX).filter(|name| !name.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn customer_namespaces_round_trip() {
+        assert_eq!(customer_namespace("acme"), "cust-acme");
+        assert_eq!(customer_of_namespace(&customer_namespace("acme")), Some("acme"));
+        assert_eq!(customer_of_namespace("default"), None);
+        assert_eq!(customer_of_namespace("cust-"), None);
+    }
 }

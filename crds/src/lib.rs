@@ -33,7 +33,7 @@ pub const CATEGORY: &str = "prospector";
 
 /// Every CRD, in a stable order, as the apiserver should receive it.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![Tier::crd(), Customer::crd(), AgentDeployment::crd(), KnowledgeDocument::crd()]
+    vec![Tier::crd(), Customer::crd(), agent::agent_crd(), KnowledgeDocument::crd()]
 }
 
 /// Renders one CRD as the YAML committed under `charts/prospector/crds/`.
