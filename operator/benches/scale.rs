@@ -19,14 +19,13 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, ResourceExt};
 use prospector_crds::conditions::types;
-use prospector_crds::{AgentDeployment, AgentPhase, Customer, Tier, find_condition_in};
+use prospector_crds::{AgentDeployment, AgentPhase, Customer, find_condition_in};
 use prospector_tests::process::{ManagedProcess, RunAs, free_port};
 use prospector_tests::{process_dir, shared_cluster, shared_postgres};
-use serde::Deserialize;
 use serde_json::json;
 
 fn env_usize(key: &str, default: usize) -> usize {
@@ -92,9 +91,8 @@ async fn floor(customers_n: usize, agents_per_customer: usize) {
 
     let cluster = shared_cluster();
     let client: Client = cluster.client().await.unwrap();
-    let tiers = std::fs::read_to_string(prospector_tests::hack::repo_root().join("examples/tiers.yaml")).unwrap();
-    let pro = serde_yaml::Deserializer::from_str(&tiers)
-        .map(|document| Tier::deserialize(document).unwrap())
+    let pro = prospector_tests::fixtures::example_tiers()
+        .into_iter()
         .find(|tier| tier.name_any() == "pro")
         .expect("examples/tiers.yaml defines pro");
     let quota = pro.spec.namespace_quota.clone();
@@ -228,17 +226,7 @@ async fn bench(customers_n: usize, agents_per_customer: usize) {
     let cluster = shared_cluster();
     let client: Client = cluster.client().await.unwrap();
     let db = shared_postgres().migrated_database().await.unwrap();
-    let tiers = std::fs::read_to_string(prospector_tests::hack::repo_root().join("examples/tiers.yaml")).unwrap();
-    for document in serde_yaml::Deserializer::from_str(&tiers) {
-        let object = DynamicObject::deserialize(document).unwrap();
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &Tier::api_resource());
-        api.patch(&object.name_any(), &PatchParams::apply("bench").force(), &Patch::Apply(&object)).await.unwrap();
-    }
-    let platform = Namespace {
-        metadata: ObjectMeta { name: Some("prospector-system".into()), ..Default::default() },
-        ..Default::default()
-    };
-    let _ = Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &platform).await;
+    prospector_tests::fixtures::install_platform(&client).await;
 
     let http_port = free_port().unwrap();
     let kubeconfig = cluster.kubeconfig().display().to_string();

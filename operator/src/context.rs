@@ -32,6 +32,9 @@ pub struct Settings {
     pub waiting_retry: Duration,
     /// How often a healthy object is re-read, to pick up usage and the turn of the month.
     pub resync: Duration,
+    /// How long an agent's pod may find no node before the agent shows Failed: the scheduler
+    /// keeps trying, and a node may join.
+    pub unschedulable_after: Duration,
 }
 
 impl Default for Settings {
@@ -42,6 +45,7 @@ impl Default for Settings {
             catalog: AgentCatalog::default(),
             waiting_retry: Duration::from_secs(30),
             resync: Duration::from_secs(300),
+            unschedulable_after: Duration::from_secs(120),
         }
     }
 }

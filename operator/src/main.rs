@@ -81,6 +81,9 @@ struct RunArgs {
     /// Seconds between periodic re-reads of healthy objects.
     #[arg(long, env = "PROSPECTOR_RESYNC_SECONDS", default_value_t = 300)]
     resync_seconds: u64,
+    /// Seconds an agent's pod may find no node before the agent shows Failed (Unschedulable).
+    #[arg(long, env = "PROSPECTOR_UNSCHEDULABLE_SECONDS", default_value_t = 120)]
+    unschedulable_seconds: u64,
 }
 
 #[tokio::main]
@@ -127,6 +130,7 @@ async fn run(args: RunArgs) -> Result<(), OperatorError> {
             catalog,
             waiting_retry: Duration::from_secs(args.waiting_retry_seconds),
             resync: Duration::from_secs(args.resync_seconds),
+            unschedulable_after: Duration::from_secs(args.unschedulable_seconds),
         },
         lease: args.leader_election.then(|| LeaseSettings {
             namespace: args.platform_namespace,

@@ -15,66 +15,21 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use prospector_crds::conditions::types;
+use prospector_crds::conditions::{reasons, types};
 use prospector_crds::{AgentDeployment, AgentPhase, Customer, find_condition_in};
 use prospector_store::agents::{UsageReport, record_usage};
-use serde_json::{Value, json};
+use prospector_tests::fixtures::{SETTLE, agent, count, phase, phases, ready_customer, run_agents, wait_agent_phase};
+use serde_json::json;
 use sqlx::PgPool;
 
-const WAIT: Duration = Duration::from_secs(90);
+const WAIT: Duration = SETTLE;
 
-/// Creates a Customer and waits until it is Ready; returns its namespace and id.
-async fn ready_customer(client: &Client, name: &str, tier: &str, overrides: Value) -> (String, i64) {
-    let customers: Api<Customer> = Api::all(client.clone());
-    let customer: Customer = serde_json::from_value(json!({
-        "apiVersion": "prospector.dev/v1alpha1",
-        "kind": "Customer",
-        "metadata": {"name": name},
-        "spec": {"companyName": "Acme", "email": format!("{name}@example.com"), "tier": tier, "quotaOverrides": overrides}
-    }))
-    .unwrap();
-    customers.create(&PostParams::default(), &customer).await.unwrap();
-    eventually(&format!("customer {name} Ready"), WAIT, || async {
-        let c = customers.get(name).await.ok()?;
-        let status = c.status?;
-        let ready = find_condition_in(Some(&status.conditions), types::READY)?;
-        ready.is_true().then(|| (status.namespace.unwrap(), status.customer_id.unwrap()))
-    })
-    .await
-}
-
-fn agent(name: &str, replicas: i32) -> AgentDeployment {
-    serde_json::from_value(json!({
-        "apiVersion": "prospector.dev/v1alpha1",
-        "kind": "AgentDeployment",
-        "metadata": {"name": name},
-        "spec": {"agentName": format!("Agent {name}"), "agentType": "lead_qualifier", "model": "llama3.1-8b", "replicas": replicas}
-    }))
-    .unwrap()
-}
-
-fn phase(agent: &AgentDeployment) -> Option<AgentPhase> {
-    agent.status.as_ref().and_then(|s| s.phase)
-}
-
-/// Phases of every agent in `namespace`, once every agent has one.
-async fn phases(api: &Api<AgentDeployment>) -> Option<BTreeMap<String, AgentPhase>> {
-    let list = api.list(&ListParams::default()).await.ok()?;
-    list.items.iter().map(|a| phase(a).map(|p| (a.metadata.name.clone().unwrap(), p))).collect()
-}
-
-fn count(phases: &BTreeMap<String, AgentPhase>, phase: AgentPhase) -> usize {
-    phases.values().filter(|p| **p == phase).count()
-}
-
-/// Creates one-replica agents and waits until all of them are Running.
-async fn run_agents(api: &Api<AgentDeployment>, names: &[&str]) {
-    for name in names {
-        api.create(&PostParams::default(), &agent(name, 1)).await.unwrap();
-    }
-    eventually("the agents Running", WAIT, || async {
-        let p = phases(api).await?;
-        (p.len() == names.len() && count(&p, AgentPhase::Running) == names.len()).then_some(())
+/// Waits until a refused agent's QuotaExceeded condition gives `reason` and names the limit.
+async fn wait_refusal(api: &Api<AgentDeployment>, name: &str, reason: &str, names_limit: &str) {
+    eventually(&format!("{name} refused for {reason}: {names_limit}"), WAIT, || async {
+        let a = api.get(name).await.ok()?;
+        let c = find_condition_in(a.status.as_ref().map(|s| s.conditions.as_slice()), types::QUOTA_EXCEEDED)?;
+        (c.is_true() && c.reason == reason && c.message.contains(names_limit)).then_some(())
     })
     .await;
 }
@@ -218,15 +173,10 @@ async fn twelve_agents_at_once_admit_exactly_the_agent_limit() {
         (status.usage?.agents.used == 5 && status.agents.as_deref() == Some("5/5")).then_some(())
     })
     .await;
+    // While admissions are still landing, a refused agent may wait behind an older one; once the
+    // customer is full, its next retry names the limit.
     let refused = phases.iter().find(|(_, p)| **p == AgentPhase::QuotaExceeded).unwrap().0;
-    let refused = api.get(refused).await.unwrap();
-    let condition =
-        find_condition_in(refused.status.as_ref().map(|s| s.conditions.as_slice()), types::QUOTA_EXCEEDED).unwrap();
-    assert!(
-        condition.message.contains("maxAgents") || condition.message.contains("older agent"),
-        "{}",
-        condition.message
-    );
+    wait_refusal(&api, refused, reasons::AGENT_LIMIT_REACHED, "5 of 5 agents allowed by its tier (maxAgents)").await;
     let deployments =
         Api::<Deployment>::namespaced(client.clone(), &namespace).list(&ListParams::default()).await.unwrap();
     assert_eq!(deployments.items.len(), 5, "refused agents create nothing");
@@ -245,14 +195,7 @@ async fn twelve_agents_at_once_admit_exactly_the_concurrency_limit() {
     let api: Api<AgentDeployment> = Api::namespaced(client.clone(), &namespace);
     let phases = burst(&api, 12, 3).await;
     let refused = phases.iter().find(|(_, p)| **p == AgentPhase::QuotaExceeded).unwrap().0;
-    let refused = api.get(refused).await.unwrap();
-    let condition =
-        find_condition_in(refused.status.as_ref().map(|s| s.conditions.as_slice()), types::QUOTA_EXCEEDED).unwrap();
-    assert!(
-        condition.message.contains("maxConcurrentAgents") || condition.message.contains("older agent"),
-        "{}",
-        condition.message
-    );
+    wait_refusal(&api, refused, reasons::CONCURRENCY_LIMIT_REACHED, "3 of 3 in use (maxConcurrentAgents)").await;
     assert_eq!(quota_counters(&pool, customer_id).await, (3, 3));
     free_two_and_admit_the_next_two(&api, &pool, customer_id, 3, 12).await;
     assert_eq!(quota_counters(&pool, customer_id).await, (3, 3));
@@ -406,4 +349,217 @@ async fn deleting_a_customer_stops_its_agents_and_releases_everything() {
             .unwrap();
     assert_eq!(live, 0, "every agent row is terminated");
     assert_eq!(quota_counters(&pool, customer_id).await, (0, 0), "the quota is released");
+}
+
+fn condition<'a>(agent: &'a AgentDeployment, type_: &str) -> Option<&'a prospector_crds::Condition> {
+    find_condition_in(agent.status.as_ref().map(|s| s.conditions.as_slice()), type_)
+}
+
+/// Waits until the agent is Failed for `reason`, and returns the Ready condition's message.
+async fn wait_failed(api: &Api<AgentDeployment>, name: &str, reason: &str) -> String {
+    eventually(&format!("agent {name} Failed with {reason}"), WAIT, || async {
+        let a = api.get(name).await.ok()?;
+        let ready = condition(&a, types::READY)?;
+        (phase(&a) == Some(AgentPhase::Failed) && ready.reason == reason && !ready.is_true())
+            .then(|| ready.message.clone())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn agents_whose_pods_cannot_run_fail_with_the_cause_and_recover() {
+    let _operator = shared_operator();
+    let client = client().await;
+    // Room in the namespace quota for a pod no node can hold (the kwok node has 4Ti).
+    let overrides = json!({"namespaceQuota": {"cpu": "100", "memory": "20Ti", "pods": 20, "gpus": 0}});
+    let (namespace, _) = ready_customer(&client, &unique("failing"), "starter", overrides).await;
+    let api: Api<AgentDeployment> = Api::namespaced(client.clone(), &namespace);
+
+    // An image that cannot be pulled (tests/kwok/image-pull-failure.yaml plays the kubelet).
+    let mut unpullable = agent("unpullable", 1);
+    unpullable.spec.image = Some("registry.invalid/prospector/unpullable:1".into());
+    api.create(&PostParams::default(), &unpullable).await.unwrap();
+    // A pod no node can hold.
+    let mut huge = agent("huge", 1);
+    let quantity = |q: &str| k8s_openapi::apimachinery::pkg::api::resource::Quantity(q.into());
+    let resources = |memory: &str| k8s_openapi::api::core::v1::ResourceRequirements {
+        requests: Some([("memory".to_owned(), quantity(memory))].into()),
+        limits: Some([("memory".to_owned(), quantity(memory))].into()),
+        ..Default::default()
+    };
+    huge.spec.resources = Some(resources("5Ti"));
+    api.create(&PostParams::default(), &huge).await.unwrap();
+    // A pod the namespace's ResourceQuota refuses (the starter tier has no GPUs).
+    let mut gpu = agent("gpu", 1);
+    gpu.spec.resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
+        requests: Some([("nvidia.com/gpu".to_owned(), quantity("1"))].into()),
+        limits: Some([("nvidia.com/gpu".to_owned(), quantity("1"))].into()),
+        ..Default::default()
+    });
+    api.create(&PostParams::default(), &gpu).await.unwrap();
+
+    let message = wait_failed(&api, "unpullable", reasons::IMAGE_PULL_FAILED).await;
+    assert!(message.contains("ImagePullBackOff") && message.contains("unpullable"), "{message}");
+    let message = wait_failed(&api, "huge", reasons::UNSCHEDULABLE).await;
+    assert!(message.contains("Insufficient memory"), "{message}");
+    let message = wait_failed(&api, "gpu", reasons::POD_CREATION_FAILED).await;
+    assert!(message.contains("exceeded quota"), "{message}");
+    let unpullable = api.get("unpullable").await.unwrap();
+    assert_eq!(condition(&unpullable, types::QUOTA_EXCEEDED).map(|c| c.is_true()), Some(false), "admitted");
+
+    // Each recovers by itself once the cause goes away.
+    let fixes = [
+        ("unpullable", json!({"spec": {"image": "registry.example/prospector/agent:2"}})),
+        ("huge", json!({"spec": {"resources": resources("1Gi")}})),
+        ("gpu", json!({"spec": {"resources": null}})),
+    ];
+    for (name, fix) in &fixes {
+        api.patch(name, &PatchParams::default(), &Patch::Merge(fix)).await.unwrap();
+    }
+    for (name, _) in &fixes {
+        let running = wait_agent_phase(&api, name, AgentPhase::Running).await;
+        assert!(condition(&running, types::READY).unwrap().is_true(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_deleting_agent_shows_terminating_until_its_cleanup_finishes() {
+    let operator = shared_operator();
+    let client = client().await;
+    let pool = operator.pool().await;
+    let (namespace, customer_id) = ready_customer(&client, &unique("bye"), "starter", json!({})).await;
+    let api: Api<AgentDeployment> = Api::namespaced(client.clone(), &namespace);
+    run_agents(&api, &["leaving"]).await;
+    // Another party's finalizer keeps the object after the operator's cleanup, so the status it
+    // ends with can be read.
+    let held = api.get("leaving").await.unwrap();
+    let mut finalizers = held.metadata.finalizers.clone().unwrap_or_default();
+    assert!(finalizers.iter().any(|f| f == "prospector.dev/cleanup"), "{finalizers:?}");
+    finalizers.push("prospector.dev/test-hold".into());
+    let hold = json!({"metadata": {"finalizers": finalizers}});
+    api.patch("leaving", &PatchParams::default(), &Patch::Merge(&hold)).await.unwrap();
+
+    api.delete("leaving", &DeleteParams::default()).await.unwrap();
+    let terminating = eventually("Terminating after the cleanup", WAIT, || async {
+        let a = api.get("leaving").await.ok()?;
+        let cleaned = !a.metadata.finalizers.as_ref()?.iter().any(|f| f == "prospector.dev/cleanup");
+        (cleaned && phase(&a) == Some(AgentPhase::Terminating)).then_some(a)
+    })
+    .await;
+    let ready = condition(&terminating, types::READY).unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", reasons::TERMINATING));
+    assert!(terminating.status.as_ref().unwrap().deployment_id.is_some(), "the ids stay while it terminates");
+    assert_eq!(quota_counters(&pool, customer_id).await, (0, 0), "the cleanup released the quota");
+    assert!(
+        Api::<Deployment>::namespaced(client.clone(), &namespace).get_opt("agent-leaving").await.unwrap().is_none()
+    );
+
+    let release = json!({"metadata": {"finalizers": null}});
+    api.patch("leaving", &PatchParams::default(), &Patch::Merge(&release)).await.unwrap();
+    eventually("the agent gone", WAIT, || async { api.get_opt("leaving").await.ok()?.is_none().then_some(()) }).await;
+}
+
+#[tokio::test]
+async fn an_agent_scaled_to_zero_keeps_its_slot_and_is_not_running() {
+    let operator = shared_operator();
+    let client = client().await;
+    let pool = operator.pool().await;
+    let customer_name = unique("idle");
+    let (namespace, customer_id) = ready_customer(&client, &customer_name, "starter", json!({})).await;
+    let api: Api<AgentDeployment> = Api::namespaced(client.clone(), &namespace);
+    api.create(&PostParams::default(), &agent("parked", 0)).await.unwrap();
+    let parked = eventually("the agent Deployed and scaled to zero", WAIT, || async {
+        let a = api.get("parked").await.ok()?;
+        let ready = condition(&a, types::READY)?;
+        (phase(&a) == Some(AgentPhase::Deployed) && ready.reason == reasons::SCALED_TO_ZERO).then_some(a)
+    })
+    .await;
+    assert!(!condition(&parked, types::READY).unwrap().is_true());
+    assert_eq!(parked.status.as_ref().unwrap().ready_replicas, Some(0));
+    assert_eq!(quota_counters(&pool, customer_id).await, (1, 0), "it counts as an agent, with no replicas");
+    assert_eq!(deployment_replicas(&client, &namespace, "agent-parked").await, Some(0));
+    let customers: Api<Customer> = Api::all(client.clone());
+    eventually("the customer to count the parked agent", WAIT, || async {
+        (customers.get(&customer_name).await.ok()?.status?.agents.as_deref() == Some("1/5")).then_some(())
+    })
+    .await;
+
+    let scale = json!({"spec": {"replicas": 1}});
+    api.patch("parked", &PatchParams::default(), &Patch::Merge(&scale)).await.unwrap();
+    wait_agent_phase(&api, "parked", AgentPhase::Running).await;
+    assert_eq!(quota_counters(&pool, customer_id).await, (1, 1));
+}
+
+#[tokio::test]
+async fn a_customer_is_quota_exceeded_only_when_something_was_refused() {
+    let _operator = shared_operator();
+    let client = client().await;
+    let customer_name = unique("full");
+    let (namespace, _) = ready_customer(&client, &customer_name, "starter", json!({"maxAgents": 2})).await;
+    let api: Api<AgentDeployment> = Api::namespaced(client.clone(), &namespace);
+    let customers: Api<Customer> = Api::all(client.clone());
+    let quota_exceeded = |customer: &Customer| {
+        find_condition_in(customer.status.as_ref().map(|s| s.conditions.as_slice()), types::QUOTA_EXCEEDED).cloned()
+    };
+
+    // Two of two agents: full, not exceeded.
+    run_agents(&api, &["one", "two"]).await;
+    let full = eventually("the customer full at 2/2", WAIT, || async {
+        let c = customers.get(&customer_name).await.ok()?;
+        (c.status.as_ref()?.agents.as_deref() == Some("2/2")).then_some(c)
+    })
+    .await;
+    let condition = quota_exceeded(&full).unwrap();
+    assert_eq!((condition.status.as_str(), condition.reason.as_str()), ("False", reasons::WITHIN_LIMITS));
+    assert!(condition.message.contains("agents 2/2"), "full stays visible: {}", condition.message);
+
+    // A third is refused: now the customer is over its quota.
+    api.create(&PostParams::default(), &agent("three", 1)).await.unwrap();
+    wait_agent_phase(&api, "three", AgentPhase::QuotaExceeded).await;
+    let message = eventually("QuotaExceeded on the customer", WAIT, || async {
+        let condition = quota_exceeded(&customers.get(&customer_name).await.ok()?)?;
+        (condition.is_true() && condition.reason == reasons::AGENTS_WAITING).then_some(condition.message)
+    })
+    .await;
+    assert!(message.starts_with("1 agent(s) refused"), "{message}");
+
+    // Withdrawing the refused agent clears it.
+    api.delete("three", &DeleteParams::default()).await.unwrap();
+    eventually("QuotaExceeded cleared", WAIT, || async {
+        let condition = quota_exceeded(&customers.get(&customer_name).await.ok()?)?;
+        (!condition.is_true()).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn changing_the_agent_type_rolls_the_image_and_the_row_together() {
+    let operator = shared_operator();
+    let client = client().await;
+    let pool = operator.pool().await;
+    let (namespace, _) = ready_customer(&client, &unique("retype"), "starter", json!({})).await;
+    let api: Api<AgentDeployment> = Api::namespaced(client.clone(), &namespace);
+    run_agents(&api, &["shifty"]).await;
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &namespace);
+    let container = |d: Deployment| d.spec.unwrap().template.spec.unwrap().containers.remove(0);
+    let before = container(deployments.get("agent-shifty").await.unwrap());
+    assert!(before.image.as_deref().unwrap().contains("agent-lead-qualifier"), "{:?}", before.image);
+
+    let retype = json!({"spec": {"agentType": "outreach_writer"}});
+    api.patch("shifty", &PatchParams::default(), &Patch::Merge(&retype)).await.unwrap();
+    let after = eventually("the Deployment on the new type's image", WAIT, || async {
+        let c = container(deployments.get("agent-shifty").await.ok()?);
+        c.image.as_deref()?.contains("agent-outreach-writer").then_some(c)
+    })
+    .await;
+    let env: BTreeMap<String, Option<String>> = after.env.unwrap().into_iter().map(|e| (e.name, e.value)).collect();
+    assert_eq!(env["PROSPECTOR_AGENT_TYPE"].as_deref(), Some("outreach_writer"));
+    let uid = api.get("shifty").await.unwrap().metadata.uid.unwrap();
+    let stored: String = sqlx::query_scalar("SELECT agent_type FROM customer_agents WHERE k8s_uid = $1::uuid")
+        .bind(&uid)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, "outreach_writer", "Postgres follows the type");
+    wait_agent_phase(&api, "shifty", AgentPhase::Running).await;
 }

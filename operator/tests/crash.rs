@@ -18,9 +18,9 @@ use kube::{Client, ResourceExt};
 use process::start_operator;
 use prospector_crds::conditions::types;
 use prospector_crds::{AgentDeployment, AgentPhase, Customer, find_condition_in};
+use prospector_tests::fixtures::{agent_of_type, create_customer};
 use prospector_tests::{shared_cluster, shared_postgres};
 use rand::Rng;
-use serde_json::json;
 use sqlx::PgPool;
 
 const CUSTOMERS: [(&str, &str); 3] = [
@@ -29,24 +29,6 @@ const CUSTOMERS: [(&str, &str); 3] = [
     ("starter", r#"{"maxAgents": 50}"#),
     ("pro", "{}"),
 ];
-
-async fn create_customer(client: &Client, name: &str, tier: &str, overrides: &str) {
-    let customer: Customer = serde_json::from_value(json!({
-        "apiVersion": "prospector.dev/v1alpha1", "kind": "Customer", "metadata": {"name": name},
-        "spec": {"companyName": "Acme", "email": format!("{name}@example.com"), "tier": tier,
-                 "quotaOverrides": serde_json::from_str::<serde_json::Value>(overrides).unwrap()}
-    }))
-    .unwrap();
-    Api::<Customer>::all(client.clone()).create(&PostParams::default(), &customer).await.unwrap();
-}
-
-fn agent(name: &str, replicas: i32) -> AgentDeployment {
-    serde_json::from_value(json!({
-        "apiVersion": "prospector.dev/v1alpha1", "kind": "AgentDeployment", "metadata": {"name": name},
-        "spec": {"agentName": name, "agentType": "outreach_writer", "replicas": replicas}
-    }))
-    .unwrap()
-}
 
 /// Whether every agent in the namespaces has settled for its current generation.
 async fn settled(client: &Client, namespaces: &[String]) -> Option<()> {
@@ -114,7 +96,7 @@ async fn state_converges_after_ten_sigkills_during_a_burst() {
     let mut operator = start_operator(&db.url, false, "crashy-0");
     let names: Vec<String> = CUSTOMERS.iter().map(|_| unique("crash")).collect();
     for (name, (tier, overrides)) in names.iter().zip(CUSTOMERS) {
-        create_customer(&client, name, tier, overrides).await;
+        create_customer(&client, name, tier, serde_json::from_str(overrides).unwrap()).await;
     }
     let namespaces: Vec<String> = names.iter().map(|n| format!("cust-{n}")).collect();
     eventually("the customers' namespaces", Duration::from_secs(60), || async {
@@ -157,7 +139,7 @@ async fn state_converges_after_ten_sigkills_during_a_burst() {
                     let ns = namespaces[ns_index].clone();
                     let name = format!("agent-{creates:02}");
                     Api::<AgentDeployment>::namespaced(client.clone(), &ns)
-                        .create(&PostParams::default(), &agent(&name, replicas))
+                        .create(&PostParams::default(), &agent_of_type(&name, "outreach_writer", replicas))
                         .await
                         .unwrap();
                     created.push((ns, name));
@@ -175,10 +157,21 @@ async fn state_converges_after_ten_sigkills_during_a_burst() {
     }
     burst.await.unwrap();
 
-    eventually("every agent to settle", Duration::from_secs(180), || settled(&client, &namespaces)).await;
-    // Two more resyncs, so any retry the kills left pending has run.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    eventually("every agent to settle again", Duration::from_secs(60), || settled(&client, &namespaces)).await;
+    // Converged: every agent settled for its generation, and every customer's usage (refreshed
+    // after the last admission or release) counts what its rows hold.
+    eventually("every agent settled and every customer's usage current", Duration::from_secs(180), || async {
+        settled(&client, &namespaces).await?;
+        for name in &names {
+            let status = Api::<Customer>::all(client.clone()).get(name).await.ok()?.status?;
+            let usage = status.usage?;
+            let rows = live_rows(&db.pool, status.customer_id?).await;
+            let admitted = rows.iter().filter(|r| r.admitted).count() as i64;
+            let reserved: i64 = rows.iter().map(|r| i64::from(r.reserved)).sum();
+            (usage.agents.used == admitted && usage.concurrent_agents.used == reserved).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
 
     let customers: Api<Customer> = Api::all(client.clone());
     for (name, ns) in names.iter().zip(&namespaces) {

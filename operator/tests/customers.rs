@@ -16,29 +16,15 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use prospector_crds::conditions::{reasons, types};
 use prospector_crds::{Customer, Tier, find_condition_in};
 use prospector_store::chunks::{NewChunk, upsert_chunks};
-use prospector_store::documents::{DocumentRecord, SourceKind, upsert_document};
+use prospector_store::documents::{DocumentRecord, SourceKind, insert_blob, upsert_document};
+use prospector_tests::fixtures::{self, wait_customer_ready};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 fn customer(name: &str, tier: &str) -> Customer {
-    serde_json::from_value(json!({
-        "apiVersion": "prospector.dev/v1alpha1",
-        "kind": "Customer",
-        "metadata": {"name": name},
-        "spec": {"companyName": "Acme Corp", "email": format!("{name}@example.com"), "tier": tier}
-    }))
-    .unwrap()
-}
-
-async fn ready_customer(api: &Api<Customer>, name: &str) -> Customer {
-    eventually(&format!("customer {name} Ready"), WAIT, || async {
-        let c = api.get(name).await.ok()?;
-        let ready = find_condition_in(c.status.as_ref().map(|s| s.conditions.as_slice()), types::READY)?;
-        ready.is_true().then_some(c)
-    })
-    .await
+    fixtures::customer(name, tier, json!({}))
 }
 
 fn hard(quota: &ResourceQuota, key: &str) -> String {
@@ -53,7 +39,7 @@ async fn customer_lifecycle_builds_the_tenant_and_deletion_leaves_nothing() {
     let customers: Api<Customer> = Api::all(client.clone());
     let name = unique("acme");
     customers.create(&PostParams::default(), &customer(&name, "starter")).await.unwrap();
-    let ready = ready_customer(&customers, &name).await;
+    let ready = wait_customer_ready(&client, &name).await;
 
     // Status and printer-column fields.
     let status = ready.status.clone().unwrap();
@@ -124,7 +110,10 @@ async fn customer_lifecycle_builds_the_tenant_and_deletion_leaves_nothing() {
     let secret_again = Api::<Secret>::namespaced(client.clone(), &namespace).get("prospector-api-key").await.unwrap();
     assert_eq!(secret_again.data.unwrap()["api-key"].0, key.as_bytes(), "the key is generated once");
 
-    // Tenant data to purge: a document with chunks.
+    // Tenant data to purge: an uploaded blob, the document that references it, and its chunks.
+    let content = b"secret sauce: we sell to hospitals";
+    let sha = Sha256::digest(content).to_vec();
+    assert!(insert_blob(&pool, customer_id, &sha, content, Some("text/plain")).await.unwrap());
     let document = upsert_document(
         &pool,
         &DocumentRecord {
@@ -134,13 +123,20 @@ async fn customer_lifecycle_builds_the_tenant_and_deletion_leaves_nothing() {
             namespace: namespace.clone(),
             name: "doc".into(),
             filename: "doc.txt".into(),
-            source_kind: SourceKind::Text,
+            source_kind: SourceKind::Blob,
+            blob_sha256: Some(sha.clone()),
         },
     )
     .await
     .unwrap();
     let chunk = NewChunk { chunk_index: 0, content: "secret sauce".into(), token_count: 3, embedding: vec![0.5; 384] };
     upsert_chunks(&pool, customer_id, document, &[chunk]).await.unwrap();
+    let tenant_rows = "SELECT (SELECT count(*) FROM document_chunks WHERE customer_id = $1),
+                (SELECT count(*) FROM document_blobs WHERE customer_id = $1),
+                (SELECT count(*) FROM knowledge_documents WHERE customer_id = $1 AND deleted_at IS NULL),
+                (SELECT count(*) FROM api_keys WHERE customer_id = $1 AND revoked_at IS NULL)";
+    let before: (i64, i64, i64, i64) = sqlx::query_as(tenant_rows).bind(customer_id).fetch_one(&pool).await.unwrap();
+    assert_eq!(before, (1, 1, 1, 1), "a chunk, a blob, a document and a key to purge");
 
     // Deletion leaves nothing behind.
     customers.delete(&name, &DeleteParams::default()).await.unwrap();
@@ -159,16 +155,7 @@ async fn customer_lifecycle_builds_the_tenant_and_deletion_leaves_nothing() {
             .await
             .unwrap();
     assert_eq!((status.as_str(), deleted), ("deleted", true), "the customer row is kept for billing");
-    let left: (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM document_chunks WHERE customer_id = $1),
-                (SELECT count(*) FROM document_blobs WHERE customer_id = $1),
-                (SELECT count(*) FROM knowledge_documents WHERE customer_id = $1 AND deleted_at IS NULL),
-                (SELECT count(*) FROM api_keys WHERE customer_id = $1 AND revoked_at IS NULL)",
-    )
-    .bind(customer_id)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let left: (i64, i64, i64, i64) = sqlx::query_as(tenant_rows).bind(customer_id).fetch_one(&pool).await.unwrap();
     assert_eq!(left, (0, 0, 0, 0), "chunks, blobs, live documents and keys of the tenant are gone");
 }
 
@@ -189,28 +176,33 @@ async fn a_missing_tier_is_a_condition_not_a_crash_loop() {
     assert!(message.contains(&tier_name), "{message}");
 
     // Creating the tier heals the customer without any other change.
-    let tiers = std::fs::read_to_string(prospector_tests::hack::repo_root().join("examples/tiers.yaml")).unwrap();
-    let mut tier: serde_json::Value = serde_yaml::from_str(tiers.split("---").next().unwrap()).unwrap();
-    tier["metadata"]["name"] = json!(tier_name);
-    common::apply_yaml(&client, &serde_yaml::to_string(&tier).unwrap()).await;
-    ready_customer(&customers, &name).await;
+    let mut tier = fixtures::example_tiers().remove(0);
+    tier.metadata.name = Some(tier_name.clone());
+    fixtures::apply_tiers(&client, &[tier]).await;
+    wait_customer_ready(&client, &name).await;
 
     // The transitions were published as Events (cluster-scoped objects report in "default").
     let events = Api::<Event>::namespaced(client.clone(), "default");
-    let reasons_seen = eventually("Events for the customer", WAIT, || async {
+    let seen = eventually("Events for the customer", WAIT, || async {
         let list = events.list(&ListParams::default().fields(&format!("regarding.name={name}"))).await.ok()?;
-        let reasons: Vec<String> = list.items.iter().map(|e| e.reason.clone().unwrap_or_default()).collect();
-        (reasons.iter().any(|r| r == reasons::TIER_NOT_FOUND) && reasons.iter().any(|r| r == reasons::RECONCILED))
-            .then_some(reasons)
+        let by_reason: std::collections::BTreeMap<String, String> = list
+            .items
+            .iter()
+            .map(|e| (e.reason.clone().unwrap_or_default(), e.type_.clone().unwrap_or_default()))
+            .collect();
+        (by_reason.contains_key(reasons::TIER_NOT_FOUND) && by_reason.contains_key(reasons::RECONCILED))
+            .then_some(by_reason)
     })
     .await;
-    assert!(!reasons_seen.is_empty());
+    // A missing tier is a fault a person should look at; becoming Ready is news, not a fault.
+    assert_eq!(seen[reasons::TIER_NOT_FOUND], "Warning");
+    assert_eq!(seen[reasons::RECONCILED], "Normal");
 
     // The tier counts its customers, and a tier change reaches every customer on it.
     let tiers: Api<Tier> = Api::all(client.clone());
     let second = unique("lost");
     customers.create(&PostParams::default(), &customer(&second, &tier_name)).await.unwrap();
-    ready_customer(&customers, &second).await;
+    wait_customer_ready(&client, &second).await;
     eventually("the tier to count two customers", WAIT, || async {
         (tiers.get(&tier_name).await.ok()?.status?.customers == 2).then_some(())
     })

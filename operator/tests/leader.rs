@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use common::{eventually, unique};
 use k8s_openapi::api::coordination::v1::Lease;
+use prospector_tests::fixtures::{create_customer, wait_customer_ready};
 
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use process::{http_get, metric, start_operator};
-use prospector_crds::conditions::types;
-use prospector_crds::{Customer, find_condition_in};
 use prospector_tests::{shared_cluster, shared_postgres};
 use serde_json::json;
 
@@ -26,18 +25,8 @@ async fn setup() -> (Client, String) {
 }
 
 async fn ready_customer(client: &Client, name: &str) {
-    let customers: Api<Customer> = Api::all(client.clone());
-    let customer: Customer = serde_json::from_value(json!({
-        "apiVersion": "prospector.dev/v1alpha1", "kind": "Customer", "metadata": {"name": name},
-        "spec": {"companyName": "Acme", "email": format!("{name}@example.com"), "tier": "free"}
-    }))
-    .unwrap();
-    customers.create(&PostParams::default(), &customer).await.unwrap();
-    eventually(&format!("customer {name} Ready"), Duration::from_secs(60), || async {
-        let c = customers.get(name).await.ok()?;
-        find_condition_in(c.status.as_ref().map(|s| s.conditions.as_slice()), types::READY)?.is_true().then_some(())
-    })
-    .await;
+    create_customer(client, name, "free", json!({})).await;
+    wait_customer_ready(client, name).await;
 }
 
 async fn holder(client: &Client) -> Option<String> {

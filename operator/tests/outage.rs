@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, unique};
+use prospector_tests::fixtures::{SETTLE, agent_of_type, agent_phase, create_customer, customer_ready};
 
-use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use process::{http_get, metric};
-use prospector_crds::conditions::types;
-use prospector_crds::{AgentDeployment, AgentPhase, Customer, find_condition_in};
+use prospector_crds::{AgentDeployment, AgentPhase};
 use prospector_operator::clock::SystemClock;
 use prospector_operator::context::Settings;
 use prospector_operator::runtime::{RunOptions, run};
@@ -22,37 +21,7 @@ use prospector_tests::process::free_port;
 use prospector_tests::{PostgresServer, process_dir, shared_cluster};
 use serde_json::json;
 
-const WAIT: Duration = Duration::from_secs(90);
-
-async fn create_customer(client: &Client, name: &str) {
-    let customer: Customer = serde_json::from_value(json!({
-        "apiVersion": "prospector.dev/v1alpha1", "kind": "Customer", "metadata": {"name": name},
-        "spec": {"companyName": "Acme", "email": format!("{name}@example.com"), "tier": "starter"}
-    }))
-    .unwrap();
-    Api::<Customer>::all(client.clone()).create(&PostParams::default(), &customer).await.unwrap();
-}
-
-async fn create_agent(client: &Client, namespace: &str, name: &str) {
-    let agent: AgentDeployment = serde_json::from_value(json!({
-        "apiVersion": "prospector.dev/v1alpha1", "kind": "AgentDeployment", "metadata": {"name": name},
-        "spec": {"agentName": name, "agentType": "lead_researcher"}
-    }))
-    .unwrap();
-    Api::<AgentDeployment>::namespaced(client.clone(), namespace).create(&PostParams::default(), &agent).await.unwrap();
-}
-
-async fn customer_ready(client: &Client, name: &str) -> Option<bool> {
-    let c = Api::<Customer>::all(client.clone()).get(name).await.ok()?;
-    Some(
-        find_condition_in(c.status.as_ref().map(|s| s.conditions.as_slice()), types::READY)
-            .is_some_and(|r| r.is_true()),
-    )
-}
-
-async fn agent_phase(client: &Client, namespace: &str, name: &str) -> Option<AgentPhase> {
-    Api::<AgentDeployment>::namespaced(client.clone(), namespace).get(name).await.ok()?.status?.phase
-}
+const WAIT: Duration = SETTLE;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_backs_off_and_recovers_without_failing_objects() {
@@ -78,11 +47,14 @@ async fn a_database_outage_backs_off_and_recovers_without_failing_objects() {
         tokio::spawn(run(client.clone(), db.pool.clone(), options, Arc::new(SystemClock), std::future::pending()));
 
     let before = unique("before");
-    create_customer(&client, &before).await;
+    create_customer(&client, &before, "starter", json!({})).await;
     eventually("the first customer Ready", WAIT, || async { customer_ready(&client, &before).await?.then_some(()) })
         .await;
     let before_ns = format!("cust-{before}");
-    create_agent(&client, &before_ns, "steady").await;
+    Api::<AgentDeployment>::namespaced(client.clone(), &before_ns)
+        .create(&PostParams::default(), &agent_of_type("steady", "lead_researcher", 1))
+        .await
+        .unwrap();
     eventually("the first agent Running", WAIT, || async {
         (agent_phase(&client, &before_ns, "steady").await? == AgentPhase::Running).then_some(())
     })
@@ -91,8 +63,11 @@ async fn a_database_outage_backs_off_and_recovers_without_failing_objects() {
     // The outage.
     postgres.kill();
     let during = unique("during");
-    create_customer(&client, &during).await;
-    create_agent(&client, &before_ns, "late").await;
+    create_customer(&client, &during, "starter", json!({})).await;
+    Api::<AgentDeployment>::namespaced(client.clone(), &before_ns)
+        .create(&PostParams::default(), &agent_of_type("late", "lead_researcher", 1))
+        .await
+        .unwrap();
     eventually("readiness to report the outage", WAIT, || async {
         let ready = tokio::task::spawn_blocking(move || http_get(http_port, "/readyz")).await.ok()??;
         (ready != "ok").then_some(())

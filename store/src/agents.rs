@@ -2,7 +2,8 @@
 //! whether an AgentDeployment may run, its exact release, and agents' usage reports.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::{PgPool, Row};
+use prospector_crds::{AgentPhase, AgentType};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -15,7 +16,7 @@ pub struct AgentRecord {
     pub namespace: String,
     pub name: String,
     pub agent_name: String,
-    pub agent_type: String,
+    pub agent_type: AgentType,
     pub model: String,
     pub config: serde_json::Value,
     pub replicas: i32,
@@ -25,8 +26,11 @@ pub struct AgentRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// The columns of an agent's row that the operator reads back.
+const AGENT_ROW_COLUMNS: &str = "id, deployment_id, admitted, quota_reserved_replicas, deployed_at, terminated_at";
+
 /// An agent's row as the operator needs it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct AgentRow {
     pub id: i64,
     pub deployment_id: String,
@@ -37,7 +41,7 @@ pub struct AgentRow {
 }
 
 /// What the agent reported so far.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, sqlx::FromRow)]
 pub struct AgentPerformanceRow {
     pub total_tasks: i64,
     pub completed_tasks: i64,
@@ -75,55 +79,41 @@ pub enum Admission {
     Refused(Refusal),
 }
 
-fn agent_row(row: &sqlx::postgres::PgRow) -> Result<AgentRow, sqlx::Error> {
-    Ok(AgentRow {
-        id: row.try_get("id")?,
-        deployment_id: row.try_get("deployment_id")?,
-        admitted: row.try_get("admitted")?,
-        quota_reserved_replicas: row.try_get("quota_reserved_replicas")?,
-        deployed_at: row.try_get("deployed_at")?,
-        terminated_at: row.try_get("terminated_at")?,
-    })
-}
-
-/// Inserts the row of an AgentDeployment, or updates its spec fields; the id, deployment id
-/// and admission order of an existing row are kept, so a replayed reconcile changes nothing.
+/// Inserts the row of an AgentDeployment, or updates its spec fields (a changed `agentType`
+/// included); the id, deployment id and admission order of an existing row are kept, so a
+/// replayed reconcile changes nothing.
 pub async fn upsert_agent(pool: &PgPool, agent: &AgentRecord) -> Result<AgentRow, StoreError> {
-    let row = sqlx::query(
+    let statement = format!(
         "INSERT INTO customer_agents
             (k8s_uid, customer_id, namespace, name, agent_name, agent_type, model, config, replicas, deployment_id, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (k8s_uid) DO UPDATE
-            SET agent_name = EXCLUDED.agent_name, model = EXCLUDED.model,
+            SET agent_name = EXCLUDED.agent_name, agent_type = EXCLUDED.agent_type, model = EXCLUDED.model,
                 config = EXCLUDED.config, replicas = EXCLUDED.replicas
-         RETURNING id, deployment_id, admitted, quota_reserved_replicas, deployed_at, terminated_at",
-    )
-    .bind(agent.k8s_uid)
-    .bind(agent.customer_id)
-    .bind(&agent.namespace)
-    .bind(&agent.name)
-    .bind(&agent.agent_name)
-    .bind(&agent.agent_type)
-    .bind(&agent.model)
-    .bind(&agent.config)
-    .bind(agent.replicas)
-    .bind(&agent.deployment_id)
-    .bind(agent.created_at)
-    .fetch_one(pool)
-    .await?;
-    Ok(agent_row(&row)?)
+         RETURNING {AGENT_ROW_COLUMNS}"
+    );
+    let row = sqlx::query_as(&statement)
+        .bind(agent.k8s_uid)
+        .bind(agent.customer_id)
+        .bind(&agent.namespace)
+        .bind(&agent.name)
+        .bind(&agent.agent_name)
+        .bind(agent.agent_type)
+        .bind(&agent.model)
+        .bind(&agent.config)
+        .bind(agent.replicas)
+        .bind(&agent.deployment_id)
+        .bind(agent.created_at)
+        .fetch_one(pool)
+        .await?;
+    Ok(row)
 }
 
 /// Finds an agent's row by its object's UID.
 pub async fn find_agent(pool: &PgPool, k8s_uid: Uuid) -> Result<Option<AgentRow>, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, deployment_id, admitted, quota_reserved_replicas, deployed_at, terminated_at
-           FROM customer_agents WHERE k8s_uid = $1",
-    )
-    .bind(k8s_uid)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.as_ref().map(agent_row).transpose()?)
+    let statement = format!("SELECT {AGENT_ROW_COLUMNS} FROM customer_agents WHERE k8s_uid = $1");
+    let row = sqlx::query_as(&statement).bind(k8s_uid).fetch_optional(pool).await?;
+    Ok(row)
 }
 
 /// Reserves (or resizes) an agent's quota to `wanted_replicas`, in one statement.
@@ -141,7 +131,7 @@ pub async fn reserve_agent_quota(
     wanted_replicas: i32,
     month_start: NaiveDate,
 ) -> Result<Admission, StoreError> {
-    let admitted = sqlx::query(
+    let admitted: Option<(i32, i32)> = sqlx::query_as(
         "WITH me AS (
             SELECT id, admitted, quota_reserved_replicas AS held, created_at
               FROM customer_agents
@@ -179,9 +169,7 @@ pub async fn reserve_agent_quota(
     .bind(month_start)
     .fetch_optional(pool)
     .await?;
-    if let Some(row) = admitted {
-        let active_agents: i32 = row.try_get(0)?;
-        let active_replicas: i32 = row.try_get(1)?;
+    if let Some((active_agents, active_replicas)) = admitted {
         return Ok(Admission::Admitted {
             replicas: wanted_replicas,
             active_agents: active_agents.into(),
@@ -189,6 +177,20 @@ pub async fn reserve_agent_quota(
         });
     }
     Ok(Admission::Refused(explain_refusal(pool, customer_id, agent_id, wanted_replicas, month_start).await?))
+}
+
+/// What [`explain_refusal`] reads: the agent's hold, the customer's counters and limits.
+#[derive(sqlx::FromRow)]
+struct RefusalFacts {
+    admitted: bool,
+    quota_reserved_replicas: i32,
+    active_agents_count: i32,
+    max_agents: i32,
+    active_replicas: i32,
+    max_concurrent_agents: i32,
+    cap: f64,
+    cost: f64,
+    older_waiting: i64,
 }
 
 /// Reads why a reservation was refused, for the condition message. Only informative: the
@@ -200,8 +202,8 @@ async fn explain_refusal(
     wanted_replicas: i32,
     month_start: NaiveDate,
 ) -> Result<Refusal, StoreError> {
-    let row = sqlx::query(
-        "SELECT a.admitted, a.quota_reserved_replicas, a.created_at,
+    let facts: Option<RefusalFacts> = sqlx::query_as(
+        "SELECT a.admitted, a.quota_reserved_replicas,
                 q.active_agents_count, q.max_agents, q.active_replicas, q.max_concurrent_agents,
                 q.max_cost_per_month_usd::float8 AS cap,
                 (SELECT coalesce(sum(u.cost_usd), 0)::float8 FROM usage_daily u
@@ -218,16 +220,20 @@ async fn explain_refusal(
     .bind(month_start)
     .fetch_optional(pool)
     .await?;
-    let Some(row) = row else { return Ok(Refusal::NotFound) };
-    let admitted: bool = row.try_get("admitted")?;
-    let held: i32 = row.try_get("quota_reserved_replicas")?;
-    let agents: i32 = row.try_get("active_agents_count")?;
-    let max_agents: i32 = row.try_get("max_agents")?;
-    let replicas: i32 = row.try_get("active_replicas")?;
-    let max_replicas: i32 = row.try_get("max_concurrent_agents")?;
-    let cap: f64 = row.try_get("cap")?;
-    let cost: f64 = row.try_get("cost")?;
-    let older_waiting: i64 = row.try_get("older_waiting")?;
+    let Some(RefusalFacts {
+        admitted,
+        quota_reserved_replicas: held,
+        active_agents_count: agents,
+        max_agents,
+        active_replicas: replicas,
+        max_concurrent_agents: max_replicas,
+        cap,
+        cost,
+        older_waiting,
+    }) = facts
+    else {
+        return Ok(Refusal::NotFound);
+    };
     let extra = i64::from(wanted_replicas - held);
     if !admitted && agents >= max_agents {
         return Ok(Refusal::AgentLimit { used: agents.into(), max: max_agents.into() });
@@ -275,20 +281,40 @@ pub async fn release_agent(pool: &PgPool, k8s_uid: Uuid) -> Result<bool, StoreEr
 }
 
 /// Records the phase the operator observed (`status` column, snake_case) and the first
-/// deployment time.
-pub async fn set_agent_status(pool: &PgPool, agent_id: i64, status: &str, deployed: bool) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE customer_agents
+/// deployment time. Returns the phase it replaced, or `None` when the row already had it.
+pub async fn set_agent_status(
+    pool: &PgPool,
+    agent_id: i64,
+    phase: AgentPhase,
+    deployed: bool,
+) -> Result<Option<AgentPhase>, StoreError> {
+    let replaced = sqlx::query_scalar(
+        "UPDATE customer_agents a
             SET status = $2,
-                deployed_at = CASE WHEN $3 THEN coalesce(deployed_at, now()) ELSE deployed_at END
-          WHERE id = $1 AND terminated_at IS NULL AND (status IS DISTINCT FROM $2 OR ($3 AND deployed_at IS NULL))",
+                deployed_at = CASE WHEN $3 THEN coalesce(a.deployed_at, now()) ELSE a.deployed_at END
+           FROM (SELECT id, status FROM customer_agents WHERE id = $1 FOR UPDATE) old
+          WHERE a.id = old.id AND a.terminated_at IS NULL
+            AND (a.status IS DISTINCT FROM $2 OR ($3 AND a.deployed_at IS NULL))
+         RETURNING old.status",
     )
     .bind(agent_id)
-    .bind(status)
+    .bind(phase)
     .bind(deployed)
-    .execute(pool)
+    .fetch_optional(pool)
     .await?;
-    Ok(())
+    Ok(replaced.filter(|old| *old != phase))
+}
+
+/// How many live agents of a customer were refused admission and wait for quota.
+pub async fn refused_agents(pool: &PgPool, customer_id: i64) -> Result<i64, StoreError> {
+    let count = sqlx::query_scalar(
+        "SELECT count(*) FROM customer_agents
+          WHERE customer_id = $1 AND terminated_at IS NULL AND NOT admitted AND status = 'quota_exceeded'",
+    )
+    .bind(customer_id)
+    .fetch_one(pool)
+    .await?;
+    Ok(count)
 }
 
 /// The live agents of a customer waiting for quota, oldest first, as (namespace, name).
@@ -318,7 +344,7 @@ pub async fn live_agents(pool: &PgPool, customer_id: i64) -> Result<Vec<(String,
 
 /// An agent's reported totals.
 pub async fn agent_performance(pool: &PgPool, agent_id: i64) -> Result<AgentPerformanceRow, StoreError> {
-    let row = sqlx::query(
+    let row = sqlx::query_as(
         "SELECT total_tasks, completed_tasks, failed_tasks, average_latency_ms, total_api_calls,
                 total_cost_usd::float8 AS total_cost_usd, last_active_at
            FROM customer_agents WHERE id = $1",
@@ -326,16 +352,7 @@ pub async fn agent_performance(pool: &PgPool, agent_id: i64) -> Result<AgentPerf
     .bind(agent_id)
     .fetch_optional(pool)
     .await?;
-    let Some(row) = row else { return Ok(AgentPerformanceRow::default()) };
-    Ok(AgentPerformanceRow {
-        total_tasks: row.try_get("total_tasks")?,
-        completed_tasks: row.try_get("completed_tasks")?,
-        failed_tasks: row.try_get("failed_tasks")?,
-        average_latency_ms: row.try_get("average_latency_ms")?,
-        total_api_calls: row.try_get("total_api_calls")?,
-        total_cost_usd: row.try_get("total_cost_usd")?,
-        last_active_at: row.try_get("last_active_at")?,
-    })
+    Ok(row.unwrap_or_default())
 }
 
 /// A usage report from a running agent (`POST /api/agents/{deployment_id}/usage`).

@@ -2,7 +2,7 @@
 //! quota snapshot in `customer_quotas`, its API keys, its usage, and the purge on deletion.
 
 use chrono::NaiveDate;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -65,7 +65,7 @@ pub async fn upsert_customer(pool: &PgPool, customer: &CustomerRecord) -> Result
 }
 
 /// A customer's effective limits (its tier with the overrides applied).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, sqlx::FromRow)]
 pub struct QuotaLimits {
     pub max_api_calls_per_day: i64,
     pub max_api_calls_per_month: i64,
@@ -152,8 +152,9 @@ pub async fn active_key_hashes(pool: &PgPool, customer_id: i64) -> Result<Vec<Ve
 }
 
 /// Limits, live counters and this day's / month's usage of one customer.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, sqlx::FromRow)]
 pub struct UsageSnapshot {
+    #[sqlx(flatten)]
     pub limits: QuotaLimits,
     pub active_agents: i64,
     pub active_replicas: i64,
@@ -172,11 +173,16 @@ pub async fn usage_snapshot(
     today: NaiveDate,
     month_start: NaiveDate,
 ) -> Result<Option<UsageSnapshot>, StoreError> {
-    let row = sqlx::query(
-        "SELECT q.*, q.max_cost_per_month_usd::float8 AS cost_cap,
-                coalesce((SELECT api_calls FROM usage_daily WHERE customer_id = $1 AND day = $2), 0) AS calls_today,
-                coalesce(m.api_calls, 0)::int8 AS calls_month, coalesce(m.leads, 0)::int8 AS leads_month,
-                coalesce(m.cost_usd, 0)::float8 AS cost_month
+    let snapshot = sqlx::query_as(
+        "SELECT q.max_api_calls_per_day, q.max_api_calls_per_month, q.rate_limit_per_second,
+                q.rate_limit_per_minute, q.max_agents, q.max_concurrent_agents, q.max_storage_bytes,
+                q.max_documents, q.max_leads_per_month, q.max_cost_per_month_usd::float8 AS max_cost_per_month_usd,
+                q.active_agents_count::int8 AS active_agents, q.active_replicas::int8 AS active_replicas,
+                q.documents_count::int8 AS documents, q.storage_used_bytes AS storage_bytes,
+                coalesce((SELECT api_calls FROM usage_daily WHERE customer_id = $1 AND day = $2), 0)::int8
+                    AS api_calls_today,
+                coalesce(m.api_calls, 0)::int8 AS api_calls_this_month, coalesce(m.leads, 0)::int8 AS leads_this_month,
+                coalesce(m.cost_usd, 0)::float8 AS cost_this_month_usd
            FROM customer_quotas q
            LEFT JOIN LATERAL (
                 SELECT sum(api_calls) AS api_calls, sum(leads) AS leads, sum(cost_usd) AS cost_usd
@@ -188,30 +194,7 @@ pub async fn usage_snapshot(
     .bind(month_start)
     .fetch_optional(pool)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let int = |name: &str| -> Result<i64, sqlx::Error> { row.try_get::<i32, _>(name).map(i64::from) };
-    Ok(Some(UsageSnapshot {
-        limits: QuotaLimits {
-            max_api_calls_per_day: row.try_get("max_api_calls_per_day")?,
-            max_api_calls_per_month: row.try_get("max_api_calls_per_month")?,
-            rate_limit_per_second: row.try_get("rate_limit_per_second")?,
-            rate_limit_per_minute: row.try_get("rate_limit_per_minute")?,
-            max_agents: row.try_get("max_agents")?,
-            max_concurrent_agents: row.try_get("max_concurrent_agents")?,
-            max_storage_bytes: row.try_get("max_storage_bytes")?,
-            max_documents: row.try_get("max_documents")?,
-            max_leads_per_month: row.try_get("max_leads_per_month")?,
-            max_cost_per_month_usd: row.try_get("cost_cap")?,
-        },
-        active_agents: int("active_agents_count")?,
-        active_replicas: int("active_replicas")?,
-        documents: int("documents_count")?,
-        storage_bytes: row.try_get("storage_used_bytes")?,
-        api_calls_today: row.try_get("calls_today")?,
-        api_calls_this_month: row.try_get("calls_month")?,
-        leads_this_month: row.try_get("leads_month")?,
-        cost_this_month_usd: row.try_get("cost_month")?,
-    }))
+    Ok(snapshot)
 }
 
 /// What deleting a customer removed.

@@ -142,6 +142,8 @@ impl ControlPlane {
             &[
                 format!("--kubeconfig={kubeconfig}"),
                 format!("--config={}", bin.join("kwok-stages.yaml").display()),
+                // The project's own stages (failure modes tests need), besides kwok's.
+                format!("--config={}", repo_root().join("tests/kwok/image-pull-failure.yaml").display()),
                 "--manage-all-nodes=false".into(),
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".into(),
                 "--manage-nodes-with-label-selector=".into(),

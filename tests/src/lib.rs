@@ -7,6 +7,7 @@
 
 pub mod certs;
 pub mod controlplane;
+pub mod fixtures;
 pub mod hack;
 pub mod postgres;
 pub mod process;

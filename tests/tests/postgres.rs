@@ -175,6 +175,7 @@ async fn document_with_chunks(pool: &PgPool, customer_id: i64, vectors: &[Vec<f3
             name: "doc".into(),
             filename: "doc.txt".into(),
             source_kind: SourceKind::Text,
+            blob_sha256: None,
         },
     )
     .await

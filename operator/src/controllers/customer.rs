@@ -1,6 +1,10 @@
 //! The Customer controller: allocates the customer's id, builds its namespace with quotas,
 //! NetworkPolicy and API key, keeps `status.usage` current, and on deletion stops its agents,
 //! purges its data and deletes the namespace.
+//!
+//! `apply_customer` is the pipeline: [`load`] → [`admit`] → build the children (pure,
+//! `crate::desired::customer`) → [`apply_children`] → `status::customer::derive_status` →
+//! `report`.
 
 use std::sync::Arc;
 
@@ -13,18 +17,18 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use prospector_crds::conditions::{reasons, types};
 use prospector_crds::customer::customer_namespace;
-use prospector_crds::{AgentDeployment, Condition, Customer, Tier};
+use prospector_crds::{AgentDeployment, Customer, Tier};
 use prospector_store::StoreError;
 use prospector_store::customers::{self as store, CustomerRecord};
-use uuid::Uuid;
 
-use super::{FINALIZER, apply, apply_status};
+use super::{FINALIZER, apply, delete_if_exists, object_uid, report};
 use crate::apikey;
 use crate::context::{Context, object_key};
 use crate::desired::customer::{API_KEY_SECRET, API_KEY_SECRET_KEY, CustomerChildren};
 use crate::error::{OperatorError, Result};
-use crate::quota::{effective_limits, exhausted_quotas, month_start, usage_view};
-use crate::status::{condition, timestamp};
+use crate::quota::{effective_limits, month_start, usage_view};
+use crate::status::customer::{CustomerFacts, CustomerState, derive_status};
+use crate::status::timestamp;
 
 /// The controller's name in metrics and logs.
 pub const CONTROLLER: &str = "customer";
@@ -45,29 +49,85 @@ pub async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Act
     Ok(action)
 }
 
-fn uid(customer: &Customer) -> Result<Uuid> {
-    customer.uid().and_then(|u| Uuid::parse_str(&u).ok()).ok_or(OperatorError::MissingField("metadata.uid"))
+async fn apply_customer(customer: &Customer, ctx: &Context) -> Result<Action> {
+    let api: Api<Customer> = Api::all(ctx.client.clone());
+    let now = ctx.clock.now();
+    let tier = match load(customer, ctx).await? {
+        Ok(tier) => tier,
+        Err(invalid) => return stop_invalid(customer, &api, ctx, invalid).await,
+    };
+    let customer_id = match admit(customer, &tier, ctx).await? {
+        Ok(id) => id,
+        Err(invalid) => return stop_invalid(customer, &api, ctx, invalid).await,
+    };
+    let name = customer.name_any();
+    let namespace = customer_namespace(&name);
+    let owner = customer.controller_owner_ref(&()).ok_or(OperatorError::MissingField("metadata.uid"))?;
+    let children = CustomerChildren {
+        customer_name: &name,
+        customer_id,
+        tier: &customer.spec.tier,
+        namespace: &namespace,
+        platform_namespace: &ctx.settings.platform_namespace,
+        owner,
+    };
+    let quota = tier.spec.with_overrides(customer.spec.quota_overrides.as_ref()).namespace_quota;
+    let (children_hash, children_applied_at) = apply_children(customer, &children, &quota, ctx).await?;
+
+    let snapshot = store::usage_snapshot(&ctx.pool, customer_id, now.date_naive(), month_start(now))
+        .await?
+        .ok_or(OperatorError::MissingField("customer_quotas row"))?;
+    let facts = CustomerFacts {
+        customer_id,
+        namespace: namespace.clone(),
+        api_key_secret: API_KEY_SECRET.to_owned(),
+        tier: customer.spec.tier.clone(),
+        usage: usage_view(&snapshot),
+        refused_agents: prospector_store::agents::refused_agents(&ctx.pool, customer_id).await?,
+        suspended: customer.spec.suspended,
+        children_hash,
+        children_applied_at,
+    };
+    let status = derive_status(
+        customer.status.as_ref(),
+        customer.metadata.generation,
+        now,
+        &CustomerState::Reconciled(Box::new(facts)),
+    );
+    report(&api, customer, ctx, status).await?;
+    // Usage moves without spec changes; re-read it periodically and at the turn of the month.
+    Ok(Action::requeue(ctx.settings.resync.min(until_next_month(now).unwrap_or(ctx.settings.resync))))
 }
 
-async fn apply_customer(customer: &Customer, ctx: &Context) -> Result<Action> {
-    let name = customer.name_any();
-    let api: Api<Customer> = Api::all(ctx.client.clone());
-    let previous = customer.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-    let generation = customer.metadata.generation;
-    let now = ctx.clock.now();
+/// Why a customer cannot be reconciled until its spec (or its tier) changes.
+struct Invalid {
+    reason: &'static str,
+    message: String,
+}
 
-    // Load and validate.
-    let Some(tier) = Api::<Tier>::all(ctx.client.clone()).get_opt(&customer.spec.tier).await? else {
-        let message = format!("tier {:?} does not exist; create it or choose another tier", customer.spec.tier);
-        let ready = condition(&previous, types::READY, false, reasons::TIER_NOT_FOUND, &message, generation, now);
-        publish_transitions(customer, ctx, &previous, std::slice::from_ref(&ready)).await;
-        apply_status(&api, &name, serde_json::json!({"observedGeneration": generation, "conditions": [ready]})).await?;
-        // The Tier watch wakes this customer when the tier appears.
-        return Ok(Action::await_change());
-    };
+/// Reports an invalid spec on the customer and waits for a change. The Tier watch wakes a
+/// customer whose tier appears.
+async fn stop_invalid(customer: &Customer, api: &Api<Customer>, ctx: &Context, invalid: Invalid) -> Result<Action> {
+    let state = CustomerState::Invalid { reason: invalid.reason, message: invalid.message };
+    let status = derive_status(customer.status.as_ref(), customer.metadata.generation, ctx.clock.now(), &state);
+    report(api, customer, ctx, status).await?;
+    Ok(Action::await_change())
+}
+
+/// Load and validate: the customer's tier must exist.
+async fn load(customer: &Customer, ctx: &Context) -> Result<std::result::Result<Tier, Invalid>> {
+    Ok(Api::<Tier>::all(ctx.client.clone()).get_opt(&customer.spec.tier).await?.ok_or_else(|| Invalid {
+        reason: reasons::TIER_NOT_FOUND,
+        message: format!("tier {:?} does not exist; create it or choose another tier", customer.spec.tier),
+    }))
+}
+
+/// Admit: mirror the customer in Postgres (allocating its id) and write the limits snapshot its
+/// quota decisions compare against.
+async fn admit(customer: &Customer, tier: &Tier, ctx: &Context) -> Result<std::result::Result<i64, Invalid>> {
     let record = CustomerRecord {
-        k8s_uid: uid(customer)?,
-        name: name.clone(),
+        k8s_uid: object_uid(customer)?,
+        name: customer.name_any(),
         company_name: customer.spec.company_name.clone(),
         email: customer.spec.email.clone(),
         subscription_tier: customer.spec.tier.clone(),
@@ -83,11 +143,7 @@ async fn apply_customer(customer: &Customer, ctx: &Context) -> Result<Action> {
         Err(StoreError::EmailInUse) => {
             let message =
                 format!("another customer already uses {}; each account needs its own address", customer.spec.email);
-            let ready = condition(&previous, types::READY, false, reasons::INVALID_SPEC, message, generation, now);
-            publish_transitions(customer, ctx, &previous, std::slice::from_ref(&ready)).await;
-            apply_status(&api, &name, serde_json::json!({"observedGeneration": generation, "conditions": [ready]}))
-                .await?;
-            return Ok(Action::await_change());
+            return Ok(Err(Invalid { reason: reasons::INVALID_SPEC, message }));
         }
         Err(e) => return Err(e.into()),
     };
@@ -96,120 +152,50 @@ async fn apply_customer(customer: &Customer, ctx: &Context) -> Result<Action> {
         // New limits (a tier change, an override): agents waiting for quota may fit now.
         ctx.wake(prospector_store::agents::waiting_agents(&ctx.pool, customer_id).await?);
     }
+    Ok(Ok(customer_id))
+}
 
-    // Build and apply the children.
-    let namespace = customer_namespace(&name);
-    let owner = customer.controller_owner_ref(&()).ok_or(OperatorError::MissingField("metadata.uid"))?;
-    let children = CustomerChildren {
-        customer_name: &name,
-        customer_id,
-        tier: &customer.spec.tier,
-        namespace: &namespace,
-        platform_namespace: &ctx.settings.platform_namespace,
-        owner,
-    };
-    let quota = tier.spec.with_overrides(customer.spec.quota_overrides.as_ref()).namespace_quota;
-    // Most reconciles only refresh usage (an agent was admitted or released); re-applying the
-    // same children would only load the apiserver. They are re-applied when what they are built
-    // from changes, on a new generation, and at least once per resync period to repair drift.
-    let children_hash = children_digest(&children, &quota);
-    let status_now = customer.status.as_ref();
-    let applied_recently = status_now
+/// Applies the namespace's children unless they are current, and returns the digest they were
+/// built from and when they were last applied.
+///
+/// Most reconciles only refresh usage (an agent was admitted or released); re-applying the same
+/// children would only load the apiserver. They are re-applied when what they are built from
+/// changes, on a new generation, and at least once per resync period to repair drift.
+async fn apply_children(
+    customer: &Customer,
+    children: &CustomerChildren<'_>,
+    quota: &prospector_crds::NamespaceQuota,
+    ctx: &Context,
+) -> Result<(String, String)> {
+    let now = ctx.clock.now();
+    let children_hash = children_digest(children, quota);
+    let current = customer.status.as_ref();
+    let applied_recently = current
         .and_then(|s| s.children_applied_at.as_deref())
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .is_some_and(|t| (now - t.with_timezone(&chrono::Utc)).to_std().unwrap_or_default() < ctx.settings.resync);
     let children_current = applied_recently
-        && status_now.and_then(|s| s.children_hash.as_deref()) == Some(children_hash.as_str())
-        && status_now.and_then(|s| s.observed_generation) == generation
-        && crate::status::is_true(&previous, types::READY);
-    let children_applied_at = if children_current {
-        status_now.and_then(|s| s.children_applied_at.clone()).unwrap_or_else(|| timestamp(now))
-    } else {
-        apply(&Api::<Namespace>::all(ctx.client.clone()), &children.namespace()).await?;
-        apply(&Api::<ResourceQuota>::namespaced(ctx.client.clone(), &namespace), &children.resource_quota(&quota))
-            .await?;
-        apply(&Api::<LimitRange>::namespaced(ctx.client.clone(), &namespace), &children.limit_range()).await?;
-        apply(&Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &namespace), &children.network_policy()).await?;
-        ensure_api_key(ctx, &children, customer_id).await?;
-        timestamp(now)
-    };
-
-    // Status.
-    let today = now.date_naive();
-    let snapshot = store::usage_snapshot(&ctx.pool, customer_id, today, month_start(now))
-        .await?
-        .ok_or(OperatorError::MissingField("customer_quotas row"))?;
-    let usage = usage_view(&snapshot);
-    let exhausted = exhausted_quotas(&usage);
-    let conditions = vec![
-        condition(
-            &previous,
-            types::READY,
-            true,
-            reasons::RECONCILED,
-            "namespace, quotas and API key are in place",
-            generation,
-            now,
-        ),
-        if exhausted.is_empty() {
-            condition(&previous, types::QUOTA_EXCEEDED, false, reasons::WITHIN_LIMITS, "", generation, now)
-        } else {
-            condition(
-                &previous,
-                types::QUOTA_EXCEEDED,
-                true,
-                reasons::LIMIT_REACHED,
-                format!("at the limit: {}", exhausted.join(", ")),
-                generation,
-                now,
-            )
-        },
-        if customer.spec.suspended {
-            condition(
-                &previous,
-                types::SUSPENDED,
-                true,
-                reasons::SUSPENDED_BY_SPEC,
-                "agents are scaled to zero",
-                generation,
-                now,
-            )
-        } else {
-            condition(&previous, types::SUSPENDED, false, reasons::ACTIVE, "", generation, now)
-        },
-    ];
-    publish_transitions(customer, ctx, &previous, &conditions).await;
-    let status = serde_json::json!({
-        "customerId": customer_id,
-        "namespace": namespace,
-        "apiKeySecret": API_KEY_SECRET,
-        "tier": customer.spec.tier,
-        "agents": format!("{}/{}", usage.agents.used, usage.agents.limit),
-        "usage": usage,
-        "observedGeneration": generation,
-        "childrenHash": children_hash,
-        "childrenAppliedAt": children_applied_at,
-        "conditions": conditions,
-    });
-    let unchanged = customer
-        .status
-        .as_ref()
-        .and_then(|current| serde_json::to_value(current).ok())
-        .is_some_and(|current| current == status);
-    if !unchanged {
-        apply_status(&api, &name, status).await?;
+        && current.and_then(|s| s.children_hash.as_deref()) == Some(children_hash.as_str())
+        && current.and_then(|s| s.observed_generation) == customer.metadata.generation
+        && crate::status::is_true(current.map(|s| s.conditions.as_slice()).unwrap_or_default(), types::READY);
+    if let Some(applied_at) = current.and_then(|s| s.children_applied_at.clone()).filter(|_| children_current) {
+        return Ok((children_hash, applied_at));
     }
-    // Usage moves without spec changes; re-read it periodically and at the turn of the month.
-    let next_month = chrono::NaiveDate::from_ymd_opt(
-        if today.month() == 12 { today.year() + 1 } else { today.year() },
-        if today.month() == 12 { 1 } else { today.month() + 1 },
-        1,
-    );
-    let until_month_end = next_month
-        .and_then(|d| d.and_hms_opt(0, 0, 1))
-        .map(|t| (t.and_utc() - now).to_std().unwrap_or_default())
-        .unwrap_or(ctx.settings.resync);
-    Ok(Action::requeue(ctx.settings.resync.min(until_month_end)))
+    let namespace = children.namespace;
+    apply(&Api::<Namespace>::all(ctx.client.clone()), &children.namespace()).await?;
+    apply(&Api::<ResourceQuota>::namespaced(ctx.client.clone(), namespace), &children.resource_quota(quota)).await?;
+    apply(&Api::<LimitRange>::namespaced(ctx.client.clone(), namespace), &children.limit_range()).await?;
+    apply(&Api::<NetworkPolicy>::namespaced(ctx.client.clone(), namespace), &children.network_policy()).await?;
+    ensure_api_key(ctx, children, children.customer_id).await?;
+    Ok((children_hash, timestamp(now)))
+}
+
+/// The first second of the next UTC month, as a delay from `now`.
+fn until_next_month(now: chrono::DateTime<chrono::Utc>) -> Option<std::time::Duration> {
+    let today = now.date_naive();
+    let (year, month) = if today.month() == 12 { (today.year() + 1, 1) } else { (today.year(), today.month() + 1) };
+    let next = chrono::NaiveDate::from_ymd_opt(year, month, 1)?.and_hms_opt(0, 0, 1)?;
+    Some((next.and_utc() - now).to_std().unwrap_or_default())
 }
 
 /// A digest of everything the namespace's children are built from.
@@ -261,12 +247,8 @@ async fn cleanup_customer(customer: &Customer, ctx: &Context) -> Result<Action> 
         Err(e) => return Err(e.into()),
     }
     // Hard-delete blobs, chunks and vectors; keep the billing rows; revoke the keys.
-    let purge = store::purge_customer(&ctx.pool, uid(customer)?).await?;
-    match Api::<Namespace>::all(ctx.client.clone()).delete(&namespace, &DeleteParams::default()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
-        Err(e) => return Err(e.into()),
-    }
+    let purge = store::purge_customer(&ctx.pool, object_uid(customer)?).await?;
+    delete_if_exists(&Api::<Namespace>::all(ctx.client.clone()), &namespace).await?;
     ctx.publish(
         customer,
         false,
@@ -278,31 +260,4 @@ async fn cleanup_customer(customer: &Customer, ctx: &Context) -> Result<Action> 
     )
     .await;
     Ok(Action::await_change())
-}
-
-/// Publishes an Event for each condition that changed.
-pub(crate) async fn publish_transitions<K: Resource<DynamicType = ()>>(
-    object: &K,
-    ctx: &Context,
-    previous: &[Condition],
-    next: &[Condition],
-) {
-    for changed in crate::status::transitions(previous, next) {
-        // A first "nothing is wrong" (QuotaExceeded=False, Suspended=False, ...) is not news;
-        // skipping it keeps a busy cluster's event volume down.
-        let first_time = !previous.iter().any(|p| p.type_ == changed.type_);
-        if first_time && changed.type_ != types::READY && !changed.is_true() {
-            continue;
-        }
-        let warning = match changed.type_.as_str() {
-            types::READY => !changed.is_true(),
-            _ => changed.is_true(),
-        };
-        let note = if changed.message.is_empty() {
-            format!("{} is {}", changed.type_, changed.status)
-        } else {
-            format!("{} is {}: {}", changed.type_, changed.status, changed.message)
-        };
-        ctx.publish(object, warning, &changed.reason, note).await;
-    }
 }

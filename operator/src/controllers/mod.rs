@@ -1,5 +1,7 @@
-//! The controllers: one per custom resource, each a pipeline of load/validate → build desired
-//! objects → server-side apply → status patch.
+//! The controllers, one per custom resource, and the steps they share. Every reconcile reads as
+//! the same pipeline: load/validate → admit (Postgres) → build the desired children (pure,
+//! `crate::desired`) → apply them with server-side apply → derive the status (pure,
+//! `crate::status`) → [`write_status_if_changed`] → [`publish_transitions`].
 
 pub mod agent;
 pub mod customer;
@@ -8,20 +10,24 @@ pub mod tier;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
+use prospector_crds::Condition;
+use prospector_crds::conditions::{reasons, types};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use uuid::Uuid;
 
 use crate::context::{Context, FIELD_MANAGER, object_key};
-use crate::error::OperatorError;
+use crate::error::{OperatorError, Result};
 
 /// The finalizer every Prospector resource with external state carries.
 pub const FINALIZER: &str = "prospector.dev/cleanup";
 
 /// Server-side applies `object` with the operator's field manager.
-pub async fn apply<K>(api: &Api<K>, object: &K) -> Result<K, OperatorError>
+pub async fn apply<K>(api: &Api<K>, object: &K) -> Result<K>
 where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug,
 {
@@ -29,17 +35,108 @@ where
     Ok(api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await?)
 }
 
-/// Server-side applies the status of `K` named `name`.
-pub async fn apply_status<K>(api: &Api<K>, name: &str, status: serde_json::Value) -> Result<(), OperatorError>
+/// Deletes `name`, treating "already gone" as done: cleanups are replayed after a crash.
+pub async fn delete_if_exists<K>(api: &Api<K>, name: &str) -> Result<()>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    K: Resource + Clone + DeserializeOwned + Debug,
 {
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The object's UID, the key of its Postgres rows.
+pub fn object_uid<K: Resource>(object: &K) -> Result<Uuid> {
+    object
+        .meta()
+        .uid
+        .as_deref()
+        .and_then(|u| Uuid::parse_str(u).ok())
+        .ok_or(OperatorError::MissingField("metadata.uid"))
+}
+
+/// A status with a list of conditions.
+pub trait HasConditions {
+    fn conditions(&self) -> &[Condition];
+}
+
+macro_rules! has_conditions {
+    ($($status:ty),*) => {
+        $(impl HasConditions for $status {
+            fn conditions(&self) -> &[Condition] {
+                &self.conditions
+            }
+        })*
+    };
+}
+has_conditions!(
+    prospector_crds::TierStatus,
+    prospector_crds::CustomerStatus,
+    prospector_crds::AgentDeploymentStatus,
+    prospector_crds::KnowledgeDocumentStatus
+);
+
+/// Writes `status` to `object` with server-side apply, unless the object already carries
+/// exactly that status. Transition times are kept by `crate::status::condition`, so a steady
+/// state compares equal: most reconciles of a busy cluster write nothing.
+pub async fn write_status_if_changed<K>(api: &Api<K>, object: &K, status: K::Status) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + HasStatus + Clone + DeserializeOwned + Debug,
+    K::Status: Serialize + PartialEq,
+{
+    if object.status() == Some(&status) {
+        return Ok(());
+    }
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+    api.patch_status(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+    Ok(())
+}
+
+/// Publishes an Event for each condition that changed between `previous` and `next`.
+pub async fn publish_transitions<K: Resource<DynamicType = ()>>(
+    object: &K,
+    ctx: &Context,
+    previous: &[Condition],
+    next: &[Condition],
+) {
+    for changed in crate::status::transitions(previous, next) {
+        // A first "nothing is wrong" (QuotaExceeded=False, Suspended=False, ...) is not news;
+        // skipping it keeps a busy cluster's event volume down.
+        let first_time = !previous.iter().any(|p| p.type_ == changed.type_);
+        if first_time && changed.type_ != types::READY && !changed.is_true() {
+            continue;
+        }
+        let warning = match changed.type_.as_str() {
+            // Deleting is asked for, not a fault.
+            types::READY => !changed.is_true() && changed.reason != reasons::TERMINATING,
+            _ => changed.is_true(),
+        };
+        let note = if changed.message.is_empty() {
+            format!("{} is {}", changed.type_, changed.status)
+        } else {
+            format!("{} is {}: {}", changed.type_, changed.status, changed.message)
+        };
+        ctx.publish(object, warning, &changed.reason, note).await;
+    }
+}
+
+/// The last two steps of every pipeline: write the status if it changed, then publish an Event
+/// for each condition that moved.
+pub async fn report<K>(api: &Api<K>, object: &K, ctx: &Context, status: K::Status) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + HasStatus + Clone + DeserializeOwned + Debug,
+    K::Status: Serialize + PartialEq + HasConditions,
+{
+    let previous = object.status().map(|s| s.conditions().to_vec()).unwrap_or_default();
+    let next = status.conditions().to_vec();
+    write_status_if_changed(api, object, status).await?;
+    publish_transitions(object, ctx, &previous, &next).await;
     Ok(())
 }
 

@@ -7,9 +7,9 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use prospector_crds::conditions::{reasons, types};
-use prospector_crds::{Customer, Tier};
+use prospector_crds::{Customer, Tier, TierStatus};
 
-use super::apply_status;
+use super::report;
 use crate::context::{Context, object_key};
 use crate::error::Result;
 use crate::status::condition;
@@ -52,19 +52,12 @@ pub async fn reconcile(tier: Arc<Tier>, ctx: Arc<Context>) -> Result<Action> {
         tier.metadata.generation,
         ctx.clock.now(),
     );
-    let status = serde_json::json!({
-        "customers": count,
-        "observedGeneration": tier.metadata.generation,
-        "conditions": [ready],
-    });
-    let unchanged = tier
-        .status
-        .as_ref()
-        .and_then(|current| serde_json::to_value(current).ok())
-        .is_some_and(|current| current == status);
-    if !unchanged {
-        apply_status(&Api::<Tier>::all(ctx.client.clone()), &name, status).await?;
-    }
+    let status = TierStatus {
+        customers: i32::try_from(count).unwrap_or(i32::MAX),
+        observed_generation: tier.metadata.generation,
+        conditions: vec![ready],
+    };
+    report(&Api::<Tier>::all(ctx.client.clone()), tier.as_ref(), &ctx, status).await?;
     ctx.succeeded(&object_key(tier.as_ref()));
     Ok(Action::requeue(ctx.settings.resync))
 }

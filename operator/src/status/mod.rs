@@ -1,5 +1,9 @@
-//! Condition bookkeeping shared by the controllers: transition times that only move when a
-//! status changes, and the list of transitions worth an Event.
+//! The statuses the controllers write, derived by pure functions (`agent`, `customer`), and
+//! the condition bookkeeping they share: transition times that only move when a status
+//! changes, and the list of transitions worth an Event.
+
+pub mod agent;
+pub mod customer;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use prospector_crds::Condition;

@@ -8,18 +8,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::Utc;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt};
-use prospector_crds::Tier;
+use kube::Client;
 use prospector_operator::clock::ManualClock;
 use prospector_operator::context::Settings;
 use prospector_operator::runtime::{RunOptions, run};
 use prospector_tests::{shared_cluster, shared_postgres};
-use serde::Deserialize;
 use sqlx::PgPool;
-
-pub const PLATFORM_NAMESPACE: &str = "prospector-system";
 
 /// The operator every test of this process shares.
 #[derive(Debug)]
@@ -35,28 +29,8 @@ impl SharedOperator {
     }
 }
 
-/// Applies every object of a YAML file (cluster-scoped ones only need no namespace).
-pub async fn apply_yaml(client: &Client, text: &str) {
-    for document in serde_yaml::Deserializer::from_str(text) {
-        let object = DynamicObject::deserialize(document).unwrap();
-        let kind = object.types.as_ref().unwrap().kind.clone();
-        assert_eq!(kind, "Tier", "apply_yaml only handles Tiers");
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &Tier::api_resource());
-        let name = object.metadata.name.clone().unwrap();
-        api.patch(&name, &PatchParams::apply("prospector-tests").force(), &Patch::Apply(&object)).await.unwrap();
-    }
-}
-
-/// Installs the example tiers and the platform namespace, as Helm would.
-pub async fn install_platform(client: &Client) {
-    let tiers = std::fs::read_to_string(prospector_tests::hack::repo_root().join("examples/tiers.yaml")).unwrap();
-    apply_yaml(client, &tiers).await;
-    let platform = Namespace {
-        metadata: ObjectMeta { name: Some(PLATFORM_NAMESPACE.into()), ..Default::default() },
-        ..Default::default()
-    };
-    let _ = Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &platform).await;
-}
+/// How long the shared operator lets a pod find no node before the agent fails.
+pub const UNSCHEDULABLE_AFTER: Duration = Duration::from_secs(3);
 
 pub fn shared_operator() -> &'static SharedOperator {
     static OPERATOR: OnceLock<SharedOperator> = OnceLock::new();
@@ -79,6 +53,7 @@ pub fn shared_operator() -> &'static SharedOperator {
                             platform_namespace: PLATFORM_NAMESPACE.into(),
                             waiting_retry: Duration::from_secs(2),
                             resync: Duration::from_secs(3),
+                            unschedulable_after: UNSCHEDULABLE_AFTER,
                             ..Settings::default()
                         },
                         lease: None,
@@ -98,13 +73,9 @@ pub fn shared_operator() -> &'static SharedOperator {
 }
 
 pub use prospector_tests::eventually;
+pub use prospector_tests::fixtures::{PLATFORM_NAMESPACE, install_platform, unique};
 
 /// A new client for this test's runtime.
 pub async fn client() -> Client {
     shared_cluster().client().await.expect("a client")
-}
-
-/// A unique lower-case name.
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", prospector_tests::random_suffix(6))
 }
