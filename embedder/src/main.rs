@@ -138,11 +138,14 @@ impl ModelArgs {
 }
 
 fn main() -> ExitCode {
+    // By default a failure is one line: the backtrace of a parser panic, logged under its own
+    // target, shows only when RUST_LOG asks for it.
+    let default_filter = format!("warn,lopdf=error,{}=off", extract::PARSER_PANIC_LOG_TARGET);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lopdf=error")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
     match run(Cli::parse().command) {
@@ -161,6 +164,16 @@ fn emit(line: &str) -> Result<(), String> {
     match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {e}")),
         _ => Ok(()),
+    }
+}
+
+/// The one-line reason for a failed extraction; a parser panic says how to see its backtrace.
+fn extract_failure(error: extract::ExtractError) -> String {
+    match error.kind {
+        extract::ExtractErrorKind::ParserPanicked { .. } => {
+            format!("{error} (a bug: RUST_LOG=error shows the backtrace)")
+        }
+        _ => error.to_string(),
     }
 }
 
@@ -190,14 +203,14 @@ fn run(command: Command) -> Result<(), String> {
                 content_type.as_deref(),
                 &limits,
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(extract_failure)?;
             emit(&extracted.text)
         }
         Command::Chunk { file, limits, model } => {
             let limits = limits.limits();
             let bytes = read_document(&file, &limits)?;
             let extracted = extract::extract_with_watchdog(&file.display().to_string(), bytes.into(), None, &limits)
-                .map_err(|e| e.to_string())?;
+                .map_err(extract_failure)?;
             let embedder = model.load()?;
             let chunker = chunk::Chunker::new(embedder.tokenizer(), chunk::ChunkConfig::default());
             for c in chunker.chunk(&extracted.text).map_err(|e| e.to_string())? {
@@ -250,7 +263,7 @@ fn run(command: Command) -> Result<(), String> {
                     std::fs::read(f).map(|b| (f.display().to_string(), b)).map_err(|e| format!("{}: {e}", f.display()))
                 })
                 .collect::<Result<_, _>>()?;
-            let report = bench::extraction(&documents, repeat, &Limits::default()).map_err(|e| e.to_string())?;
+            let report = bench::extraction(&documents, repeat, &Limits::default()).map_err(extract_failure)?;
             emit(&serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?)
         }
         Command::Bench { corpus, repeat, reference, model } => {

@@ -54,6 +54,25 @@ fn extract_prints_text_and_fails_in_one_line() {
 }
 
 #[test]
+// The switch that makes a parser panic exists in debug builds only.
+#[cfg_attr(not(debug_assertions), ignore)]
+fn a_parser_panic_is_one_line_and_its_own_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let pdf = dir.path().join("doc.pdf");
+    std::fs::write(&pdf, support::pdf(&[support::column(72.0, &["Hello."])], true)).unwrap();
+    // RUST_BACKTRACE=1 would make the default panic hook print a backtrace: none must reach
+    // stderr. With RUST_LOG=error the backtrace is logged.
+    let panics = [("PROSPECTOR_TEST_PARSER_PANIC", "1"), ("RUST_BACKTRACE", "1")];
+    let err = one_line_failure(&run(&["extract", pdf.to_str().unwrap()], "", &panics));
+    assert!(err.contains("the PDF parser panicked: PROSPECTOR_TEST_PARSER_PANIC is set"), "{err}");
+    assert!(!err.contains("corrupt"), "{err}");
+    let output = run(&["extract", pdf.to_str().unwrap()], "", &[panics[0], ("RUST_LOG", "error")]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("backtrace") && stderr.contains("debug_panic_switch"), "{stderr}");
+}
+
+#[test]
 fn embed_reads_a_json_array_and_writes_vectors() {
     let output = run(&["embed", "--threads", "2"], r#"["We sell to banks.", "Hola"]"#, &[]);
     assert!(output.status.success(), "{output:?}");

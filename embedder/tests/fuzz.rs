@@ -1,12 +1,13 @@
 //! Property tests: random bytes, and real documents with random damage, never make extraction
-//! panic, hang or exceed its limits; each gives text or a typed error.
+//! panic, hang or exceed its limits; each gives text or a typed error. A parser panic, which
+//! extraction catches and reports as `ParserPanicked`, fails the test.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use prospector_embedder::extract::{Limits, extract};
+use prospector_embedder::extract::{ExtractErrorKind, Limits, extract};
 use support::column;
 
 fn limits() -> Limits {
@@ -19,30 +20,40 @@ fn limits() -> Limits {
     }
 }
 
-/// Runs one extraction and checks the limits held.
-fn check(bytes: &[u8]) {
+/// Runs one extraction of `bytes` (described by `input` in failure messages) and checks that no
+/// parser panicked and the limits held.
+fn check(input: &str, bytes: &[u8]) {
     let limits = limits();
     let started = Instant::now();
     let outcome = extract("fuzz", bytes, None, &limits);
     // Cooperative deadlines are checked between pages and operations: allow one slice more.
-    assert!(started.elapsed() < limits.max_duration * 3, "took {:?}", started.elapsed());
-    if let Ok(extracted) = outcome {
-        assert!(extracted.text.chars().count() <= limits.max_text_chars);
-        assert!(!extracted.text.trim().is_empty());
+    assert!(started.elapsed() < limits.max_duration * 3, "{input}: took {:?}", started.elapsed());
+    match outcome {
+        Ok(extracted) => {
+            assert!(extracted.text.chars().count() <= limits.max_text_chars, "{input}");
+            assert!(!extracted.text.trim().is_empty(), "{input}");
+        }
+        Err(e) => {
+            assert!(!matches!(e.kind, ExtractErrorKind::ParserPanicked { .. }), "{input} ({} bytes): {e}", bytes.len())
+        }
     }
 }
 
-fn seeds() -> Vec<Vec<u8>> {
+/// The documents the damage is applied to, each with its description.
+fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let sample = |p: &str| {
         std::fs::read(format!("{}/tests/fixtures/pdf/py-pdf-sample-files/{p}", env!("CARGO_MANIFEST_DIR"))).unwrap()
     };
     vec![
-        support::pdf(&[column(72.0, &["Fuzzing seed text", "second line ünïcödé"])], true),
-        support::pdf(&[column(72.0, &["Уникод 日本語"])], false),
-        support::docx("header", &["a paragraph", "another one"], &[vec!["a", "b"], vec!["c", "d"]]),
-        sample("001-trivial/minimal-document.pdf"),
-        sample("011-google-doc-document/google-doc-document.pdf"),
-        b"<html><body><p>fuzz &amp; more</p><script>x</script></body></html>".to_vec(),
+        (
+            "generated compressed PDF",
+            support::pdf(&[column(72.0, &["Fuzzing seed text", "second line ünïcödé"])], true),
+        ),
+        ("generated Type0-font PDF", support::pdf(&[column(72.0, &["Уникод 日本語"])], false)),
+        ("generated DOCX", support::docx("header", &["a paragraph", "another one"], &[vec!["a", "b"], vec!["c", "d"]])),
+        ("001-trivial/minimal-document.pdf", sample("001-trivial/minimal-document.pdf")),
+        ("011-google-doc-document/google-doc-document.pdf", sample("011-google-doc-document/google-doc-document.pdf")),
+        ("HTML page", b"<html><body><p>fuzz &amp; more</p><script>x</script></body></html>".to_vec()),
     ]
 }
 
@@ -97,19 +108,21 @@ proptest! {
 
     #[test]
     fn random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
-        check(&bytes);
+        check("random bytes", &bytes);
     }
 
     #[test]
     fn random_bytes_behind_real_magic(magic in 0usize..3, tail in proptest::collection::vec(any::<u8>(), 0..4096)) {
-        let mut bytes = [&b"%PDF-1.7\n"[..], b"PK\x03\x04", b"\xff\xfe"][magic].to_vec();
+        let (name, magic) = [("PDF", &b"%PDF-1.7\n"[..]), ("zip", b"PK\x03\x04"), ("UTF-16", b"\xff\xfe")][magic];
+        let mut bytes = magic.to_vec();
         bytes.extend(tail);
-        check(&bytes);
+        check(&format!("random bytes behind the {name} magic"), &bytes);
     }
 
     #[test]
     fn damaged_real_documents(seed in 0usize..6, damages in proptest::collection::vec(damage(), 1..8)) {
-        let bytes = apply(seeds()[seed].clone(), &damages);
-        check(&bytes);
+        let (name, original) = seeds().swap_remove(seed);
+        let bytes = apply(original, &damages);
+        check(&format!("{name} damaged by {damages:?}"), &bytes);
     }
 }

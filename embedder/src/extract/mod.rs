@@ -2,17 +2,20 @@
 //! HTML. The type is sniffed from the bytes; a declared content type only breaks ties between
 //! text formats. Every resource an input can make us spend is bounded by [`Limits`], and hitting
 //! a bound, like every other failure, is an [`ExtractError`] naming the document and the cause.
-//! No input makes extraction panic: parser panics are caught and reported as corrupt input.
+//! No input makes extraction panic: a panic in a parser is caught and reported as
+//! [`ExtractErrorKind::ParserPanicked`] (a bug to fix, logged with its backtrace), never as
+//! corrupt input.
 
 mod docx;
+mod guard;
 mod html;
 mod pdf;
 mod sniff;
 mod text;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
+pub use guard::LOG_TARGET as PARSER_PANIC_LOG_TARGET;
 pub use sniff::{DocumentKind, sniff};
 
 /// Bounds on what one document may cost. Every field is configurable; the defaults suit a
@@ -65,6 +68,10 @@ pub enum ExtractErrorKind {
     Encrypted,
     #[error("the {kind} is corrupt: {detail}")]
     Corrupt { kind: DocumentKind, detail: String },
+    /// A parser panicked: a bug in the parsing code (ours or a dependency's), not a verdict on
+    /// the document. The panic is logged with its backtrace under [`PARSER_PANIC_LOG_TARGET`].
+    #[error("the {kind} parser panicked: {message}")]
+    ParserPanicked { kind: DocumentKind, message: String },
     #[error("the PDF has no text layer ({pages} pages of images only; scanned?)")]
     NoTextLayer { pages: usize },
     #[error("the document contains no text")]
@@ -87,6 +94,7 @@ impl ExtractErrorKind {
             Self::TextTooLarge { .. } => "text_too_large",
             Self::Encrypted => "encrypted",
             Self::Corrupt { .. } => "corrupt",
+            Self::ParserPanicked { .. } => "parser_panicked",
             Self::NoTextLayer { .. } => "no_text_layer",
             Self::EmptyText => "empty_text",
             Self::Unsupported(_) => "unsupported_type",
@@ -174,25 +182,18 @@ pub fn extract(
     }
     let kind = sniff(bytes, declared).map_err(fail)?;
     let mut budget = Budget::new(limits);
-    // The parsers are third-party code fed hostile input: a panic in one is a corrupt document,
-    // not a crash of the worker.
-    let result = catch_unwind(AssertUnwindSafe(|| match kind {
-        DocumentKind::Pdf => pdf::extract(bytes, &mut budget),
-        DocumentKind::Docx => docx::extract(bytes, &mut budget).map(|text| (text, 1)),
-        DocumentKind::Html => text::decode(bytes).and_then(|t| html::extract(&t, &budget)).map(|text| (text, 1)),
-        DocumentKind::Markdown | DocumentKind::Text => text::decode(bytes).map(|t| (text::tidy(&t), 1)),
-    }));
-    let (text, pages) = match result {
-        Ok(outcome) => outcome.map_err(fail)?,
-        Err(panic) => {
-            let detail = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "the parser failed".into());
-            return Err(fail(ExtractErrorKind::Corrupt { kind, detail: first_line(&detail) }));
+    // The parsers are fed hostile input: a panic in one is refused as ParserPanicked (and
+    // logged with its backtrace), not a crash of the worker.
+    let (text, pages) = guard::guarded(kind, || {
+        debug_panic_switch(kind);
+        match kind {
+            DocumentKind::Pdf => pdf::extract(bytes, &mut budget),
+            DocumentKind::Docx => docx::extract(bytes, &mut budget).map(|text| (text, 1)),
+            DocumentKind::Html => text::decode(bytes).and_then(|t| html::extract(&t, &budget)).map(|text| (text, 1)),
+            DocumentKind::Markdown | DocumentKind::Text => text::decode(bytes).map(|t| (text::tidy(&t), 1)),
         }
-    };
+    })
+    .map_err(fail)?;
     budget.check_text(text.chars().count()).map_err(fail)?;
     if text.trim().is_empty() {
         return Err(fail(ExtractErrorKind::EmptyText));
@@ -223,9 +224,15 @@ pub fn extract_with_watchdog(
     receiver.recv_timeout(limits.max_duration + Duration::from_secs(1)).unwrap_or(Err(timeout))
 }
 
-fn first_line(s: &str) -> String {
-    let line = s.lines().next().unwrap_or_default();
-    line.chars().take(200).collect()
+/// Debug builds only, for the CLI's contract test: `PROSPECTOR_TEST_PARSER_PANIC=1` makes the
+/// parser panic, as a parser bug would. Release builds have no such switch.
+fn debug_panic_switch(kind: DocumentKind) {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("PROSPECTOR_TEST_PARSER_PANIC").is_some() {
+        panic!("PROSPECTOR_TEST_PARSER_PANIC is set (the {kind} parser panics on purpose)");
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = kind;
 }
 
 /// Collapses every run of whitespace to one space, for comparing extracted text.

@@ -60,11 +60,12 @@ pub fn sniff(bytes: &[u8], declared: Option<&str>) -> Result<DocumentKind, Extra
         return Ok(DocumentKind::Pdf);
     }
     if bytes.starts_with(b"PK\x03\x04") {
-        return match zip::ZipArchive::new(Cursor::new(bytes)) {
+        // The zip reader parses hostile input too: run it under the same panic guard.
+        return super::guard::guarded(DocumentKind::Docx, || match zip::ZipArchive::new(Cursor::new(bytes)) {
             Ok(archive) if archive.index_for_name("word/document.xml").is_some() => Ok(DocumentKind::Docx),
             Ok(_) => Err(ExtractErrorKind::Unsupported("zip archive that is not a DOCX document".into())),
             Err(e) => Err(ExtractErrorKind::Corrupt { kind: DocumentKind::Docx, detail: e.to_string() }),
-        };
+        });
     }
     if let Some((_, name)) = KNOWN_BINARY.iter().find(|(magic, _)| bytes.starts_with(magic)) {
         return Err(ExtractErrorKind::Unsupported((*name).into()));
