@@ -47,9 +47,7 @@ pub struct AgentDeploymentSpec {
     /// Pods to run; they count against the customer's concurrent-agent limit. `0` keeps the
     /// agent (and its agent slot) without running pods.
     #[serde(default = "default_replicas")]
-    #[schemars(extend("minimum" = 0, "maximum" = 100, "x-kubernetes-validations" = [
-        {"rule": "self >= 0 && self <= 100", "message": "replicas must be between 0 and 100"}
-    ]))]
+    #[schemars(extend("minimum" = 0, "maximum" = 100))]
     pub replicas: i32,
     /// Overrides the image the agent catalog maps `agentType` to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,14 +73,20 @@ pub const MAX_NAME_LENGTH: usize = 57;
 /// schema can express.
 pub fn agent_crd() -> CustomResourceDefinition {
     let mut crd = AgentDeployment::crd();
-    let rule = serde_json::json!({
-        "rule": format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}"),
-        "message": format!("metadata.name must be at most {MAX_NAME_LENGTH} characters: it names the agent's Deployment (agent-<name>) and labels its pods"),
-    });
+    let rules = [
+        serde_json::json!({
+            "rule": format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}"),
+            "message": format!("metadata.name must be at most {MAX_NAME_LENGTH} characters: it names the agent's Deployment (agent-<name>) and labels its pods"),
+        }),
+        serde_json::json!({
+            "rule": format!("self.spec.replicas >= 0 && self.spec.replicas <= {MAX_REPLICAS}"),
+            "message": format!("spec.replicas must be between 0 and {MAX_REPLICAS}"),
+        }),
+    ];
     for version in &mut crd.spec.versions {
         if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
-            let rules = schema.x_kubernetes_validations.get_or_insert_with(Vec::new);
-            rules.push(serde_json::from_value(rule.clone()).expect("a ValidationRule"));
+            let validations = schema.x_kubernetes_validations.get_or_insert_with(Vec::new);
+            validations.extend(rules.iter().map(|r| serde_json::from_value(r.clone()).expect("a ValidationRule")));
         }
     }
     crd
@@ -176,4 +180,20 @@ pub struct AgentPerformance {
     pub total_cost_usd: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_active_at: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crd_carries_the_root_rules_and_the_replica_bound() {
+        let crd = agent_crd();
+        let schema = crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap();
+        let rules: Vec<&str> =
+            schema.x_kubernetes_validations.as_ref().unwrap().iter().map(|r| r.rule.as_str()).collect();
+        assert_eq!(rules, ["self.metadata.name.size() <= 57", "self.spec.replicas >= 0 && self.spec.replicas <= 100"]);
+        let replicas = &schema.properties.as_ref().unwrap()["spec"].properties.as_ref().unwrap()["replicas"];
+        assert_eq!(replicas.maximum, Some(f64::from(MAX_REPLICAS)), "the schema's bound is MAX_REPLICAS");
+    }
 }

@@ -33,6 +33,27 @@ impl Condition {
     }
 }
 
+/// A status with a list of conditions.
+pub trait HasConditions {
+    fn conditions(&self) -> &[Condition];
+
+    /// The condition of type `type_`, if present.
+    fn condition(&self, type_: &str) -> Option<&Condition> {
+        find_condition(self.conditions(), type_)
+    }
+}
+
+macro_rules! has_conditions {
+    ($($status:ty),*) => {
+        $(impl HasConditions for $status {
+            fn conditions(&self) -> &[Condition] {
+                &self.conditions
+            }
+        })*
+    };
+}
+has_conditions!(crate::TierStatus, crate::CustomerStatus, crate::AgentDeploymentStatus, crate::KnowledgeDocumentStatus);
+
 /// Finds a condition by type in an optional list (as read from an optional status).
 pub fn find_condition_in<'a>(conditions: Option<&'a [Condition]>, type_: &str) -> Option<&'a Condition> {
     conditions.and_then(|c| find_condition(c, type_))

@@ -13,7 +13,7 @@ pub mod labels;
 pub mod tier;
 
 pub use agent::{AgentDeployment, AgentDeploymentSpec, AgentDeploymentStatus, AgentPerformance, AgentPhase, AgentType};
-pub use common::{Condition, find_condition, find_condition_in};
+pub use common::{Condition, HasConditions, find_condition, find_condition_in};
 pub use customer::{Contact, Customer, CustomerSpec, CustomerStatus, CustomerUsage, IcpCriteria};
 pub use document::{
     BlobRef, ConfigMapKeyRef, DocumentPhase, DocumentSource, KnowledgeDocument, KnowledgeDocumentSpec,
