@@ -23,7 +23,8 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use prospector_crds::conditions::types;
-use prospector_crds::{AgentDeployment, AgentPhase, Customer, find_condition_in};
+use prospector_crds::customer::customer_namespace;
+use prospector_crds::{AgentDeployment, AgentPhase, Customer, HasConditions};
 use prospector_tests::process::{ManagedProcess, RunAs, free_port};
 use prospector_tests::{process_dir, shared_cluster, shared_postgres};
 use serde_json::json;
@@ -119,7 +120,7 @@ async fn floor(customers_n: usize, agents_per_customer: usize) {
             let (agent_created, customer_latencies) = (agent_created.clone(), customer_latencies.clone());
             async move {
                 let name = format!("floor-{index:04}");
-                let namespace = format!("cust-{name}");
+                let namespace = customer_namespace(&name);
                 let children = CustomerChildren {
                     customer_name: &name,
                     customer_id: index as i64 + 1,
@@ -250,10 +251,7 @@ async fn bench(customers_n: usize, agents_per_customer: usize) {
     let watchers = [
         watch_ready(
             Api::<Customer>::all(client.clone()),
-            |c| {
-                find_condition_in(c.status.as_ref().map(|s| s.conditions.as_slice()), types::READY)
-                    .is_some_and(|r| r.is_true())
-            },
+            |c| c.status.as_ref().and_then(|s| s.condition(types::READY)).is_some_and(|r| r.is_true()),
             customer_ready.clone(),
         ),
         watch_ready(
@@ -288,26 +286,18 @@ async fn bench(customers_n: usize, agents_per_customer: usize) {
             let agent_created = agent_created.clone();
             let customer_ready = customer_ready.clone();
             async move {
-                let customer: Customer = serde_json::from_value(json!({
-                    "apiVersion": "prospector.dev/v1alpha1", "kind": "Customer", "metadata": {"name": name},
-                    "spec": {"companyName": name, "email": format!("{name}@example.com"), "tier": "pro"}
-                }))
-                .unwrap();
+                let customer = prospector_tests::fixtures::customer(&name, "pro", json!({}));
                 customer_created.lock().unwrap().insert(format!("/{name}"), Instant::now());
                 Api::<Customer>::all(client.clone()).create(&PostParams::default(), &customer).await.unwrap();
                 // Agents go into the namespace the operator creates: wait (on the watch, without
                 // loading the apiserver) until the customer is Ready.
-                let namespace = format!("cust-{name}");
+                let namespace = customer_namespace(&name);
                 while !customer_ready.lock().unwrap().contains_key(&format!("/{name}")) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 let agents: Api<AgentDeployment> = Api::namespaced(client.clone(), &namespace);
                 for i in 0..agents_per_customer {
-                    let agent: AgentDeployment = serde_json::from_value(json!({
-                        "apiVersion": "prospector.dev/v1alpha1", "kind": "AgentDeployment", "metadata": {"name": format!("agent-{i}")},
-                        "spec": {"agentName": format!("Agent {i}"), "agentType": "lead_qualifier"}
-                    }))
-                    .unwrap();
+                    let agent = prospector_tests::fixtures::agent(&format!("agent-{i}"), 1);
                     agent_created.lock().unwrap().insert(format!("{namespace}/agent-{i}"), Instant::now());
                     agents.create(&PostParams::default(), &agent).await.unwrap();
                 }

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use prospector_crds::conditions::{reasons, types};
-use prospector_crds::{AgentDeployment, AgentPhase, Customer, find_condition_in};
+use prospector_crds::{AgentDeployment, AgentPhase, Customer, HasConditions};
 use prospector_store::agents::{UsageReport, record_usage};
 use prospector_tests::fixtures::{SETTLE, agent, count, phase, phases, ready_customer, run_agents, wait_agent_phase};
 use serde_json::json;
@@ -28,7 +28,7 @@ const WAIT: Duration = SETTLE;
 async fn wait_refusal(api: &Api<AgentDeployment>, name: &str, reason: &str, names_limit: &str) {
     eventually(&format!("{name} refused for {reason}: {names_limit}"), WAIT, || async {
         let a = api.get(name).await.ok()?;
-        let c = find_condition_in(a.status.as_ref().map(|s| s.conditions.as_slice()), types::QUOTA_EXCEEDED)?;
+        let c = a.status.as_ref().and_then(|s| s.condition(types::QUOTA_EXCEEDED))?;
         (c.is_true() && c.reason == reason && c.message.contains(names_limit)).then_some(())
     })
     .await;
@@ -235,7 +235,7 @@ async fn the_cost_cap_holds_agents_at_zero_until_raised_or_the_month_turns() {
     assert_eq!(record_usage(&pool, &deployment_id, &report, today).await.unwrap(), Some(customer_id));
     let capped = eventually("CostCapExceeded and zero replicas", WAIT, || async {
         let a = api.get("worker").await.ok()?;
-        let cap = find_condition_in(a.status.as_ref().map(|s| s.conditions.as_slice()), types::COST_CAP_EXCEEDED)?;
+        let cap = a.status.as_ref().and_then(|s| s.condition(types::COST_CAP_EXCEEDED))?;
         (cap.is_true()
             && phase(&a) == Some(AgentPhase::Suspended)
             && deployment_replicas(&client, &namespace, "agent-worker").await == Some(0))
@@ -271,7 +271,7 @@ async fn the_cost_cap_holds_agents_at_zero_until_raised_or_the_month_turns() {
     operator.clock.set(Utc.with_ymd_and_hms(year, month, 1, 0, 0, 5).unwrap());
     eventually("the agent running in the new month", WAIT, || async {
         let a = api.get("worker").await.ok()?;
-        let cap = find_condition_in(a.status.as_ref().map(|s| s.conditions.as_slice()), types::COST_CAP_EXCEEDED)?;
+        let cap = a.status.as_ref().and_then(|s| s.condition(types::COST_CAP_EXCEEDED))?;
         (phase(&a) == Some(AgentPhase::Running)
             && !cap.is_true()
             && deployment_replicas(&client, &namespace, "agent-worker").await == Some(1))
@@ -310,7 +310,7 @@ async fn an_agent_outside_a_customer_namespace_is_reported_not_run() {
     api.create(&PostParams::default(), &agent("stray", 1)).await.unwrap();
     let message = eventually("InvalidSpec on the stray agent", WAIT, || async {
         let a = api.get("stray").await.ok()?;
-        let ready = find_condition_in(a.status.as_ref().map(|s| s.conditions.as_slice()), types::READY)?;
+        let ready = a.status.as_ref().and_then(|s| s.condition(types::READY))?;
         (ready.reason == "InvalidSpec" && phase(&a) == Some(AgentPhase::Pending)).then(|| ready.message.clone())
     })
     .await;
@@ -352,7 +352,7 @@ async fn deleting_a_customer_stops_its_agents_and_releases_everything() {
 }
 
 fn condition<'a>(agent: &'a AgentDeployment, type_: &str) -> Option<&'a prospector_crds::Condition> {
-    find_condition_in(agent.status.as_ref().map(|s| s.conditions.as_slice()), type_)
+    agent.status.as_ref().and_then(|s| s.condition(type_))
 }
 
 /// Waits until the agent is Failed for `reason`, and returns the Ready condition's message.
@@ -407,10 +407,14 @@ async fn agents_whose_pods_cannot_run_fail_with_the_cause_and_recover() {
     let unpullable = api.get("unpullable").await.unwrap();
     assert_eq!(condition(&unpullable, types::QUOTA_EXCEEDED).map(|c| c.is_true()), Some(false), "admitted");
 
-    // Each recovers by itself once the cause goes away.
+    // Each recovers once the cause goes away. Capacity appears without any change to the agent:
+    // a node that can hold the pod joins, and the agent goes Running on its own.
+    prospector_tests::controlplane::add_fake_node(&client, "kwok-node-big", "8Ti").await.unwrap();
+    let running = wait_agent_phase(&api, "huge", AgentPhase::Running).await;
+    assert_eq!(running.status.unwrap().ready_replicas, Some(1));
+    // The other two are fixed in their spec: a pullable image, no GPU request.
     let fixes = [
         ("unpullable", json!({"spec": {"image": "registry.example/prospector/agent:2"}})),
-        ("huge", json!({"spec": {"resources": resources("1Gi")}})),
         ("gpu", json!({"spec": {"resources": null}})),
     ];
     for (name, fix) in &fixes {
@@ -418,7 +422,7 @@ async fn agents_whose_pods_cannot_run_fail_with_the_cause_and_recover() {
     }
     for (name, _) in &fixes {
         let running = wait_agent_phase(&api, name, AgentPhase::Running).await;
-        assert!(condition(&running, types::READY).unwrap().is_true(), "{name}");
+        assert_eq!(running.status.unwrap().ready_replicas, Some(1), "{name}");
     }
 }
 
@@ -474,7 +478,6 @@ async fn an_agent_scaled_to_zero_keeps_its_slot_and_is_not_running() {
         (phase(&a) == Some(AgentPhase::Deployed) && ready.reason == reasons::SCALED_TO_ZERO).then_some(a)
     })
     .await;
-    assert!(!condition(&parked, types::READY).unwrap().is_true());
     assert_eq!(parked.status.as_ref().unwrap().ready_replicas, Some(0));
     assert_eq!(quota_counters(&pool, customer_id).await, (1, 0), "it counts as an agent, with no replicas");
     assert_eq!(deployment_replicas(&client, &namespace, "agent-parked").await, Some(0));
@@ -498,9 +501,8 @@ async fn a_customer_is_quota_exceeded_only_when_something_was_refused() {
     let (namespace, _) = ready_customer(&client, &customer_name, "starter", json!({"maxAgents": 2})).await;
     let api: Api<AgentDeployment> = Api::namespaced(client.clone(), &namespace);
     let customers: Api<Customer> = Api::all(client.clone());
-    let quota_exceeded = |customer: &Customer| {
-        find_condition_in(customer.status.as_ref().map(|s| s.conditions.as_slice()), types::QUOTA_EXCEEDED).cloned()
-    };
+    let quota_exceeded =
+        |customer: &Customer| customer.status.as_ref().and_then(|s| s.condition(types::QUOTA_EXCEEDED)).cloned();
 
     // Two of two agents: full, not exceeded.
     run_agents(&api, &["one", "two"]).await;
@@ -525,11 +527,28 @@ async fn a_customer_is_quota_exceeded_only_when_something_was_refused() {
 
     // Withdrawing the refused agent clears it.
     api.delete("three", &DeleteParams::default()).await.unwrap();
-    eventually("QuotaExceeded cleared", WAIT, || async {
+    let cleared = || async {
         let condition = quota_exceeded(&customers.get(&customer_name).await.ok()?)?;
         (!condition.is_true()).then_some(())
+    };
+    eventually("QuotaExceeded cleared", WAIT, cleared).await;
+
+    // A running agent refused a scale-up (1 + 3 replicas of the starter tier's 3) is a refusal
+    // too; asking for what fits again clears it.
+    let scale = |replicas: i32| json!({"spec": {"replicas": replicas}});
+    api.patch("two", &PatchParams::default(), &Patch::Merge(&scale(3))).await.unwrap();
+    eventually("QuotaExceeded for the refused scale-up", WAIT, || async {
+        let condition = quota_exceeded(&customers.get(&customer_name).await.ok()?)?;
+        (condition.is_true() && condition.reason == reasons::AGENTS_WAITING).then_some(())
     })
     .await;
+    assert_eq!(agent_phase_of(&api, "two").await, Some(AgentPhase::Running), "it keeps running what it holds");
+    api.patch("two", &PatchParams::default(), &Patch::Merge(&scale(1))).await.unwrap();
+    eventually("QuotaExceeded cleared after the scale-down", WAIT, cleared).await;
+}
+
+async fn agent_phase_of(api: &Api<AgentDeployment>, name: &str) -> Option<AgentPhase> {
+    phase(&api.get(name).await.ok()?)
 }
 
 #[tokio::test]

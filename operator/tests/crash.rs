@@ -17,7 +17,8 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use process::start_operator;
 use prospector_crds::conditions::types;
-use prospector_crds::{AgentDeployment, AgentPhase, Customer, find_condition_in};
+use prospector_crds::customer::customer_namespace;
+use prospector_crds::{AgentDeployment, AgentPhase, Customer, HasConditions};
 use prospector_tests::fixtures::{agent_of_type, create_customer};
 use prospector_tests::{shared_cluster, shared_postgres};
 use rand::Rng;
@@ -98,7 +99,7 @@ async fn state_converges_after_ten_sigkills_during_a_burst() {
     for (name, (tier, overrides)) in names.iter().zip(CUSTOMERS) {
         create_customer(&client, name, tier, serde_json::from_str(overrides).unwrap()).await;
     }
-    let namespaces: Vec<String> = names.iter().map(|n| format!("cust-{n}")).collect();
+    let namespaces: Vec<String> = names.iter().map(|n| customer_namespace(n)).collect();
     eventually("the customers' namespaces", Duration::from_secs(60), || async {
         for ns in &namespaces {
             Api::<Namespace>::all(client.clone()).get_opt(ns).await.ok()??;
@@ -172,12 +173,24 @@ async fn state_converges_after_ten_sigkills_during_a_burst() {
         Some(())
     })
     .await;
+    // It stays converged through a resync: every customer re-applies its children at least once
+    // per resync period (5 s here), after which every agent is still settled.
+    let converged_at = chrono::Utc::now();
+    eventually("a resync after convergence, everything still settled", Duration::from_secs(60), || async {
+        for name in &names {
+            let applied = Api::<Customer>::all(client.clone()).get(name).await.ok()?.status?.children_applied_at?;
+            let applied = chrono::DateTime::parse_from_rfc3339(&applied).ok()?;
+            (applied.timestamp() > converged_at.timestamp()).then_some(())?;
+        }
+        settled(&client, &namespaces).await
+    })
+    .await;
 
     let customers: Api<Customer> = Api::all(client.clone());
     for (name, ns) in names.iter().zip(&namespaces) {
         let customer = customers.get(name).await.unwrap();
         let status = customer.status.clone().unwrap();
-        assert!(find_condition_in(Some(&status.conditions), types::READY).unwrap().is_true());
+        assert!(status.condition(types::READY).unwrap().is_true());
         let customer_id = status.customer_id.unwrap();
         let agents =
             Api::<AgentDeployment>::namespaced(client.clone(), ns).list(&ListParams::default()).await.unwrap().items;

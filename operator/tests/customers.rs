@@ -14,7 +14,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::ListParams;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use prospector_crds::conditions::{reasons, types};
-use prospector_crds::{Customer, Tier, find_condition_in};
+use prospector_crds::{Customer, HasConditions, Tier};
 use prospector_store::chunks::{NewChunk, upsert_chunks};
 use prospector_store::documents::{DocumentRecord, SourceKind, insert_blob, upsert_document};
 use prospector_tests::fixtures::{self, wait_customer_ready};
@@ -44,14 +44,14 @@ async fn customer_lifecycle_builds_the_tenant_and_deletion_leaves_nothing() {
     // Status and printer-column fields.
     let status = ready.status.clone().unwrap();
     let customer_id = status.customer_id.expect("customerId is allocated");
-    let namespace = format!("cust-{name}");
+    let namespace = prospector_crds::customer::customer_namespace(&name);
     assert_eq!(status.namespace.as_deref(), Some(namespace.as_str()));
     assert_eq!(status.agents.as_deref(), Some("0/5"));
     assert_eq!(status.api_key_secret.as_deref(), Some("prospector-api-key"));
-    let usage = status.usage.unwrap();
+    let usage = status.usage.clone().unwrap();
     assert_eq!(usage.documents.limit, 100);
     assert_eq!(usage.concurrent_agents.limit, 3);
-    let quota_exceeded = find_condition_in(Some(&status.conditions), types::QUOTA_EXCEEDED).unwrap();
+    let quota_exceeded = status.condition(types::QUOTA_EXCEEDED).unwrap();
     assert_eq!(quota_exceeded.status, "False");
 
     // The namespace and its children.
@@ -169,7 +169,7 @@ async fn a_missing_tier_is_a_condition_not_a_crash_loop() {
     customers.create(&PostParams::default(), &customer(&name, &tier_name)).await.unwrap();
     let message = eventually("TierNotFound", WAIT, || async {
         let c = customers.get(&name).await.ok()?;
-        let ready = find_condition_in(c.status.as_ref().map(|s| s.conditions.as_slice()), types::READY)?;
+        let ready = c.status.as_ref().and_then(|s| s.condition(types::READY))?;
         (ready.reason == reasons::TIER_NOT_FOUND && ready.status == "False").then(|| ready.message.clone())
     })
     .await;

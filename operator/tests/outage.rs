@@ -50,7 +50,7 @@ async fn a_database_outage_backs_off_and_recovers_without_failing_objects() {
     create_customer(&client, &before, "starter", json!({})).await;
     eventually("the first customer Ready", WAIT, || async { customer_ready(&client, &before).await?.then_some(()) })
         .await;
-    let before_ns = format!("cust-{before}");
+    let before_ns = prospector_crds::customer::customer_namespace(&before);
     Api::<AgentDeployment>::namespaced(client.clone(), &before_ns)
         .create(&PostParams::default(), &agent_of_type("steady", "lead_researcher", 1))
         .await

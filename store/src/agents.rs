@@ -67,6 +67,14 @@ pub enum Refusal {
     NotFound,
 }
 
+/// A reservation's decision, and whether it flipped the agent's `quota_refused` flag (which
+/// its customer's QuotaExceeded condition counts).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reservation {
+    pub admission: Admission,
+    pub refused_changed: bool,
+}
+
 /// The outcome of a reservation.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Admission {
@@ -123,17 +131,18 @@ pub async fn find_agent(pool: &PgPool, k8s_uid: Uuid) -> Result<Option<AgentRow>
 /// against the latest row after waiting for any concurrent reservation of the same customer. A
 /// first admission also waits for older agents of the customer that could fit the limits, so
 /// freed capacity goes to waiting agents in creation order. Reserving what the agent already
-/// holds is a no-op; shrinking always succeeds.
+/// holds is a no-op; shrinking always succeeds. The agent's `quota_refused` flag records the
+/// decision.
 pub async fn reserve_agent_quota(
     pool: &PgPool,
     customer_id: i64,
     agent_id: i64,
     wanted_replicas: i32,
     month_start: NaiveDate,
-) -> Result<Admission, StoreError> {
-    let admitted: Option<(i32, i32)> = sqlx::query_as(
+) -> Result<Reservation, StoreError> {
+    let admitted: Option<(i32, i32, bool)> = sqlx::query_as(
         "WITH me AS (
-            SELECT id, admitted, quota_reserved_replicas AS held, created_at
+            SELECT id, admitted, quota_reserved_replicas AS held, created_at, quota_refused AS was_refused
               FROM customer_agents
              WHERE id = $2 AND customer_id = $1 AND terminated_at IS NULL
              FOR UPDATE),
@@ -158,10 +167,10 @@ pub async fn reserve_agent_quota(
                        AND w.replicas <= q.max_concurrent_agents))
             RETURNING q.active_agents_count, q.active_replicas)
          UPDATE customer_agents a
-            SET admitted = true, quota_reserved_replicas = $3
-           FROM q
+            SET admitted = true, quota_reserved_replicas = $3, quota_refused = false
+           FROM q, me
           WHERE a.id = $2 AND a.customer_id = $1
-         RETURNING q.active_agents_count, q.active_replicas",
+         RETURNING q.active_agents_count, q.active_replicas, me.was_refused",
     )
     .bind(customer_id)
     .bind(agent_id)
@@ -169,14 +178,25 @@ pub async fn reserve_agent_quota(
     .bind(month_start)
     .fetch_optional(pool)
     .await?;
-    if let Some((active_agents, active_replicas)) = admitted {
-        return Ok(Admission::Admitted {
+    if let Some((active_agents, active_replicas, was_refused)) = admitted {
+        let admission = Admission::Admitted {
             replicas: wanted_replicas,
             active_agents: active_agents.into(),
             active_replicas: active_replicas.into(),
-        });
+        };
+        return Ok(Reservation { admission, refused_changed: was_refused });
     }
-    Ok(Admission::Refused(explain_refusal(pool, customer_id, agent_id, wanted_replicas, month_start).await?))
+    let newly_refused = sqlx::query(
+        "UPDATE customer_agents SET quota_refused = true
+          WHERE id = $2 AND customer_id = $1 AND terminated_at IS NULL AND NOT quota_refused",
+    )
+    .bind(customer_id)
+    .bind(agent_id)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    let refusal = explain_refusal(pool, customer_id, agent_id, wanted_replicas, month_start).await?;
+    Ok(Reservation { admission: Admission::Refused(refusal), refused_changed: newly_refused > 0 })
 }
 
 /// What [`explain_refusal`] reads: the agent's hold, the customer's counters and limits.
@@ -269,7 +289,8 @@ pub async fn release_agent(pool: &PgPool, k8s_uid: Uuid) -> Result<bool, StoreEr
               FROM me WHERE q.customer_id = me.customer_id
             RETURNING q.customer_id)
          UPDATE customer_agents a
-            SET admitted = false, quota_reserved_replicas = 0, status = 'terminated', terminated_at = now()
+            SET admitted = false, quota_reserved_replicas = 0, quota_refused = false,
+                status = 'terminated', terminated_at = now()
            FROM me
           WHERE a.id = me.id
          RETURNING true",
@@ -281,35 +302,32 @@ pub async fn release_agent(pool: &PgPool, k8s_uid: Uuid) -> Result<bool, StoreEr
 }
 
 /// Records the phase the operator observed (`status` column, snake_case) and the first
-/// deployment time. Returns the phase it replaced, or `None` when the row already had it.
+/// deployment time.
 pub async fn set_agent_status(
     pool: &PgPool,
     agent_id: i64,
     phase: AgentPhase,
     deployed: bool,
-) -> Result<Option<AgentPhase>, StoreError> {
-    let replaced = sqlx::query_scalar(
-        "UPDATE customer_agents a
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE customer_agents
             SET status = $2,
-                deployed_at = CASE WHEN $3 THEN coalesce(a.deployed_at, now()) ELSE a.deployed_at END
-           FROM (SELECT id, status FROM customer_agents WHERE id = $1 FOR UPDATE) old
-          WHERE a.id = old.id AND a.terminated_at IS NULL
-            AND (a.status IS DISTINCT FROM $2 OR ($3 AND a.deployed_at IS NULL))
-         RETURNING old.status",
+                deployed_at = CASE WHEN $3 THEN coalesce(deployed_at, now()) ELSE deployed_at END
+          WHERE id = $1 AND terminated_at IS NULL AND (status IS DISTINCT FROM $2 OR ($3 AND deployed_at IS NULL))",
     )
     .bind(agent_id)
     .bind(phase)
     .bind(deployed)
-    .fetch_optional(pool)
+    .execute(pool)
     .await?;
-    Ok(replaced.filter(|old| *old != phase))
+    Ok(())
 }
 
-/// How many live agents of a customer were refused admission and wait for quota.
+/// How many live agents of a customer were refused what they asked for at their last
+/// reservation: never admitted, or refused a scale-up.
 pub async fn refused_agents(pool: &PgPool, customer_id: i64) -> Result<i64, StoreError> {
     let count = sqlx::query_scalar(
-        "SELECT count(*) FROM customer_agents
-          WHERE customer_id = $1 AND terminated_at IS NULL AND NOT admitted AND status = 'quota_exceeded'",
+        "SELECT count(*) FROM customer_agents WHERE customer_id = $1 AND terminated_at IS NULL AND quota_refused",
     )
     .bind(customer_id)
     .fetch_one(pool)

@@ -238,7 +238,7 @@ pub async fn purge_customer(pool: &PgPool, k8s_uid: Uuid) -> Result<CustomerPurg
         .rows_affected();
     sqlx::query(
         "UPDATE customer_agents SET admitted = false, quota_reserved_replicas = 0,
-                status = 'terminated', terminated_at = now()
+                quota_refused = false, status = 'terminated', terminated_at = now()
           WHERE customer_id = $1 AND terminated_at IS NULL",
     )
     .bind(customer_id)

@@ -264,30 +264,36 @@ current-context: prospector-local
 }
 
 async fn create_fake_node(client: &Client) -> Result<(), HarnessError> {
+    add_fake_node(client, FAKE_NODE, "4Ti").await
+}
+
+/// Adds a node that kwok runs, with `memory` allocatable (and room for 20,000 pods, 1,000 CPUs
+/// and 8 GPUs). Tests add one to give the scheduler capacity it lacked.
+pub async fn add_fake_node(client: &Client, name: &str, memory: &str) -> Result<(), HarnessError> {
     let node: Node = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
-            "name": FAKE_NODE,
+            "name": name,
             "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
             "labels": {
-                "kubernetes.io/hostname": FAKE_NODE,
+                "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
                 "type": "kwok"
             }
         },
         "status": {
-            "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": "20000", "nvidia.com/gpu": "8"},
-            "capacity": {"cpu": "1000", "memory": "4Ti", "pods": "20000", "nvidia.com/gpu": "8"}
+            "allocatable": {"cpu": "1000", "memory": memory, "pods": "20000", "nvidia.com/gpu": "8"},
+            "capacity": {"cpu": "1000", "memory": memory, "pods": "20000", "nvidia.com/gpu": "8"}
         }
     }))
     .map_err(|e| HarnessError::Kube(e.to_string()))?;
     let nodes: Api<Node> = Api::all(client.clone());
     nodes
-        .patch(FAKE_NODE, &PatchParams::apply(HARNESS_MANAGER).force(), &Patch::Apply(&node))
+        .patch(name, &PatchParams::apply(HARNESS_MANAGER).force(), &Patch::Apply(&node))
         .await
-        .map_err(|e| HarnessError::Kube(format!("create node {FAKE_NODE}: {e}")))?;
+        .map_err(|e| HarnessError::Kube(format!("create node {name}: {e}")))?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt};
 use prospector_crds::conditions::types;
-use prospector_crds::{AgentDeployment, AgentPhase, Customer, Tier, find_condition_in};
+use prospector_crds::{AgentDeployment, AgentPhase, Customer, HasConditions, Tier};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -79,10 +79,7 @@ pub async fn create_customer(client: &Client, name: &str, tier: &str, overrides:
 /// Whether the customer carries Ready=True; `None` when it cannot be read.
 pub async fn customer_ready(client: &Client, name: &str) -> Option<bool> {
     let c = Api::<Customer>::all(client.clone()).get(name).await.ok()?;
-    Some(
-        find_condition_in(c.status.as_ref().map(|s| s.conditions.as_slice()), types::READY)
-            .is_some_and(|r| r.is_true()),
-    )
+    Some(c.status.as_ref().and_then(|s| s.condition(types::READY)).is_some_and(|r| r.is_true()))
 }
 
 /// Waits until the customer is Ready, and returns it.
@@ -90,7 +87,7 @@ pub async fn wait_customer_ready(client: &Client, name: &str) -> Customer {
     let customers: Api<Customer> = Api::all(client.clone());
     eventually(&format!("customer {name} Ready"), SETTLE, || async {
         let c = customers.get(name).await.ok()?;
-        find_condition_in(c.status.as_ref().map(|s| s.conditions.as_slice()), types::READY)?.is_true().then_some(c)
+        c.status.as_ref().and_then(|s| s.condition(types::READY))?.is_true().then_some(c)
     })
     .await
 }

@@ -130,12 +130,14 @@ async fn apply_agent(agent: &AgentDeployment, api: &Api<AgentDeployment>, ctx: &
     };
     let status = derive_status(agent.status.as_ref(), generation, now, &AgentState::Evaluated(Box::new(facts)));
     let phase = status.phase.unwrap_or(AgentPhase::Pending);
-    record_phase(ctx, &admitted.row, &customer.name, phase, running_replicas.is_some()).await?;
+    store::set_agent_status(&ctx.pool, admitted.row.id, phase, running_replicas.is_some()).await?;
     report(api, agent, ctx, status).await?;
     // Deployment changes wake this agent through the owned-object watch; pods do not, so an
     // agent whose pods are starting or failing is looked at again soon. The periodic resync
     // picks up reported usage, a cost cap and the turn of the month.
-    let retry_soon = running_replicas.is_none() || admitted.hold == Some(Hold::CostCap) || needs_progress_check(phase);
+    let retry_soon = running_replicas.is_none()
+        || admitted.hold == Some(Hold::CostCap)
+        || needs_progress_check(phase, running_replicas.unwrap_or(0));
     Ok(Action::requeue(if retry_soon { ctx.settings.waiting_retry } else { ctx.settings.resync }))
 }
 
@@ -191,7 +193,8 @@ async fn admit(agent: &AgentDeployment, namespace: &str, customer: &CustomerView
         .map(|s| CostCap { spent_usd: s.cost_this_month_usd, cap_usd: s.limits.max_cost_per_month_usd });
     let (wanted, hold) =
         desired_replicas(agent.spec.replicas, agent.spec.suspend, customer.suspended, cost_cap.is_some());
-    let admission = store::reserve_agent_quota(&ctx.pool, customer.id, row.id, wanted, month_start(now)).await?;
+    let store::Reservation { admission, refused_changed } =
+        store::reserve_agent_quota(&ctx.pool, customer.id, row.id, wanted, month_start(now)).await?;
     let reported = store::agent_performance(&ctx.pool, row.id).await?;
     let first_admission = !row.admitted && matches!(admission, Admission::Admitted { .. });
     if wanted < row.quota_reserved_replicas || first_admission {
@@ -201,8 +204,8 @@ async fn admit(agent: &AgentDeployment, namespace: &str, customer: &CustomerView
     }
     let resized = row.admitted
         && matches!(admission, Admission::Admitted { replicas, .. } if replicas != row.quota_reserved_replicas);
-    if first_admission || resized {
-        // The customer's usage changed.
+    if first_admission || resized || refused_changed {
+        // The customer's usage, or its count of refused agents (its QuotaExceeded), changed.
         ctx.wake_customer(&customer.name);
     }
     Ok(Admitted {
@@ -312,25 +315,16 @@ async fn observe(
     Ok(DeploymentHealth { available, ready: status.ready_replicas.unwrap_or(0), failure })
 }
 
-/// Mirrors the phase in `customer_agents.status`. The customer's `QuotaExceeded` counts the
-/// refused agents, so it is refreshed when an agent enters or leaves QuotaExceeded.
-async fn record_phase(ctx: &Context, row: &AgentRow, customer: &str, phase: AgentPhase, deployed: bool) -> Result<()> {
-    let replaced = store::set_agent_status(&ctx.pool, row.id, phase, deployed).await?;
-    if let Some(old) = replaced
-        && (old == AgentPhase::QuotaExceeded) != (phase == AgentPhase::QuotaExceeded)
-    {
-        ctx.wake_customer(customer);
-    }
-    Ok(())
-}
-
 /// Cleanup: the agent shows Terminating, its children go, and its quota is released exactly
 /// once, which wakes the agents waiting for it.
 async fn cleanup_agent(agent: &AgentDeployment, api: &Api<AgentDeployment>, ctx: &Context) -> Result<Action> {
     let namespace = agent.namespace().unwrap_or_default();
-    let terminating =
-        derive_status(agent.status.as_ref(), agent.metadata.generation, ctx.clock.now(), &AgentState::Terminating);
-    report(api, agent, ctx, terminating).await?;
+    let generation = agent.metadata.generation;
+    let terminating = derive_status(agent.status.as_ref(), generation, ctx.clock.now(), &AgentState::Terminating);
+    // Showing Terminating is for people; it must never hold up the release of the quota.
+    if let Err(e) = report(api, agent, ctx, terminating).await {
+        tracing::info!(agent = %agent.name_any(), %namespace, error = %e, "cannot show Terminating; cleaning up anyway");
+    }
     let name = child_name(&agent.name_any());
     delete_if_exists(&Api::<Deployment>::namespaced(ctx.client.clone(), &namespace), &name).await?;
     delete_if_exists(&Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace), &name).await?;

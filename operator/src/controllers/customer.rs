@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chrono::Datelike;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
@@ -21,7 +21,7 @@ use prospector_crds::{AgentDeployment, Customer, Tier};
 use prospector_store::StoreError;
 use prospector_store::customers::{self as store, CustomerRecord};
 
-use super::{FINALIZER, apply, delete_if_exists, object_uid, report};
+use super::{FINALIZER, apply, delete_all_if_exists, delete_if_exists, object_uid, report};
 use crate::apikey;
 use crate::context::{Context, object_key};
 use crate::desired::customer::{API_KEY_SECRET, API_KEY_SECRET_KEY, CustomerChildren};
@@ -240,12 +240,7 @@ async fn ensure_api_key(ctx: &Context, children: &CustomerChildren<'_>, customer
 async fn cleanup_customer(customer: &Customer, ctx: &Context) -> Result<Action> {
     let namespace = customer_namespace(&customer.name_any());
     // Stop the agents: their own finalizers release their quota and children.
-    let agents: Api<AgentDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    match agents.delete_collection(&DeleteParams::default(), &ListParams::default()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
-        Err(e) => return Err(e.into()),
-    }
+    delete_all_if_exists(&Api::<AgentDeployment>::namespaced(ctx.client.clone(), &namespace)).await?;
     // Hard-delete blobs, chunks and vectors; keep the billing rows; revoke the keys.
     let purge = store::purge_customer(&ctx.pool, object_uid(customer)?).await?;
     delete_if_exists(&Api::<Namespace>::all(ctx.client.clone()), &namespace).await?;

@@ -10,12 +10,12 @@ pub mod tier;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use prospector_crds::Condition;
 use prospector_crds::conditions::{reasons, types};
+use prospector_crds::{Condition, HasConditions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -40,10 +40,21 @@ pub async fn delete_if_exists<K>(api: &Api<K>, name: &str) -> Result<()>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
+    ignore_not_found(api.delete(name, &DeleteParams::background()).await.map(|_| ()))
+}
+
+/// Deletes every object behind `api`, treating a namespace that is already gone as done.
+pub async fn delete_all_if_exists<K>(api: &Api<K>) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    ignore_not_found(api.delete_collection(&DeleteParams::default(), &ListParams::default()).await.map(|_| ()))
+}
+
+fn ignore_not_found(result: std::result::Result<(), kube::Error>) -> Result<()> {
+    match result {
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
+        other => Ok(other?),
     }
 }
 
@@ -57,26 +68,26 @@ pub fn object_uid<K: Resource>(object: &K) -> Result<Uuid> {
         .ok_or(OperatorError::MissingField("metadata.uid"))
 }
 
-/// A status with a list of conditions.
-pub trait HasConditions {
-    fn conditions(&self) -> &[Condition];
+/// A status the operator writes.
+pub trait OperatorStatus: HasConditions + Serialize + PartialEq {
+    /// Whether `current` already holds everything this controller writes. Fields another writer
+    /// owns are not compared (and not applied).
+    fn is_written_in(&self, current: &Self) -> bool {
+        self == current
+    }
 }
 
-macro_rules! has_conditions {
-    ($($status:ty),*) => {
-        $(impl HasConditions for $status {
-            fn conditions(&self) -> &[Condition] {
-                &self.conditions
-            }
-        })*
-    };
+impl OperatorStatus for prospector_crds::TierStatus {}
+impl OperatorStatus for prospector_crds::AgentDeploymentStatus {}
+impl OperatorStatus for prospector_crds::KnowledgeDocumentStatus {}
+impl OperatorStatus for prospector_crds::CustomerStatus {
+    fn is_written_in(&self, current: &Self) -> bool {
+        // The document pipeline owns `icp`: the customer controller neither applies nor compares it.
+        let mut ours = current.clone();
+        ours.icp.clone_from(&self.icp);
+        *self == ours
+    }
 }
-has_conditions!(
-    prospector_crds::TierStatus,
-    prospector_crds::CustomerStatus,
-    prospector_crds::AgentDeploymentStatus,
-    prospector_crds::KnowledgeDocumentStatus
-);
 
 /// Writes `status` to `object` with server-side apply, unless the object already carries
 /// exactly that status. Transition times are kept by `crate::status::condition`, so a steady
@@ -84,9 +95,9 @@ has_conditions!(
 pub async fn write_status_if_changed<K>(api: &Api<K>, object: &K, status: K::Status) -> Result<()>
 where
     K: Resource<DynamicType = ()> + HasStatus + Clone + DeserializeOwned + Debug,
-    K::Status: Serialize + PartialEq,
+    K::Status: OperatorStatus,
 {
-    if object.status() == Some(&status) {
+    if object.status().is_some_and(|current| status.is_written_in(current)) {
         return Ok(());
     }
     let body = serde_json::json!({
@@ -113,8 +124,11 @@ pub async fn publish_transitions<K: Resource<DynamicType = ()>>(
             continue;
         }
         let warning = match changed.type_.as_str() {
-            // Deleting is asked for, not a fault.
-            types::READY => !changed.is_true() && changed.reason != reasons::TERMINATING,
+            // Deleting and scaling to zero are asked for, not faults.
+            types::READY => {
+                !changed.is_true()
+                    && ![reasons::TERMINATING, reasons::SCALED_TO_ZERO].contains(&changed.reason.as_str())
+            }
             _ => changed.is_true(),
         };
         let note = if changed.message.is_empty() {
@@ -131,7 +145,7 @@ pub async fn publish_transitions<K: Resource<DynamicType = ()>>(
 pub async fn report<K>(api: &Api<K>, object: &K, ctx: &Context, status: K::Status) -> Result<()>
 where
     K: Resource<DynamicType = ()> + HasStatus + Clone + DeserializeOwned + Debug,
-    K::Status: Serialize + PartialEq + HasConditions,
+    K::Status: OperatorStatus,
 {
     let previous = object.status().map(|s| s.conditions().to_vec()).unwrap_or_default();
     let next = status.conditions().to_vec();

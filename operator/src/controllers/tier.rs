@@ -9,7 +9,7 @@ use kube::runtime::controller::Action;
 use prospector_crds::conditions::{reasons, types};
 use prospector_crds::{Customer, Tier, TierStatus};
 
-use super::report;
+use super::write_status_if_changed;
 use crate::context::{Context, object_key};
 use crate::error::Result;
 use crate::status::condition;
@@ -57,7 +57,8 @@ pub async fn reconcile(tier: Arc<Tier>, ctx: Arc<Context>) -> Result<Action> {
         observed_generation: tier.metadata.generation,
         conditions: vec![ready],
     };
-    report(&Api::<Tier>::all(ctx.client.clone()), tier.as_ref(), &ctx, status).await?;
+    // A tier's status changes with every customer that joins or leaves: counted, not announced.
+    write_status_if_changed(&Api::<Tier>::all(ctx.client.clone()), tier.as_ref(), status).await?;
     ctx.succeeded(&object_key(tier.as_ref()));
     Ok(Action::requeue(ctx.settings.resync))
 }

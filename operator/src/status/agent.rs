@@ -133,8 +133,8 @@ pub fn agent_phase(state: &AgentState) -> (AgentPhase, bool, &'static str, Strin
     }
 }
 
-/// The status an agent should carry. `current` is the status it carries now: a Pending or
-/// Terminating agent keeps the ids and history it had.
+/// The status an agent should carry. `current` is the status it carries now: a Terminating
+/// agent keeps the ids and history it had; a Pending one has none yet.
 pub fn derive_status(
     current: Option<&AgentDeploymentStatus>,
     generation: Option<i64>,
@@ -272,10 +272,11 @@ pub fn pod_failure(
     None
 }
 
-/// Whether an agent in `phase` should be looked at again soon on its own: its pods may start,
-/// fail or recover without any change to the objects the operator watches.
-pub fn needs_progress_check(phase: AgentPhase) -> bool {
-    matches!(phase, AgentPhase::Deployed | AgentPhase::Failed)
+/// Whether an agent in `phase`, running `running_replicas`, should be looked at again soon on
+/// its own: its pods may start, fail or recover without any change to the objects the operator
+/// watches. A scaled-to-zero agent has no pods to wait for.
+pub fn needs_progress_check(phase: AgentPhase, running_replicas: i32) -> bool {
+    running_replicas > 0 && matches!(phase, AgentPhase::Deployed | AgentPhase::Failed)
 }
 
 #[cfg(test)]
@@ -477,6 +478,14 @@ mod tests {
         }
         let phases: std::collections::BTreeSet<String> = cases().iter().map(|c| format!("{:?}", c.phase)).collect();
         assert_eq!(phases.len(), 7, "the table covers every phase: {phases:?}");
+    }
+
+    #[test]
+    fn only_agents_with_pods_to_wait_for_are_polled() {
+        assert!(needs_progress_check(AgentPhase::Deployed, 2));
+        assert!(needs_progress_check(AgentPhase::Failed, 1));
+        assert!(!needs_progress_check(AgentPhase::Deployed, 0), "scaled to zero: nothing to wait for");
+        assert!(!needs_progress_check(AgentPhase::Running, 2));
     }
 
     #[test]

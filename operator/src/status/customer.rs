@@ -80,8 +80,8 @@ pub fn derive_status(
         replicas: Some(used_of_limit(usage.concurrent_agents.used, usage.concurrent_agents.limit)),
         documents: Some(used_of_limit(usage.documents.used, usage.documents.limit)),
         usage: Some(usage.clone()),
-        // The document pipeline owns the ICP; a usage refresh keeps it.
-        icp: current.and_then(|s| s.icp.clone()),
+        // The document pipeline owns the ICP (`OperatorStatus for CustomerStatus`).
+        icp: None,
         observed_generation: generation,
         children_hash: Some(facts.children_hash.clone()),
         children_applied_at: Some(facts.children_applied_at.clone()),
@@ -193,13 +193,19 @@ mod tests {
     }
 
     #[test]
-    fn a_steady_state_compares_equal_and_keeps_the_icp() {
-        let mut first = derive_status(None, Some(1), now(), &CustomerState::Reconciled(Box::new(facts(1, 0, false))));
-        first.icp =
+    fn a_steady_state_is_already_written_whatever_the_icp() {
+        use crate::controllers::OperatorStatus;
+        let first = derive_status(None, Some(1), now(), &CustomerState::Reconciled(Box::new(facts(1, 0, false))));
+        assert_eq!(first.icp, None, "the ICP is the document pipeline's to write");
+        let mut current = first.clone();
+        current.icp =
             Some(prospector_crds::IcpCriteria { target_industries: vec!["fintech".into()], ..Default::default() });
         let later = now() + chrono::Duration::minutes(10);
         let again =
-            derive_status(Some(&first), Some(1), later, &CustomerState::Reconciled(Box::new(facts(1, 0, false))));
-        assert_eq!(again, first);
+            derive_status(Some(&current), Some(1), later, &CustomerState::Reconciled(Box::new(facts(1, 0, false))));
+        assert!(again.is_written_in(&current), "no write for a steady state, and the ICP is left alone");
+        let moved =
+            derive_status(Some(&current), Some(1), later, &CustomerState::Reconciled(Box::new(facts(2, 0, false))));
+        assert!(!moved.is_written_in(&current), "a usage change is written");
     }
 }
