@@ -125,10 +125,13 @@ async fn customer_lifecycle_builds_the_tenant_and_deletion_leaves_nothing() {
             filename: "doc.txt".into(),
             source_kind: SourceKind::Blob,
             blob_sha256: Some(sha.clone()),
+            tags: vec![],
+            generation: 1,
         },
     )
     .await
-    .unwrap();
+    .unwrap()
+    .id;
     let chunk = NewChunk { chunk_index: 0, content: "secret sauce".into(), token_count: 3, embedding: vec![0.5; 384] };
     upsert_chunks(&pool, customer_id, document, &[chunk]).await.unwrap();
     let tenant_rows = "SELECT (SELECT count(*) FROM document_chunks WHERE customer_id = $1),

@@ -1,4 +1,6 @@
-//! The `knowledge_documents` table: one row per KnowledgeDocument object, keyed by its UID.
+//! The `knowledge_documents` and `document_blobs` tables: one row per KnowledgeDocument object,
+//! keyed by its UID; the bytes of its source; the document and storage quota it holds, reserved
+//! and released by single conditional statements; and its soft deletion.
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -16,45 +18,313 @@ pub enum SourceKind {
     Text,
 }
 
-/// The fields of a KnowledgeDocument that Postgres mirrors when it is first seen.
+/// A document's processing state (the `processing_status` column, `status.phase` in lowercase).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum ProcessingStatus {
+    Pending,
+    Queued,
+    Processing,
+    Ready,
+    Failed,
+}
+
+/// The fields of a KnowledgeDocument that Postgres mirrors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DocumentRecord {
     pub k8s_uid: Uuid,
     pub customer_id: i64,
-    /// The public id, `doc_<hex>`.
+    /// The public id, `doc_<hex>`; kept from the first insert.
     pub document_id: String,
     pub namespace: String,
     pub name: String,
     pub filename: String,
     pub source_kind: SourceKind,
-    /// The SHA-256 of the document's blob (32 bytes), for `blob` sources.
+    /// The SHA-256 of the document's stored source (32 bytes), once stored.
     pub blob_sha256: Option<Vec<u8>>,
+    pub tags: Vec<String>,
+    /// `metadata.generation` of the object.
+    pub generation: i64,
 }
 
-/// Inserts the document row of a KnowledgeDocument (or finds the existing one) and returns its
-/// internal id. The public `document_id` of an existing row is kept.
-pub async fn upsert_document(pool: &PgPool, document: &DocumentRecord) -> Result<i64, StoreError> {
-    let id = sqlx::query_scalar(
+/// A document's row as the operator needs it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct DocumentRow {
+    pub id: i64,
+    pub document_id: String,
+    pub processing_status: ProcessingStatus,
+    pub spec_generation: i64,
+    pub blob_sha256: Option<Vec<u8>>,
+    pub quota_reserved: bool,
+    pub storage_reserved_bytes: i64,
+    pub attempts: i32,
+    pub processing_error: Option<String>,
+}
+
+const DOCUMENT_ROW_COLUMNS: &str = "id, document_id, processing_status, spec_generation, blob_sha256, quota_reserved, \
+     storage_reserved_bytes, attempts, processing_error";
+
+/// Inserts the document row of a KnowledgeDocument, or updates its spec fields, and returns it.
+/// The public `document_id` of an existing row is kept. A new generation (or a newly stored
+/// source) takes the row back to `pending`, to be processed again; a replay of the same
+/// generation changes nothing.
+pub async fn upsert_document(pool: &PgPool, document: &DocumentRecord) -> Result<DocumentRow, StoreError> {
+    let statement = format!(
         "INSERT INTO knowledge_documents
-            (k8s_uid, customer_id, document_id, namespace, name, filename, source_kind, blob_sha256)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (k8s_uid) DO UPDATE SET filename = EXCLUDED.filename
-         RETURNING id",
-    )
-    .bind(document.k8s_uid)
-    .bind(document.customer_id)
-    .bind(&document.document_id)
-    .bind(&document.namespace)
-    .bind(&document.name)
-    .bind(&document.filename)
-    .bind(document.source_kind)
-    .bind(&document.blob_sha256)
-    .fetch_one(pool)
-    .await?;
-    Ok(id)
+            (k8s_uid, customer_id, document_id, namespace, name, filename, source_kind, blob_sha256, tags,
+             spec_generation)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_jsonb($9::text[]), $10)
+         ON CONFLICT (k8s_uid) DO UPDATE
+            SET filename = EXCLUDED.filename, tags = EXCLUDED.tags,
+                blob_sha256 = coalesce(EXCLUDED.blob_sha256, knowledge_documents.blob_sha256),
+                spec_generation = greatest(knowledge_documents.spec_generation, EXCLUDED.spec_generation),
+                processing_status = CASE
+                    WHEN EXCLUDED.spec_generation > knowledge_documents.spec_generation THEN 'pending'
+                    ELSE knowledge_documents.processing_status END,
+                attempts = CASE
+                    WHEN EXCLUDED.spec_generation > knowledge_documents.spec_generation THEN 0
+                    ELSE knowledge_documents.attempts END
+          WHERE knowledge_documents.deleted_at IS NULL
+         RETURNING {DOCUMENT_ROW_COLUMNS}"
+    );
+    let row = sqlx::query_as(&statement)
+        .bind(document.k8s_uid)
+        .bind(document.customer_id)
+        .bind(&document.document_id)
+        .bind(&document.namespace)
+        .bind(&document.name)
+        .bind(&document.filename)
+        .bind(document.source_kind)
+        .bind(&document.blob_sha256)
+        .bind(&document.tags)
+        .bind(document.generation)
+        .fetch_optional(pool)
+        .await?;
+    row.ok_or(StoreError::Gone)
 }
 
-/// Stores a customer's uploaded bytes under their SHA-256 (computed by the writer while the
+/// Finds a live document's row by its object's UID.
+pub async fn find_document(pool: &PgPool, k8s_uid: Uuid) -> Result<Option<DocumentRow>, StoreError> {
+    let statement =
+        format!("SELECT {DOCUMENT_ROW_COLUMNS} FROM knowledge_documents WHERE k8s_uid = $1 AND deleted_at IS NULL");
+    Ok(sqlx::query_as(&statement).bind(k8s_uid).fetch_optional(pool).await?)
+}
+
+/// Why a document was not admitted.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DocumentRefusal {
+    /// The customer already has `max` documents.
+    DocumentLimit { used: i64, max: i64 },
+    /// `wanted` more bytes would take the customer past `max` bytes of storage.
+    StorageLimit { used: i64, wanted: i64, max: i64 },
+    /// The document's row is gone (deleted) or the customer has no quota row yet.
+    NotFound,
+}
+
+/// The outcome of a document reservation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DocumentAdmission {
+    /// The document holds one document slot and `bytes` of storage.
+    Admitted {
+        bytes: i64,
+    },
+    Refused(DocumentRefusal),
+}
+
+/// Reserves a document slot and `bytes` of storage for a document (or resizes what it holds to
+/// `bytes`), in one statement: the UPDATE of `customer_quotas` matches only when the slot and
+/// the bytes fit, and Postgres re-checks that against the latest row after waiting for any
+/// concurrent reservation of the same customer. Shrinking always succeeds; a replay is a no-op.
+pub async fn reserve_document_quota(
+    pool: &PgPool,
+    customer_id: i64,
+    document_row: i64,
+    bytes: i64,
+) -> Result<DocumentAdmission, StoreError> {
+    let admitted: Option<i64> = sqlx::query_scalar(
+        "WITH me AS (
+            SELECT id, quota_reserved, storage_reserved_bytes AS held
+              FROM knowledge_documents
+             WHERE id = $2 AND customer_id = $1 AND deleted_at IS NULL
+             FOR UPDATE),
+         delta AS (
+            SELECT CASE WHEN me.quota_reserved THEN 0 ELSE 1 END AS documents, $3 - me.held AS bytes FROM me),
+         q AS (
+            UPDATE customer_quotas q
+               SET documents_count = q.documents_count + delta.documents,
+                   storage_used_bytes = q.storage_used_bytes + delta.bytes
+              FROM delta
+             WHERE q.customer_id = $1
+               AND (delta.documents <= 0 OR q.documents_count + delta.documents <= q.max_documents)
+               AND (delta.bytes <= 0 OR q.storage_used_bytes + delta.bytes <= q.max_storage_bytes)
+            RETURNING q.customer_id)
+         UPDATE knowledge_documents d
+            SET quota_reserved = true, storage_reserved_bytes = $3
+           FROM q
+          WHERE d.id = $2 AND d.customer_id = $1
+         RETURNING d.storage_reserved_bytes",
+    )
+    .bind(customer_id)
+    .bind(document_row)
+    .bind(bytes)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(bytes) = admitted {
+        return Ok(DocumentAdmission::Admitted { bytes });
+    }
+    Ok(DocumentAdmission::Refused(explain_document_refusal(pool, customer_id, document_row, bytes).await?))
+}
+
+/// What [`explain_document_refusal`] reads.
+#[derive(sqlx::FromRow)]
+struct DocumentRefusalFacts {
+    quota_reserved: bool,
+    storage_reserved_bytes: i64,
+    documents_count: i32,
+    max_documents: i32,
+    storage_used_bytes: i64,
+    max_storage_bytes: i64,
+}
+
+/// Reads why a document reservation was refused, for the condition message. Only informative:
+/// the decision was the conditional UPDATE.
+async fn explain_document_refusal(
+    pool: &PgPool,
+    customer_id: i64,
+    document_row: i64,
+    bytes: i64,
+) -> Result<DocumentRefusal, StoreError> {
+    let facts: Option<DocumentRefusalFacts> = sqlx::query_as(
+        "SELECT d.quota_reserved, d.storage_reserved_bytes, q.documents_count, q.max_documents,
+                q.storage_used_bytes, q.max_storage_bytes
+           FROM knowledge_documents d JOIN customer_quotas q ON q.customer_id = d.customer_id
+          WHERE d.id = $2 AND d.customer_id = $1 AND d.deleted_at IS NULL",
+    )
+    .bind(customer_id)
+    .bind(document_row)
+    .fetch_optional(pool)
+    .await?;
+    let Some(f) = facts else { return Ok(DocumentRefusal::NotFound) };
+    if !f.quota_reserved && f.documents_count >= f.max_documents {
+        return Ok(DocumentRefusal::DocumentLimit { used: f.documents_count.into(), max: f.max_documents.into() });
+    }
+    Ok(DocumentRefusal::StorageLimit {
+        used: f.storage_used_bytes,
+        wanted: bytes - f.storage_reserved_bytes,
+        max: f.max_storage_bytes,
+    })
+}
+
+/// Gives back the quota a document holds, keeping the document: a document that failed for good
+/// stops counting against its customer. Idempotent. Returns whether anything was released.
+pub async fn release_document_quota(pool: &PgPool, k8s_uid: Uuid) -> Result<bool, StoreError> {
+    let released = sqlx::query_scalar::<_, bool>(
+        "WITH me AS (
+            SELECT id, customer_id, storage_reserved_bytes AS held
+              FROM knowledge_documents WHERE k8s_uid = $1 AND quota_reserved FOR UPDATE),
+         q AS (
+            UPDATE customer_quotas q
+               SET documents_count = q.documents_count - 1, storage_used_bytes = q.storage_used_bytes - me.held
+              FROM me WHERE q.customer_id = me.customer_id
+            RETURNING q.customer_id)
+         UPDATE knowledge_documents d SET quota_reserved = false, storage_reserved_bytes = 0
+           FROM me, q WHERE d.id = me.id
+         RETURNING true",
+    )
+    .bind(k8s_uid)
+    .fetch_optional(pool)
+    .await?;
+    Ok(released.unwrap_or(false))
+}
+
+/// What deleting a document removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DocumentDeletion {
+    /// Whether this call deleted the row (a replay finds nothing to do).
+    pub deleted: bool,
+    /// Whether the document's blob went with it (no other live document of the customer uses it).
+    pub blob_deleted: bool,
+}
+
+/// What a document holds, read under lock before it is deleted.
+#[derive(sqlx::FromRow)]
+struct Held {
+    id: i64,
+    customer_id: i64,
+    quota_reserved: bool,
+    storage_reserved_bytes: i64,
+    blob_sha256: Option<Vec<u8>>,
+}
+
+/// Deletes a document in one transaction: releases its quota, soft-deletes its row (the purge
+/// trigger of migration 0005 removes its chunks, vectors and queue entries), and deletes its
+/// blob unless another live document of the customer references it. Idempotent.
+pub async fn delete_document(pool: &PgPool, k8s_uid: Uuid) -> Result<DocumentDeletion, StoreError> {
+    let mut tx = pool.begin().await?;
+    let row: Option<Held> = sqlx::query_as(
+        "SELECT id, customer_id, quota_reserved, storage_reserved_bytes, blob_sha256
+           FROM knowledge_documents WHERE k8s_uid = $1 AND deleted_at IS NULL FOR UPDATE",
+    )
+    .bind(k8s_uid)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(Held { id, customer_id, quota_reserved: reserved, storage_reserved_bytes: held, blob_sha256: blob }) = row
+    else {
+        return Ok(DocumentDeletion::default());
+    };
+    if reserved {
+        sqlx::query(
+            "UPDATE customer_quotas
+                SET documents_count = documents_count - 1, storage_used_bytes = storage_used_bytes - $2
+              WHERE customer_id = $1",
+        )
+        .bind(customer_id)
+        .bind(held)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE knowledge_documents
+            SET deleted_at = now(), quota_reserved = false, storage_reserved_bytes = 0, blob_sha256 = NULL,
+                extracted_text = NULL
+          WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    let blob_deleted = match &blob {
+        Some(sha) => {
+            // In a savepoint: a document inserted concurrently with a reference to the same
+            // bytes makes the foreign key refuse the DELETE (23503), which means "still
+            // referenced", not a failure of the deletion.
+            let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
+            let deleted = sqlx::query(
+                "DELETE FROM document_blobs b WHERE b.customer_id = $1 AND b.sha256 = $2
+                   AND NOT EXISTS (SELECT 1 FROM knowledge_documents d WHERE d.customer_id = $1 AND d.blob_sha256 = $2)",
+            )
+            .bind(customer_id)
+            .bind(sha)
+            .execute(&mut *savepoint)
+            .await;
+            match deleted {
+                Ok(done) => {
+                    savepoint.commit().await?;
+                    done.rows_affected() > 0
+                }
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23503") => {
+                    savepoint.rollback().await?;
+                    false
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        None => false,
+    };
+    tx.commit().await?;
+    Ok(DocumentDeletion { deleted: true, blob_deleted })
+}
+
+/// Stores a customer's source bytes under their SHA-256 (computed by the writer while the
 /// bytes stream in), deduplicated per customer. Returns whether the bytes were new.
 pub async fn insert_blob(
     pool: &PgPool,
@@ -77,4 +347,13 @@ pub async fn insert_blob(
     .await?
     .rows_affected();
     Ok(inserted > 0)
+}
+
+/// The bytes of a customer's blob, if it has one with that hash.
+pub async fn read_blob(pool: &PgPool, customer_id: i64, sha256: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT content FROM document_blobs WHERE customer_id = $1 AND sha256 = $2")
+        .bind(customer_id)
+        .bind(sha256)
+        .fetch_optional(pool)
+        .await?)
 }

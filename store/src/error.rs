@@ -12,6 +12,9 @@ pub enum StoreError {
     /// Another live customer already uses this e-mail address.
     #[error("another customer already uses this e-mail address")]
     EmailInUse,
+    /// The row was deleted (soft or hard) while the caller still worked on it.
+    #[error("the row was deleted")]
+    Gone,
     /// A migration could not be applied.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -24,6 +27,7 @@ impl StoreError {
             StoreError::Database(_) => "database",
             StoreError::EmailInUse => "email_in_use",
             StoreError::Timeout => "timeout",
+            StoreError::Gone => "gone",
             StoreError::Migrate(_) => "migrate",
         }
     }

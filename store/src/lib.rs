@@ -10,6 +10,8 @@ pub mod chunks;
 pub mod customers;
 pub mod documents;
 mod error;
+pub mod queue;
+pub mod search;
 
 pub use error::StoreError;
 

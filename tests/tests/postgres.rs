@@ -1,12 +1,8 @@
 //! Postgres tests against the real Postgres 18 + pgvector the harness starts: the migrations,
-//! their concurrency safety, the quota guard, and exact cosine top-k search within a customer.
+//! their concurrency safety, and the quota guard. The document tables are `documents.rs`'s.
 
-use prospector_store::chunks::{EMBEDDING_DIM, NewChunk, nearest_chunks, upsert_chunks};
 use prospector_store::customers::{CustomerRecord, upsert_customer};
-use prospector_store::documents::{DocumentRecord, SourceKind, upsert_document};
 use prospector_tests::shared_postgres;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -149,77 +145,4 @@ async fn the_quota_guard_refuses_growth_past_a_limit_but_allows_downgrades() {
         .await
         .expect_err("counters are never negative");
     assert!(err.to_string().contains("customer_quotas_counters_nonneg"), "{err}");
-}
-
-fn random_unit_vector(rng: &mut StdRng) -> Vec<f32> {
-    let v: Vec<f32> = (0..EMBEDDING_DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.into_iter().map(|x| x / norm).collect()
-}
-
-fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
-    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    1.0 - dot / (na * nb)
-}
-
-async fn document_with_chunks(pool: &PgPool, customer_id: i64, vectors: &[Vec<f32>]) -> i64 {
-    let document_id = upsert_document(
-        pool,
-        &DocumentRecord {
-            k8s_uid: Uuid::new_v4(),
-            customer_id,
-            document_id: format!("doc_{}", &Uuid::new_v4().simple().to_string()[..16]),
-            namespace: "cust-test".into(),
-            name: "doc".into(),
-            filename: "doc.txt".into(),
-            source_kind: SourceKind::Text,
-            blob_sha256: None,
-        },
-    )
-    .await
-    .unwrap();
-    let chunks: Vec<NewChunk> = vectors
-        .iter()
-        .enumerate()
-        .map(|(i, v)| NewChunk {
-            chunk_index: i as i32,
-            content: format!("chunk {i} of customer {customer_id}"),
-            token_count: 5,
-            embedding: v.clone(),
-        })
-        .collect();
-    upsert_chunks(pool, customer_id, document_id, &chunks).await.unwrap();
-    document_id
-}
-
-#[tokio::test]
-async fn cosine_top_k_returns_the_exact_order_within_one_customer() {
-    let db = shared_postgres().migrated_database().await.unwrap();
-    let mut rng = StdRng::seed_from_u64(7);
-    let alice = customer(&db.pool, "alice").await;
-    let bob = customer(&db.pool, "bob").await;
-    let alice_vectors: Vec<Vec<f32>> = (0..300).map(|_| random_unit_vector(&mut rng)).collect();
-    let bob_vectors: Vec<Vec<f32>> = (0..300).map(|_| random_unit_vector(&mut rng)).collect();
-    let alice_doc = document_with_chunks(&db.pool, alice, &alice_vectors).await;
-    document_with_chunks(&db.pool, bob, &bob_vectors).await;
-    sqlx::query("ANALYZE document_chunks").execute(&db.pool).await.unwrap();
-
-    for _ in 0..5 {
-        // A query close to one of Bob's chunks must still only find Alice's.
-        let query: Vec<f32> = bob_vectors[rng.random_range(0..300)].clone();
-        let hits = nearest_chunks(&db.pool, alice, &query, 10).await.unwrap();
-
-        let mut expected: Vec<(usize, f64)> =
-            alice_vectors.iter().enumerate().map(|(i, v)| (i, cosine_distance(&query, v))).collect();
-        expected.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let expected_indexes: Vec<i32> = expected.iter().take(10).map(|(i, _)| *i as i32).collect();
-        let got_indexes: Vec<i32> = hits.iter().map(|h| h.chunk_index).collect();
-        assert_eq!(got_indexes, expected_indexes, "top-10 must be the exact cosine order");
-        for (hit, (_, distance)) in hits.iter().zip(&expected) {
-            assert_eq!(hit.document_id, alice_doc, "only the caller's chunks are returned");
-            assert!((hit.distance - distance).abs() < 1e-5, "distance {} vs {}", hit.distance, distance);
-        }
-    }
 }

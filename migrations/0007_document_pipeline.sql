@@ -1,0 +1,22 @@
+-- Prospector schema, part 7: what the document pipeline needs beyond parts 4 and 5.
+--
+-- 1. Blob hashes are computed by whoever writes a blob, while the bytes stream in (the REST
+--    upload, the operator for ConfigMap, URL and inline-text sources). The CHECK that recomputed
+--    sha256(content) on every insert cost about 250 ms of database CPU per 50 MB, on the part
+--    that scales worst; DESIGN.md asks for it to go before the first release.
+ALTER TABLE document_blobs DROP CONSTRAINT document_blobs_sha256_matches;
+
+-- 2. Every source is stored as a blob before it is processed, so workers read one kind of input.
+COMMENT ON COLUMN knowledge_documents.blob_sha256 IS
+    'The document_blobs row (same customer) holding the source bytes: uploaded (blob), fetched (url), copied from a ConfigMap '
+    '(configMap) or from spec.source.text (text). NULL until stored, and once soft-deleted.';
+
+-- 3. Generations: a new spec generation of a KnowledgeDocument re-embeds it. The document row
+--    records the generation it is processing, and each task the generation it was enqueued for;
+--    a worker's result for an older generation is refused at commit (like a lost lease).
+ALTER TABLE knowledge_documents ADD COLUMN spec_generation bigint NOT NULL DEFAULT 0;
+ALTER TABLE embedding_tasks ADD COLUMN generation bigint NOT NULL DEFAULT 0;
+COMMENT ON COLUMN knowledge_documents.spec_generation IS
+    'metadata.generation of the KnowledgeDocument the row''s source, text and chunks belong to.';
+COMMENT ON COLUMN embedding_tasks.generation IS
+    'The document''s spec_generation when the task was enqueued; the commit of a task for an older generation is refused.';
