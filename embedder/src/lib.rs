@@ -2,7 +2,8 @@
 //! model's tokenizer, all-MiniLM-L6-v2 embeddings on ONNX Runtime, and ICP extraction. It also
 //! owns where the engine finds its runtime inputs (the model directory and the ONNX Runtime
 //! library, as the `hack/` scripts install them, with `PROSPECTOR_MODEL_DIR` and
-//! `ORT_DYLIB_PATH` as overrides).
+//! `ORT_DYLIB_PATH` as overrides), and the worker that turns queued documents into searchable
+//! chunks.
 
 pub mod bench;
 pub mod chunk;
@@ -10,3 +11,4 @@ pub mod embed;
 pub mod extract;
 pub mod icp;
 pub mod paths;
+pub mod worker;

@@ -5,12 +5,16 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use prospector_embedder::embed::{DEFAULT_BATCH_TOKENS, Device, Embedder, EmbedderConfig, Graph};
 use prospector_embedder::extract::{self, Limits};
 use prospector_embedder::paths::{self, ProcessEnv};
+use prospector_embedder::worker::{self, WorkerConfig};
 use prospector_embedder::{bench, chunk, icp};
+use prospector_store::search::{SearchMode, SearchRequest, search};
 
 #[derive(Debug, Parser)]
 #[command(name = "prospector-embedder", version, about = "Prospector's embedding engine")]
@@ -61,6 +65,36 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// Processes queued documents from Postgres until stopped (SIGTERM finishes the current
+    /// batch) or, with --idle-exit-seconds, until the queue stays empty that long. Prints what it
+    /// did as JSON.
+    Worker {
+        #[command(flatten)]
+        worker: WorkerArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Searches one customer's Ready documents and prints the hits as JSON lines.
+    Search {
+        /// Postgres, as the operator uses it.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// The Customer object's name.
+        #[arg(long)]
+        customer: String,
+        query: String,
+        #[arg(long, default_value_t = 5)]
+        top_k: i64,
+        #[arg(long, value_enum, default_value = "hybrid")]
+        mode: SearchModeArg,
+        /// Only documents with this tag (repeat for any of several).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
     /// Embeds a corpus (a JSON array of strings) and reports chunks/s and real tokens/s.
     Bench {
         #[arg(long)]
@@ -74,6 +108,35 @@ enum Command {
         #[command(flatten)]
         model: ModelArgs,
     },
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    /// Postgres, as the operator uses it.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    /// Recorded on each claim (default: embedder-<pid>).
+    #[arg(long, env = "PROSPECTOR_WORKER_IDENTITY")]
+    identity: Option<String>,
+    /// Documents claimed and embedded together.
+    #[arg(long, env = "PROSPECTOR_WORKER_BATCH_DOCUMENTS", default_value_t = 8)]
+    batch_documents: i64,
+    #[arg(long, env = "PROSPECTOR_WORKER_LEASE_SECONDS", default_value_t = 60)]
+    lease_seconds: u64,
+    #[arg(long, env = "PROSPECTOR_WORKER_POLL_SECONDS", default_value_t = 5)]
+    poll_seconds: u64,
+    /// Exit after the queue stayed empty this long (Job mode).
+    #[arg(long, env = "PROSPECTOR_WORKER_IDLE_EXIT_SECONDS")]
+    idle_exit_seconds: Option<u64>,
+    /// The first retry's delay; each further attempt doubles it.
+    #[arg(long, env = "PROSPECTOR_WORKER_RETRY_BACKOFF_SECONDS", default_value_t = 5)]
+    retry_backoff_seconds: u64,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum SearchModeArg {
+    Vector,
+    Hybrid,
 }
 
 #[derive(Debug, Args)]
@@ -177,6 +240,39 @@ fn extract_failure(error: extract::ExtractError) -> String {
     }
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("tokio runtime: {e}"))
+}
+
+/// Runs the worker until SIGTERM or Ctrl-C (the current batch is finished first) or its idle
+/// exit, and prints its report.
+fn run_worker(args: WorkerArgs, limits: Limits, embedder: Embedder) -> Result<(), String> {
+    let config = WorkerConfig {
+        identity: args.identity.unwrap_or_else(|| WorkerConfig::default().identity),
+        batch_documents: args.batch_documents.max(1),
+        lease: Duration::from_secs(args.lease_seconds.max(3)),
+        poll: Duration::from_secs(args.poll_seconds.max(1)),
+        idle_exit: args.idle_exit_seconds.map(Duration::from_secs),
+        retry_backoff: Duration::from_secs(args.retry_backoff_seconds),
+        limits,
+    };
+    let report = runtime()?.block_on(async move {
+        let pool = prospector_store::connect(&args.database_url, 4).await.map_err(|e| e.to_string())?;
+        let stop = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("install the SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        worker::run(pool, Arc::new(embedder), config, stop).await.map_err(|e| e.to_string())
+    })?;
+    let line = serde_json::json!({"committed": report.committed, "failed": report.failed,
+        "retried": report.retried, "chunks": report.chunks});
+    emit(&line.to_string())
+}
+
 fn read_document(file: &PathBuf, limits: &Limits) -> Result<Vec<u8>, String> {
     let name = file.display();
     let metadata = std::fs::metadata(file).map_err(|e| format!("{name}: {e}"))?;
@@ -255,6 +351,37 @@ fn run(command: Command) -> Result<(), String> {
                 serde_json::to_string(&extraction.criteria())
             };
             emit(&json.map_err(|e| e.to_string())?)
+        }
+        Command::Worker { worker, limits, model } => run_worker(worker, limits.limits(), model.load()?),
+        Command::Search { database_url, customer, query, top_k, mode, tags, model } => {
+            let embedder = model.load()?;
+            let vector = embedder.embed(&[query.as_str()]).map_err(|e| e.to_string())?.remove(0);
+            let hits = runtime()?.block_on(async {
+                let pool = prospector_store::connect(&database_url, 2).await.map_err(|e| e.to_string())?;
+                let customer_id = prospector_store::customers::find_customer_id(&pool, &customer)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("no customer named {customer}"))?;
+                let request = SearchRequest {
+                    customer_id,
+                    embedding: &vector,
+                    text: &query,
+                    top_k,
+                    tags: &tags,
+                    document_ids: &[],
+                    mode: match mode {
+                        SearchModeArg::Vector => SearchMode::Vector,
+                        SearchModeArg::Hybrid => SearchMode::Hybrid,
+                    },
+                };
+                search(&pool, &request).await.map_err(|e| e.to_string())
+            })?;
+            for hit in hits {
+                let line = serde_json::json!({"document_id": hit.document_id, "filename": hit.filename,
+                    "chunk_index": hit.chunk_index, "score": hit.score, "text": hit.text});
+                emit(&line.to_string())?;
+            }
+            Ok(())
         }
         Command::BenchExtract { files, repeat } => {
             let documents: Vec<(String, Vec<u8>)> = files

@@ -64,6 +64,14 @@ pub async fn upsert_customer(pool: &PgPool, customer: &CustomerRecord) -> Result
     }
 }
 
+/// The id of the live customer whose Customer object is named `name`.
+pub async fn find_customer_id(pool: &PgPool, name: &str) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT id FROM customers WHERE name = $1 AND deleted_at IS NULL")
+        .bind(name)
+        .fetch_optional(pool)
+        .await?)
+}
+
 /// A customer's effective limits (its tier with the overrides applied).
 #[derive(Clone, Debug, Default, PartialEq, sqlx::FromRow)]
 pub struct QuotaLimits {

@@ -1,0 +1,255 @@
+//! The worker against the real Postgres 18 + pgvector and the real model: queued documents
+//! become Ready with chunks, 384-d vectors and their ICP, and are found by search; documents
+//! that cannot be read fail at once with a message naming the cause, never stuck in the queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prospector_embedder::embed::{Embedder, EmbedderConfig};
+use prospector_embedder::paths::{self, ProcessEnv};
+use prospector_embedder::worker::{self, WorkerConfig};
+use prospector_store::customers::{CustomerRecord, QuotaLimits, set_quota_limits, upsert_customer};
+use prospector_store::documents::{
+    DocumentRecord, ProcessingStatus, SourceKind, find_document, insert_blob, upsert_document,
+};
+use prospector_store::queue::enqueue;
+use prospector_store::search::{SearchMode, SearchRequest, search};
+use prospector_tests::shared_postgres;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+fn embedder() -> Embedder {
+    let resolved = paths::resolve(&ProcessEnv).unwrap();
+    resolved.check().unwrap_or_else(|e| panic!("{e}: run `make deps` (hack/deps.sh) first"));
+    let mut config = EmbedderConfig::new(&resolved.model_dir, &resolved.onnxruntime);
+    config.threads = 2;
+    Embedder::load(&config).unwrap()
+}
+
+fn fixture(path: &str) -> Vec<u8> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pdf/py-pdf-sample-files/");
+    std::fs::read(format!("{root}{path}")).unwrap()
+}
+
+async fn customer(pool: &PgPool) -> i64 {
+    let record = CustomerRecord {
+        k8s_uid: Uuid::new_v4(),
+        name: format!("worker-{}", &Uuid::new_v4().simple().to_string()[..8]),
+        company_name: "Acme".into(),
+        email: format!("{}@example.com", Uuid::new_v4().simple()),
+        subscription_tier: "starter".into(),
+        ..Default::default()
+    };
+    let id = upsert_customer(pool, &record).await.unwrap();
+    let limits = QuotaLimits { max_documents: 100, max_storage_bytes: 100_000_000, ..Default::default() };
+    set_quota_limits(pool, id, &limits).await.unwrap();
+    id
+}
+
+/// Stores `content`, creates its document and queues it; returns the object's UID.
+async fn queued(pool: &PgPool, customer_id: i64, filename: &str, content: &[u8]) -> Uuid {
+    let sha = Sha256::digest(content).to_vec();
+    insert_blob(pool, customer_id, &sha, content, None).await.unwrap();
+    let uid = Uuid::new_v4();
+    let record = DocumentRecord {
+        k8s_uid: uid,
+        customer_id,
+        document_id: format!("doc_{}", &Uuid::new_v4().simple().to_string()[..16]),
+        namespace: "cust-test".into(),
+        name: filename.replace('.', "-"),
+        filename: filename.into(),
+        source_kind: SourceKind::Blob,
+        blob_sha256: Some(sha),
+        tags: vec![],
+        generation: 1,
+    };
+    let row = upsert_document(pool, &record).await.unwrap();
+    assert!(enqueue(pool, customer_id, row.id, 3).await.unwrap());
+    uid
+}
+
+const PITCH: &str = "We sell radiology scheduling software to hospitals in Germany and France. Our customers \
+    are health systems with more than 1,000 employees, and the CIO signs the contract. We do not sell to \
+    government agencies.";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_documents_become_searchable_or_fail_with_their_cause() {
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let customer_id = customer(&db.pool).await;
+    let pitch = queued(&db.pool, customer_id, "pitch.txt", PITCH.as_bytes()).await;
+    let paper =
+        queued(&db.pool, customer_id, "multicolumn.pdf", &fixture("026-latex-multicolumn/multicolumn.pdf")).await;
+    let locked = queued(
+        &db.pool,
+        customer_id,
+        "locked.pdf",
+        &fixture("005-libreoffice-writer-password/libreoffice-writer-password.pdf"),
+    )
+    .await;
+    let scanned = queued(&db.pool, customer_id, "scan.pdf", &fixture("019-grayscale-image/grayscale-image.pdf")).await;
+    let broken =
+        queued(&db.pool, customer_id, "broken.pdf", &fixture("017-unreadable-meta-data/unreadablemetadata.pdf")).await;
+
+    let embedder = Arc::new(embedder());
+    let config = WorkerConfig {
+        identity: "test-worker".into(),
+        idle_exit: Some(Duration::from_secs(1)),
+        poll: Duration::from_millis(200),
+        ..WorkerConfig::default()
+    };
+    let report = tokio::time::timeout(
+        Duration::from_secs(300),
+        worker::run(db.pool.clone(), embedder.clone(), config, std::future::pending()),
+    )
+    .await
+    .expect("the worker exits once the queue is idle")
+    .unwrap();
+    assert_eq!((report.committed, report.failed, report.retried), (2, 3, 0), "{report:?}");
+    assert!(report.chunks >= 2);
+
+    // The Ready documents: chunks with 384-d vectors, text, and the pitch's ICP.
+    for uid in [pitch, paper] {
+        let row = find_document(&db.pool, uid).await.unwrap().unwrap();
+        assert_eq!(row.processing_status, ProcessingStatus::Ready, "{row:?}");
+        let (chunks, dims, chunk_count): (i64, Option<i32>, Option<i32>) = sqlx::query_as(
+            "SELECT count(c.id), max(vector_dims(c.embedding)), max(d.chunk_count)
+               FROM knowledge_documents d JOIN document_chunks c ON c.document_id = d.id WHERE d.id = $1",
+        )
+        .bind(row.id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert!(chunks >= 1 && Some(chunks as i32) == chunk_count, "{chunks} chunks, chunk_count {chunk_count:?}");
+        assert_eq!(dims, Some(384));
+    }
+    let icp: (serde_json::Value, serde_json::Value, serde_json::Value, serde_json::Value) = sqlx::query_as(
+        "SELECT target_industries, company_sizes, decision_makers, target_regions FROM knowledge_documents WHERE k8s_uid = $1",
+    )
+    .bind(pitch)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(icp.0.as_array().unwrap().iter().any(|v| v == "healthcare"), "{icp:?}");
+    assert!(!icp.0.as_array().unwrap().iter().any(|v| v == "government"), "negated: {icp:?}");
+    assert!(icp.1.as_array().unwrap().iter().any(|v| v == "enterprise"), "{icp:?}");
+    assert!(icp.2.as_array().unwrap().iter().any(|v| v == "CIO"), "{icp:?}");
+    assert!(icp.3.as_array().unwrap().iter().any(|v| v == "Europe"), "{icp:?}");
+
+    // A question about the pitch finds it first.
+    let query = "which hospitals buy radiology scheduling";
+    let vector = embedder.embed(&[query]).unwrap().remove(0);
+    for mode in [SearchMode::Vector, SearchMode::Hybrid] {
+        let request = SearchRequest {
+            customer_id,
+            embedding: &vector,
+            text: query,
+            top_k: 3,
+            tags: &[],
+            document_ids: &[],
+            mode,
+        };
+        let hits = search(&db.pool, &request).await.unwrap();
+        assert_eq!(hits[0].filename, "pitch.txt", "{mode:?}: {hits:?}");
+    }
+
+    // The unreadable ones failed at once, each naming its cause and what to do.
+    for (uid, kind, advice) in [
+        (locked, "(encrypted)", "upload a decrypted copy"),
+        (scanned, "(no_text_layer)", "OCR"),
+        (broken, "(corrupt)", "re-export"),
+    ] {
+        let row = find_document(&db.pool, uid).await.unwrap().unwrap();
+        assert_eq!(row.processing_status, ProcessingStatus::Failed);
+        assert_eq!(row.attempts, 1, "retrying cannot help, so no retry");
+        let error = row.processing_error.unwrap();
+        assert!(error.contains(kind) && error.contains(advice), "{error}");
+    }
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM embedding_tasks WHERE status IN ('queued', 'running')")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(live, 0, "nothing left in the queue");
+}
+
+async fn count(pool: &PgPool, sql: &str, customer_id: i64) -> i64 {
+    sqlx::query_scalar(sql).bind(customer_id).fetch_one(pool).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_batch_loses_its_claims_and_another_finishes_them() {
+    use prospector_tests::process::{ManagedProcess, RunAs};
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let customer_id = customer(&db.pool).await;
+    let documents = [
+        queued(&db.pool, customer_id, "geotopo.pdf", &fixture("009-pdflatex-geotopo/GeoTopo-komprimiert.pdf")).await,
+        queued(&db.pool, customer_id, "multicolumn.pdf", &fixture("026-latex-multicolumn/multicolumn.pdf")).await,
+        queued(&db.pool, customer_id, "pitch.txt", PITCH.as_bytes()).await,
+    ];
+
+    // A worker process claims the batch; it is SIGKILLed while the batch runs.
+    let log = prospector_tests::process_dir().join(format!("worker-{}.log", &Uuid::new_v4().simple().to_string()[..6]));
+    let args: Vec<String> =
+        ["worker", "--identity", "doomed", "--lease-seconds", "3", "--poll-seconds", "1", "--threads", "1"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(["--database-url".to_owned(), db.url.clone()])
+            .collect();
+    let mut doomed = ManagedProcess::spawn(
+        "worker",
+        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-embedder")),
+        &args,
+        RunAs::Current,
+        &log,
+        &[],
+    )
+    .unwrap();
+    let running = "SELECT count(*) FROM embedding_tasks WHERE customer_id = $1 AND status = 'running'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while count(&db.pool, running, customer_id).await < 3 {
+        assert!(std::time::Instant::now() < deadline, "the worker never claimed: {}", doomed.log_tail(20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    doomed.kill();
+    let ready = "SELECT count(*) FROM knowledge_documents WHERE customer_id = $1 AND processing_status = 'ready'";
+    assert!(count(&db.pool, ready, customer_id).await < 3, "killed before it finished the batch");
+
+    // Another worker takes the claims back once their leases expire, and finishes them.
+    let config = WorkerConfig {
+        identity: "survivor".into(),
+        idle_exit: Some(Duration::from_secs(10)),
+        poll: Duration::from_millis(200),
+        ..WorkerConfig::default()
+    };
+    let report = tokio::time::timeout(
+        Duration::from_secs(300),
+        worker::run(db.pool.clone(), Arc::new(embedder()), config, std::future::pending()),
+    )
+    .await
+    .expect("the worker exits once the queue is idle")
+    .unwrap();
+    assert!(report.committed >= 1 && report.failed == 0, "{report:?}");
+    assert_eq!(count(&db.pool, ready, customer_id).await, 3);
+    for uid in documents {
+        let row = find_document(&db.pool, uid).await.unwrap().unwrap();
+        // Every chunk index from 0 to chunk_count - 1, each once.
+        let (rows, distinct, lowest, highest, chunk_count): (i64, i64, Option<i32>, Option<i32>, Option<i32>) =
+            sqlx::query_as(
+                "SELECT count(*), count(DISTINCT c.chunk_index), min(c.chunk_index), max(c.chunk_index), max(d.chunk_count)
+                   FROM document_chunks c JOIN knowledge_documents d ON d.id = c.document_id WHERE d.id = $1",
+            )
+            .bind(row.id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        let n = chunk_count.unwrap();
+        assert_eq!((rows, distinct, lowest, highest), (i64::from(n), i64::from(n), Some(0), Some(n - 1)), "{row:?}");
+    }
+    let retried: i64 = count(
+        &db.pool,
+        "SELECT count(*) FROM embedding_tasks WHERE customer_id = $1 AND leased_by = 'survivor' AND attempts = 2",
+        customer_id,
+    )
+    .await;
+    assert!(retried >= 1, "the survivor finished what the killed worker had claimed");
+}
