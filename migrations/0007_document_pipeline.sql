@@ -11,12 +11,15 @@ COMMENT ON COLUMN knowledge_documents.blob_sha256 IS
     'The document_blobs row (same customer) holding the source bytes: uploaded (blob), fetched (url), copied from a ConfigMap '
     '(configMap) or from spec.source.text (text). NULL until stored, and once soft-deleted.';
 
--- 3. Generations: a new spec generation of a KnowledgeDocument re-embeds it. The document row
---    records the generation it is processing, and each task the generation it was enqueued for;
---    a worker's result for an older generation is refused at commit (like a lost lease).
-ALTER TABLE knowledge_documents ADD COLUMN spec_generation bigint NOT NULL DEFAULT 0;
-ALTER TABLE embedding_tasks ADD COLUMN generation bigint NOT NULL DEFAULT 0;
-COMMENT ON COLUMN knowledge_documents.spec_generation IS
-    'metadata.generation of the KnowledgeDocument the row''s source, text and chunks belong to.';
+-- 3. Generations: a document is processed again when its object's spec changes (a new
+--    metadata.generation) or its source's bytes change (a ConfigMap edited in Git). The row counts
+--    these as its own `generation`; each task carries the generation it was enqueued for, and a
+--    worker's result for an older generation is refused at commit (like a lost lease).
+ALTER TABLE knowledge_documents ADD COLUMN generation bigint NOT NULL DEFAULT 1;
+ALTER TABLE knowledge_documents ADD COLUMN object_generation bigint NOT NULL DEFAULT 0;
+ALTER TABLE embedding_tasks ADD COLUMN generation bigint NOT NULL DEFAULT 1;
+COMMENT ON COLUMN knowledge_documents.generation IS
+    'Processing generation: starts at 1 and grows when object_generation grows or the stored source (blob_sha256) changes.';
+COMMENT ON COLUMN knowledge_documents.object_generation IS 'metadata.generation of the KnowledgeDocument as last mirrored.';
 COMMENT ON COLUMN embedding_tasks.generation IS
-    'The document''s spec_generation when the task was enqueued; the commit of a task for an older generation is refused.';
+    'The document''s generation when the task was enqueued; the commit of a task for an older generation is refused.';

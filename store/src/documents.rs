@@ -40,7 +40,8 @@ pub struct DocumentRecord {
     pub name: String,
     pub filename: String,
     pub source_kind: SourceKind,
-    /// The SHA-256 of the document's stored source (32 bytes), once stored.
+    /// The SHA-256 of the document's stored source (32 bytes), once stored; `None` keeps what
+    /// the row has.
     pub blob_sha256: Option<Vec<u8>>,
     pub tags: Vec<String>,
     /// `metadata.generation` of the object.
@@ -53,7 +54,8 @@ pub struct DocumentRow {
     pub id: i64,
     pub document_id: String,
     pub processing_status: ProcessingStatus,
-    pub spec_generation: i64,
+    /// The processing generation (grows with the object's generation and with new source bytes).
+    pub generation: i64,
     pub blob_sha256: Option<Vec<u8>>,
     pub quota_reserved: bool,
     pub storage_reserved_bytes: i64,
@@ -61,33 +63,41 @@ pub struct DocumentRow {
     pub processing_error: Option<String>,
 }
 
-const DOCUMENT_ROW_COLUMNS: &str = "id, document_id, processing_status, spec_generation, blob_sha256, quota_reserved, \
+const DOCUMENT_ROW_COLUMNS: &str = "id, document_id, processing_status, generation, blob_sha256, quota_reserved, \
      storage_reserved_bytes, attempts, processing_error";
 
 /// Inserts the document row of a KnowledgeDocument, or updates its spec fields, and returns it.
-/// The public `document_id` of an existing row is kept. A new generation (or a newly stored
-/// source) takes the row back to `pending`, to be processed again; a replay of the same
-/// generation changes nothing.
+/// The public `document_id` of an existing row is kept. A new object generation or new source
+/// bytes start a new processing generation: the row goes back to `pending`, to be processed
+/// again, and source bytes no live document uses any more are deleted. A replay changes nothing.
 pub async fn upsert_document(pool: &PgPool, document: &DocumentRecord) -> Result<DocumentRow, StoreError> {
+    let mut tx = pool.begin().await?;
+    let previous_blob: Option<Option<Vec<u8>>> = sqlx::query_scalar(
+        "SELECT blob_sha256 FROM knowledge_documents WHERE k8s_uid = $1 AND deleted_at IS NULL FOR UPDATE",
+    )
+    .bind(document.k8s_uid)
+    .fetch_optional(&mut *tx)
+    .await?;
     let statement = format!(
         "INSERT INTO knowledge_documents
             (k8s_uid, customer_id, document_id, namespace, name, filename, source_kind, blob_sha256, tags,
-             spec_generation)
+             object_generation)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_jsonb($9::text[]), $10)
          ON CONFLICT (k8s_uid) DO UPDATE
             SET filename = EXCLUDED.filename, tags = EXCLUDED.tags,
                 blob_sha256 = coalesce(EXCLUDED.blob_sha256, knowledge_documents.blob_sha256),
-                spec_generation = greatest(knowledge_documents.spec_generation, EXCLUDED.spec_generation),
-                processing_status = CASE
-                    WHEN EXCLUDED.spec_generation > knowledge_documents.spec_generation THEN 'pending'
-                    ELSE knowledge_documents.processing_status END,
-                attempts = CASE
-                    WHEN EXCLUDED.spec_generation > knowledge_documents.spec_generation THEN 0
-                    ELSE knowledge_documents.attempts END
+                object_generation = greatest(knowledge_documents.object_generation, EXCLUDED.object_generation),
+                generation = knowledge_documents.generation + CASE WHEN {changed} THEN 1 ELSE 0 END,
+                processing_status = CASE WHEN {changed} THEN 'pending' ELSE knowledge_documents.processing_status END,
+                processing_error = CASE WHEN {changed} THEN NULL ELSE knowledge_documents.processing_error END,
+                attempts = CASE WHEN {changed} THEN 0 ELSE knowledge_documents.attempts END
           WHERE knowledge_documents.deleted_at IS NULL
-         RETURNING {DOCUMENT_ROW_COLUMNS}"
+         RETURNING {DOCUMENT_ROW_COLUMNS}",
+        changed = "(EXCLUDED.object_generation > knowledge_documents.object_generation
+                    OR (EXCLUDED.blob_sha256 IS NOT NULL
+                        AND EXCLUDED.blob_sha256 IS DISTINCT FROM knowledge_documents.blob_sha256))"
     );
-    let row = sqlx::query_as(&statement)
+    let row: DocumentRow = sqlx::query_as(&statement)
         .bind(document.k8s_uid)
         .bind(document.customer_id)
         .bind(&document.document_id)
@@ -98,9 +108,14 @@ pub async fn upsert_document(pool: &PgPool, document: &DocumentRecord) -> Result
         .bind(&document.blob_sha256)
         .bind(&document.tags)
         .bind(document.generation)
-        .fetch_optional(pool)
-        .await?;
-    row.ok_or(StoreError::Gone)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::Gone)?;
+    if let Some(Some(old)) = previous_blob.filter(|old| old.is_some() && *old != row.blob_sha256) {
+        delete_blob_if_unreferenced(&mut tx, document.customer_id, &old).await?;
+    }
+    tx.commit().await?;
+    Ok(row)
 }
 
 /// Finds a live document's row by its object's UID.
@@ -293,35 +308,42 @@ pub async fn delete_document(pool: &PgPool, k8s_uid: Uuid) -> Result<DocumentDel
     .execute(&mut *tx)
     .await?;
     let blob_deleted = match &blob {
-        Some(sha) => {
-            // In a savepoint: a document inserted concurrently with a reference to the same
-            // bytes makes the foreign key refuse the DELETE (23503), which means "still
-            // referenced", not a failure of the deletion.
-            let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
-            let deleted = sqlx::query(
-                "DELETE FROM document_blobs b WHERE b.customer_id = $1 AND b.sha256 = $2
-                   AND NOT EXISTS (SELECT 1 FROM knowledge_documents d WHERE d.customer_id = $1 AND d.blob_sha256 = $2)",
-            )
-            .bind(customer_id)
-            .bind(sha)
-            .execute(&mut *savepoint)
-            .await;
-            match deleted {
-                Ok(done) => {
-                    savepoint.commit().await?;
-                    done.rows_affected() > 0
-                }
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23503") => {
-                    savepoint.rollback().await?;
-                    false
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        Some(sha) => delete_blob_if_unreferenced(&mut tx, customer_id, sha).await?,
         None => false,
     };
     tx.commit().await?;
     Ok(DocumentDeletion { deleted: true, blob_deleted })
+}
+
+/// Deletes a customer's blob unless a document references it; returns whether it went.
+///
+/// In a savepoint: a document inserted concurrently with a reference to the same bytes makes
+/// the foreign key refuse the DELETE (23503), which means "still referenced", not a failure.
+async fn delete_blob_if_unreferenced(
+    tx: &mut sqlx::PgConnection,
+    customer_id: i64,
+    sha256: &[u8],
+) -> Result<bool, StoreError> {
+    let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
+    let deleted = sqlx::query(
+        "DELETE FROM document_blobs b WHERE b.customer_id = $1 AND b.sha256 = $2
+           AND NOT EXISTS (SELECT 1 FROM knowledge_documents d WHERE d.customer_id = $1 AND d.blob_sha256 = $2)",
+    )
+    .bind(customer_id)
+    .bind(sha256)
+    .execute(&mut *savepoint)
+    .await;
+    match deleted {
+        Ok(done) => {
+            savepoint.commit().await?;
+            Ok(done.rows_affected() > 0)
+        }
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23503") => {
+            savepoint.rollback().await?;
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Stores a customer's source bytes under their SHA-256 (computed by the writer while the

@@ -29,10 +29,10 @@ pub async fn enqueue(
         "WITH doc AS (
             UPDATE knowledge_documents SET processing_status = 'queued', processing_error = NULL
              WHERE id = $2 AND customer_id = $1 AND deleted_at IS NULL AND processing_status = 'pending'
-            RETURNING id, spec_generation),
+            RETURNING id, generation),
          task AS (
             INSERT INTO embedding_tasks (customer_id, document_id, generation, max_attempts)
-            SELECT $1, doc.id, doc.spec_generation, $3 FROM doc
+            SELECT $1, doc.id, doc.generation, $3 FROM doc
             ON CONFLICT (document_id) WHERE status IN ('queued', 'running')
             DO UPDATE SET generation = EXCLUDED.generation
             RETURNING id)
@@ -171,7 +171,7 @@ pub async fn commit(
                 target_industries = to_jsonb($8::text[]), company_sizes = to_jsonb($9::text[]),
                 decision_makers = to_jsonb($10::text[]), target_regions = to_jsonb($11::text[]),
                 icp_data = $12, icp_extracted_at = now()
-          WHERE id = $1 AND customer_id = $2 AND spec_generation = $3 AND deleted_at IS NULL",
+          WHERE id = $1 AND customer_id = $2 AND generation = $3 AND deleted_at IS NULL",
     )
     .bind(task.document_row)
     .bind(task.customer_id)
@@ -223,7 +223,7 @@ async fn requeue_superseded(pool: &PgPool, task: &ClaimedTask) -> Result<(), Sto
         "WITH t AS (
             UPDATE embedding_tasks t
                SET status = 'queued', attempts = t.attempts - 1, lease_until = NULL, not_before = now(),
-                   generation = d.spec_generation
+                   generation = d.generation
               FROM knowledge_documents d
              WHERE t.id = $1 AND t.status = 'running' AND t.attempts = $2
                AND d.id = t.document_id AND d.deleted_at IS NULL

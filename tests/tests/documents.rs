@@ -457,3 +457,35 @@ async fn hybrid_search_lifts_keyword_matches_and_filters_by_tag_and_document() {
     assert_eq!(hits.len(), 1);
     assert_eq!((hits[0].document_id.as_str(), hits[0].filename.as_str()), (other.as_str(), "notes.txt"));
 }
+
+#[tokio::test]
+async fn new_source_bytes_start_a_new_generation_and_free_the_old_bytes() {
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let customer_id = customer(&db.pool, "gitops", 100, 1_000_000).await;
+    let (uid, row) = stored_document(&db.pool, customer_id, b"playbook v1", &[]).await;
+    let mut record = DocumentRecord {
+        k8s_uid: uid,
+        customer_id,
+        document_id: row.document_id.clone(),
+        namespace: "cust-test".into(),
+        name: "doc".into(),
+        filename: "notes.txt".into(),
+        source_kind: SourceKind::ConfigMap,
+        blob_sha256: None,
+        tags: vec![],
+        generation: 1,
+    };
+    // A replay (same object generation, no new bytes) changes nothing.
+    let same = upsert_document(&db.pool, &record).await.unwrap();
+    assert_eq!((same.generation, same.blob_sha256.clone()), (1, row.blob_sha256.clone()));
+
+    // The ConfigMap was edited: new bytes, same object generation.
+    let v2 = b"playbook v2";
+    let sha2 = Sha256::digest(v2).to_vec();
+    insert_blob(&db.pool, customer_id, &sha2, v2, None).await.unwrap();
+    record.blob_sha256 = Some(sha2.clone());
+    let next = upsert_document(&db.pool, &record).await.unwrap();
+    assert_eq!((next.generation, next.processing_status), (2, ProcessingStatus::Pending));
+    assert!(read_blob(&db.pool, customer_id, &Sha256::digest(b"playbook v1")).await.unwrap().is_none(), "v1 is freed");
+    assert_eq!(read_blob(&db.pool, customer_id, &sha2).await.unwrap().as_deref(), Some(&v2[..]));
+}
