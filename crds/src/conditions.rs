@@ -54,6 +54,14 @@ pub mod reasons {
     pub const SUSPENDED_BY_SPEC: &str = "SuspendedBySpec";
     /// Not suspended.
     pub const ACTIVE: &str = "Active";
+    /// A stage of a document's processing finished.
+    pub const SUCCEEDED: &str = "Succeeded";
+    /// A document waits in the embedding queue.
+    pub const QUEUED: &str = "Queued";
+    /// A document's source (ConfigMap, key, blob) does not exist yet.
+    pub const SOURCE_NOT_FOUND: &str = "SourceNotFound";
+    /// A document's source cannot be used: too large, or a URL that is refused or fails.
+    pub const SOURCE_UNAVAILABLE: &str = "SourceUnavailable";
     /// A document waits in the embedding queue longer than expected.
     pub const QUEUED_TOO_LONG: &str = "QueuedTooLong";
     /// A document has been processing longer than expected.

@@ -234,7 +234,13 @@ async fn bench(customers_n: usize, agents_per_customer: usize) {
     let operator = ManagedProcess::spawn(
         "operator",
         std::path::Path::new(env!("CARGO_BIN_EXE_prospector-operator")),
-        &["run".into(), format!("--http-addr=127.0.0.1:{http_port}"), "--leader-election=false".into()],
+        &[
+            "run".into(),
+            format!("--http-addr=127.0.0.1:{http_port}"),
+            "--leader-election=false".into(),
+            // The benchmark creates no documents; the model would only add to the RSS measured.
+            "--embedder-mode=external".into(),
+        ],
         RunAs::Current,
         &process_dir().join("bench-operator.log"),
         &[("DATABASE_URL", &db.url), ("KUBECONFIG", &kubeconfig), ("RUST_LOG", "warn")],

@@ -9,7 +9,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use prospector_crds::{AgentDeployment, Customer};
+use prospector_crds::{AgentDeployment, Customer, KnowledgeDocument};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
@@ -35,6 +35,41 @@ pub struct Settings {
     /// How long an agent's pod may find no node before the agent shows Failed: the scheduler
     /// keeps trying, and a node may join.
     pub unschedulable_after: Duration,
+    pub documents: DocumentSettings,
+}
+
+/// Where the embedding work of knowledge documents runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EmbedderMode {
+    /// The operator runs the worker loop in-process (development, GPU-less clusters).
+    Inline,
+    /// Nothing in this process embeds: separate `prospector-embedder worker` processes do.
+    External,
+}
+
+/// How knowledge documents are processed.
+#[derive(Clone, Debug)]
+pub struct DocumentSettings {
+    pub mode: EmbedderMode,
+    /// Processing attempts before a document fails for good.
+    pub max_attempts: i32,
+    /// The largest source a document may have, in bytes.
+    pub max_document_bytes: i64,
+    pub thresholds: crate::status::document::Thresholds,
+}
+
+impl Default for DocumentSettings {
+    fn default() -> Self {
+        Self {
+            mode: EmbedderMode::Inline,
+            max_attempts: 3,
+            max_document_bytes: 50_000_000,
+            thresholds: crate::status::document::Thresholds {
+                queued_too_long: Duration::from_secs(600),
+                processing_too_long: Duration::from_secs(900),
+            },
+        }
+    }
 }
 
 impl Default for Settings {
@@ -46,6 +81,7 @@ impl Default for Settings {
             waiting_retry: Duration::from_secs(30),
             resync: Duration::from_secs(300),
             unschedulable_after: Duration::from_secs(120),
+            documents: DocumentSettings::default(),
         }
     }
 }
@@ -61,6 +97,7 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     wake_agents: mpsc::UnboundedSender<ObjectRef<AgentDeployment>>,
     wake_customers: mpsc::UnboundedSender<ObjectRef<Customer>>,
+    wake_documents: mpsc::UnboundedSender<ObjectRef<KnowledgeDocument>>,
     /// Customers with a usage refresh already scheduled.
     customers_pending: Arc<Mutex<HashSet<String>>>,
     customer_cache: std::sync::OnceLock<kube::runtime::reflector::Store<Customer>>,
@@ -74,6 +111,7 @@ pub const USAGE_REFRESH_DELAY: Duration = Duration::from_secs(1);
 pub struct Wakeups {
     pub agents: mpsc::UnboundedReceiver<ObjectRef<AgentDeployment>>,
     pub customers: mpsc::UnboundedReceiver<ObjectRef<Customer>>,
+    pub documents: mpsc::UnboundedReceiver<ObjectRef<KnowledgeDocument>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -95,6 +133,7 @@ impl Context {
         let reporter = Reporter { controller: FIELD_MANAGER.into(), instance };
         let (wake_agents, agents) = mpsc::unbounded_channel();
         let (wake_customers, customers) = mpsc::unbounded_channel();
+        let (wake_documents, documents) = mpsc::unbounded_channel();
         let context = Self {
             client,
             pool,
@@ -105,10 +144,11 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             wake_agents,
             wake_customers,
+            wake_documents,
             customers_pending: Arc::default(),
             customer_cache: std::sync::OnceLock::new(),
         };
-        (Arc::new(context), Wakeups { agents, customers })
+        (Arc::new(context), Wakeups { agents, customers, documents })
     }
 
     /// Publishes a Kubernetes Event about `object`. Failing to publish never fails a reconcile.
@@ -154,6 +194,11 @@ impl Context {
             pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
             let _ = sender.send(ObjectRef::new(&name));
         });
+    }
+
+    /// Asks the document controller to reconcile a document soon (a worker finished it).
+    pub fn wake_document(&self, namespace: &str, name: &str) {
+        let _ = self.wake_documents.send(ObjectRef::new(name).within(namespace));
     }
 
     /// Shares the customer controller's cache with the other controllers.

@@ -10,9 +10,10 @@ use clap::{Args, Parser, Subcommand};
 use prospector_operator::OperatorError;
 use prospector_operator::catalog::AgentCatalog;
 use prospector_operator::clock::SystemClock;
-use prospector_operator::context::Settings;
+use prospector_operator::context::{DocumentSettings, EmbedderMode, Settings};
 use prospector_operator::leader::LeaseSettings;
 use prospector_operator::runtime::{self, RunOptions};
+use prospector_operator::status::document::Thresholds;
 use prospector_operator::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -34,7 +35,7 @@ enum Command {
         database_url: String,
     },
     /// Runs the controllers (after applying the migrations).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +82,22 @@ struct RunArgs {
     /// Seconds between periodic re-reads of healthy objects.
     #[arg(long, env = "PROSPECTOR_RESYNC_SECONDS", default_value_t = 300)]
     resync_seconds: u64,
+    /// Where documents are embedded: inline (a worker loop in this process) or external
+    /// (`prospector-embedder worker` processes).
+    #[arg(long, value_enum, env = "PROSPECTOR_EMBEDDER_MODE", default_value = "inline")]
+    embedder_mode: EmbedderMode,
+    /// Processing attempts before a document fails for good.
+    #[arg(long, env = "PROSPECTOR_DOCUMENT_MAX_ATTEMPTS", default_value_t = 3)]
+    document_max_attempts: i32,
+    /// The largest document source, in bytes.
+    #[arg(long, env = "PROSPECTOR_MAX_DOCUMENT_BYTES", default_value_t = 50_000_000)]
+    max_document_bytes: i64,
+    /// Seconds a document may wait in the queue before its status says QueuedTooLong.
+    #[arg(long, env = "PROSPECTOR_QUEUED_TOO_LONG_SECONDS", default_value_t = 600)]
+    queued_too_long_seconds: u64,
+    /// Seconds a document may be processed before its status says ProcessingTooLong.
+    #[arg(long, env = "PROSPECTOR_PROCESSING_TOO_LONG_SECONDS", default_value_t = 900)]
+    processing_too_long_seconds: u64,
     /// Seconds an agent's pod may find no node before the agent shows Failed (Unschedulable).
     #[arg(long, env = "PROSPECTOR_UNSCHEDULABLE_SECONDS", default_value_t = 120)]
     unschedulable_seconds: u64,
@@ -92,7 +109,7 @@ async fn main() -> ExitCode {
     telemetry::init(cli.log_format);
     let result = match cli.command {
         Command::Migrate { database_url } => migrate(&database_url).await,
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -131,6 +148,15 @@ async fn run(args: RunArgs) -> Result<(), OperatorError> {
             waiting_retry: Duration::from_secs(args.waiting_retry_seconds),
             resync: Duration::from_secs(args.resync_seconds),
             unschedulable_after: Duration::from_secs(args.unschedulable_seconds),
+            documents: DocumentSettings {
+                mode: args.embedder_mode,
+                max_attempts: args.document_max_attempts.max(1),
+                max_document_bytes: args.max_document_bytes,
+                thresholds: Thresholds {
+                    queued_too_long: Duration::from_secs(args.queued_too_long_seconds),
+                    processing_too_long: Duration::from_secs(args.processing_too_long_seconds),
+                },
+            },
         },
         lease: args.leader_election.then(|| LeaseSettings {
             namespace: args.platform_namespace,

@@ -1,4 +1,5 @@
-//! Runs the operator: leader election, the three controllers, and the HTTP endpoints
+//! Runs the operator: leader election, the four controllers, the inline embedding worker, and
+//! the HTTP endpoints
 //! (`/metrics`, `/healthz`, `/readyz`). Used by `prospector-operator run` and, in-process, by
 //! the integration tests.
 
@@ -20,13 +21,14 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Config as WatcherConfig;
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, ResourceExt};
-use prospector_crds::{AgentDeployment, Customer, Tier, labels};
+use prospector_crds::{AgentDeployment, Customer, KnowledgeDocument, Tier, labels};
 use sqlx::PgPool;
+use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
-use crate::context::{Context, Settings};
-use crate::controllers::{agent, customer, error_policy, tier};
+use crate::context::{Context, EmbedderMode, Settings};
+use crate::controllers::{agent, customer, document, error_policy, tier};
 use crate::error::OperatorError;
 use crate::leader::{LeaderElector, LeaseSettings};
 use crate::metrics::Metrics;
@@ -88,6 +90,57 @@ fn channel_stream<T: Send + 'static>(
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
+/// Reconciles a document as soon as a worker finished it: the task's NOTIFY names it. The
+/// periodic resync covers notifications missed while disconnected.
+async fn forward_finished_documents(pool: PgPool, ctx: Arc<Context>) {
+    loop {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(prospector_store::queue::DONE_CHANNEL).await?;
+            loop {
+                let notification = listener.recv().await?;
+                match prospector_store::documents::locate_document(&pool, notification.payload()).await {
+                    Ok(Some((namespace, name))) => ctx.wake_document(&namespace, &name),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot find a finished document"),
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        if let Err(e) = listening.await {
+            tracing::warn!(error = %e, "listening for finished documents; reconnecting");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Inline mode: the embedding worker loop in this process, with the model and ONNX Runtime
+/// found as `prospector-embedder` finds them. Without them documents wait in the queue (and
+/// say so), and the log says why.
+async fn run_inline_worker(pool: PgPool, identity: String, stop: impl Future<Output = ()>) {
+    use prospector_embedder::embed::{Embedder, EmbedderConfig};
+    use prospector_embedder::paths::{self, ProcessEnv};
+    let loaded = tokio::task::spawn_blocking(|| {
+        let resolved = paths::resolve(&ProcessEnv).map_err(|e| e.to_string())?;
+        resolved.check().map_err(|e| e.to_string())?;
+        Embedder::load(&EmbedderConfig::new(&resolved.model_dir, &resolved.onnxruntime)).map_err(|e| e.to_string())
+    })
+    .await;
+    let embedder = match loaded {
+        Ok(Ok(embedder)) => Arc::new(embedder),
+        Ok(Err(e)) => {
+            return tracing::error!(error = %e, "inline embedding worker cannot load the model; documents stay queued");
+        }
+        Err(e) => return tracing::error!(error = %e, "inline embedding worker failed to start"),
+    };
+    let config = prospector_embedder::worker::WorkerConfig { identity, ..Default::default() };
+    match prospector_embedder::worker::run(pool, embedder, config, stop).await {
+        Ok(report) => tracing::info!(?report, "inline embedding worker stopped"),
+        Err(e) => tracing::error!(error = %e, "inline embedding worker failed"),
+    }
+}
+
 /// Runs until `shutdown` resolves (returns `Ok`) or leadership is lost (returns the error).
 pub async fn run(
     client: Client,
@@ -123,7 +176,11 @@ pub async fn run(
     metrics.leader.set(1);
 
     let instance = options.lease.as_ref().map(|l| l.identity.clone());
+    let worker_identity = format!("operator-{}", instance.clone().unwrap_or_else(|| std::process::id().to_string()));
+    let pool_for_documents = pool.clone();
     let (ctx, wakeups) = Context::new(client.clone(), pool, options.settings.clone(), clock, metrics.clone(), instance);
+    let pool = pool_for_documents;
+    let watch_documents = WatcherConfig::default().any_semantic();
     let config = ControllerConfig::default().concurrency(options.concurrency).debounce(Duration::from_millis(200));
     let watch = WatcherConfig::default().any_semantic();
 
@@ -185,6 +242,7 @@ pub async fn run(
         .touched_objects();
     let agents_by_namespace = agent_store.clone();
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
+    let document_config = config.clone();
     let agents = Controller::for_stream(agent_events, agent_store)
         .with_config(config)
         .owns_stream(
@@ -197,7 +255,7 @@ pub async fn run(
             // Only spec changes (suspension, overrides, tier) concern the agents; usage written
             // to a customer's status would otherwise re-reconcile all its agents each time.
             // Raised limits wake waiting agents through the customer controller instead.
-            watcher(Api::<PartialObjectMeta<Customer>>::all(client.clone()), watch)
+            watcher(Api::<PartialObjectMeta<Customer>>::all(client.clone()), watch.clone())
                 .default_backoff()
                 .touched_objects()
                 .predicate_filter(predicates::generation, Default::default()),
@@ -215,7 +273,23 @@ pub async fn run(
         .run(agent::reconcile, error_policy(agent::CONTROLLER), ctx.clone())
         .for_each(|_| async {});
 
-    let controllers = futures::future::join3(tiers, customers, agents);
+    let (document_store, document_writer) = reflector::store::<KnowledgeDocument>();
+    let document_events = watcher(Api::<KnowledgeDocument>::all(client.clone()), watch_documents)
+        .modify(slim)
+        .default_backoff()
+        .reflect(document_writer)
+        .touched_objects();
+    let documents = Controller::for_stream(document_events, document_store)
+        .with_config(document_config)
+        .reconcile_on(channel_stream(wakeups.documents))
+        .graceful_shutdown_on(stopped())
+        .run(document::reconcile, error_policy(document::CONTROLLER), ctx.clone())
+        .for_each(|_| async {});
+    let notifications = tokio::spawn(forward_finished_documents(pool.clone(), ctx.clone()));
+    let inline_worker = (options.settings.documents.mode == EmbedderMode::Inline)
+        .then(|| tokio::spawn(run_inline_worker(pool.clone(), worker_identity, stopped())));
+
+    let controllers = futures::future::join4(tiers, customers, agents, documents);
     let result = match &elector {
         Some(elector) => tokio::select! {
             _ = controllers => Ok(()),
@@ -227,6 +301,10 @@ pub async fn run(
         }
     };
     metrics.leader.set(0);
+    notifications.abort();
+    if let Some(worker) = inline_worker {
+        worker.abort();
+    }
     if let (Some(elector), Ok(())) = (&elector, &result) {
         elector.release().await;
     }

@@ -15,7 +15,7 @@ use kube::api::{Api, ListParams, PostParams};
 use process::{http_get, metric};
 use prospector_crds::{AgentDeployment, AgentPhase};
 use prospector_operator::clock::SystemClock;
-use prospector_operator::context::Settings;
+use prospector_operator::context::{DocumentSettings, EmbedderMode, Settings};
 use prospector_operator::runtime::{RunOptions, run};
 use prospector_tests::process::free_port;
 use prospector_tests::{PostgresServer, process_dir, shared_cluster};
@@ -37,6 +37,7 @@ async fn a_database_outage_backs_off_and_recovers_without_failing_objects() {
         settings: Settings {
             waiting_retry: Duration::from_secs(2),
             resync: Duration::from_secs(3),
+            documents: DocumentSettings { mode: EmbedderMode::External, ..DocumentSettings::default() },
             ..Settings::default()
         },
         lease: None,

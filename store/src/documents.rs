@@ -379,3 +379,61 @@ pub async fn read_blob(pool: &PgPool, customer_id: i64, sha256: &[u8]) -> Result
         .fetch_optional(pool)
         .await?)
 }
+
+/// Where a document's processing stands: what the operator derives its status from.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct DocumentProgress {
+    pub document_id: String,
+    pub processing_status: ProcessingStatus,
+    pub processing_error: Option<String>,
+    pub attempts: i32,
+    pub quota_reserved: bool,
+    pub stored: bool,
+    pub text_length: Option<i32>,
+    pub chunk_count: Option<i32>,
+    pub embedding_model: Option<String>,
+    pub target_industries: sqlx::types::Json<Vec<String>>,
+    pub company_sizes: sqlx::types::Json<Vec<String>>,
+    pub decision_makers: sqlx::types::Json<Vec<String>>,
+    pub target_regions: sqlx::types::Json<Vec<String>>,
+    pub icp_extracted_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the live task was first queued, if one is waiting.
+    pub queued_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the live task's current attempt started, if one is running.
+    pub processing_since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Reads a live document's [`DocumentProgress`].
+pub async fn document_progress(pool: &PgPool, k8s_uid: Uuid) -> Result<Option<DocumentProgress>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT d.document_id, d.processing_status, d.processing_error, d.attempts, d.quota_reserved,
+                d.blob_sha256 IS NOT NULL AS stored, d.text_length, d.chunk_count, d.embedding_model,
+                d.target_industries, d.company_sizes, d.decision_makers, d.target_regions, d.icp_extracted_at,
+                CASE WHEN t.status = 'queued' THEN t.enqueued_at END AS queued_since,
+                CASE WHEN t.status = 'running' THEN t.started_at END AS processing_since
+           FROM knowledge_documents d
+           LEFT JOIN embedding_tasks t ON t.document_id = d.id AND t.status IN ('queued', 'running')
+          WHERE d.k8s_uid = $1 AND d.deleted_at IS NULL",
+    )
+    .bind(k8s_uid)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// The namespace and name of the live document with public id `document_id`: how a NOTIFY
+/// payload finds its object.
+pub async fn locate_document(pool: &PgPool, document_id: &str) -> Result<Option<(String, String)>, StoreError> {
+    Ok(sqlx::query_as("SELECT namespace, name FROM knowledge_documents WHERE document_id = $1 AND deleted_at IS NULL")
+        .bind(document_id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// The size of a customer's blob, if it has one with that hash.
+pub async fn blob_size(pool: &PgPool, customer_id: i64, sha256: &[u8]) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT size FROM document_blobs WHERE customer_id = $1 AND sha256 = $2")
+        .bind(customer_id)
+        .bind(sha256)
+        .fetch_optional(pool)
+        .await?)
+}

@@ -3,7 +3,7 @@
 //! agents at zero while the customer is suspended or over its cost cap, and on deletion
 //! releases the quota and wakes the agents waiting for it.
 //!
-//! `apply_agent` is the pipeline: [`load`] → [`admit`] → [`apply_children`] → [`observe`] →
+//! `apply_agent` is the pipeline: `load_customer` → [`admit`] → [`apply_children`] → [`observe`] →
 //! `status::agent::derive_status` → [`record_phase`] → `report`.
 
 use std::sync::Arc;
@@ -14,13 +14,12 @@ use kube::api::{Api, GetParams, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
-use prospector_crds::conditions::reasons;
 use prospector_crds::customer::customer_of_namespace;
-use prospector_crds::{AgentDeployment, AgentPerformance, AgentPhase, Customer, IcpCriteria, labels};
+use prospector_crds::{AgentDeployment, AgentPerformance, AgentPhase, labels};
 use prospector_store::agents::{self as store, Admission, AgentRecord, AgentRow};
 use prospector_store::customers::usage_snapshot;
 
-use super::{FINALIZER, apply, delete_if_exists, object_uid, report};
+use super::{CustomerView, FINALIZER, Loaded, apply, delete_if_exists, load_customer, object_uid, report};
 use crate::context::{Context, object_key};
 use crate::desired::agent::{AgentChildren, child_name};
 use crate::error::{OperatorError, Result};
@@ -51,25 +50,6 @@ pub async fn reconcile(agent: Arc<AgentDeployment>, ctx: Arc<Context>) -> Result
     Ok(action)
 }
 
-/// The agent's customer, as far as the agent needs it.
-struct CustomerView {
-    name: String,
-    id: i64,
-    suspended: bool,
-    icp: Option<IcpCriteria>,
-}
-
-/// The outcome of load/validate.
-enum Loaded {
-    Customer(CustomerView),
-    /// The pipeline stops here: the agent is Pending for `reason`, and retries per `action`.
-    Stopped {
-        reason: &'static str,
-        message: String,
-        action: Action,
-    },
-}
-
 /// What admission decided, and what it read on the way.
 struct Admitted {
     /// The agent's row as it was before this reservation.
@@ -96,7 +76,7 @@ async fn apply_agent(agent: &AgentDeployment, api: &Api<AgentDeployment>, ctx: &
     let namespace = agent.namespace().unwrap_or_default();
     let now = ctx.clock.now();
     let generation = agent.metadata.generation;
-    let customer = match load(&namespace, ctx).await? {
+    let customer = match load_customer(&namespace, "agents", ctx).await? {
         Loaded::Customer(customer) => customer,
         Loaded::Stopped { reason, message, action } => {
             let state = AgentState::Pending { reason, message };
@@ -139,32 +119,6 @@ async fn apply_agent(agent: &AgentDeployment, api: &Api<AgentDeployment>, ctx: &
         || admitted.hold == Some(Hold::CostCap)
         || needs_progress_check(phase, running_replicas.unwrap_or(0));
     Ok(Action::requeue(if retry_soon { ctx.settings.waiting_retry } else { ctx.settings.resync }))
-}
-
-/// Load and validate: the agent must live in a customer's namespace, `cust-<customer>`, and
-/// that customer must be set up and not being deleted.
-async fn load(namespace: &str, ctx: &Context) -> Result<Loaded> {
-    let Some(customer_name) = customer_of_namespace(namespace) else {
-        let message = format!("namespace {namespace} is not a customer namespace; create agents in cust-<customer>");
-        return Ok(Loaded::Stopped { reason: reasons::INVALID_SPEC, message, action: Action::await_change() });
-    };
-    let customer = Api::<Customer>::all(ctx.client.clone()).get_opt(customer_name).await?;
-    let Some((customer, id)) = customer.and_then(|c| c.status.as_ref().and_then(|s| s.customer_id).map(|id| (c, id)))
-    else {
-        let message = format!("waiting for customer {customer_name} to be set up");
-        let action = Action::requeue(std::time::Duration::from_secs(2));
-        return Ok(Loaded::Stopped { reason: reasons::IN_PROGRESS, message, action });
-    };
-    if customer.metadata.deletion_timestamp.is_some() {
-        let message = format!("customer {customer_name} is being deleted");
-        return Ok(Loaded::Stopped { reason: reasons::IN_PROGRESS, message, action: Action::await_change() });
-    }
-    Ok(Loaded::Customer(CustomerView {
-        name: customer_name.to_owned(),
-        id,
-        suspended: customer.spec.suspended,
-        icp: customer.status.and_then(|s| s.icp),
-    }))
 }
 
 /// Admit: mirror the agent in Postgres and reserve its quota in one conditional statement,

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod customer;
+pub mod document;
 pub mod tier;
 
 use std::fmt::Debug;
@@ -15,7 +16,8 @@ use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use prospector_crds::conditions::{reasons, types};
-use prospector_crds::{Condition, HasConditions};
+use prospector_crds::customer::customer_of_namespace;
+use prospector_crds::{Condition, Customer, HasConditions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -152,6 +154,54 @@ where
     write_status_if_changed(api, object, status).await?;
     publish_transitions(object, ctx, &previous, &next).await;
     Ok(())
+}
+
+/// The customer a namespaced object (agent, document) belongs to, as far as it needs it.
+#[derive(Clone, Debug)]
+pub struct CustomerView {
+    pub name: String,
+    pub id: i64,
+    pub suspended: bool,
+    pub icp: Option<prospector_crds::IcpCriteria>,
+}
+
+/// The outcome of loading an object's customer.
+#[derive(Debug)]
+pub enum Loaded {
+    Customer(CustomerView),
+    /// The pipeline stops here: the object is Pending for `reason`, and retries per `action`.
+    Stopped {
+        reason: &'static str,
+        message: String,
+        action: Action,
+    },
+}
+
+/// Load and validate the customer of an object in `namespace`: it must be a customer's
+/// namespace, `cust-<customer>`, and that customer must be set up and not being deleted.
+/// `objects` names what is being created there, for the message ("agents", "documents").
+pub async fn load_customer(namespace: &str, objects: &str, ctx: &Context) -> Result<Loaded> {
+    let Some(customer_name) = customer_of_namespace(namespace) else {
+        let message = format!("namespace {namespace} is not a customer namespace; create {objects} in cust-<customer>");
+        return Ok(Loaded::Stopped { reason: reasons::INVALID_SPEC, message, action: Action::await_change() });
+    };
+    let customer = Api::<Customer>::all(ctx.client.clone()).get_opt(customer_name).await?;
+    let Some((customer, id)) = customer.and_then(|c| c.status.as_ref().and_then(|s| s.customer_id).map(|id| (c, id)))
+    else {
+        let message = format!("waiting for customer {customer_name} to be set up");
+        let action = Action::requeue(std::time::Duration::from_secs(2));
+        return Ok(Loaded::Stopped { reason: reasons::IN_PROGRESS, message, action });
+    };
+    if customer.metadata.deletion_timestamp.is_some() {
+        let message = format!("customer {customer_name} is being deleted");
+        return Ok(Loaded::Stopped { reason: reasons::IN_PROGRESS, message, action: Action::await_change() });
+    }
+    Ok(Loaded::Customer(CustomerView {
+        name: customer_name.to_owned(),
+        id,
+        suspended: customer.spec.suspended,
+        icp: customer.status.and_then(|s| s.icp),
+    }))
 }
 
 /// The error policy of every controller: count the error and retry with per-object backoff. A

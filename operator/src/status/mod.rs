@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod customer;
+pub mod document;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use prospector_crds::Condition;

@@ -32,6 +32,8 @@ pub fn start_operator(database_url: &str, leader_election: bool, identity: &str)
         "--platform-namespace=prospector-system".to_owned(),
         "--waiting-retry-seconds=2".to_owned(),
         "--resync-seconds=5".to_owned(),
+        // These tests create no documents: no model to load in every restarted process.
+        "--embedder-mode=external".to_owned(),
     ];
     let process = ManagedProcess::spawn(
         &format!("operator-{identity}"),

@@ -1,0 +1,320 @@
+//! The KnowledgeDocument controller: reads the document's source (inline text, a ConfigMap key,
+//! an uploaded blob), reserves document and storage quota atomically in Postgres, stores the
+//! bytes, queues the document for the embedding workers, and reports their progress as the
+//! stage conditions. On deletion it removes the document's chunks, vectors, task and (if no
+//! other document uses them) bytes, and releases its quota.
+//!
+//! `apply_document` is the pipeline: `load_customer` → [`read_source`] → [`admit`] →
+//! [`store_and_queue`] → `status::document::derive_status` → `report`.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use prospector_crds::conditions::reasons;
+use prospector_crds::{DocumentPhase, DocumentSource, KnowledgeDocument};
+use prospector_store::StoreError;
+use prospector_store::documents::{
+    self as store, DocumentAdmission, DocumentRecord, DocumentRefusal, DocumentRow, ProcessingStatus, SourceKind,
+};
+use sha2::{Digest, Sha256};
+
+use super::{CustomerView, FINALIZER, Loaded, load_customer, object_uid, report};
+use crate::context::{Context, object_key};
+use crate::error::{OperatorError, Result};
+use crate::status::document::{DocumentState, derive_status, needs_progress_check};
+
+/// The controller's name in metrics and logs.
+pub const CONTROLLER: &str = "document";
+
+/// Reconciles one KnowledgeDocument.
+pub async fn reconcile(document: Arc<KnowledgeDocument>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started(CONTROLLER);
+    let namespace = document.namespace().ok_or(OperatorError::MissingField("metadata.namespace"))?;
+    let api: Api<KnowledgeDocument> = Api::namespaced(ctx.client.clone(), &namespace);
+    let action = finalizer(&api, FINALIZER, document.clone(), |event| async {
+        match event {
+            Finalizer::Apply(document) => apply_document(&document, &api, &ctx).await,
+            Finalizer::Cleanup(document) => cleanup_document(&document, &ctx).await,
+        }
+    })
+    .await
+    .map_err(OperatorError::from)?;
+    ctx.succeeded(&object_key(document.as_ref()));
+    Ok(action)
+}
+
+/// The public id of a document, `doc_<16 hex>`, derived from its UID so a replay derives the
+/// same one.
+pub fn public_document_id(uid: &str) -> String {
+    format!("doc_{}", hex::encode(&Sha256::digest(uid.as_bytes())[..8]))
+}
+
+async fn apply_document(document: &KnowledgeDocument, api: &Api<KnowledgeDocument>, ctx: &Context) -> Result<Action> {
+    let namespace = document.namespace().unwrap_or_default();
+    let settings = &ctx.settings.documents;
+    let pending = |reason: &'static str, message: String, stored: bool| async move {
+        let state = DocumentState::Pending { reason, message, stored };
+        let status = derive_status(
+            document.status.as_ref(),
+            document.metadata.generation,
+            ctx.clock.now(),
+            settings.thresholds,
+            &state,
+        );
+        report(api, document, ctx, status).await
+    };
+    let customer = match load_customer(&namespace, "documents", ctx).await? {
+        Loaded::Customer(customer) => customer,
+        Loaded::Stopped { reason, message, action } => {
+            pending(reason, message, false).await?;
+            return Ok(action);
+        }
+    };
+    let source = match read_source(document, &namespace, &customer, ctx).await? {
+        Ok(source) => source,
+        Err(problem) => {
+            pending(problem.reason, problem.message, false).await?;
+            return Ok(Action::requeue(ctx.settings.waiting_retry));
+        }
+    };
+    let row = match admit(document, &namespace, &customer, &source, ctx).await? {
+        Ok(row) => row,
+        Err(refusal) => {
+            let (reason, message) = refusal_message(&refusal);
+            pending(reason, message, false).await?;
+            return Ok(Action::requeue(ctx.settings.waiting_retry));
+        }
+    };
+    store_and_queue(document, &namespace, &customer, row, source, ctx).await?;
+    let uid = object_uid(document)?;
+    let progress = store::document_progress(&ctx.pool, uid).await?.ok_or(StoreError::Gone)?;
+    if progress.processing_status == ProcessingStatus::Failed && progress.quota_reserved {
+        // A document that failed for good stops counting against its customer.
+        store::release_document_quota(&ctx.pool, uid).await?;
+        ctx.wake_customer(&customer.name);
+    }
+    let state = DocumentState::Tracked(Box::new(progress));
+    let status = derive_status(
+        document.status.as_ref(),
+        document.metadata.generation,
+        ctx.clock.now(),
+        settings.thresholds,
+        &state,
+    );
+    let phase = status.phase.unwrap_or(DocumentPhase::Pending);
+    report(api, document, ctx, status).await?;
+    // A worker's result arrives by NOTIFY; the clock-based reasons and ConfigMap edits need a
+    // look now and then.
+    Ok(Action::requeue(if needs_progress_check(phase) { ctx.settings.waiting_retry } else { ctx.settings.resync }))
+}
+
+/// A document's source, read for this reconcile.
+#[derive(Debug)]
+enum Source {
+    /// Bytes to store: inline text, a ConfigMap key.
+    Bytes(Vec<u8>),
+    /// Bytes already stored by the REST upload.
+    Stored { sha256: Vec<u8>, size: i64 },
+}
+
+impl Source {
+    fn kind(spec: &DocumentSource) -> SourceKind {
+        match spec {
+            DocumentSource { blob: Some(_), .. } => SourceKind::Blob,
+            DocumentSource { url: Some(_), .. } => SourceKind::Url,
+            DocumentSource { config_map_key_ref: Some(_), .. } => SourceKind::ConfigMap,
+            _ => SourceKind::Text,
+        }
+    }
+
+    fn sha256(&self) -> Vec<u8> {
+        match self {
+            Source::Bytes(bytes) => Sha256::digest(bytes).to_vec(),
+            Source::Stored { sha256, .. } => sha256.clone(),
+        }
+    }
+
+    fn size(&self) -> i64 {
+        match self {
+            Source::Bytes(bytes) => i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+            Source::Stored { size, .. } => *size,
+        }
+    }
+}
+
+/// Why a source cannot be used now.
+#[derive(Debug)]
+struct SourceProblem {
+    reason: &'static str,
+    message: String,
+}
+
+/// Reads the document's source, within the size limit.
+async fn read_source(
+    document: &KnowledgeDocument,
+    namespace: &str,
+    customer: &CustomerView,
+    ctx: &Context,
+) -> Result<std::result::Result<Source, SourceProblem>> {
+    let not_found = |message: String| Ok(Err(SourceProblem { reason: reasons::SOURCE_NOT_FOUND, message }));
+    let spec = &document.spec.source;
+    let source = if let Some(text) = &spec.text {
+        Source::Bytes(text.as_bytes().to_vec())
+    } else if let Some(key_ref) = &spec.config_map_key_ref {
+        let Some(config_map) =
+            Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace).get_opt(&key_ref.name).await?
+        else {
+            return not_found(format!("ConfigMap {} does not exist in {namespace}", key_ref.name));
+        };
+        let text = config_map.data.as_ref().and_then(|d| d.get(&key_ref.key)).map(|t| t.as_bytes().to_vec());
+        let binary = config_map.binary_data.as_ref().and_then(|d| d.get(&key_ref.key)).map(|b| b.0.clone());
+        match text.or(binary) {
+            Some(bytes) => Source::Bytes(bytes),
+            None => return not_found(format!("ConfigMap {} has no key {}", key_ref.name, key_ref.key)),
+        }
+    } else if let Some(blob) = &spec.blob {
+        let sha256 = hex::decode(&blob.sha256).unwrap_or_default();
+        match store::blob_size(&ctx.pool, customer.id, &sha256).await? {
+            Some(size) => Source::Stored { sha256, size },
+            None => return not_found(format!("no uploaded bytes with sha256 {} for this customer", blob.sha256)),
+        }
+    } else {
+        let message = "url sources are not fetched by this version of the operator; store the document in a \
+                       ConfigMap or upload it"
+            .to_owned();
+        return Ok(Err(SourceProblem { reason: reasons::SOURCE_UNAVAILABLE, message }));
+    };
+    let limit = ctx.settings.documents.max_document_bytes;
+    if source.size() > limit {
+        let message = format!("the source is {} bytes, over the limit of {limit}; split the document", source.size());
+        return Ok(Err(SourceProblem { reason: reasons::SOURCE_UNAVAILABLE, message }));
+    }
+    Ok(Ok(source))
+}
+
+fn record(
+    document: &KnowledgeDocument,
+    namespace: &str,
+    customer: &CustomerView,
+    blob: Option<Vec<u8>>,
+) -> Result<DocumentRecord> {
+    let uid = object_uid(document)?;
+    Ok(DocumentRecord {
+        k8s_uid: uid,
+        customer_id: customer.id,
+        document_id: public_document_id(&uid.to_string()),
+        namespace: namespace.to_owned(),
+        name: document.name_any(),
+        filename: document.spec.filename.clone(),
+        source_kind: Source::kind(&document.spec.source),
+        blob_sha256: blob,
+        tags: document.spec.tags.clone(),
+        generation: document.metadata.generation.unwrap_or(0),
+    })
+}
+
+/// Admit: mirror the document in Postgres and reserve its document slot and storage in one
+/// conditional statement. A document that failed for good holds nothing and asks for nothing
+/// until its spec or source changes.
+async fn admit(
+    document: &KnowledgeDocument,
+    namespace: &str,
+    customer: &CustomerView,
+    source: &Source,
+    ctx: &Context,
+) -> Result<std::result::Result<DocumentRow, DocumentRefusal>> {
+    let row = store::upsert_document(&ctx.pool, &record(document, namespace, customer, None)?).await?;
+    let source_changed = row.blob_sha256.as_deref() != Some(source.sha256().as_slice());
+    if row.processing_status == ProcessingStatus::Failed && !source_changed {
+        return Ok(Ok(row));
+    }
+    match store::reserve_document_quota(&ctx.pool, customer.id, row.id, source.size()).await? {
+        DocumentAdmission::Admitted { bytes } => {
+            if !row.quota_reserved || bytes != row.storage_reserved_bytes {
+                ctx.wake_customer(&customer.name);
+            }
+            Ok(Ok(row))
+        }
+        DocumentAdmission::Refused(refusal) => Ok(Err(refusal)),
+    }
+}
+
+/// Stores new source bytes (which starts a new processing generation) and queues the document
+/// if it waits for processing.
+async fn store_and_queue(
+    document: &KnowledgeDocument,
+    namespace: &str,
+    customer: &CustomerView,
+    row: DocumentRow,
+    source: Source,
+    ctx: &Context,
+) -> Result<()> {
+    let sha256 = source.sha256();
+    let row = if row.blob_sha256.as_deref() == Some(sha256.as_slice()) {
+        row
+    } else {
+        if let Source::Bytes(bytes) = &source {
+            store::insert_blob(&ctx.pool, customer.id, &sha256, bytes, document.spec.content_type.as_deref()).await?;
+        }
+        store::upsert_document(&ctx.pool, &record(document, namespace, customer, Some(sha256))?).await?
+    };
+    prospector_store::queue::enqueue(&ctx.pool, customer.id, row.id, ctx.settings.documents.max_attempts).await?;
+    Ok(())
+}
+
+/// The condition reason and a message naming the limit, for a refused document.
+fn refusal_message(refusal: &DocumentRefusal) -> (&'static str, String) {
+    match refusal {
+        DocumentRefusal::DocumentLimit { used, max } => (
+            reasons::DOCUMENT_LIMIT_REACHED,
+            format!("the customer has {used} of {max} documents allowed by its tier (maxDocuments)"),
+        ),
+        DocumentRefusal::StorageLimit { used, wanted, max } => (
+            reasons::STORAGE_LIMIT_REACHED,
+            format!("{wanted} more bytes would exceed the storage limit: {used} of {max} bytes in use (maxStorageMb)"),
+        ),
+        DocumentRefusal::NotFound => (reasons::IN_PROGRESS, "the customer's quota is not set up yet".to_owned()),
+    }
+}
+
+/// Cleanup: the document's chunks, vectors, task and unshared bytes go, and its quota is
+/// released, in one transaction.
+async fn cleanup_document(document: &KnowledgeDocument, ctx: &Context) -> Result<Action> {
+    let deletion = store::delete_document(&ctx.pool, object_uid(document)?).await?;
+    if deletion.deleted {
+        if let Some(customer) =
+            document.namespace().as_deref().and_then(prospector_crds::customer::customer_of_namespace)
+        {
+            ctx.wake_customer(customer);
+        }
+        ctx.publish(document, false, "Deleted", "the document's chunks, vectors and quota were released".into()).await;
+    }
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_ids_have_the_seed_form_and_are_stable() {
+        let id = public_document_id("2f1e8a3c-0000-4000-8000-000000000001");
+        assert!(id.starts_with("doc_") && id.len() == 20, "{id}");
+        assert_eq!(id, public_document_id("2f1e8a3c-0000-4000-8000-000000000001"));
+        assert_ne!(id, public_document_id("2f1e8a3c-0000-4000-8000-000000000002"));
+    }
+
+    #[test]
+    fn refusals_name_the_limit() {
+        let (reason, message) = refusal_message(&DocumentRefusal::DocumentLimit { used: 20, max: 20 });
+        assert_eq!(reason, reasons::DOCUMENT_LIMIT_REACHED);
+        assert!(message.contains("20 of 20") && message.contains("maxDocuments"));
+        let (reason, message) = refusal_message(&DocumentRefusal::StorageLimit { used: 900, wanted: 300, max: 1000 });
+        assert_eq!(reason, reasons::STORAGE_LIMIT_REACHED);
+        assert!(message.contains("maxStorageMb"));
+    }
+}

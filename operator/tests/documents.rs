@@ -1,0 +1,251 @@
+//! KnowledgeDocuments against the real apiserver, Postgres and model, with the operator (and its
+//! inline embedding worker) running in-process: every source kind reaches Ready with its stage
+//! conditions, chunks and ICP and is found by search; unreadable documents fail with their
+//! cause; quota is exact; an edited ConfigMap is processed again; deletion leaves nothing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{client, eventually, shared_operator, unique};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use prospector_crds::conditions::{reasons, types};
+use prospector_crds::{Customer, DocumentPhase, HasConditions, KnowledgeDocument};
+use prospector_embedder::embed::{Embedder, EmbedderConfig};
+use prospector_embedder::paths::{self, ProcessEnv};
+use prospector_store::documents::insert_blob;
+use prospector_store::search::{SearchMode, SearchRequest, search};
+use prospector_tests::fixtures::ready_customer;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+const WAIT: Duration = Duration::from_secs(180);
+
+const PITCH: &str = "We sell radiology scheduling software to hospitals in Germany and France. Our customers \
+    are health systems with more than 1,000 employees, and the CIO signs the contract.";
+
+fn fixture(path: &str) -> Vec<u8> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../embedder/tests/fixtures/pdf/py-pdf-sample-files/");
+    std::fs::read(format!("{root}{path}")).unwrap()
+}
+
+fn document(name: &str, filename: &str, source: Value) -> KnowledgeDocument {
+    serde_json::from_value(json!({
+        "apiVersion": "prospector.dev/v1alpha1",
+        "kind": "KnowledgeDocument",
+        "metadata": {"name": name},
+        "spec": {"filename": filename, "tags": ["test"], "source": source}
+    }))
+    .unwrap()
+}
+
+fn config_map(name: &str, text: Option<&str>, binary: Option<Vec<u8>>) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        data: text.map(|t| BTreeMap::from([("doc".to_owned(), t.to_owned())])),
+        binary_data: binary.map(|b| BTreeMap::from([("doc".to_owned(), ByteString(b))])),
+        ..Default::default()
+    }
+}
+
+/// Waits until the document reaches `phase`, and returns it.
+async fn wait_phase(api: &Api<KnowledgeDocument>, name: &str, phase: DocumentPhase) -> KnowledgeDocument {
+    eventually(&format!("document {name} {phase:?}"), WAIT, || async {
+        let d = api.get(name).await.ok()?;
+        (d.status.as_ref()?.phase == Some(phase)).then_some(d)
+    })
+    .await
+}
+
+fn embedder() -> Embedder {
+    let resolved = paths::resolve(&ProcessEnv).unwrap();
+    resolved.check().unwrap();
+    Embedder::load(&EmbedderConfig::new(&resolved.model_dir, &resolved.onnxruntime)).unwrap()
+}
+
+async fn search_filenames(pool: &PgPool, customer_id: i64, query: &str) -> Vec<String> {
+    let vector = embedder().embed(&[query]).unwrap().remove(0);
+    let request = SearchRequest {
+        customer_id,
+        embedding: &vector,
+        text: query,
+        top_k: 3,
+        tags: &[],
+        document_ids: &[],
+        mode: SearchMode::Hybrid,
+    };
+    search(pool, &request).await.unwrap().into_iter().map(|h| h.filename).collect()
+}
+
+async fn counters(pool: &PgPool, customer_id: i64) -> (i32, i64) {
+    sqlx::query_as("SELECT documents_count, storage_used_bytes FROM customer_quotas WHERE customer_id = $1")
+        .bind(customer_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_from_every_source_become_searchable_and_deletion_leaves_nothing() {
+    let operator = shared_operator();
+    let client = client().await;
+    let pool = operator.pool().await;
+    let customer_name = unique("library");
+    let (namespace, customer_id) = ready_customer(&client, &customer_name, "starter", json!({})).await;
+    let documents: Api<KnowledgeDocument> = Api::namespaced(client.clone(), &namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let pp = PostParams::default();
+
+    config_maps
+        .create(
+            &pp,
+            &config_map("playbook", Some("# Playbook\nBanking CISOs in the UK want SOC 2 evidence first."), None),
+        )
+        .await
+        .unwrap();
+    config_maps
+        .create(&pp, &config_map("paper", None, Some(fixture("026-latex-multicolumn/multicolumn.pdf"))))
+        .await
+        .unwrap();
+    let locked = fixture("005-libreoffice-writer-password/libreoffice-writer-password.pdf");
+    config_maps.create(&pp, &config_map("locked", None, Some(locked))).await.unwrap();
+    // An upload, as the REST server will store it.
+    let uploaded = b"Our onboarding guide for logistics companies in Brazil and Mexico.".to_vec();
+    let sha = Sha256::digest(&uploaded);
+    insert_blob(&pool, customer_id, &sha, &uploaded, Some("text/plain")).await.unwrap();
+
+    let sources = [
+        ("pitch", "pitch.txt", json!({"text": PITCH})),
+        ("playbook", "playbook.md", json!({"configMapKeyRef": {"name": "playbook", "key": "doc"}})),
+        ("paper", "paper.pdf", json!({"configMapKeyRef": {"name": "paper", "key": "doc"}})),
+        ("upload", "onboarding.txt", json!({"blob": {"sha256": hex::encode(sha), "size": uploaded.len()}})),
+        ("locked", "locked.pdf", json!({"configMapKeyRef": {"name": "locked", "key": "doc"}})),
+    ];
+    for (name, filename, source) in &sources {
+        documents.create(&pp, &document(name, filename, source.clone())).await.unwrap();
+    }
+    for (name, _, _) in &sources[..4] {
+        let ready = wait_phase(&documents, name, DocumentPhase::Ready).await;
+        let status = ready.status.unwrap();
+        for stage in
+            [types::STORED, types::EXTRACTED, types::EMBEDDED, types::INDEXED, types::ICP_EXTRACTED, types::READY]
+        {
+            let condition = status.condition(stage).unwrap_or_else(|| panic!("{name}: no {stage}"));
+            assert!(condition.is_true() && condition.reason == reasons::SUCCEEDED, "{name}: {condition:?}");
+        }
+        assert!(status.chunk_count.unwrap() >= 1 && status.text_length.unwrap() > 20, "{name}: {status:?}");
+        assert!(status.document_id.as_deref().unwrap().starts_with("doc_"));
+        assert_eq!(status.embedding_model.as_deref(), Some("all-MiniLM-L6-v2"));
+    }
+    let pitch = documents.get("pitch").await.unwrap().status.unwrap().icp.unwrap();
+    assert!(pitch.target_industries.contains(&"healthcare".to_owned()), "{pitch:?}");
+    assert!(pitch.decision_makers.contains(&"CIO".to_owned()) && pitch.target_regions.contains(&"Europe".to_owned()));
+
+    // The encrypted PDF fails at once with its cause, and gives its quota back.
+    let failed = wait_phase(&documents, "locked", DocumentPhase::Failed).await.status.unwrap();
+    let error = failed.error.clone().unwrap();
+    assert!(error.contains("(encrypted)") && error.contains("upload a decrypted copy"), "{error}");
+    assert_eq!(failed.attempts, 1);
+    assert_eq!(failed.condition(types::READY).unwrap().reason, reasons::FAILED);
+    let customers: Api<Customer> = Api::all(client.clone());
+    eventually("the customer to count 4 documents", WAIT, || async {
+        (customers.get(&customer_name).await.ok()?.status?.documents.as_deref() == Some("4/100")).then_some(())
+    })
+    .await;
+
+    // Search finds each by meaning, within this customer.
+    assert_eq!(search_filenames(&pool, customer_id, "which hospitals buy radiology scheduling").await[0], "pitch.txt");
+    assert_eq!(search_filenames(&pool, customer_id, "SOC 2 evidence for bank security chiefs").await[0], "playbook.md");
+    assert_eq!(
+        search_filenames(&pool, customer_id, "onboarding logistics firms in Latin America").await[0],
+        "onboarding.txt"
+    );
+
+    // `kubectl wait` sees the Ready condition where it looks for it.
+    let kubectl = prospector_tests::hack::hack_path("kubectl.sh").unwrap();
+    let kubeconfig = prospector_tests::shared_cluster().kubeconfig().display().to_string();
+    let waited = std::process::Command::new(kubectl)
+        .args(["wait", "--for=condition=Ready", "knowledgedocument/pitch", "-n", &namespace, "--timeout=30s"])
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .unwrap();
+    assert!(waited.status.success(), "{}", String::from_utf8_lossy(&waited.stderr));
+
+    // An edited ConfigMap is processed again.
+    let edit = json!({"data": {"doc": "# Playbook\nInsurance CFOs in Canada ask about claims automation."}});
+    config_maps.patch("playbook", &PatchParams::default(), &Patch::Merge(&edit)).await.unwrap();
+    eventually("the edited playbook searchable", WAIT, || async {
+        let hits = search_filenames(&pool, customer_id, "claims automation for insurance finance chiefs").await;
+        (hits.first().map(String::as_str) == Some("playbook.md")).then_some(())
+    })
+    .await;
+
+    // Deleting every document leaves no chunk, task, blob or counter behind.
+    for (name, _, _) in &sources {
+        documents.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    eventually("the documents gone", WAIT, || async {
+        documents.list(&Default::default()).await.ok()?.items.is_empty().then_some(())
+    })
+    .await;
+    let left: (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM document_chunks WHERE customer_id = $1),
+                (SELECT count(*) FROM embedding_tasks WHERE customer_id = $1),
+                (SELECT count(*) FROM document_blobs WHERE customer_id = $1),
+                (SELECT count(*) FROM knowledge_documents WHERE customer_id = $1 AND deleted_at IS NULL)",
+    )
+    .bind(customer_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(left, (0, 0, 0, 0), "chunks, tasks, blobs, live documents");
+    assert_eq!(counters(&pool, customer_id).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_past_the_limit_wait_and_proceed_when_room_is_made() {
+    let operator = shared_operator();
+    let client = client().await;
+    let pool = operator.pool().await;
+    let (namespace, customer_id) =
+        ready_customer(&client, &unique("shelf"), "starter", json!({"maxDocuments": 2})).await;
+    let documents: Api<KnowledgeDocument> = Api::namespaced(client.clone(), &namespace);
+    for i in 0..3 {
+        let text = format!("Document number {i} about warehouse robotics for retailers.");
+        documents
+            .create(&PostParams::default(), &document(&format!("d{i}"), "d.txt", json!({"text": text})))
+            .await
+            .unwrap();
+    }
+    let refused = eventually("one document refused for the document limit", WAIT, || async {
+        let list = documents.list(&Default::default()).await.ok()?;
+        let ready =
+            list.items.iter().filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(DocumentPhase::Ready)).count();
+        let refused: Vec<String> = list
+            .items
+            .iter()
+            .filter(|d| {
+                d.status
+                    .as_ref()
+                    .and_then(|s| s.condition(types::READY))
+                    .is_some_and(|c| c.reason == reasons::DOCUMENT_LIMIT_REACHED)
+            })
+            .map(|d| d.metadata.name.clone().unwrap())
+            .collect();
+        (ready == 2 && refused.len() == 1).then(|| refused[0].clone())
+    })
+    .await;
+    let waiting = documents.get(&refused).await.unwrap().status.unwrap();
+    assert_eq!(waiting.phase, Some(DocumentPhase::Pending));
+    assert!(waiting.condition(types::READY).unwrap().message.contains("2 of 2 documents"));
+    assert_eq!(counters(&pool, customer_id).await.0, 2);
+
+    let done = ["d0", "d1", "d2"].into_iter().find(|n| *n != refused).unwrap();
+    documents.delete(done, &DeleteParams::default()).await.unwrap();
+    wait_phase(&documents, &refused, DocumentPhase::Ready).await;
+    assert_eq!(counters(&pool, customer_id).await.0, 2);
+}
