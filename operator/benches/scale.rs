@@ -9,7 +9,7 @@
 //! The peer (`BENCH_MODE=floor`, or `both`, the default, which runs it after the operator) is the
 //! floor of what the control plane can do on the same machine: the benchmark client itself
 //! creates the very objects the operator would (each customer's namespace, ResourceQuota,
-//! LimitRange, NetworkPolicy and Secret; each agent's ServiceAccount, ConfigMap and Deployment,
+//! LimitRange, NetworkPolicy, ICP ConfigMap and Secret; each agent's ServiceAccount, ConfigMap and Deployment,
 //! from the operator's own builders) with no custom resources, no Postgres and no status writes,
 //! and waits for every Deployment to have its replica available.
 
@@ -146,6 +146,10 @@ async fn floor(customers_n: usize, agents_per_customer: usize) {
                     .create(&pp, &children.network_policy())
                     .await
                     .unwrap();
+                Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+                    .create(&pp, &children.icp_config_map(None))
+                    .await
+                    .unwrap();
                 Api::<Secret>::namespaced(client.clone(), &namespace)
                     .create(&pp, &children.api_key_secret("sa_floor_key"))
                     .await
@@ -164,7 +168,6 @@ async fn floor(customers_n: usize, agents_per_customer: usize) {
                         api_url: "http://prospector-api.prospector-system:8080",
                         agent_id: (index * agents_per_customer + i) as i64 + 1,
                         deployment_id: &deployment_id,
-                        customer_icp: None,
                     };
                     let key = format!("{namespace}/{}", prospector_operator::desired::agent::child_name(&agent_name));
                     agent_created.lock().unwrap().insert(key, Instant::now());

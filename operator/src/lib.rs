@@ -8,6 +8,7 @@ pub mod context;
 pub mod controllers;
 pub mod desired;
 pub mod error;
+pub mod icp;
 pub mod leader;
 pub mod metrics;
 pub mod quota;

@@ -249,3 +249,56 @@ async fn documents_past_the_limit_wait_and_proceed_when_room_is_made() {
     wait_phase(&documents, &refused, DocumentPhase::Ready).await;
     assert_eq!(counters(&pool, customer_id).await.0, 2);
 }
+
+/// The labels of one field of the customer's `customer-icp` ConfigMap.
+async fn icp_file_field(client: &kube::Client, namespace: &str, field: &str) -> Option<Vec<String>> {
+    let config_map = Api::<ConfigMap>::namespaced(client.clone(), namespace).get_opt("customer-icp").await.ok()??;
+    let file: Value = serde_json::from_str(config_map.data?.get("icp.json")?).ok()?;
+    serde_json::from_value(file.get(field)?.clone()).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_customer_icp_follows_its_documents_and_reaches_its_agents() {
+    let _operator = shared_operator();
+    let client = client().await;
+    let customer_name = unique("profile");
+    let (namespace, _) = ready_customer(&client, &customer_name, "starter", json!({})).await;
+    let agents: Api<prospector_crds::AgentDeployment> = Api::namespaced(client.clone(), &namespace);
+    prospector_tests::fixtures::run_agents(&agents, &["seller"]).await;
+    let deployment = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), &namespace)
+        .get("agent-seller")
+        .await
+        .unwrap();
+    let volumes = deployment.spec.unwrap().template.spec.unwrap().volumes.unwrap();
+    let projected = volumes.iter().find_map(|v| v.projected.clone()).expect("the agent's config directory");
+    assert!(projected.sources.unwrap().iter().any(|s| s.config_map.as_ref().is_some_and(|c| c.name == "customer-icp")));
+    assert_eq!(icp_file_field(&client, &namespace, "target_industries").await, Some(vec![]), "empty before documents");
+
+    let documents: Api<KnowledgeDocument> = Api::namespaced(client.clone(), &namespace);
+    let pp = PostParams::default();
+    documents.create(&pp, &document("pitch", "pitch.txt", json!({"text": PITCH}))).await.unwrap();
+    let fintech = "We sell expense automation to fintech companies in Canada; the CFO signs.";
+    documents.create(&pp, &document("fintech", "fintech.txt", json!({"text": fintech}))).await.unwrap();
+    let customers: Api<Customer> = Api::all(client.clone());
+    let industries =
+        || async { customers.get(&customer_name).await.ok()?.status?.icp.map(|icp| icp.target_industries) };
+    eventually("both documents in the customer's ICP and its agents' file", WAIT, || async {
+        let status = industries().await?;
+        let file = icp_file_field(&client, &namespace, "target_industries").await?;
+        let both = |labels: &[String]| ["healthcare", "fintech"].iter().all(|l| labels.iter().any(|x| x == l));
+        (both(&status) && both(&file)).then_some(())
+    })
+    .await;
+    let regions = customers.get(&customer_name).await.unwrap().status.unwrap().icp.unwrap().target_regions;
+    assert!(regions.contains(&"Europe".to_owned()) && regions.contains(&"North America".to_owned()), "{regions:?}");
+
+    documents.delete("pitch", &DeleteParams::default()).await.unwrap();
+    eventually("healthcare gone with its document", WAIT, || async {
+        let status = industries().await?;
+        let file = icp_file_field(&client, &namespace, "target_industries").await?;
+        let only_fintech =
+            |labels: &[String]| labels.iter().any(|l| l == "fintech") && !labels.iter().any(|l| l == "healthcare");
+        (only_fintech(&status) && only_fintech(&file)).then_some(())
+    })
+    .await;
+}

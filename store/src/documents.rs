@@ -437,3 +437,19 @@ pub async fn blob_size(pool: &PgPool, customer_id: i64, sha256: &[u8]) -> Result
         .fetch_optional(pool)
         .await?)
 }
+
+/// The ICP results of a customer's Ready documents, with when each was extracted: what the
+/// customer's aggregate ICP is computed from.
+pub async fn ready_document_icps(
+    pool: &PgPool,
+    customer_id: i64,
+) -> Result<Vec<(serde_json::Value, Option<chrono::DateTime<chrono::Utc>>)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT icp_data, icp_extracted_at FROM knowledge_documents
+          WHERE customer_id = $1 AND deleted_at IS NULL AND processing_status = 'ready' AND icp_data IS NOT NULL
+          ORDER BY id",
+    )
+    .bind(customer_id)
+    .fetch_all(pool)
+    .await?)
+}

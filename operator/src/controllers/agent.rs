@@ -201,7 +201,6 @@ async fn apply_children(
         api_url: &ctx.settings.api_url,
         agent_id: row.id,
         deployment_id: &row.deployment_id,
-        customer_icp: customer.icp.as_ref(),
     };
     let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), namespace);
     let desired = children.deployment(replicas);

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use chrono::Datelike;
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, ResourceQuota, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
@@ -72,7 +72,8 @@ async fn apply_customer(customer: &Customer, ctx: &Context) -> Result<Action> {
         owner,
     };
     let quota = tier.spec.with_overrides(customer.spec.quota_overrides.as_ref()).namespace_quota;
-    let (children_hash, children_applied_at) = apply_children(customer, &children, &quota, ctx).await?;
+    let icp = crate::icp::aggregate(&prospector_store::documents::ready_document_icps(&ctx.pool, customer_id).await?);
+    let (children_hash, children_applied_at) = apply_children(customer, &children, &quota, icp.as_ref(), ctx).await?;
 
     let snapshot = store::usage_snapshot(&ctx.pool, customer_id, now.date_naive(), month_start(now))
         .await?
@@ -87,6 +88,7 @@ async fn apply_customer(customer: &Customer, ctx: &Context) -> Result<Action> {
         suspended: customer.spec.suspended,
         children_hash,
         children_applied_at,
+        icp,
     };
     let status = derive_status(
         customer.status.as_ref(),
@@ -165,10 +167,11 @@ async fn apply_children(
     customer: &Customer,
     children: &CustomerChildren<'_>,
     quota: &prospector_crds::NamespaceQuota,
+    icp: Option<&prospector_crds::IcpCriteria>,
     ctx: &Context,
 ) -> Result<(String, String)> {
     let now = ctx.clock.now();
-    let children_hash = children_digest(children, quota);
+    let children_hash = children_digest(children, quota, icp);
     let current = customer.status.as_ref();
     let applied_recently = current
         .and_then(|s| s.children_applied_at.as_deref())
@@ -186,6 +189,7 @@ async fn apply_children(
     apply(&Api::<ResourceQuota>::namespaced(ctx.client.clone(), namespace), &children.resource_quota(quota)).await?;
     apply(&Api::<LimitRange>::namespaced(ctx.client.clone(), namespace), &children.limit_range()).await?;
     apply(&Api::<NetworkPolicy>::namespaced(ctx.client.clone(), namespace), &children.network_policy()).await?;
+    apply(&Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace), &children.icp_config_map(icp)).await?;
     ensure_api_key(ctx, children, children.customer_id).await?;
     Ok((children_hash, timestamp(now)))
 }
@@ -199,13 +203,18 @@ fn until_next_month(now: chrono::DateTime<chrono::Utc>) -> Option<std::time::Dur
 }
 
 /// A digest of everything the namespace's children are built from.
-fn children_digest(children: &CustomerChildren<'_>, quota: &prospector_crds::NamespaceQuota) -> String {
+fn children_digest(
+    children: &CustomerChildren<'_>,
+    quota: &prospector_crds::NamespaceQuota,
+    icp: Option<&prospector_crds::IcpCriteria>,
+) -> String {
     use sha2::{Digest, Sha256};
     let inputs = serde_json::json!({
         "namespace": children.namespace(),
         "quota": children.resource_quota(quota),
         "limits": children.limit_range(),
         "policy": children.network_policy(),
+        "icp": children.icp_config_map(icp),
     });
     hex::encode(&Sha256::digest(inputs.to_string().as_bytes())[..12])
 }

@@ -106,6 +106,11 @@ async fn apply_document(document: &KnowledgeDocument, api: &Api<KnowledgeDocumen
         &state,
     );
     let phase = status.phase.unwrap_or(DocumentPhase::Pending);
+    let was_ready = document.status.as_ref().and_then(|s| s.phase) == Some(DocumentPhase::Ready);
+    if was_ready != (phase == DocumentPhase::Ready) {
+        // The customer's aggregate ICP counts its Ready documents.
+        ctx.wake_customer(&customer.name);
+    }
     report(api, document, ctx, status).await?;
     // A worker's result arrives by NOTIFY; the clock-based reasons and ConfigMap edits need a
     // look now and then.

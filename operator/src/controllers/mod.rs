@@ -82,14 +82,7 @@ pub trait OperatorStatus: HasConditions + Serialize + PartialEq {
 impl OperatorStatus for prospector_crds::TierStatus {}
 impl OperatorStatus for prospector_crds::AgentDeploymentStatus {}
 impl OperatorStatus for prospector_crds::KnowledgeDocumentStatus {}
-impl OperatorStatus for prospector_crds::CustomerStatus {
-    fn is_written_in(&self, current: &Self) -> bool {
-        // The document pipeline owns `icp`: the customer controller neither applies nor compares it.
-        let mut ours = current.clone();
-        ours.icp.clone_from(&self.icp);
-        *self == ours
-    }
-}
+impl OperatorStatus for prospector_crds::CustomerStatus {}
 
 /// Writes `status` to `object` with server-side apply, unless the object already carries
 /// exactly that status. Transition times are kept by `crate::status::condition`, so a steady
@@ -162,7 +155,6 @@ pub struct CustomerView {
     pub name: String,
     pub id: i64,
     pub suspended: bool,
-    pub icp: Option<prospector_crds::IcpCriteria>,
 }
 
 /// The outcome of loading an object's customer.
@@ -196,12 +188,7 @@ pub async fn load_customer(namespace: &str, objects: &str, ctx: &Context) -> Res
         let message = format!("customer {customer_name} is being deleted");
         return Ok(Loaded::Stopped { reason: reasons::IN_PROGRESS, message, action: Action::await_change() });
     }
-    Ok(Loaded::Customer(CustomerView {
-        name: customer_name.to_owned(),
-        id,
-        suspended: customer.spec.suspended,
-        icp: customer.status.and_then(|s| s.icp),
-    }))
+    Ok(Loaded::Customer(CustomerView { name: customer_name.to_owned(), id, suspended: customer.spec.suspended }))
 }
 
 /// The error policy of every controller: count the error and retry with per-object backoff. A

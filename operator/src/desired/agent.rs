@@ -1,19 +1,20 @@
 //! An AgentDeployment's children: a ServiceAccount without a token, a ConfigMap with the agent's
-//! config and its customer's ICP, and the Deployment that runs the agent.
+//! config, and the Deployment that runs the agent with that config and its customer's ICP
+//! (the customer's `customer-icp` ConfigMap) in one directory.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec,
-    SecretKeySelector, ServiceAccount, Volume, VolumeMount,
+    ConfigMap, ConfigMapProjection, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec,
+    ProjectedVolumeSource, SecretKeySelector, ServiceAccount, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use prospector_crds::AgentDeploymentSpec;
 use prospector_crds::labels;
-use prospector_crds::{AgentDeploymentSpec, IcpCriteria};
 use sha2::{Digest, Sha256};
 
-use super::customer::{API_KEY_SECRET, API_KEY_SECRET_KEY};
+use super::customer::{API_KEY_SECRET, API_KEY_SECRET_KEY, ICP_CONFIG_MAP};
 use super::{managed_labels, restricted_container_security, restricted_pod_security};
 
 /// Where the agent finds its ConfigMap's files.
@@ -33,7 +34,6 @@ pub struct AgentChildren<'a> {
     pub api_url: &'a str,
     pub agent_id: i64,
     pub deployment_id: &'a str,
-    pub customer_icp: Option<&'a IcpCriteria>,
 }
 
 /// The name of the Deployment, ServiceAccount and ConfigMap of an agent.
@@ -63,21 +63,18 @@ impl AgentChildren<'_> {
 
     fn config_data(&self) -> BTreeMap<String, String> {
         let config = self.spec.config.clone().unwrap_or_else(|| serde_json::json!({}));
-        let icp = self.customer_icp.cloned().unwrap_or_default();
-        BTreeMap::from([
-            ("config.json".to_owned(), config.to_string()),
-            ("icp.json".to_owned(), serde_json::to_string(&icp).unwrap_or_else(|_| "{}".into())),
-        ])
+        BTreeMap::from([("config.json".to_owned(), config.to_string())])
     }
 
-    /// The agent's configuration and its customer's ICP, mounted at [`CONFIG_MOUNT_PATH`].
+    /// The agent's configuration, mounted at [`CONFIG_MOUNT_PATH`]`/config.json`.
     pub fn config_map(&self) -> ConfigMap {
         ConfigMap { metadata: self.meta(), data: Some(self.config_data()), ..Default::default() }
     }
 
     /// The Deployment running `replicas` pods of the agent under the restricted Pod Security
     /// Standard. A hash of the ConfigMap's content in the pod template rolls the pods when it
-    /// changes.
+    /// changes. The customer's ICP is projected beside it as `icp.json`: kubelet refreshes that
+    /// file when the ICP changes, without restarting the agent.
     pub fn deployment(&self, replicas: i32) -> Deployment {
         let selector = BTreeMap::from([(labels::AGENT.to_owned(), self.name.to_owned())]);
         let mut pod_labels = self.labels();
@@ -148,8 +145,26 @@ impl AgentChildren<'_> {
                         volumes: Some(vec![
                             Volume {
                                 name: "config".into(),
-                                config_map: Some(ConfigMapVolumeSource {
-                                    name: child_name(self.name),
+                                projected: Some(ProjectedVolumeSource {
+                                    sources: Some(vec![
+                                        VolumeProjection {
+                                            config_map: Some(ConfigMapProjection {
+                                                name: child_name(self.name),
+                                                ..Default::default()
+                                            }),
+                                            ..Default::default()
+                                        },
+                                        VolumeProjection {
+                                            config_map: Some(ConfigMapProjection {
+                                                name: ICP_CONFIG_MAP.into(),
+                                                // An agent starts before its customer's first
+                                                // document is processed.
+                                                optional: Some(true),
+                                                ..Default::default()
+                                            }),
+                                            ..Default::default()
+                                        },
+                                    ]),
                                     ..Default::default()
                                 }),
                                 ..Default::default()
@@ -207,7 +222,6 @@ mod tests {
             api_url: "http://prospector-apiserver.prospector-system:8080",
             agent_id: 42,
             deployment_id: "agent_7_0123abcd",
-            customer_icp: None,
         }
     }
 
@@ -263,13 +277,22 @@ mod tests {
     }
 
     #[test]
-    fn service_account_has_no_token_and_config_map_holds_config_and_icp() {
+    fn service_account_has_no_token_and_config_and_icp_share_a_directory() {
         let spec = spec();
         let agent = children(&spec);
         assert_eq!(agent.service_account().automount_service_account_token, Some(false));
         let data = agent.config_map().data.unwrap();
         assert_eq!(serde_json::from_str::<serde_json::Value>(&data["config.json"]).unwrap()["temperature"], 0.2);
-        let icp: IcpCriteria = serde_json::from_str(&data["icp.json"]).unwrap();
-        assert!(icp.target_industries.is_empty());
+        let pod = agent.deployment(1).spec.unwrap().template.spec.unwrap();
+        let config = pod.volumes.unwrap().into_iter().find(|v| v.name == "config").unwrap();
+        let sources: Vec<(String, Option<bool>)> = config
+            .projected
+            .unwrap()
+            .sources
+            .unwrap()
+            .into_iter()
+            .map(|s| s.config_map.map(|c| (c.name, c.optional)).unwrap())
+            .collect();
+        assert_eq!(sources, [("agent-qualifier".to_owned(), None), (ICP_CONFIG_MAP.to_owned(), Some(true))]);
     }
 }

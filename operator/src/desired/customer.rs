@@ -25,6 +25,10 @@ pub const RESOURCE_QUOTA: &str = "prospector-quota";
 pub const LIMIT_RANGE: &str = "prospector-defaults";
 /// The NetworkPolicy of a customer namespace.
 pub const NETWORK_POLICY: &str = "default-deny-ingress";
+/// The ConfigMap with the customer's aggregate ICP (`icp.json`), which its agents mount.
+pub const ICP_CONFIG_MAP: &str = "customer-icp";
+/// The key of the ICP in [`ICP_CONFIG_MAP`].
+pub const ICP_FILE: &str = "icp.json";
 
 /// What the children of one customer are built from.
 #[derive(Clone, Debug)]
@@ -123,6 +127,15 @@ impl CustomerChildren<'_> {
         }
     }
 
+    /// The customer's aggregate ICP as `icp.json`, in the seed API's shape, for its agents.
+    pub fn icp_config_map(&self, icp: Option<&prospector_crds::IcpCriteria>) -> k8s_openapi::api::core::v1::ConfigMap {
+        k8s_openapi::api::core::v1::ConfigMap {
+            metadata: self.meta(ICP_CONFIG_MAP),
+            data: Some(BTreeMap::from([(ICP_FILE.to_owned(), crate::icp::agent_file(icp))])),
+            ..Default::default()
+        }
+    }
+
     /// The API key Secret. Created once, never updated: the key is generated only when the
     /// Secret does not exist.
     pub fn api_key_secret(&self, api_key: &str) -> Secret {
@@ -191,6 +204,15 @@ mod tests {
         let selector = peer.namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
         assert_eq!(selector["kubernetes.io/metadata.name"], "prospector-system");
         assert!(peer.pod_selector.is_none() && rules[0].ports.is_none());
+    }
+
+    #[test]
+    fn the_icp_config_map_holds_the_seed_shape() {
+        let icp = prospector_crds::IcpCriteria { target_regions: vec!["Europe".into()], ..Default::default() };
+        let config_map = children().icp_config_map(Some(&icp));
+        assert_eq!(config_map.metadata.name.as_deref(), Some(ICP_CONFIG_MAP));
+        let file: serde_json::Value = serde_json::from_str(&config_map.data.unwrap()[ICP_FILE]).unwrap();
+        assert_eq!(file["target_regions"], serde_json::json!(["Europe"]));
     }
 
     #[test]
