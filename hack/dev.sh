@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make dev` / `make dev-down`: runs a local Prospector environment in the background (Postgres
-# 18 + pgvector with the `prospector` database migrated, and a control plane with kwok and the
-# CRDs), applies examples/tiers.yaml, and says how to use it. State lives in
+# 18 + pgvector with the `prospector` database migrated, a control plane with kwok and the CRDs,
+# and the operator with its inline embedding worker), applies examples/tiers.yaml, and says how
+# to use it. State lives in
 # $PROSPECTOR_CACHE/dev (as root: /var/tmp/prospector/dev, which the unprivileged Postgres user
 # can reach) and is recreated by every `up`.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -13,8 +14,17 @@ else
   dir="$PROSPECTOR_CACHE/dev"
 fi
 pidfile="$dir/localenv.pid"
+operator_pidfile="$dir/operator.pid"
+operator_port="${PROSPECTOR_DEV_OPERATOR_PORT:-8081}"
 
 down() {
+  if [[ -f "$operator_pidfile" ]] && kill -0 "$(cat "$operator_pidfile")" 2>/dev/null; then
+    log "stopping the operator (pid $(cat "$operator_pidfile"))"
+    kill "$(cat "$operator_pidfile")"
+    for _ in $(seq 50); do kill -0 "$(cat "$operator_pidfile")" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$(cat "$operator_pidfile")" 2>/dev/null || true
+  fi
+  rm -f "$operator_pidfile"
   if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     log "stopping the local environment (pid $(cat "$pidfile"))"
     kill "$(cat "$pidfile")"
@@ -28,8 +38,9 @@ up() {
   bash hack/deps.sh >&2
   local kubectl
   kubectl="$(bash hack/kubectl.sh)"
-  log "building prospector-localenv"
+  log "building prospector-localenv and prospector-operator"
   cargo build --quiet -p prospector-tests --bin prospector-localenv
+  cargo build --quiet -p prospector-operator --bin prospector-operator
   down
   rm -rf "$dir" && mkdir -p "$dir" && chmod 755 "$(dirname "$dir")" "$dir"
   setsid nohup "$REPO_ROOT/target/debug/prospector-localenv" --dir "$dir" >"$dir/localenv.log" 2>&1 </dev/null &
@@ -44,15 +55,31 @@ up() {
   # shellcheck disable=SC1091
   source "$dir/env"
   "$kubectl" apply -f examples/tiers.yaml
+  "$kubectl" create namespace prospector-system --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
+  log "starting the operator (inline embedding; logs: $dir/operator.log)"
+  KUBECONFIG="$KUBECONFIG" DATABASE_URL="$DATABASE_URL" RUST_LOG="${RUST_LOG:-info}" setsid nohup \
+    "$REPO_ROOT/target/debug/prospector-operator" run --leader-election=false --log-format=text \
+    --http-addr="127.0.0.1:$operator_port" --platform-namespace=prospector-system \
+    >"$dir/operator.log" 2>&1 </dev/null &
+  echo $! >"$operator_pidfile"
+  for _ in $(seq 200); do
+    [[ "$(curl -sf "http://127.0.0.1:$operator_port/readyz" 2>/dev/null)" == ok ]] && break
+    kill -0 "$(cat "$operator_pidfile")" 2>/dev/null || { tail -n 30 "$dir/operator.log" >&2; die "the operator exited"; }
+    sleep 0.3
+  done
+  [[ "$(curl -sf "http://127.0.0.1:$operator_port/readyz" 2>/dev/null)" == ok ]] \
+    || die "the operator was not ready within a minute; see $dir/operator.log"
   "$kubectl" get tiers
   cat <<MSG
 
-Prospector's local environment is running (logs: $dir). To use it:
+Prospector's local environment is running, with the operator (logs: $dir). To use it:
 
   export KUBECONFIG=$KUBECONFIG
   export DATABASE_URL=$DATABASE_URL
   alias kubectl=$kubectl
   kubectl get tiers
+  kubectl apply -f examples/customer.yaml -f examples/documents.yaml -f examples/agent.yaml
+  kubectl get cust,kdoc,agd -A
 
 Stop it with: make dev-down
 MSG
