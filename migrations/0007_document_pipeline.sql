@@ -23,3 +23,10 @@ COMMENT ON COLUMN knowledge_documents.generation IS
 COMMENT ON COLUMN knowledge_documents.object_generation IS 'metadata.generation of the KnowledgeDocument as last mirrored.';
 COMMENT ON COLUMN embedding_tasks.generation IS
     'The document''s generation when the task was enqueued; the commit of a task for an older generation is refused.';
+
+-- 4. A url source is fetched by the embedding worker (with the size cap, a timeout, and private
+--    addresses refused), which then stores the bytes like any other source.
+ALTER TABLE knowledge_documents ADD COLUMN source_url text;
+ALTER TABLE knowledge_documents ADD CONSTRAINT knowledge_documents_source_url_check
+    CHECK ((source_kind = 'url') = (source_url IS NOT NULL));
+COMMENT ON COLUMN knowledge_documents.source_url IS 'spec.source.url for url sources (NULL otherwise); the worker fetches it.';

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod chunk;
 pub mod embed;
 pub mod extract;
+pub mod fetch;
 pub mod icp;
 pub mod paths;
 pub mod worker;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use prospector_embedder::embed::{DEFAULT_BATCH_TOKENS, Device, Embedder, EmbedderConfig, Graph};
 use prospector_embedder::extract::{self, Limits};
+use prospector_embedder::fetch::FetchPolicy;
 use prospector_embedder::paths::{self, ProcessEnv};
 use prospector_embedder::worker::{self, WorkerConfig};
 use prospector_embedder::{bench, chunk, icp};
@@ -131,6 +132,13 @@ struct WorkerArgs {
     /// The first retry's delay; each further attempt doubles it.
     #[arg(long, env = "PROSPECTOR_WORKER_RETRY_BACKOFF_SECONDS", default_value_t = 5)]
     retry_backoff_seconds: u64,
+    /// Seconds a url source's fetch may take.
+    #[arg(long, env = "PROSPECTOR_URL_TIMEOUT_SECONDS", default_value_t = 30)]
+    url_timeout_seconds: u64,
+    /// Fetch url sources on private, loopback and link-local addresses too (refused by default:
+    /// a customer's URL must not reach the cluster's internal services).
+    #[arg(long, env = "PROSPECTOR_ALLOW_PRIVATE_URLS")]
+    allow_private_urls: bool,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -254,6 +262,12 @@ fn run_worker(args: WorkerArgs, limits: Limits, embedder: Embedder) -> Result<()
         poll: Duration::from_secs(args.poll_seconds.max(1)),
         idle_exit: args.idle_exit_seconds.map(Duration::from_secs),
         retry_backoff: Duration::from_secs(args.retry_backoff_seconds),
+        fetch: FetchPolicy {
+            max_bytes: limits.max_input_bytes,
+            timeout: Duration::from_secs(args.url_timeout_seconds.max(1)),
+            allow_private: args.allow_private_urls,
+            ..FetchPolicy::default()
+        },
         limits,
     };
     let report = runtime()?.block_on(async move {

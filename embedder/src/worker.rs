@@ -14,13 +14,17 @@ use std::time::{Duration, Instant};
 use prospector_store::StoreError;
 use prospector_store::chunks::NewChunk;
 use prospector_store::documents::read_blob;
-use prospector_store::queue::{self, ClaimedTask, CommitOutcome, DocumentIcp, FailOutcome, ProcessedDocument};
+use prospector_store::queue::{
+    self, ClaimedTask, CommitOutcome, DocumentIcp, FailOutcome, FetchedSource, ProcessedDocument,
+};
+use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
 use crate::chunk::{ChunkConfig, Chunker};
 use crate::embed::{EmbedError, Embedder};
 use crate::extract::{self, ExtractErrorKind, Limits};
+use crate::fetch::{self, FetchPolicy};
 use crate::icp;
 
 /// The name a committed document records as its `embeddingModel`.
@@ -43,6 +47,8 @@ pub struct WorkerConfig {
     /// The first retry's delay; each further attempt doubles it.
     pub retry_backoff: Duration,
     pub limits: Limits,
+    /// How url sources are fetched.
+    pub fetch: FetchPolicy,
 }
 
 impl Default for WorkerConfig {
@@ -55,6 +61,7 @@ impl Default for WorkerConfig {
             idle_exit: None,
             retry_backoff: Duration::from_secs(5),
             limits: Limits::default(),
+            fetch: FetchPolicy::default(),
         }
     }
 }
@@ -129,10 +136,12 @@ pub fn retry_delay(base: Duration, attempts: i32) -> Duration {
     base.saturating_mul(1 << doublings).min(Duration::from_secs(3600))
 }
 
-/// A claimed document with its source bytes.
+/// A claimed document with its source bytes, or why they could not be had.
 struct Job {
     task: ClaimedTask,
-    bytes: Option<Vec<u8>>,
+    source: Result<Vec<u8>, Failure>,
+    /// Whether the bytes were fetched from a url (and are to be stored with the result).
+    fetched: bool,
 }
 
 /// Processes a batch: extraction and chunking per document, one embedding pass over the chunks
@@ -142,10 +151,7 @@ fn process_batch(embedder: &Embedder, jobs: &[Job], limits: &Limits) -> Vec<Resu
     let texts: Vec<Result<(String, Vec<crate::chunk::Chunk>), Failure>> = jobs
         .iter()
         .map(|job| {
-            let Some(bytes) = &job.bytes else {
-                let message = "the document's source is not stored; recreate the document".to_owned();
-                return Err(Failure { message, retryable: false });
-            };
+            let bytes = job.source.as_ref().map_err(Clone::clone)?;
             let name = format!("{} ({})", job.task.filename, job.task.document_id);
             let extracted = extract::extract_with_watchdog(&name, bytes.clone().into(), None, limits)
                 .map_err(|e| extraction_failure(&e.kind))?;
@@ -183,6 +189,7 @@ fn process_batch(embedder: &Embedder, jobs: &[Job], limits: &Limits) -> Vec<Resu
                 })
                 .collect();
             Ok(ProcessedDocument {
+                fetched: None,
                 text,
                 chunks: new_chunks,
                 embedding_model: EMBEDDING_MODEL.to_owned(),
@@ -278,11 +285,8 @@ async fn process_and_record(
 ) -> Result<(), WorkerError> {
     let mut jobs = Vec::with_capacity(claimed.len());
     for task in claimed {
-        let bytes = match &task.blob_sha256 {
-            Some(sha) => read_blob(pool, task.customer_id, sha).await?,
-            None => None,
-        };
-        jobs.push(Job { task, bytes });
+        let (source, fetched) = load_source(pool, &task, &config.fetch).await?;
+        jobs.push(Job { task, source, fetched });
     }
     let (embedder, limits) = (embedder.clone(), config.limits.clone());
     let (jobs, results) = tokio::task::spawn_blocking(move || {
@@ -291,10 +295,14 @@ async fn process_and_record(
     })
     .await
     .map_err(|e| WorkerError::Join(e.to_string()))?;
-    for (job, result) in jobs.iter().zip(results) {
+    for (job, result) in jobs.into_iter().zip(results) {
         let task = &job.task;
         match result {
-            Ok(document) => {
+            Ok(mut document) => {
+                if let (true, Ok(bytes)) = (job.fetched, job.source) {
+                    let sha256 = Sha256::digest(&bytes).to_vec();
+                    document.fetched = Some(FetchedSource { sha256, bytes });
+                }
                 let chunks = document.chunks.len() as u64;
                 match queue::commit(pool, task, &document).await? {
                     CommitOutcome::Committed => {
@@ -316,6 +324,36 @@ async fn process_and_record(
         }
     }
     Ok(())
+}
+
+/// A claimed document's source: its stored bytes, or those of its url, fetched under `policy`.
+/// Returns whether they were fetched.
+async fn load_source(
+    pool: &PgPool,
+    task: &ClaimedTask,
+    policy: &FetchPolicy,
+) -> Result<(Result<Vec<u8>, Failure>, bool), WorkerError> {
+    if let Some(sha) = &task.blob_sha256 {
+        let stored = read_blob(pool, task.customer_id, sha).await?;
+        let message = "the document's stored bytes are gone; upload it again".to_owned();
+        return Ok((stored.ok_or(Failure { message, retryable: false }), false));
+    }
+    let Some(url) = &task.source_url else {
+        let message = "the document's source is not stored; recreate the document".to_owned();
+        return Ok((Err(Failure { message, retryable: false }), false));
+    };
+    let fetched = fetch::fetch(url, policy).await.map_err(|e| Failure {
+        message: format!(
+            "{e} ({})",
+            if e.is_retryable() {
+                "url_unreachable: it will be retried"
+            } else {
+                "url_refused: fix the URL or upload the document"
+            }
+        ),
+        retryable: e.is_retryable(),
+    });
+    Ok((fetched, true))
 }
 
 /// Renews the leases of the claims the worker holds, every third of the lease.

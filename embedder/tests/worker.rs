@@ -51,6 +51,17 @@ async fn customer(pool: &PgPool) -> i64 {
 async fn queued(pool: &PgPool, customer_id: i64, filename: &str, content: &[u8]) -> Uuid {
     let sha = Sha256::digest(content).to_vec();
     insert_blob(pool, customer_id, &sha, content, None).await.unwrap();
+    queue_document(pool, customer_id, filename, Some(sha), None).await
+}
+
+/// Creates a document (stored bytes, or a url to fetch) and queues it; returns its UID.
+async fn queue_document(
+    pool: &PgPool,
+    customer_id: i64,
+    filename: &str,
+    sha: Option<Vec<u8>>,
+    url: Option<String>,
+) -> Uuid {
     let uid = Uuid::new_v4();
     let record = DocumentRecord {
         k8s_uid: uid,
@@ -59,10 +70,11 @@ async fn queued(pool: &PgPool, customer_id: i64, filename: &str, content: &[u8])
         namespace: "cust-test".into(),
         name: filename.replace('.', "-"),
         filename: filename.into(),
-        source_kind: SourceKind::Blob,
-        blob_sha256: Some(sha),
+        source_kind: if url.is_some() { SourceKind::Url } else { SourceKind::Blob },
+        blob_sha256: sha,
         tags: vec![],
         generation: 1,
+        source_url: url,
     };
     let row = upsert_document(pool, &record).await.unwrap();
     assert!(enqueue(pool, customer_id, row.id, 3).await.unwrap());
@@ -252,4 +264,83 @@ async fn a_worker_killed_mid_batch_loses_its_claims_and_another_finishes_them() 
     )
     .await;
     assert!(retried >= 1, "the survivor finished what the killed worker had claimed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_sources_are_fetched_within_the_policy_and_fail_with_their_cause() {
+    use std::collections::HashMap;
+
+    use prospector_embedder::fetch::FetchPolicy;
+    use prospector_store::documents::read_blob;
+    use prospector_tests::http::{Answer, TestHttpServer};
+
+    let server = TestHttpServer::start(HashMap::from([
+        ("/pitch.txt".to_owned(), Answer::Body(PITCH.as_bytes().to_vec())),
+        ("/moved".to_owned(), Answer::Redirect("/pitch.txt".into())),
+        ("/huge".to_owned(), Answer::Unsized(200_000)),
+        ("/slow".to_owned(), Answer::Stall),
+        ("/broken".to_owned(), Answer::Status(503)),
+    ]))
+    .await
+    .unwrap();
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let customer_id = customer(&db.pool).await;
+    let url = |path: &str| Some(server.url(path));
+    let moved = queue_document(&db.pool, customer_id, "moved.txt", None, url("/moved")).await;
+    let missing = queue_document(&db.pool, customer_id, "missing.txt", None, url("/missing")).await;
+    let huge = queue_document(&db.pool, customer_id, "huge.txt", None, url("/huge")).await;
+    let slow = queue_document(&db.pool, customer_id, "slow.txt", None, url("/slow")).await;
+    let broken = queue_document(&db.pool, customer_id, "broken.txt", None, url("/broken")).await;
+    let config = WorkerConfig {
+        identity: "fetcher".into(),
+        idle_exit: Some(Duration::from_secs(1)),
+        poll: Duration::from_millis(100),
+        retry_backoff: Duration::ZERO,
+        fetch: FetchPolicy {
+            max_bytes: 100_000,
+            timeout: Duration::from_secs(1),
+            allow_private: true,
+            ..FetchPolicy::default()
+        },
+        ..WorkerConfig::default()
+    };
+    let report = tokio::time::timeout(
+        Duration::from_secs(300),
+        worker::run(db.pool.clone(), Arc::new(embedder()), config, std::future::pending()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!((report.committed, report.failed), (1, 4), "{report:?}");
+
+    // The redirect was followed and the fetched bytes are stored as the document's source.
+    let fetched = find_document(&db.pool, moved).await.unwrap().unwrap();
+    assert_eq!(fetched.processing_status, ProcessingStatus::Ready);
+    let stored = read_blob(&db.pool, customer_id, fetched.blob_sha256.as_deref().unwrap()).await.unwrap();
+    assert_eq!(stored.as_deref(), Some(PITCH.as_bytes()));
+
+    // Refused at once: a 404 and a body over the cap. Unreachable, retried up to the budget of
+    // 3 attempts: a server that stalls and one that answers 503.
+    for (uid, attempts, says) in
+        [(missing, 1, "404"), (huge, 1, "larger than the limit"), (slow, 3, "took longer"), (broken, 3, "503")]
+    {
+        let row = find_document(&db.pool, uid).await.unwrap().unwrap();
+        let error = row.processing_error.clone().unwrap();
+        assert_eq!((row.processing_status, row.attempts), (ProcessingStatus::Failed, attempts), "{error}");
+        assert!(error.contains(says), "{error}");
+    }
+
+    // A private address is refused unless the policy allows it.
+    let private = queue_document(&db.pool, customer_id, "private.txt", None, url("/pitch.txt")).await;
+    let strict = WorkerConfig {
+        identity: "strict".into(),
+        idle_exit: Some(Duration::from_secs(1)),
+        poll: Duration::from_millis(100),
+        ..WorkerConfig::default()
+    };
+    worker::run(db.pool.clone(), Arc::new(embedder()), strict, std::future::pending()).await.unwrap();
+    let row = find_document(&db.pool, private).await.unwrap().unwrap();
+    let error = row.processing_error.unwrap();
+    assert_eq!((row.processing_status, row.attempts), (ProcessingStatus::Failed, 1));
+    assert!(error.contains("private") && error.contains("url_refused"), "{error}");
 }

@@ -56,6 +56,10 @@ pub struct DocumentSettings {
     /// The largest source a document may have, in bytes.
     pub max_document_bytes: i64,
     pub thresholds: crate::status::document::Thresholds,
+    /// How long the worker may take to fetch a url source.
+    pub url_timeout: Duration,
+    /// Whether url sources may point at private, loopback and link-local addresses.
+    pub allow_private_urls: bool,
 }
 
 impl Default for DocumentSettings {
@@ -68,6 +72,8 @@ impl Default for DocumentSettings {
                 queued_too_long: Duration::from_secs(600),
                 processing_too_long: Duration::from_secs(900),
             },
+            url_timeout: Duration::from_secs(30),
+            allow_private_urls: false,
         }
     }
 }

@@ -92,6 +92,13 @@ struct RunArgs {
     /// The largest document source, in bytes.
     #[arg(long, env = "PROSPECTOR_MAX_DOCUMENT_BYTES", default_value_t = 50_000_000)]
     max_document_bytes: i64,
+    /// Seconds the embedding worker may take to fetch a url source.
+    #[arg(long, env = "PROSPECTOR_URL_TIMEOUT_SECONDS", default_value_t = 30)]
+    url_timeout_seconds: u64,
+    /// Fetch url sources on private, loopback and link-local addresses too (refused by default:
+    /// a customer's URL must not reach the cluster's internal services).
+    #[arg(long, env = "PROSPECTOR_ALLOW_PRIVATE_URLS")]
+    allow_private_urls: bool,
     /// Seconds a document may wait in the queue before its status says QueuedTooLong.
     #[arg(long, env = "PROSPECTOR_QUEUED_TOO_LONG_SECONDS", default_value_t = 600)]
     queued_too_long_seconds: u64,
@@ -156,6 +163,8 @@ async fn run(args: RunArgs) -> Result<(), OperatorError> {
                     queued_too_long: Duration::from_secs(args.queued_too_long_seconds),
                     processing_too_long: Duration::from_secs(args.processing_too_long_seconds),
                 },
+                url_timeout: Duration::from_secs(args.url_timeout_seconds.max(1)),
+                allow_private_urls: args.allow_private_urls,
             },
         },
         lease: args.leader_election.then(|| LeaseSettings {

@@ -118,7 +118,12 @@ async fn forward_finished_documents(pool: PgPool, ctx: Arc<Context>) {
 /// Inline mode: the embedding worker loop in this process, with the model and ONNX Runtime
 /// found as `prospector-embedder` finds them. Without them documents wait in the queue (and
 /// say so), and the log says why.
-async fn run_inline_worker(pool: PgPool, identity: String, stop: impl Future<Output = ()>) {
+async fn run_inline_worker(
+    pool: PgPool,
+    identity: String,
+    settings: crate::context::DocumentSettings,
+    stop: impl Future<Output = ()>,
+) {
     use prospector_embedder::embed::{Embedder, EmbedderConfig};
     use prospector_embedder::paths::{self, ProcessEnv};
     let loaded = tokio::task::spawn_blocking(|| {
@@ -134,7 +139,18 @@ async fn run_inline_worker(pool: PgPool, identity: String, stop: impl Future<Out
         }
         Err(e) => return tracing::error!(error = %e, "inline embedding worker failed to start"),
     };
-    let config = prospector_embedder::worker::WorkerConfig { identity, ..Default::default() };
+    let max_bytes = usize::try_from(settings.max_document_bytes).unwrap_or(usize::MAX);
+    let config = prospector_embedder::worker::WorkerConfig {
+        identity,
+        fetch: prospector_embedder::fetch::FetchPolicy {
+            max_bytes,
+            timeout: settings.url_timeout,
+            allow_private: settings.allow_private_urls,
+            ..Default::default()
+        },
+        limits: prospector_embedder::extract::Limits { max_input_bytes: max_bytes, ..Default::default() },
+        ..Default::default()
+    };
     match prospector_embedder::worker::run(pool, embedder, config, stop).await {
         Ok(report) => tracing::info!(?report, "inline embedding worker stopped"),
         Err(e) => tracing::error!(error = %e, "inline embedding worker failed"),
@@ -286,8 +302,9 @@ pub async fn run(
         .run(document::reconcile, error_policy(document::CONTROLLER), ctx.clone())
         .for_each(|_| async {});
     let notifications = tokio::spawn(forward_finished_documents(pool.clone(), ctx.clone()));
-    let inline_worker = (options.settings.documents.mode == EmbedderMode::Inline)
-        .then(|| tokio::spawn(run_inline_worker(pool.clone(), worker_identity, stopped())));
+    let inline_worker = (options.settings.documents.mode == EmbedderMode::Inline).then(|| {
+        tokio::spawn(run_inline_worker(pool.clone(), worker_identity, options.settings.documents.clone(), stopped()))
+    });
 
     let controllers = futures::future::join4(tiers, customers, agents, documents);
     let result = match &elector {

@@ -127,6 +127,7 @@ async fn customer_lifecycle_builds_the_tenant_and_deletion_leaves_nothing() {
             blob_sha256: Some(sha.clone()),
             tags: vec![],
             generation: 1,
+            source_url: None,
         },
     )
     .await

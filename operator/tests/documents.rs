@@ -118,8 +118,18 @@ async fn documents_from_every_source_become_searchable_and_deletion_leaves_nothi
     let sha = Sha256::digest(&uploaded);
     insert_blob(&pool, customer_id, &sha, &uploaded, Some("text/plain")).await.unwrap();
 
+    // A url, served from this machine (the shared operator allows private addresses).
+    let guide = b"Field guide: selling cold-chain monitoring to pharmaceutical distributors in Japan.".to_vec();
+    let server = prospector_tests::http::TestHttpServer::start(std::collections::HashMap::from([(
+        "/guide.txt".to_owned(),
+        prospector_tests::http::Answer::Body(guide),
+    )]))
+    .await
+    .unwrap();
+
     let sources = [
         ("pitch", "pitch.txt", json!({"text": PITCH})),
+        ("guide", "guide.txt", json!({"url": server.url("/guide.txt")})),
         ("playbook", "playbook.md", json!({"configMapKeyRef": {"name": "playbook", "key": "doc"}})),
         ("paper", "paper.pdf", json!({"configMapKeyRef": {"name": "paper", "key": "doc"}})),
         ("upload", "onboarding.txt", json!({"blob": {"sha256": hex::encode(sha), "size": uploaded.len()}})),
@@ -128,7 +138,7 @@ async fn documents_from_every_source_become_searchable_and_deletion_leaves_nothi
     for (name, filename, source) in &sources {
         documents.create(&pp, &document(name, filename, source.clone())).await.unwrap();
     }
-    for (name, _, _) in &sources[..4] {
+    for (name, _, _) in &sources[..5] {
         let ready = wait_phase(&documents, name, DocumentPhase::Ready).await;
         let status = ready.status.unwrap();
         for stage in
@@ -152,8 +162,8 @@ async fn documents_from_every_source_become_searchable_and_deletion_leaves_nothi
     assert_eq!(failed.attempts, 1);
     assert_eq!(failed.condition(types::READY).unwrap().reason, reasons::FAILED);
     let customers: Api<Customer> = Api::all(client.clone());
-    eventually("the customer to count 4 documents", WAIT, || async {
-        (customers.get(&customer_name).await.ok()?.status?.documents.as_deref() == Some("4/100")).then_some(())
+    eventually("the customer to count 5 documents", WAIT, || async {
+        (customers.get(&customer_name).await.ok()?.status?.documents.as_deref() == Some("5/100")).then_some(())
     })
     .await;
 
@@ -164,6 +174,19 @@ async fn documents_from_every_source_become_searchable_and_deletion_leaves_nothi
         search_filenames(&pool, customer_id, "onboarding logistics firms in Latin America").await[0],
         "onboarding.txt"
     );
+    assert_eq!(search_filenames(&pool, customer_id, "cold chain pharma distributors in Japan").await[0], "guide.txt");
+    // Once fetched, the url's bytes count against the customer's storage.
+    eventually("the fetched bytes counted as storage", WAIT, || async {
+        let stored: i64 = sqlx::query_scalar(
+            "SELECT storage_reserved_bytes FROM knowledge_documents WHERE customer_id = $1 AND filename = 'guide.txt'",
+        )
+        .bind(customer_id)
+        .fetch_one(&pool)
+        .await
+        .ok()?;
+        (stored > 0).then_some(())
+    })
+    .await;
 
     // `kubectl wait` sees the Ready condition where it looks for it.
     let kubectl = prospector_tests::hack::hack_path("kubectl.sh").unwrap();

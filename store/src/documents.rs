@@ -46,6 +46,8 @@ pub struct DocumentRecord {
     pub tags: Vec<String>,
     /// `metadata.generation` of the object.
     pub generation: i64,
+    /// `spec.source.url`, for url sources.
+    pub source_url: Option<String>,
 }
 
 /// A document's row as the operator needs it.
@@ -81,8 +83,8 @@ pub async fn upsert_document(pool: &PgPool, document: &DocumentRecord) -> Result
     let statement = format!(
         "INSERT INTO knowledge_documents
             (k8s_uid, customer_id, document_id, namespace, name, filename, source_kind, blob_sha256, tags,
-             object_generation)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_jsonb($9::text[]), $10)
+             object_generation, source_url)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_jsonb($9::text[]), $10, $11)
          ON CONFLICT (k8s_uid) DO UPDATE
             SET filename = EXCLUDED.filename, tags = EXCLUDED.tags,
                 blob_sha256 = coalesce(EXCLUDED.blob_sha256, knowledge_documents.blob_sha256),
@@ -108,6 +110,7 @@ pub async fn upsert_document(pool: &PgPool, document: &DocumentRecord) -> Result
         .bind(&document.blob_sha256)
         .bind(&document.tags)
         .bind(document.generation)
+        .bind(&document.source_url)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::Gone)?;
@@ -355,6 +358,18 @@ pub async fn insert_blob(
     content: &[u8],
     content_type: Option<&str>,
 ) -> Result<bool, StoreError> {
+    let mut connection = pool.acquire().await?;
+    insert_blob_in(&mut connection, customer_id, sha256, content, content_type).await
+}
+
+/// [`insert_blob`] on a connection or in a transaction.
+pub(crate) async fn insert_blob_in(
+    connection: &mut sqlx::PgConnection,
+    customer_id: i64,
+    sha256: &[u8],
+    content: &[u8],
+    content_type: Option<&str>,
+) -> Result<bool, StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO document_blobs (customer_id, sha256, content, size, content_type)
          VALUES ($1, $2, $3, $4, $5)
@@ -365,7 +380,7 @@ pub async fn insert_blob(
     .bind(content)
     .bind(i64::try_from(content.len()).unwrap_or(i64::MAX))
     .bind(content_type)
-    .execute(pool)
+    .execute(&mut *connection)
     .await?
     .rows_affected();
     Ok(inserted > 0)

@@ -61,8 +61,10 @@ pub struct ClaimedTask {
     pub max_attempts: i32,
     /// The document generation the task processes.
     pub generation: i64,
-    /// The stored source; `None` if the document was never stored (a failure, not a retry).
+    /// The stored source; `None` until stored (a url source the worker fetches).
     pub blob_sha256: Option<Vec<u8>>,
+    /// The url to fetch when nothing is stored yet.
+    pub source_url: Option<String>,
 }
 
 impl ClaimedTask {
@@ -92,9 +94,9 @@ pub async fn claim(pool: &PgPool, worker: &str, limit: i64, lease: Duration) -> 
             UPDATE knowledge_documents d SET processing_status = 'processing', attempts = c.attempts
               FROM claimed c
              WHERE d.id = c.document_id AND d.customer_id = c.customer_id AND d.deleted_at IS NULL
-            RETURNING d.id, d.document_id, d.filename, d.blob_sha256)
+            RETURNING d.id, d.document_id, d.filename, d.blob_sha256, d.source_url)
          SELECT c.id AS task_id, c.customer_id, c.document_id AS document_row, docs.document_id, docs.filename,
-                c.attempts, c.max_attempts, c.generation, docs.blob_sha256
+                c.attempts, c.max_attempts, c.generation, docs.blob_sha256, docs.source_url
            FROM claimed c JOIN docs ON docs.id = c.document_id
           ORDER BY c.enqueued_at, c.id",
     )
@@ -133,9 +135,18 @@ pub struct DocumentIcp {
     pub details: serde_json::Value,
 }
 
+/// Source bytes the worker fetched (a url source), stored with the result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FetchedSource {
+    pub sha256: Vec<u8>,
+    pub bytes: Vec<u8>,
+}
+
 /// What processing a document produced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProcessedDocument {
+    /// The bytes of a url source, to store as the document's blob.
+    pub fetched: Option<FetchedSource>,
     pub text: String,
     pub chunks: Vec<NewChunk>,
     pub embedding_model: String,
@@ -164,13 +175,16 @@ pub async fn commit(
 ) -> Result<CommitOutcome, StoreError> {
     let mut tx = pool.begin().await?;
     let chunk_count = i32::try_from(result.chunks.len()).unwrap_or(i32::MAX);
+    if let Some(fetched) = &result.fetched {
+        crate::documents::insert_blob_in(&mut tx, task.customer_id, &fetched.sha256, &fetched.bytes, None).await?;
+    }
     let document = sqlx::query(
         "UPDATE knowledge_documents
             SET processing_status = 'ready', processing_error = NULL, extracted_text = $4,
                 text_length = $5, chunk_count = $6, embedding_model = $7,
                 target_industries = to_jsonb($8::text[]), company_sizes = to_jsonb($9::text[]),
                 decision_makers = to_jsonb($10::text[]), target_regions = to_jsonb($11::text[]),
-                icp_data = $12, icp_extracted_at = now()
+                icp_data = $12, icp_extracted_at = now(), blob_sha256 = coalesce($13, blob_sha256)
           WHERE id = $1 AND customer_id = $2 AND generation = $3 AND deleted_at IS NULL",
     )
     .bind(task.document_row)
@@ -185,6 +199,7 @@ pub async fn commit(
     .bind(&result.icp.decision_makers)
     .bind(&result.icp.target_regions)
     .bind(&result.icp.details)
+    .bind(result.fetched.as_ref().map(|f| &f.sha256))
     .execute(&mut *tx)
     .await?
     .rows_affected();

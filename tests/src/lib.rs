@@ -9,6 +9,7 @@ pub mod certs;
 pub mod controlplane;
 pub mod fixtures;
 pub mod hack;
+pub mod http;
 pub mod postgres;
 pub mod process;
 

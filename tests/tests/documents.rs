@@ -80,6 +80,7 @@ async fn stored_document(
             blob_sha256: Some(sha),
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             generation: 1,
+            source_url: None,
         },
     )
     .await
@@ -153,6 +154,7 @@ async fn concurrent_documents_never_pass_the_storage_limit() {
 /// A processed result for `task` with `n` chunks whose vectors come from `rng`.
 fn processed(task: &ClaimedTask, n: usize, rng: &mut StdRng) -> ProcessedDocument {
     ProcessedDocument {
+        fetched: None,
         text: format!("text of {}", task.document_id),
         chunks: (0..n)
             .map(|i| NewChunk {
@@ -243,6 +245,7 @@ async fn the_queue_claims_each_task_once_and_fences_stale_workers() {
         blob_sha256: None,
         tags: vec![],
         generation: 2,
+        source_url: None,
     };
     assert_eq!(upsert_document(&db.pool, &next).await.unwrap().processing_status, ProcessingStatus::Pending);
     assert!(enqueue(&db.pool, customer_id, row.id, 3).await.unwrap(), "a new generation is queued again");
@@ -365,6 +368,7 @@ async fn ready_document(pool: &PgPool, customer_id: i64, tags: &[&str], chunks: 
     let task = claim(pool, "w", 1, LEASE).await.unwrap().remove(0);
     assert_eq!(task.document_row, row.id);
     let result = ProcessedDocument {
+        fetched: None,
         text: chunks.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>().join(" "),
         chunks: chunks
             .iter()
@@ -474,6 +478,7 @@ async fn new_source_bytes_start_a_new_generation_and_free_the_old_bytes() {
         blob_sha256: None,
         tags: vec![],
         generation: 1,
+        source_url: None,
     };
     // A replay (same object generation, no new bytes) changes nothing.
     let same = upsert_document(&db.pool, &record).await.unwrap();

@@ -1,5 +1,5 @@
 //! The KnowledgeDocument controller: reads the document's source (inline text, a ConfigMap key,
-//! an uploaded blob), reserves document and storage quota atomically in Postgres, stores the
+//! an uploaded blob; a url is fetched by the embedding worker), reserves document and storage quota atomically in Postgres, stores the
 //! bytes, queues the document for the embedding workers, and reports their progress as the
 //! stage conditions. On deletion it removes the document's chunks, vectors, task and (if no
 //! other document uses them) bytes, and releases its quota.
@@ -122,8 +122,10 @@ async fn apply_document(document: &KnowledgeDocument, api: &Api<KnowledgeDocumen
 enum Source {
     /// Bytes to store: inline text, a ConfigMap key.
     Bytes(Vec<u8>),
-    /// Bytes already stored by the REST upload.
+    /// Bytes already stored: by the REST upload, or by the worker that fetched a url.
     Stored { sha256: Vec<u8>, size: i64 },
+    /// A url the worker fetches (its size is known once fetched).
+    Url,
 }
 
 impl Source {
@@ -136,10 +138,11 @@ impl Source {
         }
     }
 
-    fn sha256(&self) -> Vec<u8> {
+    fn sha256(&self) -> Option<Vec<u8>> {
         match self {
-            Source::Bytes(bytes) => Sha256::digest(bytes).to_vec(),
-            Source::Stored { sha256, .. } => sha256.clone(),
+            Source::Bytes(bytes) => Some(Sha256::digest(bytes).to_vec()),
+            Source::Stored { sha256, .. } => Some(sha256.clone()),
+            Source::Url => None,
         }
     }
 
@@ -147,6 +150,7 @@ impl Source {
         match self {
             Source::Bytes(bytes) => i64::try_from(bytes.len()).unwrap_or(i64::MAX),
             Source::Stored { size, .. } => *size,
+            Source::Url => 0,
         }
     }
 }
@@ -188,10 +192,15 @@ async fn read_source(
             None => return not_found(format!("no uploaded bytes with sha256 {} for this customer", blob.sha256)),
         }
     } else {
-        let message = "url sources are not fetched by this version of the operator; store the document in a \
-                       ConfigMap or upload it"
-            .to_owned();
-        return Ok(Err(SourceProblem { reason: reasons::SOURCE_UNAVAILABLE, message }));
+        // A url: the worker fetches it and stores the bytes; from then on they count as stored.
+        let fetched = store::find_document(&ctx.pool, object_uid(document)?).await?.and_then(|row| row.blob_sha256);
+        match fetched {
+            Some(sha256) => match store::blob_size(&ctx.pool, customer.id, &sha256).await? {
+                Some(size) => Source::Stored { sha256, size },
+                None => Source::Url,
+            },
+            None => Source::Url,
+        }
     };
     let limit = ctx.settings.documents.max_document_bytes;
     if source.size() > limit {
@@ -219,6 +228,7 @@ fn record(
         blob_sha256: blob,
         tags: document.spec.tags.clone(),
         generation: document.metadata.generation.unwrap_or(0),
+        source_url: document.spec.source.url.clone(),
     })
 }
 
@@ -233,7 +243,7 @@ async fn admit(
     ctx: &Context,
 ) -> Result<std::result::Result<DocumentRow, DocumentRefusal>> {
     let row = store::upsert_document(&ctx.pool, &record(document, namespace, customer, None)?).await?;
-    let source_changed = row.blob_sha256.as_deref() != Some(source.sha256().as_slice());
+    let source_changed = source.sha256().is_some_and(|sha| row.blob_sha256.as_ref() != Some(&sha));
     if row.processing_status == ProcessingStatus::Failed && !source_changed {
         return Ok(Ok(row));
     }
@@ -258,14 +268,17 @@ async fn store_and_queue(
     source: Source,
     ctx: &Context,
 ) -> Result<()> {
-    let sha256 = source.sha256();
-    let row = if row.blob_sha256.as_deref() == Some(sha256.as_slice()) {
-        row
-    } else {
-        if let Source::Bytes(bytes) = &source {
-            store::insert_blob(&ctx.pool, customer.id, &sha256, bytes, document.spec.content_type.as_deref()).await?;
+    let row = match source.sha256() {
+        // A url: nothing to store until the worker fetched it.
+        None => row,
+        Some(sha256) if row.blob_sha256.as_ref() == Some(&sha256) => row,
+        Some(sha256) => {
+            if let Source::Bytes(bytes) = &source {
+                store::insert_blob(&ctx.pool, customer.id, &sha256, bytes, document.spec.content_type.as_deref())
+                    .await?;
+            }
+            store::upsert_document(&ctx.pool, &record(document, namespace, customer, Some(sha256))?).await?
         }
-        store::upsert_document(&ctx.pool, &record(document, namespace, customer, Some(sha256))?).await?
     };
     prospector_store::queue::enqueue(&ctx.pool, customer.id, row.id, ctx.settings.documents.max_attempts).await?;
     Ok(())

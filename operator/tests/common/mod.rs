@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use kube::Client;
 use prospector_operator::clock::ManualClock;
-use prospector_operator::context::Settings;
+use prospector_operator::context::{DocumentSettings, Settings};
 use prospector_operator::runtime::{RunOptions, run};
 use prospector_tests::{shared_cluster, shared_postgres};
 use sqlx::PgPool;
@@ -54,6 +54,8 @@ pub fn shared_operator() -> &'static SharedOperator {
                             waiting_retry: Duration::from_secs(2),
                             resync: Duration::from_secs(3),
                             unschedulable_after: UNSCHEDULABLE_AFTER,
+                            // The url tests serve documents from 127.0.0.1.
+                            documents: DocumentSettings { allow_private_urls: true, ..DocumentSettings::default() },
                             ..Settings::default()
                         },
                         lease: None,

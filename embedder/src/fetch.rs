@@ -1,0 +1,200 @@
+//! Fetching a document's `url` source: http(s) only, within a size cap and a time limit, with
+//! every redirect checked again, and addresses inside the cluster's reach (private, loopback,
+//! link-local, ...) refused unless allowed. A URL a customer supplies must not become a way to
+//! read the platform's internal services.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use reqwest::Url;
+
+/// What a fetch may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchPolicy {
+    /// The most bytes a source may have.
+    pub max_bytes: usize,
+    /// The time limit of the whole fetch, redirects included.
+    pub timeout: Duration,
+    /// Redirects followed at most.
+    pub max_redirects: usize,
+    /// Whether private, loopback and link-local addresses may be fetched (tests, trusted
+    /// installations).
+    pub allow_private: bool,
+}
+
+impl Default for FetchPolicy {
+    fn default() -> Self {
+        Self { max_bytes: 50_000_000, timeout: Duration::from_secs(30), max_redirects: 5, allow_private: false }
+    }
+}
+
+/// Why a fetch failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The URL, its address or its answer will not do; fetching again cannot help.
+    #[error("{0}")]
+    Refused(String),
+    /// The server could not be reached or failed; a later attempt may succeed.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+impl FetchError {
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, FetchError::Unreachable(_))
+    }
+}
+
+/// Whether `address` is one a customer's URL must not reach: anything that is not a public
+/// unicast address.
+pub fn is_internal(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // shared address space (carrier NAT)
+                || (a == 198 && (b == 18 || b == 19)) // benchmarking
+                || a >= 240 // reserved
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link-local
+        }
+    }
+}
+
+/// Fetches `url` under `policy`.
+pub async fn fetch(url: &str, policy: &FetchPolicy) -> Result<Vec<u8>, FetchError> {
+    match tokio::time::timeout(policy.timeout, fetch_following(url, policy)).await {
+        Ok(result) => result,
+        Err(_) => {
+            Err(FetchError::Unreachable(format!("fetching {url} took longer than {}s", policy.timeout.as_secs_f32())))
+        }
+    }
+}
+
+async fn fetch_following(url: &str, policy: &FetchPolicy) -> Result<Vec<u8>, FetchError> {
+    let mut current = Url::parse(url).map_err(|e| FetchError::Refused(format!("{url} is not a valid URL: {e}")))?;
+    for _ in 0..=policy.max_redirects {
+        let response = request(&current, policy).await?;
+        let status = response.status();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .ok_or_else(|| FetchError::Refused(format!("{current} redirects without a Location")))?;
+            current = current
+                .join(location)
+                .map_err(|e| FetchError::Refused(format!("{current} redirects to an invalid URL: {e}")))?;
+            continue;
+        }
+        if status.is_server_error() {
+            return Err(FetchError::Unreachable(format!("{current} answered HTTP {status}")));
+        }
+        if !status.is_success() {
+            return Err(FetchError::Refused(format!("{current} answered HTTP {status}")));
+        }
+        return read_capped(response, &current, policy.max_bytes).await;
+    }
+    Err(FetchError::Refused(format!("{url} redirects more than {} times", policy.max_redirects)))
+}
+
+/// One request to `url`, on an address that passed the policy: the connection is pinned to the
+/// address that was checked, so a second DNS answer cannot swap it for an internal one.
+async fn request(url: &Url, policy: &FetchPolicy) -> Result<reqwest::Response, FetchError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(FetchError::Refused(format!("{url}: only http and https URLs are fetched")));
+    }
+    let host = url.host_str().ok_or_else(|| FetchError::Refused(format!("{url} has no host")))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
+        .await
+        .map_err(|e| FetchError::Unreachable(format!("cannot resolve {host}: {e}")))?
+        .collect();
+    let Some(address) = addresses.iter().copied().find(|a| policy.allow_private || !is_internal(a.ip())) else {
+        return Err(FetchError::Refused(format!(
+            "{host} resolves only to private, loopback or link-local addresses, which are not fetched"
+        )));
+    };
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve(bare, address)
+        .user_agent(concat!("prospector-embedder/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| FetchError::Unreachable(format!("HTTP client: {e}")))?;
+    client.get(url.clone()).send().await.map_err(|e| FetchError::Unreachable(format!("fetching {url}: {e}")))
+}
+
+/// Reads the body, refusing it as soon as it passes `max_bytes`.
+async fn read_capped(mut response: reqwest::Response, url: &Url, max_bytes: usize) -> Result<Vec<u8>, FetchError> {
+    let too_large = || FetchError::Refused(format!("{url} is larger than the limit of {max_bytes} bytes"));
+    if response.content_length().is_some_and(|n| n > max_bytes as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) =
+        response.chunk().await.map_err(|e| FetchError::Unreachable(format!("reading {url}: {e}")))?
+    {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_internal(internal.parse().unwrap()), "{internal}");
+        }
+        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+            assert!(!is_internal(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_http_urls_to_public_addresses_are_fetched_by_default() {
+        let policy = FetchPolicy::default();
+        let refused = fetch("ftp://example.com/doc.pdf", &policy).await.unwrap_err();
+        assert!(!refused.is_retryable() && refused.to_string().contains("only http and https"), "{refused}");
+        let metadata = fetch("http://169.254.169.254/latest/meta-data/", &policy).await.unwrap_err();
+        assert!(!metadata.is_retryable() && metadata.to_string().contains("private"), "{metadata}");
+        let loopback = fetch("http://127.0.0.1:1/", &policy).await.unwrap_err();
+        assert!(loopback.to_string().contains("private"), "{loopback}");
+        assert!(fetch("not a url", &policy).await.unwrap_err().to_string().contains("not a valid URL"));
+    }
+}
