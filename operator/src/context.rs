@@ -43,8 +43,34 @@ pub struct Settings {
 pub enum EmbedderMode {
     /// The operator runs the worker loop in-process (development, GPU-less clusters).
     Inline,
-    /// Nothing in this process embeds: separate `prospector-embedder worker` processes do.
+    /// The operator runs `prospector-embedder worker` Jobs in the platform namespace, sized to
+    /// the queue (the Helm default).
+    Job,
+    /// Nothing in this process embeds, and no Jobs are started: separately run workers do.
     External,
+}
+
+/// Embedder Jobs: what they run and where.
+#[derive(Clone, Debug, Default)]
+pub struct JobSettings {
+    /// The embedder image (the CPU or CUDA build).
+    pub image: String,
+    /// Jobs running at once, at most.
+    pub max_parallel_jobs: u32,
+    /// Queued documents one more Job is started for.
+    pub documents_per_job: u32,
+    /// The Secret in the platform namespace with the database URL, and its key. The Secret
+    /// never leaves the platform namespace: tenants cannot read it.
+    pub database_secret: String,
+    pub database_secret_key: String,
+    /// The ServiceAccount the Jobs run as; it needs no RBAC.
+    pub service_account: String,
+    /// Seconds an idle worker waits before exiting.
+    pub idle_exit_seconds: u64,
+    /// GPUs each Job requests (`nvidia.com/gpu`); 0 runs on CPU.
+    pub gpus: u32,
+    pub node_selector: std::collections::BTreeMap<String, String>,
+    pub tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
 }
 
 /// How knowledge documents are processed.
@@ -60,6 +86,7 @@ pub struct DocumentSettings {
     pub url_timeout: Duration,
     /// Whether url sources may point at private, loopback and link-local addresses.
     pub allow_private_urls: bool,
+    pub jobs: JobSettings,
 }
 
 impl Default for DocumentSettings {
@@ -74,6 +101,16 @@ impl Default for DocumentSettings {
             },
             url_timeout: Duration::from_secs(30),
             allow_private_urls: false,
+            jobs: JobSettings {
+                image: "ghcr.io/prospector-dev/embedder:0.1.0".into(),
+                max_parallel_jobs: 4,
+                documents_per_job: 16,
+                database_secret: "prospector-database".into(),
+                database_secret_key: "url".into(),
+                service_account: "prospector-embedder".into(),
+                idle_exit_seconds: 60,
+                ..JobSettings::default()
+            },
         }
     }
 }

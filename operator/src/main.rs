@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use prospector_operator::OperatorError;
 use prospector_operator::catalog::AgentCatalog;
 use prospector_operator::clock::SystemClock;
-use prospector_operator::context::{DocumentSettings, EmbedderMode, Settings};
+use prospector_operator::context::{DocumentSettings, EmbedderMode, JobSettings, Settings};
 use prospector_operator::leader::LeaseSettings;
 use prospector_operator::runtime::{self, RunOptions};
 use prospector_operator::status::document::Thresholds;
@@ -92,6 +92,32 @@ struct RunArgs {
     /// The largest document source, in bytes.
     #[arg(long, env = "PROSPECTOR_MAX_DOCUMENT_BYTES", default_value_t = 50_000_000)]
     max_document_bytes: i64,
+    /// Job mode: the embedder image.
+    #[arg(long, env = "PROSPECTOR_EMBEDDER_IMAGE", default_value = "ghcr.io/prospector-dev/embedder:0.1.0")]
+    embedder_image: String,
+    /// Job mode: embedder Jobs running at once, at most.
+    #[arg(long, env = "PROSPECTOR_MAX_PARALLEL_JOBS", default_value_t = 4)]
+    max_parallel_jobs: u32,
+    /// Job mode: queued documents one more Job is started for.
+    #[arg(long, env = "PROSPECTOR_DOCUMENTS_PER_JOB", default_value_t = 16)]
+    documents_per_job: u32,
+    /// Job mode: the Secret in the platform namespace holding the database URL, and its key.
+    #[arg(long, env = "PROSPECTOR_DATABASE_SECRET", default_value = "prospector-database")]
+    database_secret: String,
+    #[arg(long, env = "PROSPECTOR_DATABASE_SECRET_KEY", default_value = "url")]
+    database_secret_key: String,
+    /// Job mode: the embedder Jobs' ServiceAccount (it needs no RBAC).
+    #[arg(long, env = "PROSPECTOR_EMBEDDER_SERVICE_ACCOUNT", default_value = "prospector-embedder")]
+    embedder_service_account: String,
+    /// Job mode: GPUs each Job requests (0: CPU).
+    #[arg(long, env = "PROSPECTOR_EMBEDDER_GPUS", default_value_t = 0)]
+    embedder_gpus: u32,
+    /// Job mode: the Jobs' node selector, as JSON ({"accelerator": "nvidia"}).
+    #[arg(long, env = "PROSPECTOR_EMBEDDER_NODE_SELECTOR", default_value = "{}")]
+    embedder_node_selector: String,
+    /// Job mode: the Jobs' tolerations, as a JSON list of Kubernetes tolerations.
+    #[arg(long, env = "PROSPECTOR_EMBEDDER_TOLERATIONS", default_value = "[]")]
+    embedder_tolerations: String,
     /// Seconds the embedding worker may take to fetch a url source.
     #[arg(long, env = "PROSPECTOR_URL_TIMEOUT_SECONDS", default_value_t = 30)]
     url_timeout_seconds: u64,
@@ -165,6 +191,20 @@ async fn run(args: RunArgs) -> Result<(), OperatorError> {
                 },
                 url_timeout: Duration::from_secs(args.url_timeout_seconds.max(1)),
                 allow_private_urls: args.allow_private_urls,
+                jobs: JobSettings {
+                    image: args.embedder_image,
+                    max_parallel_jobs: args.max_parallel_jobs,
+                    documents_per_job: args.documents_per_job.max(1),
+                    database_secret: args.database_secret,
+                    database_secret_key: args.database_secret_key,
+                    service_account: args.embedder_service_account,
+                    idle_exit_seconds: 60,
+                    gpus: args.embedder_gpus,
+                    node_selector: serde_json::from_str(&args.embedder_node_selector)
+                        .map_err(|e| OperatorError::Config(format!("--embedder-node-selector: {e}")))?,
+                    tolerations: serde_json::from_str(&args.embedder_tolerations)
+                        .map_err(|e| OperatorError::Config(format!("--embedder-tolerations: {e}")))?,
+                },
             },
         },
         lease: args.leader_election.then(|| LeaseSettings {

@@ -157,6 +157,58 @@ async fn run_inline_worker(
     }
 }
 
+/// Job mode: starts embedder Jobs in the platform namespace as the queue needs them, within
+/// `max_parallel_jobs`. Jobs end by themselves once the queue stays idle.
+async fn scale_embedder_jobs(
+    pool: PgPool,
+    client: Client,
+    namespace: String,
+    settings: crate::context::JobSettings,
+    stop: impl Future<Output = ()>,
+) {
+    use k8s_openapi::api::batch::v1::Job;
+    use kube::api::{ListParams, PostParams};
+
+    use crate::desired::embedder_job::{COMPONENT, COMPONENT_LABEL, embedder_job, jobs_to_start};
+    let jobs: Api<Job> = Api::namespaced(client, &namespace);
+    let selector = format!("{COMPONENT_LABEL}={COMPONENT}");
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        let queued = match prospector_store::queue::stats(&pool).await {
+            Ok(stats) => stats.queued,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the embedding queue");
+                continue;
+            }
+        };
+        if queued == 0 {
+            continue;
+        }
+        let running = match jobs.list(&ListParams::default().labels(&selector)).await {
+            Ok(list) => list
+                .items
+                .iter()
+                .filter(|j| j.status.as_ref().is_none_or(|s| s.completion_time.is_none() && s.failed.unwrap_or(0) == 0))
+                .count(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list embedder Jobs");
+                continue;
+            }
+        };
+        for _ in 0..jobs_to_start(queued, u32::try_from(running).unwrap_or(u32::MAX), &settings) {
+            let name = format!("embedder-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+            match jobs.create(&PostParams::default(), &embedder_job(&name, &namespace, &settings)).await {
+                Ok(_) => tracing::info!(job = %name, queued, "started an embedder Job"),
+                Err(e) => tracing::warn!(error = %e, "cannot start an embedder Job"),
+            }
+        }
+    }
+}
+
 /// Runs until `shutdown` resolves (returns `Ok`) or leadership is lost (returns the error).
 pub async fn run(
     client: Client,
@@ -302,9 +354,22 @@ pub async fn run(
         .run(document::reconcile, error_policy(document::CONTROLLER), ctx.clone())
         .for_each(|_| async {});
     let notifications = tokio::spawn(forward_finished_documents(pool.clone(), ctx.clone()));
-    let inline_worker = (options.settings.documents.mode == EmbedderMode::Inline).then(|| {
-        tokio::spawn(run_inline_worker(pool.clone(), worker_identity, options.settings.documents.clone(), stopped()))
-    });
+    let embedding = match options.settings.documents.mode {
+        EmbedderMode::Inline => Some(tokio::spawn(run_inline_worker(
+            pool.clone(),
+            worker_identity,
+            options.settings.documents.clone(),
+            stopped(),
+        ))),
+        EmbedderMode::Job => Some(tokio::spawn(scale_embedder_jobs(
+            pool.clone(),
+            client.clone(),
+            options.settings.platform_namespace.clone(),
+            options.settings.documents.jobs.clone(),
+            stopped(),
+        ))),
+        EmbedderMode::External => None,
+    };
 
     let controllers = futures::future::join4(tiers, customers, agents, documents);
     let result = match &elector {
@@ -319,8 +384,8 @@ pub async fn run(
     };
     metrics.leader.set(0);
     notifications.abort();
-    if let Some(worker) = inline_worker {
-        worker.abort();
+    if let Some(embedding) = embedding {
+        embedding.abort();
     }
     if let (Some(elector), Ok(())) = (&elector, &result) {
         elector.release().await;

@@ -409,7 +409,7 @@ async fn agents_whose_pods_cannot_run_fail_with_the_cause_and_recover() {
 
     // Each recovers once the cause goes away. Capacity appears without any change to the agent:
     // a node that can hold the pod joins, and the agent goes Running on its own.
-    prospector_tests::controlplane::add_fake_node(&client, "kwok-node-big", "8Ti").await.unwrap();
+    prospector_tests::controlplane::add_fake_node(&client, "kwok-node-big", "8Ti", &[]).await.unwrap();
     let running = wait_agent_phase(&api, "huge", AgentPhase::Running).await;
     assert_eq!(running.status.unwrap().ready_replicas, Some(1));
     // The other two are fixed in their spec: a pullable image, no GPU request.

@@ -264,13 +264,19 @@ current-context: prospector-local
 }
 
 async fn create_fake_node(client: &Client) -> Result<(), HarnessError> {
-    add_fake_node(client, FAKE_NODE, "4Ti").await
+    add_fake_node(client, FAKE_NODE, "4Ti", &[]).await
 }
 
 /// Adds a node that kwok runs, with `memory` allocatable (and room for 20,000 pods, 1,000 CPUs
-/// and 8 GPUs). Tests add one to give the scheduler capacity it lacked.
-pub async fn add_fake_node(client: &Client, name: &str, memory: &str) -> Result<(), HarnessError> {
-    let node: Node = serde_json::from_value(serde_json::json!({
+/// and 8 GPUs) and `labels` besides the standard ones. Tests add one to give the scheduler
+/// capacity it lacked, or a node a selector picks.
+pub async fn add_fake_node(
+    client: &Client,
+    name: &str,
+    memory: &str,
+    labels: &[(&str, &str)],
+) -> Result<(), HarnessError> {
+    let mut node: Node = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
@@ -289,6 +295,10 @@ pub async fn add_fake_node(client: &Client, name: &str, memory: &str) -> Result<
         }
     }))
     .map_err(|e| HarnessError::Kube(e.to_string()))?;
+    let node_labels = node.metadata.labels.get_or_insert_with(Default::default);
+    for (key, value) in labels {
+        node_labels.insert((*key).to_owned(), (*value).to_owned());
+    }
     let nodes: Api<Node> = Api::all(client.clone());
     nodes
         .patch(name, &PatchParams::apply(HARNESS_MANAGER).force(), &Patch::Apply(&node))

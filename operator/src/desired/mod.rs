@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod customer;
+pub mod embedder_job;
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,172 @@
+//! Job mode against the real control plane, kwok and Postgres: the operator starts an embedder
+//! Job in the platform namespace for queued documents, with the GPU request, node selector,
+//! tolerations and restricted security context of its settings; kwok schedules its pod on the
+//! GPU node the selector names; and a `prospector-embedder worker` process, run by the test as
+//! the pod would run it, takes the document to Ready.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount, Toleration};
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use prospector_crds::{DocumentPhase, KnowledgeDocument};
+use prospector_operator::clock::SystemClock;
+use prospector_operator::context::{DocumentSettings, EmbedderMode, JobSettings, Settings};
+use prospector_operator::runtime::{RunOptions, run};
+use prospector_tests::fixtures::{PLATFORM_NAMESPACE, install_platform, ready_customer, unique};
+use prospector_tests::process::{ManagedProcess, RunAs};
+use prospector_tests::{eventually, process_dir, shared_cluster, shared_postgres};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(180);
+
+/// The `prospector-embedder` binary, built if this test run has not built it yet.
+fn embedder_binary() -> PathBuf {
+    let target = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_owned();
+    let binary = target.join("prospector-embedder");
+    if !binary.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "prospector-embedder", "--bin", "prospector-embedder"])
+            .current_dir(prospector_tests::hack::repo_root())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot build prospector-embedder");
+    }
+    binary
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_mode_runs_gpu_workers_in_the_platform_namespace() {
+    let client = shared_cluster().client().await.unwrap();
+    let db = shared_postgres().migrated_database().await.unwrap();
+    install_platform(&client).await;
+    prospector_tests::controlplane::add_fake_node(&client, "kwok-gpu-0", "64Gi", &[("accelerator", "nvidia")])
+        .await
+        .unwrap();
+    let database_secret = Secret {
+        metadata: ObjectMeta { name: Some("prospector-database".into()), ..Default::default() },
+        string_data: Some(BTreeMap::from([("url".to_owned(), db.url.clone())])),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), PLATFORM_NAMESPACE)
+        .create(&PostParams::default(), &database_secret)
+        .await
+        .unwrap();
+    // The Jobs' ServiceAccount, without any RBAC, as the Helm chart installs it.
+    let account = ServiceAccount {
+        metadata: ObjectMeta { name: Some("prospector-embedder".into()), ..Default::default() },
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    };
+    Api::<ServiceAccount>::namespaced(client.clone(), PLATFORM_NAMESPACE)
+        .create(&PostParams::default(), &account)
+        .await
+        .unwrap();
+    let jobs_settings = JobSettings {
+        image: "registry.example/prospector/embedder-cuda:test".into(),
+        max_parallel_jobs: 2,
+        documents_per_job: 8,
+        database_secret: "prospector-database".into(),
+        database_secret_key: "url".into(),
+        service_account: "prospector-embedder".into(),
+        idle_exit_seconds: 30,
+        gpus: 1,
+        node_selector: BTreeMap::from([("accelerator".to_owned(), "nvidia".to_owned())]),
+        tolerations: vec![Toleration {
+            key: Some("nvidia.com/gpu".into()),
+            operator: Some("Exists".into()),
+            effect: Some("NoSchedule".into()),
+            ..Default::default()
+        }],
+    };
+    let options = RunOptions {
+        settings: Settings {
+            platform_namespace: PLATFORM_NAMESPACE.into(),
+            waiting_retry: Duration::from_secs(2),
+            resync: Duration::from_secs(3),
+            documents: DocumentSettings { mode: EmbedderMode::Job, jobs: jobs_settings, ..DocumentSettings::default() },
+            ..Settings::default()
+        },
+        lease: None,
+        http_addr: None,
+        concurrency: 8,
+    };
+    let operator =
+        tokio::spawn(run(client.clone(), db.pool.clone(), options, Arc::new(SystemClock), std::future::pending()));
+
+    let customer_name = unique("gpu");
+    let (namespace, _) = ready_customer(&client, &customer_name, "pro", json!({})).await;
+    let documents: Api<KnowledgeDocument> = Api::namespaced(client.clone(), &namespace);
+    let text = "We sell fleet telematics to logistics companies in Germany; the COO signs.";
+    let document: KnowledgeDocument = serde_json::from_value(json!({
+        "apiVersion": "prospector.dev/v1alpha1", "kind": "KnowledgeDocument", "metadata": {"name": "fleet"},
+        "spec": {"filename": "fleet.txt", "source": {"text": text}}
+    }))
+    .unwrap();
+    documents.create(&PostParams::default(), &document).await.unwrap();
+
+    // The Job: in the platform namespace, with the settings' GPU, placement and security.
+    let jobs: Api<Job> = Api::namespaced(client.clone(), PLATFORM_NAMESPACE);
+    let job = eventually("an embedder Job", WAIT, || async {
+        let list = jobs.list(&ListParams::default().labels("app.kubernetes.io/component=embedder")).await.ok()?;
+        list.items.into_iter().next()
+    })
+    .await;
+    let pod_spec = job.spec.clone().unwrap().template.spec.unwrap();
+    let container = &pod_spec.containers[0];
+    assert_eq!(container.image.as_deref(), Some("registry.example/prospector/embedder-cuda:test"));
+    assert!(container.args.as_ref().unwrap().contains(&"--device=cuda".to_owned()));
+    assert_eq!(container.resources.as_ref().unwrap().limits.as_ref().unwrap()["nvidia.com/gpu"].0, "1");
+    assert_eq!(pod_spec.node_selector.as_ref().unwrap()["accelerator"], "nvidia");
+    assert_eq!(pod_spec.tolerations.as_ref().unwrap()[0].key.as_deref(), Some("nvidia.com/gpu"));
+    assert_eq!(pod_spec.automount_service_account_token, Some(false));
+    assert_eq!(container.security_context.as_ref().unwrap().read_only_root_filesystem, Some(true));
+    let url = container.env.as_ref().unwrap().iter().find(|e| e.name == "DATABASE_URL").unwrap();
+    assert!(url.value.is_none(), "the database URL comes from the platform namespace's Secret");
+    let customer_secrets =
+        Api::<Secret>::namespaced(client.clone(), &namespace).list(&ListParams::default()).await.unwrap();
+    assert!(
+        customer_secrets.items.iter().all(|s| s.metadata.name.as_deref() != Some("prospector-database")),
+        "no tenant can read the database credentials"
+    );
+
+    // kwok schedules the Job's pod on the GPU node its selector names.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), PLATFORM_NAMESPACE);
+    let job_name = job.metadata.name.clone().unwrap();
+    let node = eventually("the Job's pod scheduled", WAIT, || async {
+        let list = pods.list(&ListParams::default().labels(&format!("job-name={job_name}"))).await.ok()?;
+        list.items.into_iter().find_map(|p| p.spec?.node_name)
+    })
+    .await;
+    assert_eq!(node, "kwok-gpu-0");
+
+    // The worker, run as its pod would run it, takes the document to Ready.
+    let log = process_dir().join("job-worker.log");
+    let args = vec!["worker".to_owned(), "--idle-exit-seconds=3".to_owned(), "--poll-seconds=1".to_owned()];
+    let mut worker = ManagedProcess::spawn(
+        "job-worker",
+        &embedder_binary(),
+        &args,
+        RunAs::Current,
+        &log,
+        &[("DATABASE_URL", db.url.as_str()), ("PROSPECTOR_WORKER_IDENTITY", job_name.as_str())],
+    )
+    .unwrap();
+    let ready = eventually("the document Ready", WAIT, || async {
+        let d = documents.get("fleet").await.ok()?;
+        (d.status.as_ref()?.phase == Some(DocumentPhase::Ready)).then_some(d)
+    })
+    .await;
+    let icp = ready.status.unwrap().icp.unwrap();
+    assert!(icp.target_industries.contains(&"logistics".to_owned()), "{icp:?} (worker log: {})", worker.log_tail(10));
+    let leased_by: String = sqlx::query_scalar("SELECT leased_by FROM embedding_tasks ORDER BY id DESC LIMIT 1")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(leased_by, job_name, "the Job's worker did the work");
+    worker.kill();
+    operator.abort();
+}
