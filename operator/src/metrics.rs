@@ -1,7 +1,8 @@
 //! Prometheus metrics of the operator: reconciles, errors and reconcile duration per
-//! controller. Labels are bounded (controller names and error kinds), never per tenant.
+//! controller; the embedding queue's depth and age; documents by phase. Labels are bounded
+//! (controller names, error kinds, phases), never per tenant.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// The operator's metrics.
 #[derive(Clone, Debug)]
@@ -11,6 +12,10 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     pub duration: HistogramVec,
     pub leader: IntGauge,
+    pub queue_depth: IntGauge,
+    pub queue_running: IntGauge,
+    pub oldest_queued: Gauge,
+    pub documents: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -37,15 +42,28 @@ impl Metrics {
         )
         .expect("valid metric");
         let leader = IntGauge::new("leader", "1 while this replica holds the leader lease").expect("valid metric");
+        let queue_depth =
+            IntGauge::new("embedding_queue_depth", "Documents waiting for an embedding worker").expect("valid metric");
+        let queue_running =
+            IntGauge::new("embedding_queue_running", "Documents an embedding worker holds").expect("valid metric");
+        let oldest_queued =
+            Gauge::new("embedding_queue_oldest_seconds", "Seconds the oldest waiting document has waited")
+                .expect("valid metric");
+        let documents = IntGaugeVec::new(Opts::new("documents", "Live knowledge documents, by phase"), &["phase"])
+            .expect("valid metric");
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
             Box::new(duration.clone()),
             Box::new(leader.clone()),
+            Box::new(queue_depth.clone()),
+            Box::new(queue_running.clone()),
+            Box::new(oldest_queued.clone()),
+            Box::new(documents.clone()),
         ] {
             registry.register(collector).expect("metrics register once");
         }
-        Self { registry, reconciles, errors, duration, leader }
+        Self { registry, reconciles, errors, duration, leader, queue_depth, queue_running, oldest_queued, documents }
     }
 
     /// Counts a reconcile and returns a timer that records its duration when dropped.

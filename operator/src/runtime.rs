@@ -115,6 +115,34 @@ async fn forward_finished_documents(pool: PgPool, ctx: Arc<Context>) {
     }
 }
 
+/// Keeps the queue and document gauges current, every few seconds.
+async fn observe_documents(pool: PgPool, metrics: Metrics) {
+    use prospector_store::documents::{ProcessingStatus, documents_by_status};
+    loop {
+        match prospector_store::queue::stats(&pool).await {
+            Ok(stats) => {
+                metrics.queue_depth.set(stats.queued);
+                metrics.queue_running.set(stats.running);
+                metrics.oldest_queued.set(stats.oldest_queued_seconds);
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read the embedding queue"),
+        }
+        if let Ok(counts) = documents_by_status(&pool).await {
+            for status in [
+                ProcessingStatus::Pending,
+                ProcessingStatus::Queued,
+                ProcessingStatus::Processing,
+                ProcessingStatus::Ready,
+                ProcessingStatus::Failed,
+            ] {
+                let count = counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+                metrics.documents.with_label_values(&[&format!("{status:?}")]).set(count);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
 /// Inline mode: the embedding worker loop in this process, with the model and ONNX Runtime
 /// found as `prospector-embedder` finds them. Without them documents wait in the queue (and
 /// say so), and the log says why.
@@ -354,6 +382,7 @@ pub async fn run(
         .run(document::reconcile, error_policy(document::CONTROLLER), ctx.clone())
         .for_each(|_| async {});
     let notifications = tokio::spawn(forward_finished_documents(pool.clone(), ctx.clone()));
+    let document_metrics = tokio::spawn(observe_documents(pool.clone(), metrics.clone()));
     let embedding = match options.settings.documents.mode {
         EmbedderMode::Inline => Some(tokio::spawn(run_inline_worker(
             pool.clone(),
@@ -384,6 +413,7 @@ pub async fn run(
     };
     metrics.leader.set(0);
     notifications.abort();
+    document_metrics.abort();
     if let Some(embedding) = embedding {
         embedding.abort();
     }

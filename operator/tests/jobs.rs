@@ -4,6 +4,9 @@
 //! GPU node the selector names; and a `prospector-embedder worker` process, run by the test as
 //! the pod would run it, takes the document to Ready.
 
+#[path = "common/process.rs"]
+mod process;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -82,6 +85,7 @@ async fn job_mode_runs_gpu_workers_in_the_platform_namespace() {
             ..Default::default()
         }],
     };
+    let http_port = prospector_tests::process::free_port().unwrap();
     let options = RunOptions {
         settings: Settings {
             platform_namespace: PLATFORM_NAMESPACE.into(),
@@ -91,7 +95,7 @@ async fn job_mode_runs_gpu_workers_in_the_platform_namespace() {
             ..Settings::default()
         },
         lease: None,
-        http_addr: None,
+        http_addr: Some(([127, 0, 0, 1], http_port).into()),
         concurrency: 8,
     };
     let operator =
@@ -143,6 +147,16 @@ async fn job_mode_runs_gpu_workers_in_the_platform_namespace() {
     .await;
     assert_eq!(node, "kwok-gpu-0");
 
+    // The operator's metrics show the waiting document.
+    let gauge = |name: &'static str| async move {
+        let body = tokio::task::spawn_blocking(move || process::http_get(http_port, "/metrics")).await.ok()??;
+        Some(process::metric(&body, name))
+    };
+    eventually("the queue depth in the metrics", WAIT, || async {
+        (gauge("prospector_operator_embedding_queue_depth").await? == 1.0).then_some(())
+    })
+    .await;
+
     // The worker, run as its pod would run it, takes the document to Ready.
     let log = process_dir().join("job-worker.log");
     let args = vec!["worker".to_owned(), "--idle-exit-seconds=3".to_owned(), "--poll-seconds=1".to_owned()];
@@ -167,6 +181,11 @@ async fn job_mode_runs_gpu_workers_in_the_platform_namespace() {
         .await
         .unwrap();
     assert_eq!(leased_by, job_name, "the Job's worker did the work");
+    eventually("the document counted Ready in the metrics", WAIT, || async {
+        let body = tokio::task::spawn_blocking(move || process::http_get(http_port, "/metrics")).await.ok()??;
+        body.lines().any(|l| l == "prospector_operator_documents{phase=\"Ready\"} 1").then_some(())
+    })
+    .await;
     worker.kill();
     operator.abort();
 }

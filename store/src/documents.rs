@@ -468,3 +468,12 @@ pub async fn ready_document_icps(
     .fetch_all(pool)
     .await?)
 }
+
+/// How many live documents are in each processing status.
+pub async fn documents_by_status(pool: &PgPool) -> Result<Vec<(ProcessingStatus, i64)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT processing_status, count(*) FROM knowledge_documents WHERE deleted_at IS NULL GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?)
+}
