@@ -70,7 +70,7 @@ async fn live_rows(pool: &PgPool, customer_id: i64) -> Vec<Row> {
         .collect()
 }
 
-/// Names of the operator-managed objects of kind `K` in `namespace`.
+/// Names of the operator-managed children of agents of kind `K` in `namespace`.
 async fn managed_names<K>(client: &Client, namespace: &str) -> BTreeSet<String>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -79,7 +79,7 @@ where
         + std::fmt::Debug,
 {
     Api::<K>::namespaced(client.clone(), namespace)
-        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=prospector-operator"))
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=prospector-operator,prospector.dev/agent"))
         .await
         .unwrap()
         .items
