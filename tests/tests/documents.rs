@@ -494,3 +494,41 @@ async fn new_source_bytes_start_a_new_generation_and_free_the_old_bytes() {
     assert!(read_blob(&db.pool, customer_id, &Sha256::digest(b"playbook v1")).await.unwrap().is_none(), "v1 is freed");
     assert_eq!(read_blob(&db.pool, customer_id, &sha2).await.unwrap().as_deref(), Some(&v2[..]));
 }
+
+#[tokio::test]
+async fn a_failure_of_an_older_generation_queues_the_new_one_instead_of_failing_it() {
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let customer_id = customer(&db.pool, "edited", 100, 1_000_000).await;
+    let (uid, row) = stored_document(&db.pool, customer_id, b"broken v1", &[]).await;
+    enqueue(&db.pool, customer_id, row.id, 3).await.unwrap();
+    let old = claim(&db.pool, "w", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!((old.generation, old.attempts), (1, 1));
+
+    // While the worker holds v1, the user fixes the source: v2 is stored and queued.
+    let v2 = b"fixed v2";
+    let sha2 = Sha256::digest(v2).to_vec();
+    insert_blob(&db.pool, customer_id, &sha2, v2, None).await.unwrap();
+    let record = DocumentRecord {
+        k8s_uid: uid,
+        customer_id,
+        document_id: row.document_id.clone(),
+        namespace: "cust-test".into(),
+        name: "doc".into(),
+        filename: "notes.txt".into(),
+        source_kind: SourceKind::ConfigMap,
+        blob_sha256: Some(sha2),
+        tags: vec![],
+        generation: 1,
+        source_url: None,
+    };
+    assert_eq!(upsert_document(&db.pool, &record).await.unwrap().generation, 2);
+    enqueue(&db.pool, customer_id, row.id, 3).await.unwrap();
+
+    // v1's failure is not v2's: the task is queued again for v2 with its full budget.
+    let outcome = queue::fail(&db.pool, &old, "the PDF is corrupt (corrupt): re-export", None).await.unwrap();
+    assert_eq!(outcome, FailOutcome::Superseded);
+    assert_eq!(status_of(&db.pool, uid).await, ProcessingStatus::Queued);
+    let new = claim(&db.pool, "w", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!((new.task_id, new.generation, new.attempts), (old.task_id, 2, 1));
+    assert!(!queue::heartbeat(&db.pool, &old, LEASE).await.unwrap(), "the old claim is fenced out");
+}

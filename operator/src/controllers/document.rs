@@ -273,11 +273,14 @@ async fn store_and_queue(
         None => row,
         Some(sha256) if row.blob_sha256.as_ref() == Some(&sha256) => row,
         Some(sha256) => {
-            if let Source::Bytes(bytes) = &source {
-                store::insert_blob(&ctx.pool, customer.id, &sha256, bytes, document.spec.content_type.as_deref())
-                    .await?;
+            let record = record(document, namespace, customer, Some(sha256))?;
+            match &source {
+                Source::Bytes(bytes) => {
+                    let content_type = document.spec.content_type.as_deref();
+                    store::store_document_source(&ctx.pool, &record, bytes, content_type).await?
+                }
+                _ => store::upsert_document(&ctx.pool, &record).await?,
             }
-            store::upsert_document(&ctx.pool, &record(document, namespace, customer, Some(sha256))?).await?
         }
     };
     prospector_store::queue::enqueue(&ctx.pool, customer.id, row.id, ctx.settings.documents.max_attempts).await?;

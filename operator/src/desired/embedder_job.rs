@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{managed_labels, restricted_container_security, restricted_pod_security};
-use crate::context::JobSettings;
+use crate::context::{DocumentSettings, JobSettings};
 
 /// The label value that marks embedder Jobs and their pods (`app.kubernetes.io/component`).
 pub const COMPONENT: &str = "embedder";
@@ -26,9 +26,19 @@ pub fn job_labels() -> BTreeMap<String, String> {
     managed_labels(&[(COMPONENT_LABEL, COMPONENT)])
 }
 
-/// An embedder Job named `name` in `namespace` (the platform namespace).
-pub fn embedder_job(name: &str, namespace: &str, settings: &JobSettings) -> Job {
-    let mut args = vec!["worker".to_owned(), format!("--idle-exit-seconds={}", settings.idle_exit_seconds)];
+/// An embedder Job named `name` in `namespace` (the platform namespace), whose worker applies
+/// the operator's document settings (size cap, url policy).
+pub fn embedder_job(name: &str, namespace: &str, documents: &DocumentSettings) -> Job {
+    let settings = &documents.jobs;
+    let mut args = vec![
+        "worker".to_owned(),
+        format!("--idle-exit-seconds={}", settings.idle_exit_seconds),
+        format!("--max-input-bytes={}", documents.max_document_bytes),
+        format!("--url-timeout-seconds={}", documents.url_timeout.as_secs()),
+    ];
+    if documents.allow_private_urls {
+        args.push("--allow-private-urls".into());
+    }
     let mut limits = BTreeMap::new();
     if settings.gpus > 0 {
         args.push("--device=cuda".into());
@@ -88,6 +98,9 @@ pub fn embedder_job(name: &str, namespace: &str, settings: &JobSettings) -> Job 
                 metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
+                    // SIGTERM lets the worker finish its batch; a batch of PDFs on CPU may take
+                    // minutes.
+                    termination_grace_period_seconds: Some(300),
                     service_account_name: Some(settings.service_account.clone()),
                     automount_service_account_token: Some(false),
                     security_context: Some(restricted_pod_security()),
@@ -125,7 +138,11 @@ mod tests {
 
     use super::*;
 
-    fn settings(gpus: u32) -> JobSettings {
+    fn settings(gpus: u32) -> DocumentSettings {
+        DocumentSettings { jobs: job_settings(gpus), ..DocumentSettings::default() }
+    }
+
+    fn job_settings(gpus: u32) -> JobSettings {
         JobSettings {
             image: "registry.example/prospector/embedder-cuda:1".into(),
             max_parallel_jobs: 3,
@@ -178,6 +195,9 @@ mod tests {
         );
         let env = container.env.as_ref().unwrap();
         let url = env.iter().find(|e| e.name == "DATABASE_URL").unwrap();
+        let args = container.args.as_ref().unwrap();
+        assert!(args.contains(&"--max-input-bytes=50000000".to_owned()), "the operator's size cap: {args:?}");
+        assert!(!args.contains(&"--allow-private-urls".to_owned()));
         assert!(url.value.is_none(), "never inlined");
         let secret = url.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
         assert_eq!((secret.name.as_str(), secret.key.as_str()), ("prospector-database", "url"));
@@ -185,7 +205,7 @@ mod tests {
 
     #[test]
     fn jobs_follow_the_queue_within_the_bound() {
-        let s = settings(0);
+        let s = job_settings(0);
         assert_eq!(jobs_to_start(0, 0, &s), 0);
         assert_eq!(jobs_to_start(1, 0, &s), 1);
         assert_eq!(jobs_to_start(25, 1, &s), 2);

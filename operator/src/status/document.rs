@@ -39,6 +39,34 @@ pub enum DocumentState {
     Tracked(Box<DocumentProgress>),
 }
 
+/// The condition reason of a failure, from the error kind its message names (the worker's
+/// messages carry the kind's label in parentheses).
+pub fn failure_reason(error: &str) -> &'static str {
+    const KINDS: [(&str, &str); 17] = [
+        ("(encrypted)", reasons::ENCRYPTED),
+        ("(no_text_layer)", reasons::NO_TEXT_LAYER),
+        ("(corrupt)", reasons::CORRUPT),
+        ("(empty_text)", reasons::EMPTY_TEXT),
+        ("(unsupported_type)", reasons::UNSUPPORTED_TYPE),
+        ("(invalid_encoding)", reasons::UNSUPPORTED_TYPE),
+        ("(input_too_large)", reasons::TOO_LARGE),
+        ("(too_many_pages)", reasons::TOO_LARGE),
+        ("(decompressed_too_large)", reasons::TOO_LARGE),
+        ("(nesting_too_deep)", reasons::TOO_LARGE),
+        ("(text_too_large)", reasons::TOO_LARGE),
+        ("(timeout)", reasons::EXTRACTION_TIMEOUT),
+        ("(parser_panicked)", reasons::PARSER_PANICKED),
+        ("(url_refused", reasons::URL_REFUSED),
+        ("(url_unreachable", reasons::URL_UNREACHABLE),
+        ("(storage_limit_reached)", reasons::STORAGE_LIMIT_REACHED),
+        ("lease expired", reasons::WORKER_LOST),
+    ];
+    if error.starts_with("embedding failed") {
+        return reasons::EMBEDDING_FAILED;
+    }
+    KINDS.iter().find(|(label, _)| error.contains(label)).map_or(reasons::FAILED, |(_, reason)| reason)
+}
+
 /// The phase, the Ready condition's status, reason and message, and the error to show.
 fn document_phase(
     progress: &DocumentProgress,
@@ -88,7 +116,7 @@ fn document_phase(
         }
         ProcessingStatus::Failed => {
             let error = progress.processing_error.clone().unwrap_or_else(|| "processing failed".into());
-            (DocumentPhase::Failed, reasons::FAILED, error)
+            (DocumentPhase::Failed, failure_reason(&error), error)
         }
     }
 }
@@ -260,7 +288,7 @@ mod tests {
             (processing, DocumentPhase::Processing, reasons::IN_PROGRESS),
             (slow, DocumentPhase::Processing, reasons::PROCESSING_TOO_LONG),
             (progress(ProcessingStatus::Ready), DocumentPhase::Ready, reasons::SUCCEEDED),
-            (failed, DocumentPhase::Failed, reasons::FAILED),
+            (failed, DocumentPhase::Failed, reasons::ENCRYPTED),
         ];
         for (input, phase, reason) in table {
             let status = tracked(input.clone());
@@ -274,6 +302,26 @@ mod tests {
                 );
             }
             assert!(status.condition(types::STORED).unwrap().is_true());
+        }
+    }
+
+    #[test]
+    fn each_failure_kind_has_its_own_reason() {
+        let table = [
+            ("the PDF is encrypted and needs a password (encrypted): upload a decrypted copy", reasons::ENCRYPTED),
+            (
+                "the PDF has no text layer (1 pages of images only; scanned?) (no_text_layer): ...",
+                reasons::NO_TEXT_LAYER,
+            ),
+            ("the PDF is corrupt: xref (corrupt): re-export", reasons::CORRUPT),
+            ("http://x/ is larger than the limit of 10 bytes (url_refused: fix the URL)", reasons::URL_REFUSED),
+            ("fetching http://x/ took longer than 1s (url_unreachable: it will be retried)", reasons::URL_UNREACHABLE),
+            ("embedding failed (onnx): out of memory", reasons::EMBEDDING_FAILED),
+            ("the worker processing it stopped answering (its lease expired)", reasons::WORKER_LOST),
+            ("something else", reasons::FAILED),
+        ];
+        for (error, reason) in table {
+            assert_eq!(failure_reason(error), reason, "{error}");
         }
     }
 
