@@ -96,16 +96,27 @@ async fn counters(pool: &PgPool, customer_id: i64) -> (i32, i64) {
         .unwrap()
 }
 
+/// Twenty documents that reserve `bytes` each, all at once; the documents and the outcomes.
+async fn twenty_at_once(
+    pool: &PgPool,
+    customer_id: i64,
+    bytes: i64,
+) -> (Vec<(Uuid, prospector_store::documents::DocumentRow)>, Vec<Result<DocumentAdmission, prospector_store::StoreError>>)
+{
+    let mut documents = Vec::new();
+    for i in 0..20 {
+        documents.push(stored_document(pool, customer_id, format!("document {i}").as_bytes(), &[]).await);
+    }
+    let outcomes =
+        join_all(documents.iter().map(|(_, row)| reserve_document_quota(pool, customer_id, row.id, bytes))).await;
+    (documents, outcomes)
+}
+
 #[tokio::test]
 async fn twenty_concurrent_documents_admit_exactly_the_document_limit_and_deletion_frees_exactly() {
     let db = shared_postgres().migrated_database().await.unwrap();
     let customer_id = customer(&db.pool, "docs", 10, 1_000_000).await;
-    let mut documents = Vec::new();
-    for i in 0..20 {
-        documents.push(stored_document(&db.pool, customer_id, format!("document {i}").as_bytes(), &[]).await);
-    }
-    let outcomes =
-        join_all(documents.iter().map(|(_, row)| reserve_document_quota(&db.pool, customer_id, row.id, 100))).await;
+    let (documents, outcomes) = twenty_at_once(&db.pool, customer_id, 100).await;
     let admitted = outcomes.iter().filter(|o| matches!(o, Ok(DocumentAdmission::Admitted { .. }))).count();
     assert_eq!(admitted, 10, "{outcomes:?}");
     for outcome in &outcomes {
@@ -135,12 +146,7 @@ async fn twenty_concurrent_documents_admit_exactly_the_document_limit_and_deleti
 async fn concurrent_documents_never_pass_the_storage_limit() {
     let db = shared_postgres().migrated_database().await.unwrap();
     let customer_id = customer(&db.pool, "bytes", 100, 1_000).await;
-    let mut documents = Vec::new();
-    for i in 0..20 {
-        documents.push(stored_document(&db.pool, customer_id, format!("document {i}").as_bytes(), &[]).await);
-    }
-    let outcomes =
-        join_all(documents.iter().map(|(_, row)| reserve_document_quota(&db.pool, customer_id, row.id, 300))).await;
+    let (_, outcomes) = twenty_at_once(&db.pool, customer_id, 300).await;
     let admitted = outcomes.iter().filter(|o| matches!(o, Ok(DocumentAdmission::Admitted { .. }))).count();
     assert_eq!(admitted, 3, "3 x 300 bytes fit in 1,000: {outcomes:?}");
     assert_eq!(counters(&db.pool, customer_id).await, (3, 900));

@@ -15,7 +15,7 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use prospector_crds::conditions::reasons;
-use prospector_crds::{DocumentPhase, DocumentSource, KnowledgeDocument};
+use prospector_crds::{DocumentPhase, DocumentSource, KnowledgeDocument, KnowledgeDocumentStatus};
 use prospector_store::StoreError;
 use prospector_store::documents::{
     self as store, DocumentAdmission, DocumentRecord, DocumentRefusal, DocumentRow, ProcessingStatus, SourceKind,
@@ -55,16 +55,8 @@ pub fn public_document_id(uid: &str) -> String {
 
 async fn apply_document(document: &KnowledgeDocument, api: &Api<KnowledgeDocument>, ctx: &Context) -> Result<Action> {
     let namespace = document.namespace().unwrap_or_default();
-    let settings = &ctx.settings.documents;
     let pending = |reason: &'static str, message: String, stored: bool| async move {
-        let state = DocumentState::Pending { reason, message, stored };
-        let status = derive_status(
-            document.status.as_ref(),
-            document.metadata.generation,
-            ctx.clock.now(),
-            settings.thresholds,
-            &state,
-        );
+        let status = status_for(document, ctx, &DocumentState::Pending { reason, message, stored });
         report(api, document, ctx, status).await
     };
     let customer = match load_customer(&namespace, "documents", ctx).await? {
@@ -97,14 +89,7 @@ async fn apply_document(document: &KnowledgeDocument, api: &Api<KnowledgeDocumen
         store::release_document_quota(&ctx.pool, uid).await?;
         ctx.wake_customer(&customer.name);
     }
-    let state = DocumentState::Tracked(Box::new(progress));
-    let status = derive_status(
-        document.status.as_ref(),
-        document.metadata.generation,
-        ctx.clock.now(),
-        settings.thresholds,
-        &state,
-    );
+    let status = status_for(document, ctx, &DocumentState::Tracked(Box::new(progress)));
     let phase = status.phase.unwrap_or(DocumentPhase::Pending);
     let was_ready = document.status.as_ref().and_then(|s| s.phase) == Some(DocumentPhase::Ready);
     if was_ready != (phase == DocumentPhase::Ready) {
@@ -115,6 +100,12 @@ async fn apply_document(document: &KnowledgeDocument, api: &Api<KnowledgeDocumen
     // A worker's result arrives by NOTIFY; the clock-based reasons and ConfigMap edits need a
     // look now and then.
     Ok(Action::requeue(if needs_progress_check(phase) { ctx.settings.waiting_retry } else { ctx.settings.resync }))
+}
+
+/// The status `state` gives the document now.
+fn status_for(document: &KnowledgeDocument, ctx: &Context, state: &DocumentState) -> KnowledgeDocumentStatus {
+    let generation = document.metadata.generation;
+    derive_status(document.status.as_ref(), generation, ctx.clock.now(), ctx.settings.documents.thresholds, state)
 }
 
 /// A document's source, read for this reconcile.
