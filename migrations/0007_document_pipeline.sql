@@ -30,3 +30,9 @@ ALTER TABLE knowledge_documents ADD COLUMN source_url text;
 ALTER TABLE knowledge_documents ADD CONSTRAINT knowledge_documents_source_url_check
     CHECK ((source_kind = 'url') = (source_url IS NOT NULL));
 COMMENT ON COLUMN knowledge_documents.source_url IS 'spec.source.url for url sources (NULL otherwise); the worker fetches it.';
+
+-- 5. A document that failed for good gives back its quota and its bytes; the hash of the bytes
+--    that failed stays, so the same bytes are not stored and processed again until they change.
+ALTER TABLE knowledge_documents ADD COLUMN failed_sha256 bytea;
+COMMENT ON COLUMN knowledge_documents.failed_sha256 IS
+    'SHA-256 of the source bytes that failed for good (their blob is released); new bytes process again.';

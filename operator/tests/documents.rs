@@ -161,6 +161,22 @@ async fn documents_from_every_source_become_searchable_and_deletion_leaves_nothi
     assert!(error.contains("(encrypted)") && error.contains("upload a decrypted copy"), "{error}");
     assert_eq!(failed.attempts, 1);
     assert_eq!(failed.condition(types::READY).unwrap().reason, reasons::ENCRYPTED, "its own reason");
+    // ... and its bytes: a failed document holds nothing.
+    let locked_sha =
+        Sha256::digest(fixture("005-libreoffice-writer-password/libreoffice-writer-password.pdf")).to_vec();
+    eventually("the failed document's bytes released", WAIT, || async {
+        let kept: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM document_blobs WHERE customer_id = $1 AND sha256 = $2")
+                .bind(customer_id)
+                .bind(&locked_sha)
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+        (kept == 0).then_some(())
+    })
+    .await;
+    let again = documents.get("locked").await.unwrap().status.unwrap();
+    assert_eq!((again.phase, again.attempts), (Some(DocumentPhase::Failed), 1), "the same bytes are not retried");
     let customers: Api<Customer> = Api::all(client.clone());
     eventually("the customer to count 5 documents", WAIT, || async {
         (customers.get(&customer_name).await.ok()?.status?.documents.as_deref() == Some("5/100")).then_some(())
@@ -206,6 +222,10 @@ async fn documents_from_every_source_become_searchable_and_deletion_leaves_nothi
         (hits.first().map(String::as_str) == Some("playbook.md")).then_some(())
     })
     .await;
+
+    // Many resyncs later the failed document is still failed once: its bytes were not retried.
+    let later = documents.get("locked").await.unwrap().status.unwrap();
+    assert_eq!((later.phase, later.attempts), (Some(DocumentPhase::Failed), 1));
 
     // Deleting every document leaves no chunk, task, blob or counter behind.
     for (name, _, _) in &sources {

@@ -59,14 +59,16 @@ pub struct DocumentRow {
     /// The processing generation (grows with the object's generation and with new source bytes).
     pub generation: i64,
     pub blob_sha256: Option<Vec<u8>>,
+    /// The hash of source bytes that failed for good (and were released).
+    pub failed_sha256: Option<Vec<u8>>,
     pub quota_reserved: bool,
     pub storage_reserved_bytes: i64,
     pub attempts: i32,
     pub processing_error: Option<String>,
 }
 
-const DOCUMENT_ROW_COLUMNS: &str = "id, document_id, processing_status, generation, blob_sha256, quota_reserved, \
-     storage_reserved_bytes, attempts, processing_error";
+const DOCUMENT_ROW_COLUMNS: &str = "id, document_id, processing_status, generation, blob_sha256, failed_sha256, \
+     quota_reserved, storage_reserved_bytes, attempts, processing_error";
 
 /// Inserts the document row of a KnowledgeDocument, or updates its spec fields, and returns it.
 /// The public `document_id` of an existing row is kept. A new object generation or new source
@@ -254,26 +256,50 @@ async fn explain_document_refusal(
     })
 }
 
-/// Gives back the quota a document holds, keeping the document: a document that failed for good
-/// stops counting against its customer. Idempotent. Returns whether anything was released.
-pub async fn release_document_quota(pool: &PgPool, k8s_uid: Uuid) -> Result<bool, StoreError> {
-    let released = sqlx::query_scalar::<_, bool>(
-        "WITH me AS (
-            SELECT id, customer_id, storage_reserved_bytes AS held
-              FROM knowledge_documents WHERE k8s_uid = $1 AND quota_reserved FOR UPDATE),
-         q AS (
-            UPDATE customer_quotas q
-               SET documents_count = q.documents_count - 1, storage_used_bytes = q.storage_used_bytes - me.held
-              FROM me WHERE q.customer_id = me.customer_id
-            RETURNING q.customer_id)
-         UPDATE knowledge_documents d SET quota_reserved = false, storage_reserved_bytes = 0
-           FROM me, q WHERE d.id = me.id
-         RETURNING true",
+/// Gives back everything a document that failed for good holds, keeping the document: its
+/// document slot and storage, its bytes (deleted unless another document uses them) and any
+/// chunks of an earlier generation. The hash of the failed bytes is kept, so the same bytes are
+/// not stored and processed again. One transaction; idempotent. Returns whether anything was
+/// released.
+pub async fn release_failed_document(pool: &PgPool, k8s_uid: Uuid) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let row: Option<Held> = sqlx::query_as(
+        "SELECT id, customer_id, quota_reserved, storage_reserved_bytes, blob_sha256
+           FROM knowledge_documents WHERE k8s_uid = $1 AND deleted_at IS NULL AND processing_status = 'failed'
+            AND (quota_reserved OR blob_sha256 IS NOT NULL)
+          FOR UPDATE",
     )
     .bind(k8s_uid)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    Ok(released.unwrap_or(false))
+    let Some(held) = row else { return Ok(false) };
+    if held.quota_reserved {
+        sqlx::query(
+            "UPDATE customer_quotas
+                SET documents_count = documents_count - 1, storage_used_bytes = storage_used_bytes - $2
+              WHERE customer_id = $1",
+        )
+        .bind(held.customer_id)
+        .bind(held.storage_reserved_bytes)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE knowledge_documents
+            SET quota_reserved = false, storage_reserved_bytes = 0, failed_sha256 = coalesce(blob_sha256, failed_sha256),
+                blob_sha256 = NULL, extracted_text = NULL, chunk_count = NULL, icp_data = NULL,
+                icp_extracted_at = NULL
+          WHERE id = $1",
+    )
+    .bind(held.id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM document_chunks WHERE document_id = $1").bind(held.id).execute(&mut *tx).await?;
+    if let Some(sha) = &held.blob_sha256 {
+        delete_blob_if_unreferenced(&mut tx, held.customer_id, sha).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// What deleting a document removed.

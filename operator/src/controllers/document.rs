@@ -84,9 +84,12 @@ async fn apply_document(document: &KnowledgeDocument, api: &Api<KnowledgeDocumen
     store_and_queue(document, &namespace, &customer, row, source, ctx).await?;
     let uid = object_uid(document)?;
     let progress = store::document_progress(&ctx.pool, uid).await?.ok_or(StoreError::Gone)?;
-    if progress.processing_status == ProcessingStatus::Failed && progress.quota_reserved {
-        // A document that failed for good stops counting against its customer.
-        store::release_document_quota(&ctx.pool, uid).await?;
+    if progress.processing_status == ProcessingStatus::Failed
+        && (progress.quota_reserved || progress.stored)
+        && store::release_failed_document(&ctx.pool, uid).await?
+    {
+        // A document that failed for good stops counting against its customer and holds no
+        // bytes; the same bytes are not processed again.
         ctx.wake_customer(&customer.name);
     }
     let status = status_for(document, ctx, &DocumentState::Tracked(Box::new(progress)));
@@ -234,7 +237,10 @@ async fn admit(
     ctx: &Context,
 ) -> Result<std::result::Result<DocumentRow, DocumentRefusal>> {
     let row = store::upsert_document(&ctx.pool, &record(document, namespace, customer, None)?).await?;
-    let source_changed = source.sha256().is_some_and(|sha| row.blob_sha256.as_ref() != Some(&sha));
+    // Bytes that failed for good were released; only different bytes are worth another try.
+    let source_changed = source
+        .sha256()
+        .is_some_and(|sha| row.blob_sha256.as_ref() != Some(&sha) && row.failed_sha256.as_ref() != Some(&sha));
     if row.processing_status == ProcessingStatus::Failed && !source_changed {
         return Ok(Ok(row));
     }
@@ -263,6 +269,12 @@ async fn store_and_queue(
         // A url: nothing to store until the worker fetched it.
         None => row,
         Some(sha256) if row.blob_sha256.as_ref() == Some(&sha256) => row,
+        // The bytes that failed for good: kept out until they change.
+        Some(sha256)
+            if row.processing_status == ProcessingStatus::Failed && row.failed_sha256.as_ref() == Some(&sha256) =>
+        {
+            row
+        }
         Some(sha256) => {
             let record = record(document, namespace, customer, Some(sha256))?;
             match &source {

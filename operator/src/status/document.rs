@@ -181,6 +181,8 @@ pub fn derive_status(
         stage(types::READY, ready, ready_reason, ready_message.clone()),
         if progress.stored {
             stage(types::STORED, true, reasons::SUCCEEDED, "the source is stored".into())
+        } else if phase == DocumentPhase::Failed {
+            stage(types::STORED, false, ready_reason, "the source was released after the failure".into())
         } else {
             stage(types::STORED, false, reasons::IN_PROGRESS, "the source is not stored yet".into())
         },
