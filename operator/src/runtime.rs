@@ -115,10 +115,19 @@ async fn forward_finished_documents(pool: PgPool, ctx: Arc<Context>) {
     }
 }
 
-/// Keeps the queue and document gauges current, every few seconds.
+/// Keeps the queue and document gauges current every few seconds, reaps lost leases, and
+/// sweeps unreferenced bytes now and then.
 async fn observe_documents(pool: PgPool, metrics: Metrics) {
-    use prospector_store::documents::{ProcessingStatus, documents_by_status};
-    loop {
+    use prospector_store::documents::{ProcessingStatus, documents_by_status, sweep_orphan_blobs};
+    for round in 0u64.. {
+        // Every five minutes: bytes that no document took within an hour go.
+        if round % 60 == 0 {
+            match sweep_orphan_blobs(&pool, Duration::from_secs(3600)).await {
+                Ok(0) => {}
+                Ok(swept) => tracing::info!(swept, "deleted unreferenced document bytes"),
+                Err(e) => tracing::debug!(error = %e, "cannot sweep unreferenced document bytes"),
+            }
+        }
         // Whatever the mode, lost leases return to the queue even when no worker is alive to
         // reap them (a preempted GPU Job).
         if let Err(e) = prospector_store::queue::reap_expired_leases(&pool).await {
@@ -221,8 +230,10 @@ async fn scale_embedder_jobs(
             () = &mut stop => return,
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
+        // Tasks in backoff wait for their time, not for a worker: a Job started for them would
+        // find nothing to claim.
         let queued = match prospector_store::queue::stats(&pool).await {
-            Ok(stats) => stats.queued,
+            Ok(stats) => stats.claimable,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the embedding queue");
                 continue;

@@ -525,3 +525,20 @@ pub async fn documents_by_status(pool: &PgPool) -> Result<Vec<(ProcessingStatus,
     .fetch_all(pool)
     .await?)
 }
+
+/// Deletes blobs no document references that are older than `grace`: bytes stored by an
+/// upload whose document never came, or left by a crash. The grace period covers an upload
+/// whose document is still being created. Returns how many went.
+pub async fn sweep_orphan_blobs(pool: &PgPool, grace: std::time::Duration) -> Result<u64, StoreError> {
+    let swept = sqlx::query(
+        "DELETE FROM document_blobs b
+          WHERE b.created_at < now() - make_interval(secs => $1)
+            AND NOT EXISTS (SELECT 1 FROM knowledge_documents d
+                             WHERE d.customer_id = b.customer_id AND d.blob_sha256 = b.sha256)",
+    )
+    .bind(grace.as_secs_f64())
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(swept)
+}

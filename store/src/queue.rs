@@ -373,6 +373,8 @@ pub async fn reap_expired_leases(pool: &PgPool) -> Result<u64, StoreError> {
 pub struct QueueStats {
     /// Tasks waiting, including those in backoff.
     pub queued: i64,
+    /// Waiting tasks a worker may claim now (not in backoff).
+    pub claimable: i64,
     /// Tasks a worker holds.
     pub running: i64,
     /// Seconds the oldest waiting task has waited; 0 when none waits.
@@ -383,6 +385,7 @@ pub struct QueueStats {
 pub async fn stats(pool: &PgPool) -> Result<QueueStats, StoreError> {
     Ok(sqlx::query_as(
         "SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
+                count(*) FILTER (WHERE status = 'queued' AND not_before <= now()) AS claimable,
                 count(*) FILTER (WHERE status = 'running') AS running,
                 coalesce(extract(epoch FROM now() - min(enqueued_at) FILTER (WHERE status = 'queued')), 0)::float8
                     AS oldest_queued_seconds

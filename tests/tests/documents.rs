@@ -291,7 +291,7 @@ async fn failures_retry_with_backoff_then_fail_for_good_with_the_message() {
     assert_eq!(waiting.processing_error.as_deref(), Some("the URL timed out"));
     assert!(claim(&db.pool, "w", 1, LEASE).await.unwrap().is_empty(), "in backoff");
     let stats = queue::stats(&db.pool).await.unwrap();
-    assert_eq!((stats.queued, stats.running), (1, 0));
+    assert_eq!((stats.queued, stats.claimable, stats.running), (1, 0, 0), "waiting out its backoff");
 
     sqlx::query("UPDATE embedding_tasks SET not_before = now() WHERE id = $1")
         .bind(first.task_id)
@@ -537,4 +537,18 @@ async fn a_failure_of_an_older_generation_queues_the_new_one_instead_of_failing_
     let new = claim(&db.pool, "w", 1, LEASE).await.unwrap().remove(0);
     assert_eq!((new.task_id, new.generation, new.attempts), (old.task_id, 2, 1));
     assert!(!queue::heartbeat(&db.pool, &old, LEASE).await.unwrap(), "the old claim is fenced out");
+}
+
+#[tokio::test]
+async fn the_sweep_takes_only_old_unreferenced_bytes() {
+    use prospector_store::documents::sweep_orphan_blobs;
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let customer_id = customer(&db.pool, "sweep", 100, 1_000_000).await;
+    let (_, used) = stored_document(&db.pool, customer_id, b"in use", &[]).await;
+    let orphan = Sha256::digest(b"an upload whose document never came").to_vec();
+    insert_blob(&db.pool, customer_id, &orphan, b"an upload whose document never came", None).await.unwrap();
+    assert_eq!(sweep_orphan_blobs(&db.pool, Duration::from_secs(3600)).await.unwrap(), 0, "within the grace period");
+    assert_eq!(sweep_orphan_blobs(&db.pool, Duration::ZERO).await.unwrap(), 1);
+    assert!(read_blob(&db.pool, customer_id, &orphan).await.unwrap().is_none());
+    assert!(read_blob(&db.pool, customer_id, used.blob_sha256.as_deref().unwrap()).await.unwrap().is_some());
 }
