@@ -372,3 +372,51 @@ async fn url_sources_are_fetched_within_the_policy_and_fail_with_their_cause() {
     .unwrap();
     assert_eq!((used, blobs), (0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_batch_before_the_worker_exits() {
+    use prospector_tests::process::{ManagedProcess, RunAs};
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let customer_id = customer(&db.pool).await;
+    for (name, bytes) in [
+        ("geotopo.pdf", fixture("009-pdflatex-geotopo/GeoTopo-komprimiert.pdf")),
+        ("multicolumn.pdf", fixture("026-latex-multicolumn/multicolumn.pdf")),
+        ("pitch.txt", PITCH.as_bytes().to_vec()),
+    ] {
+        queued(&db.pool, customer_id, name, &bytes).await;
+    }
+    let log =
+        prospector_tests::process_dir().join(format!("sigterm-{}.log", &Uuid::new_v4().simple().to_string()[..6]));
+    let args: Vec<String> = ["worker", "--threads", "1", "--database-url", db.url.as_str()].map(str::to_owned).to_vec();
+    let mut worker = ManagedProcess::spawn(
+        "sigterm-worker",
+        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-embedder")),
+        &args,
+        RunAs::Current,
+        &log,
+        &[],
+    )
+    .unwrap();
+    let running = "SELECT count(*) FROM embedding_tasks WHERE customer_id = $1 AND status = 'running'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while count(&db.pool, running, customer_id).await < 3 {
+        assert!(std::time::Instant::now() < deadline, "the worker never claimed: {}", worker.log_tail(20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let term = std::process::Command::new("kill").args(["-TERM", &worker.pid().to_string()]).status().unwrap();
+    assert!(term.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = worker.exit_status() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the worker did not stop: {}", worker.log_tail(20));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status}: {}", worker.log_tail(20));
+    // It finished the batch it held, then stopped, and said so.
+    let ready = "SELECT count(*) FROM knowledge_documents WHERE customer_id = $1 AND processing_status = 'ready'";
+    assert_eq!(count(&db.pool, ready, customer_id).await, 3);
+    assert_eq!(count(&db.pool, running, customer_id).await, 0);
+    assert!(worker.log_tail(5).contains("\"committed\":3"), "{}", worker.log_tail(5));
+}
