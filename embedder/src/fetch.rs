@@ -148,6 +148,12 @@ async fn request(url: &Url, policy: &FetchPolicy) -> Result<reqwest::Response, F
             "{host} resolves only to private, loopback or link-local addresses, which are not fetched"
         )));
     };
+    // Public web servers answer on 80 and 443; other ports of a public address may be a node's
+    // kubelet or NodePorts.
+    if !policy.allow_private && !matches!(port, 80 | 443) {
+        return Err(FetchError::Refused(format!("{}: only ports 80 and 443 are fetched", redacted(url))));
+    }
+
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         // A proxy would resolve the name again, past the address check.
@@ -237,10 +243,12 @@ mod tests {
         assert!(!refused.is_retryable() && refused.to_string().contains("only http and https"), "{refused}");
         let metadata = fetch("http://169.254.169.254/latest/meta-data/", &policy).await.unwrap_err();
         assert!(!metadata.is_retryable() && metadata.to_string().contains("private"), "{metadata}");
-        let loopback = fetch("http://127.0.0.1:1/", &policy).await.unwrap_err();
+        let loopback = fetch("http://127.0.0.1/", &policy).await.unwrap_err();
         assert!(loopback.to_string().contains("private"), "{loopback}");
+        let kubelet = fetch("http://93.184.216.34:10250/pods", &policy).await.unwrap_err();
+        assert!(!kubelet.is_retryable() && kubelet.to_string().contains("ports 80 and 443"), "{kubelet}");
         assert!(fetch("not a url", &policy).await.unwrap_err().to_string().contains("not a valid URL"));
-        let secret = fetch("http://user:hunter2@127.0.0.1:1/doc?token=s3cr3t", &policy).await.unwrap_err().to_string();
+        let secret = fetch("http://user:hunter2@127.0.0.1/doc?token=s3cr3t", &policy).await.unwrap_err().to_string();
         assert!(!secret.contains("hunter2") && !secret.contains("s3cr3t"), "{secret}");
     }
 }

@@ -344,3 +344,39 @@ async fn the_customer_icp_follows_its_documents_and_reaches_its_agents() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_documents_fail_at_once_each_with_its_own_reason() {
+    let _operator = shared_operator();
+    let client = client().await;
+    let (namespace, _) = ready_customer(&client, &unique("unreadable"), "starter", json!({})).await;
+    let documents: Api<KnowledgeDocument> = Api::namespaced(client.clone(), &namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let server = prospector_tests::http::TestHttpServer::start(std::collections::HashMap::from([(
+        "/gone.pdf".to_owned(),
+        prospector_tests::http::Answer::Status(404),
+    )]))
+    .await
+    .unwrap();
+    let pp = PostParams::default();
+    // An image-only PDF, and the first third of a real one (no cross-reference table: corrupt).
+    let scan = fixture("007-imagemagick-images/imagemagick-lzw.pdf");
+    let whole = fixture("026-latex-multicolumn/multicolumn.pdf");
+    let truncated = whole[..whole.len() / 3].to_vec();
+    config_maps.create(&pp, &config_map("scan", None, Some(scan))).await.unwrap();
+    config_maps.create(&pp, &config_map("broken", None, Some(truncated))).await.unwrap();
+    let cases = [
+        ("scan", json!({"configMapKeyRef": {"name": "scan", "key": "doc"}}), reasons::NO_TEXT_LAYER, "OCR"),
+        ("broken", json!({"configMapKeyRef": {"name": "broken", "key": "doc"}}), reasons::CORRUPT, "re-export"),
+        ("gone", json!({"url": server.url("/gone.pdf")}), reasons::URL_REFUSED, "404"),
+    ];
+    for (name, source, _, _) in &cases {
+        documents.create(&pp, &document(name, &format!("{name}.pdf"), source.clone())).await.unwrap();
+    }
+    for (name, _, reason, says) in cases {
+        let status = wait_phase(&documents, name, DocumentPhase::Failed).await.status.unwrap();
+        let ready = status.condition(types::READY).unwrap();
+        assert_eq!((ready.reason.as_str(), status.attempts), (reason, 1), "{name}: {ready:?}");
+        assert!(status.error.as_deref().unwrap().contains(says), "{name}: {:?}", status.error);
+    }
+}
