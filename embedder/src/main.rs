@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use prospector_embedder::embed::{DEFAULT_BATCH_TOKENS, Device, Embedder, EmbedderConfig, Graph};
+use prospector_embedder::embed::{DEFAULT_BATCH_TOKENS, Device, Embedder, Graph};
 use prospector_embedder::extract::{self, Limits};
 use prospector_embedder::fetch::FetchPolicy;
 use prospector_embedder::paths::{self, ProcessEnv};
@@ -195,9 +195,7 @@ struct ModelArgs {
 
 impl ModelArgs {
     fn load(&self) -> Result<Embedder, String> {
-        let resolved = paths::resolve(&ProcessEnv).map_err(|e| e.to_string())?;
-        resolved.check().map_err(|e| e.to_string())?;
-        let mut config = EmbedderConfig::new(&resolved.model_dir, &resolved.onnxruntime);
+        let mut config = paths::installed_config().map_err(|e| e.to_string())?;
         if let Some(threads) = self.threads {
             config.threads = threads;
         }

@@ -68,6 +68,15 @@ pub fn resolve(env: &impl Env) -> Result<RuntimePaths, PathsError> {
     Ok(RuntimePaths { model_dir, onnxruntime })
 }
 
+/// The embedder configuration for the model and runtime this process finds (the `hack/` cache,
+/// or the `PROSPECTOR_MODEL_DIR` / `ORT_DYLIB_PATH` overrides), checked to exist; the CLI, the
+/// operator's inline worker and the tests load the model through it.
+pub fn installed_config() -> Result<crate::embed::EmbedderConfig, PathsError> {
+    let resolved = resolve(&ProcessEnv)?;
+    resolved.check()?;
+    Ok(crate::embed::EmbedderConfig::new(&resolved.model_dir, &resolved.onnxruntime))
+}
+
 impl RuntimePaths {
     /// Fails with an actionable message when an input is missing.
     pub fn check(&self) -> Result<(), PathsError> {

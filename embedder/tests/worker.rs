@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prospector_embedder::embed::{Embedder, EmbedderConfig};
-use prospector_embedder::paths::{self, ProcessEnv};
+use prospector_embedder::embed::Embedder;
+use prospector_embedder::paths;
 use prospector_embedder::worker::{self, WorkerConfig};
 use prospector_store::customers::{CustomerRecord, QuotaLimits, set_quota_limits, upsert_customer};
 use prospector_store::documents::{
@@ -20,9 +20,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 fn embedder() -> Embedder {
-    let resolved = paths::resolve(&ProcessEnv).unwrap();
-    resolved.check().unwrap_or_else(|e| panic!("{e}: run `make deps` (hack/deps.sh) first"));
-    let mut config = EmbedderConfig::new(&resolved.model_dir, &resolved.onnxruntime);
+    let mut config = paths::installed_config().unwrap_or_else(|e| panic!("{e}: run `make deps` (hack/deps.sh) first"));
     config.threads = 2;
     Embedder::load(&config).unwrap()
 }

@@ -166,12 +166,10 @@ async fn run_inline_worker(
     settings: crate::context::DocumentSettings,
     stop: impl Future<Output = ()>,
 ) {
-    use prospector_embedder::embed::{Embedder, EmbedderConfig};
-    use prospector_embedder::paths::{self, ProcessEnv};
+    use prospector_embedder::embed::Embedder;
     let loaded = tokio::task::spawn_blocking(|| {
-        let resolved = paths::resolve(&ProcessEnv).map_err(|e| e.to_string())?;
-        resolved.check().map_err(|e| e.to_string())?;
-        Embedder::load(&EmbedderConfig::new(&resolved.model_dir, &resolved.onnxruntime)).map_err(|e| e.to_string())
+        let config = prospector_embedder::paths::installed_config().map_err(|e| e.to_string())?;
+        Embedder::load(&config).map_err(|e| e.to_string())
     })
     .await;
     let embedder = match loaded {

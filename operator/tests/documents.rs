@@ -14,8 +14,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use prospector_crds::conditions::{reasons, types};
 use prospector_crds::{Customer, DocumentPhase, HasConditions, KnowledgeDocument};
-use prospector_embedder::embed::{Embedder, EmbedderConfig};
-use prospector_embedder::paths::{self, ProcessEnv};
+use prospector_embedder::embed::Embedder;
+use prospector_embedder::paths;
 use prospector_store::documents::insert_blob;
 use prospector_store::search::{SearchMode, SearchRequest, search};
 use prospector_tests::fixtures::ready_customer;
@@ -62,9 +62,7 @@ async fn wait_phase(api: &Api<KnowledgeDocument>, name: &str, phase: DocumentPha
 }
 
 fn embedder() -> Embedder {
-    let resolved = paths::resolve(&ProcessEnv).unwrap();
-    resolved.check().unwrap();
-    Embedder::load(&EmbedderConfig::new(&resolved.model_dir, &resolved.onnxruntime)).unwrap()
+    Embedder::load(&paths::installed_config().unwrap()).unwrap()
 }
 
 async fn search_filenames(pool: &PgPool, customer_id: i64, query: &str) -> Vec<String> {
