@@ -189,9 +189,37 @@ async fn count(pool: &PgPool, sql: &str, customer_id: i64) -> i64 {
     sqlx::query_scalar(sql).bind(customer_id).fetch_one(pool).await.unwrap()
 }
 
+/// A `prospector-embedder worker` process on one thread against `database_url`, with `extra`
+/// flags.
+fn worker_process(name: &str, extra: &[&str], database_url: &str) -> prospector_tests::process::ManagedProcess {
+    use prospector_tests::process::{ManagedProcess, RunAs};
+    let log = prospector_tests::process_dir().join(format!("{name}-{}.log", &Uuid::new_v4().simple().to_string()[..6]));
+    let args: Vec<String> = ["worker", "--threads", "1", "--database-url", database_url]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .map(str::to_owned)
+        .collect();
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_prospector-embedder"));
+    ManagedProcess::spawn(name, binary, &args, RunAs::Current, &log, &[]).unwrap()
+}
+
+/// Waits until `n` of the customer's tasks are claimed by a worker.
+async fn wait_until_claimed(
+    pool: &PgPool,
+    customer_id: i64,
+    n: i64,
+    worker: &prospector_tests::process::ManagedProcess,
+) {
+    let running = "SELECT count(*) FROM embedding_tasks WHERE customer_id = $1 AND status = 'running'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while count(pool, running, customer_id).await < n {
+        assert!(std::time::Instant::now() < deadline, "the worker never claimed: {}", worker.log_tail(20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_batch_loses_its_claims_and_another_finishes_them() {
-    use prospector_tests::process::{ManagedProcess, RunAs};
     let db = shared_postgres().migrated_database().await.unwrap();
     let customer_id = customer(&db.pool).await;
     let documents = [
@@ -201,28 +229,9 @@ async fn a_worker_killed_mid_batch_loses_its_claims_and_another_finishes_them() 
     ];
 
     // A worker process claims the batch; it is SIGKILLed while the batch runs.
-    let log = prospector_tests::process_dir().join(format!("worker-{}.log", &Uuid::new_v4().simple().to_string()[..6]));
-    let args: Vec<String> =
-        ["worker", "--identity", "doomed", "--lease-seconds", "3", "--poll-seconds", "1", "--threads", "1"]
-            .into_iter()
-            .map(str::to_owned)
-            .chain(["--database-url".to_owned(), db.url.clone()])
-            .collect();
-    let mut doomed = ManagedProcess::spawn(
-        "worker",
-        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-embedder")),
-        &args,
-        RunAs::Current,
-        &log,
-        &[],
-    )
-    .unwrap();
-    let running = "SELECT count(*) FROM embedding_tasks WHERE customer_id = $1 AND status = 'running'";
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while count(&db.pool, running, customer_id).await < 3 {
-        assert!(std::time::Instant::now() < deadline, "the worker never claimed: {}", doomed.log_tail(20));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut doomed =
+        worker_process("doomed", &["--identity", "doomed", "--lease-seconds", "3", "--poll-seconds", "1"], &db.url);
+    wait_until_claimed(&db.pool, customer_id, 3, &doomed).await;
     doomed.kill();
     let ready = "SELECT count(*) FROM knowledge_documents WHERE customer_id = $1 AND processing_status = 'ready'";
 
@@ -373,7 +382,6 @@ async fn url_sources_are_fetched_within_the_policy_and_fail_with_their_cause() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_batch_before_the_worker_exits() {
-    use prospector_tests::process::{ManagedProcess, RunAs};
     let db = shared_postgres().migrated_database().await.unwrap();
     let customer_id = customer(&db.pool).await;
     for (name, bytes) in [
@@ -383,24 +391,9 @@ async fn sigterm_finishes_the_batch_before_the_worker_exits() {
     ] {
         queued(&db.pool, customer_id, name, &bytes).await;
     }
-    let log =
-        prospector_tests::process_dir().join(format!("sigterm-{}.log", &Uuid::new_v4().simple().to_string()[..6]));
-    let args: Vec<String> = ["worker", "--threads", "1", "--database-url", db.url.as_str()].map(str::to_owned).to_vec();
-    let mut worker = ManagedProcess::spawn(
-        "sigterm-worker",
-        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-embedder")),
-        &args,
-        RunAs::Current,
-        &log,
-        &[],
-    )
-    .unwrap();
+    let mut worker = worker_process("sigterm", &[], &db.url);
+    wait_until_claimed(&db.pool, customer_id, 3, &worker).await;
     let running = "SELECT count(*) FROM embedding_tasks WHERE customer_id = $1 AND status = 'running'";
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while count(&db.pool, running, customer_id).await < 3 {
-        assert!(std::time::Instant::now() < deadline, "the worker never claimed: {}", worker.log_tail(20));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let term = std::process::Command::new("kill").args(["-TERM", &worker.pid().to_string()]).status().unwrap();
     assert!(term.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
