@@ -17,21 +17,22 @@ pidfile="$dir/localenv.pid"
 operator_pidfile="$dir/operator.pid"
 operator_port="${PROSPECTOR_DEV_OPERATOR_PORT:-8081}"
 
+# stop PIDFILE WHAT: stops the process PIDFILE names (TERM, then KILL after 10 s).
+stop() {
+  local file="$1" what="$2"
+  if [[ -f "$file" ]] && kill -0 "$(cat "$file")" 2>/dev/null; then
+    log "stopping $what (pid $(cat "$file"))"
+    kill "$(cat "$file")"
+    for _ in $(seq 50); do kill -0 "$(cat "$file")" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$(cat "$file")" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}
+
 down() {
-  if [[ -f "$operator_pidfile" ]] && kill -0 "$(cat "$operator_pidfile")" 2>/dev/null; then
-    log "stopping the operator (pid $(cat "$operator_pidfile"))"
-    kill "$(cat "$operator_pidfile")"
-    for _ in $(seq 50); do kill -0 "$(cat "$operator_pidfile")" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$(cat "$operator_pidfile")" 2>/dev/null || true
-  fi
-  rm -f "$operator_pidfile"
-  if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    log "stopping the local environment (pid $(cat "$pidfile"))"
-    kill "$(cat "$pidfile")"
-    for _ in $(seq 50); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$(cat "$pidfile")" 2>/dev/null || true
-  fi
-  rm -f "$pidfile"
+  # The operator first: it must not reconcile against a control plane that is going away.
+  stop "$operator_pidfile" "the operator"
+  stop "$pidfile" "the local environment"
 }
 
 up() {
