@@ -87,6 +87,8 @@ pub struct DocumentSettings {
     /// Whether url sources may point at private, loopback and link-local addresses.
     pub allow_private_urls: bool,
     pub jobs: JobSettings,
+    /// Which customers get a vector index of their own.
+    pub tenant_indexes: crate::tenant_index::TenantIndexSettings,
 }
 
 impl Default for DocumentSettings {
@@ -111,6 +113,7 @@ impl Default for DocumentSettings {
                 idle_exit_seconds: 60,
                 ..JobSettings::default()
             },
+            tenant_indexes: crate::tenant_index::TenantIndexSettings::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod quota;
 pub mod runtime;
 pub mod status;
 pub mod telemetry;
+pub mod tenant_index;
 
 pub use error::OperatorError;
 

@@ -15,6 +15,7 @@ use prospector_operator::leader::LeaseSettings;
 use prospector_operator::runtime::{self, RunOptions};
 use prospector_operator::status::document::Thresholds;
 use prospector_operator::telemetry::{self, LogFormat};
+use prospector_operator::tenant_index::TenantIndexSettings;
 
 #[derive(Debug, Parser)]
 #[command(name = "prospector-operator", version, about = "The Prospector Kubernetes operator")]
@@ -131,6 +132,11 @@ struct RunArgs {
     /// Seconds a document may be processed before its status says ProcessingTooLong.
     #[arg(long, env = "PROSPECTOR_PROCESSING_TOO_LONG_SECONDS", default_value_t = 900)]
     processing_too_long_seconds: u64,
+    /// Chunks at which a customer gets a vector index of its own (a partial HNSW index, built
+    /// concurrently; dropped below half of this); smaller customers are searched exactly. 0: no
+    /// indexes.
+    #[arg(long, env = "PROSPECTOR_TENANT_INDEX_MIN_CHUNKS", default_value_t = TenantIndexSettings::default().min_chunks)]
+    tenant_index_min_chunks: i64,
     /// Seconds an agent's pod may find no node before the agent shows Failed (Unschedulable).
     #[arg(long, env = "PROSPECTOR_UNSCHEDULABLE_SECONDS", default_value_t = 120)]
     unschedulable_seconds: u64,
@@ -204,6 +210,10 @@ async fn run(args: RunArgs) -> Result<(), OperatorError> {
                         .map_err(|e| OperatorError::Config(format!("--embedder-node-selector: {e}")))?,
                     tolerations: serde_json::from_str(&args.embedder_tolerations)
                         .map_err(|e| OperatorError::Config(format!("--embedder-tolerations: {e}")))?,
+                },
+                tenant_indexes: TenantIndexSettings {
+                    min_chunks: args.tenant_index_min_chunks.max(0),
+                    ..TenantIndexSettings::default()
                 },
             },
         },

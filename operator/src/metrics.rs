@@ -16,6 +16,7 @@ pub struct Metrics {
     pub queue_running: IntGauge,
     pub oldest_queued: Gauge,
     pub documents: IntGaugeVec,
+    pub tenant_indexes: IntGauge,
 }
 
 impl Default for Metrics {
@@ -51,6 +52,8 @@ impl Metrics {
                 .expect("valid metric");
         let documents = IntGaugeVec::new(Opts::new("documents", "Live knowledge documents, by phase"), &["phase"])
             .expect("valid metric");
+        let tenant_indexes =
+            IntGauge::new("tenant_vector_indexes", "Customers with a vector index of their own").expect("valid metric");
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
@@ -60,10 +63,22 @@ impl Metrics {
             Box::new(queue_running.clone()),
             Box::new(oldest_queued.clone()),
             Box::new(documents.clone()),
+            Box::new(tenant_indexes.clone()),
         ] {
             registry.register(collector).expect("metrics register once");
         }
-        Self { registry, reconciles, errors, duration, leader, queue_depth, queue_running, oldest_queued, documents }
+        Self {
+            registry,
+            reconciles,
+            errors,
+            duration,
+            leader,
+            queue_depth,
+            queue_running,
+            oldest_queued,
+            documents,
+            tenant_indexes,
+        }
     }
 
     /// Counts a reconcile and returns a timer that records its duration when dropped.

@@ -407,6 +407,11 @@ pub async fn run(
         .for_each(|_| async {});
     let notifications = tokio::spawn(forward_finished_documents(pool.clone(), ctx.clone()));
     let document_metrics = tokio::spawn(observe_documents(pool.clone(), metrics.clone()));
+    let tenant_indexes = tokio::spawn(crate::tenant_index::manage_tenant_indexes(
+        pool.clone(),
+        options.settings.documents.tenant_indexes.clone(),
+        metrics.clone(),
+    ));
     let embedding = match options.settings.documents.mode {
         EmbedderMode::Inline => Some(tokio::spawn(run_inline_worker(
             pool.clone(),
@@ -438,6 +443,7 @@ pub async fn run(
     metrics.leader.set(0);
     notifications.abort();
     document_metrics.abort();
+    tenant_indexes.abort();
     if let Some(embedding) = embedding {
         embedding.abort();
     }

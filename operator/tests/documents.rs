@@ -17,7 +17,8 @@ use prospector_crds::{Customer, DocumentPhase, HasConditions, KnowledgeDocument}
 use prospector_embedder::embed::Embedder;
 use prospector_embedder::paths;
 use prospector_store::documents::insert_blob;
-use prospector_store::search::{SearchMode, SearchRequest, search};
+use prospector_store::search::{SearchMode, SearchPath, SearchRequest, explain, search, search_path};
+use prospector_store::tenant_index::{index_name, tenant_indexes};
 use prospector_tests::fixtures::ready_customer;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -181,6 +182,25 @@ async fn documents_from_every_source_become_searchable_and_deletion_leaves_nothi
     })
     .await;
 
+    // Five Ready documents of a chunk or more: the customer gets a vector index of its own, and
+    // its searches go through it.
+    eventually("the customer's vector index", WAIT, || async {
+        (search_path(&pool, customer_id).await.ok()? == SearchPath::Indexed).then_some(())
+    })
+    .await;
+    let embedding = embedder().embed(&["hospitals"]).unwrap().remove(0);
+    let probe = SearchRequest {
+        customer_id,
+        embedding: &embedding,
+        text: "hospitals",
+        top_k: 5,
+        tags: &[],
+        document_ids: &[],
+        mode: SearchMode::Hybrid,
+    };
+    let (_, plan) = explain(&pool, &probe).await.unwrap();
+    assert!(plan.contains(&index_name(customer_id)), "the search uses the customer's index:\n{plan}");
+
     // Search finds each by meaning, within this customer.
     assert_eq!(search_filenames(&pool, customer_id, "which hospitals buy radiology scheduling").await[0], "pitch.txt");
     assert_eq!(search_filenames(&pool, customer_id, "SOC 2 evidence for bank security chiefs").await[0], "playbook.md");
@@ -245,6 +265,11 @@ async fn documents_from_every_source_become_searchable_and_deletion_leaves_nothi
     .unwrap();
     assert_eq!(left, (0, 0, 0, 0), "chunks, tasks, blobs, live documents");
     assert_eq!(counters(&pool, customer_id).await, (0, 0));
+    eventually("the customer's vector index dropped", WAIT, || async {
+        let indexes = tenant_indexes(&pool).await.ok()?;
+        (!indexes.iter().any(|i| i.customer_id == customer_id)).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ pub mod documents;
 mod error;
 pub mod queue;
 pub mod search;
+pub mod tenant_index;
 
 pub use error::StoreError;
 

@@ -16,7 +16,8 @@ use prospector_store::documents::{
 use prospector_store::queue::{
     self, ClaimedTask, CommitOutcome, DocumentIcp, FailOutcome, ProcessedDocument, claim, commit, enqueue,
 };
-use prospector_store::search::{SearchMode, SearchRequest, search};
+use prospector_store::search::{SearchMode, SearchPath, SearchRequest, explain, search, search_path};
+use prospector_store::tenant_index::{TenantIndex, build_index, drop_index, index_name, tenant_indexes};
 use prospector_tests::shared_postgres;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -466,6 +467,98 @@ async fn hybrid_search_lifts_keyword_matches_and_filters_by_tag_and_document() {
     let hits = search(&db.pool, &by_id).await.unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!((hits[0].document_id.as_str(), hits[0].filename.as_str()), (other.as_str(), "notes.txt"));
+}
+
+/// A unit vector near a mixture of two of `topics`: clustered like real embeddings, so that
+/// nearest neighbours are well defined (uniformly random vectors are all about equally far).
+fn topical_vector(rng: &mut StdRng, topics: &[Vec<f32>]) -> Vec<f32> {
+    let (a, b) = (&topics[rng.random_range(0..topics.len())], &topics[rng.random_range(0..topics.len())]);
+    let w = rng.random_range(0.2f32..0.8);
+    let noise = random_unit_vector(rng);
+    let v: Vec<f32> = (0..EMBEDDING_DIM).map(|i| w * a[i] + (1.0 - w) * b[i] + 0.35 * noise[i]).collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / norm).collect()
+}
+
+fn exact_top(query: &[f32], chunks: &[(String, Vec<f32>)], k: usize) -> Vec<i32> {
+    let mut scored: Vec<(i32, f64)> =
+        chunks.iter().enumerate().map(|(i, (_, v))| (i as i32, cosine(query, v))).collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.into_iter().take(k).map(|(i, _)| i).collect()
+}
+
+#[tokio::test]
+async fn a_customers_own_index_serves_its_searches_with_filters_and_falls_back_to_exact() {
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let mut rng = StdRng::seed_from_u64(23);
+    let topics: Vec<Vec<f32>> = (0..12).map(|_| random_unit_vector(&mut rng)).collect();
+    let large = customer(&db.pool, "large", 100, 1_000_000).await;
+    let other = customer(&db.pool, "other", 100, 1_000_000).await;
+    let first: Vec<(String, Vec<f32>)> =
+        (0..1500).map(|i| (format!("first {i}"), topical_vector(&mut rng, &topics[..6]))).collect();
+    let second: Vec<(String, Vec<f32>)> =
+        (0..1500).map(|i| (format!("second {i}"), topical_vector(&mut rng, &topics[6..]))).collect();
+    let first_doc = ready_document(&db.pool, large, &["first"], &first).await;
+    let second_doc = ready_document(&db.pool, large, &["second"], &second).await;
+    // The other customer holds the best matches of every query below.
+    let queries: Vec<Vec<f32>> = (0..10).map(|_| topical_vector(&mut rng, &topics)).collect();
+    let copies: Vec<(String, Vec<f32>)> = queries.iter().map(|q| ("copy".to_owned(), q.clone())).collect();
+    ready_document(&db.pool, other, &["first"], &copies).await;
+    sqlx::query("ANALYZE document_chunks").execute(&db.pool).await.unwrap();
+
+    assert_eq!(search_path(&db.pool, large).await.unwrap(), SearchPath::Exact);
+    build_index(&db.pool, large, 64).await.unwrap();
+    assert_eq!(tenant_indexes(&db.pool).await.unwrap(), vec![TenantIndex { customer_id: large, valid: true }]);
+    assert_eq!(search_path(&db.pool, large).await.unwrap(), SearchPath::Indexed);
+    assert_eq!(search_path(&db.pool, other).await.unwrap(), SearchPath::Exact, "one customer's index only");
+
+    let all: Vec<(String, Vec<f32>)> = first.iter().chain(&second).cloned().collect();
+    let (mut found, mut wanted) = (0, 0);
+    for query in &queries {
+        let (_, plan) = explain(&db.pool, &request(large, query, "", SearchMode::Vector)).await.unwrap();
+        assert!(plan.contains(&index_name(large)), "through the customer's index:\n{plan}");
+        let hits = search(&db.pool, &request(large, query, "", SearchMode::Vector)).await.unwrap();
+        assert_eq!(hits.len(), 10);
+        assert!(hits.iter().all(|h| h.document_id == first_doc || h.document_id == second_doc), "{hits:?}");
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "sorted by exact distance");
+        // Chunk indexes restart per document: the second document's are offset by 1,500.
+        let got: Vec<i32> = hits
+            .iter()
+            .map(|h| if h.document_id == second_doc { h.chunk_index + 1500 } else { h.chunk_index })
+            .collect();
+        let expected = exact_top(query, &all, 10);
+        found += expected.iter().filter(|i| got.contains(i)).count();
+        wanted += expected.len();
+
+        // A tag filter still fills the top ten, from the tagged document alone.
+        let tags = vec!["second".to_owned()];
+        let tagged = SearchRequest { tags: &tags, ..request(large, query, "second", SearchMode::Hybrid) };
+        let hits = search(&db.pool, &tagged).await.unwrap();
+        assert_eq!(hits.len(), 10);
+        assert!(hits.iter().all(|h| h.document_id == second_doc), "{hits:?}");
+    }
+    let recall = found as f64 / wanted as f64;
+    assert!(recall >= 0.95, "recall@10 through the index: {recall}");
+
+    // A build that died half-way leaves an invalid index: search scans exactly meanwhile, and the
+    // next build replaces it.
+    sqlx::query("UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass($1)")
+        .bind(index_name(large))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(search_path(&db.pool, large).await.unwrap(), SearchPath::Exact);
+    let hits = search(&db.pool, &request(large, &queries[0], "", SearchMode::Vector)).await.unwrap();
+    let got: Vec<i32> =
+        hits.iter().map(|h| if h.document_id == second_doc { h.chunk_index + 1500 } else { h.chunk_index }).collect();
+    assert_eq!(got, exact_top(&queries[0], &all, 10), "exact while the index is invalid");
+    assert_eq!(tenant_indexes(&db.pool).await.unwrap(), vec![TenantIndex { customer_id: large, valid: false }]);
+    build_index(&db.pool, large, 64).await.unwrap();
+    assert_eq!(search_path(&db.pool, large).await.unwrap(), SearchPath::Indexed);
+
+    drop_index(&db.pool, large).await.unwrap();
+    assert!(tenant_indexes(&db.pool).await.unwrap().is_empty());
+    assert_eq!(search_path(&db.pool, large).await.unwrap(), SearchPath::Exact);
 }
 
 #[tokio::test]

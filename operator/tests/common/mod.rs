@@ -12,6 +12,7 @@ use kube::Client;
 use prospector_operator::clock::ManualClock;
 use prospector_operator::context::{DocumentSettings, Settings};
 use prospector_operator::runtime::{RunOptions, run};
+use prospector_operator::tenant_index::TenantIndexSettings;
 use prospector_tests::{shared_cluster, shared_postgres};
 use sqlx::PgPool;
 
@@ -31,6 +32,9 @@ impl SharedOperator {
 
 /// How long the shared operator lets a pod find no node before the agent fails.
 pub const UNSCHEDULABLE_AFTER: Duration = Duration::from_secs(3);
+
+/// Chunks at which the shared operator gives a customer its own vector index.
+pub const TEST_TENANT_INDEX_MIN_CHUNKS: i64 = 5;
 
 pub fn shared_operator() -> &'static SharedOperator {
     static OPERATOR: OnceLock<SharedOperator> = OnceLock::new();
@@ -54,8 +58,18 @@ pub fn shared_operator() -> &'static SharedOperator {
                             waiting_retry: Duration::from_secs(2),
                             resync: Duration::from_secs(3),
                             unschedulable_after: UNSCHEDULABLE_AFTER,
-                            // The url tests serve documents from 127.0.0.1.
-                            documents: DocumentSettings { allow_private_urls: true, ..DocumentSettings::default() },
+                            documents: DocumentSettings {
+                                // The url tests serve documents from 127.0.0.1.
+                                allow_private_urls: true,
+                                // Small enough that a test's customer with a few documents
+                                // gets a vector index of its own, and its searches use it.
+                                tenant_indexes: TenantIndexSettings {
+                                    min_chunks: TEST_TENANT_INDEX_MIN_CHUNKS,
+                                    interval: Duration::from_secs(1),
+                                    ..TenantIndexSettings::default()
+                                },
+                                ..DocumentSettings::default()
+                            },
                             ..Settings::default()
                         },
                         lease: None,
