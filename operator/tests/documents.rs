@@ -16,6 +16,7 @@ use prospector_crds::conditions::{reasons, types};
 use prospector_crds::{Customer, DocumentPhase, HasConditions, KnowledgeDocument};
 use prospector_embedder::embed::Embedder;
 use prospector_embedder::paths;
+use prospector_operator::context::DocumentSettings;
 use prospector_store::documents::insert_blob;
 use prospector_store::search::{SearchMode, SearchPath, SearchRequest, explain, search, search_path};
 use prospector_store::tenant_index::{index_name, tenant_indexes};
@@ -369,16 +370,21 @@ async fn the_customer_icp_follows_its_documents_and_reaches_its_agents() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreadable_documents_fail_at_once_each_with_its_own_reason() {
-    let _operator = shared_operator();
+async fn unreadable_documents_fail_each_with_its_own_reason_at_once_or_after_the_retries() {
+    let operator = shared_operator();
     let client = client().await;
-    let (namespace, _) = ready_customer(&client, &unique("unreadable"), "starter", json!({})).await;
+    let pool = operator.pool().await;
+    let (namespace, customer_id) = ready_customer(&client, &unique("unreadable"), "starter", json!({})).await;
     let documents: Api<KnowledgeDocument> = Api::namespaced(client.clone(), &namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-    let server = prospector_tests::http::TestHttpServer::start(std::collections::HashMap::from([(
-        "/gone.pdf".to_owned(),
-        prospector_tests::http::Answer::Status(404),
-    )]))
+    let max_bytes = usize::try_from(DocumentSettings::default().max_document_bytes).unwrap();
+    let server = prospector_tests::http::TestHttpServer::start(std::collections::HashMap::from([
+        ("/gone.pdf".to_owned(), prospector_tests::http::Answer::Status(404)),
+        // Never finishes within the shared operator's url timeout.
+        ("/slow.pdf".to_owned(), prospector_tests::http::Answer::Stall),
+        // One byte over the cap, without a Content-Length to refuse it early.
+        ("/huge.pdf".to_owned(), prospector_tests::http::Answer::Unsized(max_bytes + 1)),
+    ]))
     .await
     .unwrap();
     let pp = PostParams::default();
@@ -388,18 +394,28 @@ async fn unreadable_documents_fail_at_once_each_with_its_own_reason() {
     let truncated = whole[..whole.len() / 3].to_vec();
     config_maps.create(&pp, &config_map("scan", None, Some(scan))).await.unwrap();
     config_maps.create(&pp, &config_map("broken", None, Some(truncated))).await.unwrap();
+    let attempts = DocumentSettings::default().max_attempts;
+    // (name, source, reason, attempts, what the message says)
     let cases = [
-        ("scan", json!({"configMapKeyRef": {"name": "scan", "key": "doc"}}), reasons::NO_TEXT_LAYER, "OCR"),
-        ("broken", json!({"configMapKeyRef": {"name": "broken", "key": "doc"}}), reasons::CORRUPT, "re-export"),
-        ("gone", json!({"url": server.url("/gone.pdf")}), reasons::URL_REFUSED, "404"),
+        ("scan", json!({"configMapKeyRef": {"name": "scan", "key": "doc"}}), reasons::NO_TEXT_LAYER, 1, "OCR"),
+        ("broken", json!({"configMapKeyRef": {"name": "broken", "key": "doc"}}), reasons::CORRUPT, 1, "re-export"),
+        ("gone", json!({"url": server.url("/gone.pdf")}), reasons::URL_REFUSED, 1, "404"),
+        ("huge", json!({"url": server.url("/huge.pdf")}), reasons::URL_REFUSED, 1, "larger than the limit"),
+        // A timeout may pass: retried with backoff, then failed for good.
+        ("slow", json!({"url": server.url("/slow.pdf")}), reasons::URL_UNREACHABLE, attempts, "took longer than"),
     ];
-    for (name, source, _, _) in &cases {
+    for (name, source, _, _, _) in &cases {
         documents.create(&pp, &document(name, &format!("{name}.pdf"), source.clone())).await.unwrap();
     }
-    for (name, _, reason, says) in cases {
+    for (name, _, reason, attempts, says) in cases {
         let status = wait_phase(&documents, name, DocumentPhase::Failed).await.status.unwrap();
         let ready = status.condition(types::READY).unwrap();
-        assert_eq!((ready.reason.as_str(), status.attempts), (reason, 1), "{name}: {ready:?}");
+        assert_eq!((ready.reason.as_str(), status.attempts), (reason, attempts), "{name}: {ready:?}");
         assert!(status.error.as_deref().unwrap().contains(says), "{name}: {:?}", status.error);
     }
+    // Nothing was kept: no bytes of the refused download, and the quota is free again.
+    eventually("documents and storage released", WAIT, || async {
+        (counters(&pool, customer_id).await == (0, 0)).then_some(())
+    })
+    .await;
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount, Toleration};
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
-use prospector_crds::{DocumentPhase, KnowledgeDocument};
+use prospector_crds::{DocumentPhase, HasConditions, KnowledgeDocument};
 use prospector_operator::clock::SystemClock;
 use prospector_operator::context::{DocumentSettings, EmbedderMode, JobSettings, Settings};
 use prospector_operator::runtime::{RunOptions, run};
@@ -111,6 +111,19 @@ async fn job_mode_runs_gpu_workers_in_the_platform_namespace() {
     }))
     .unwrap();
     documents.create(&PostParams::default(), &document).await.unwrap();
+    // A url inside the cluster's reach: the worker, run with its pod's defaults, must not fetch it.
+    let internal = prospector_tests::http::TestHttpServer::start(std::collections::HashMap::from([(
+        "/metadata".to_owned(),
+        prospector_tests::http::Answer::Body(b"internal secrets".to_vec()),
+    )]))
+    .await
+    .unwrap();
+    let probe: KnowledgeDocument = serde_json::from_value(json!({
+        "apiVersion": "prospector.dev/v1alpha1", "kind": "KnowledgeDocument", "metadata": {"name": "probe"},
+        "spec": {"filename": "probe.txt", "source": {"url": internal.url("/metadata")}}
+    }))
+    .unwrap();
+    documents.create(&PostParams::default(), &probe).await.unwrap();
 
     // The Job: in the platform namespace, with the settings' GPU, placement and security.
     let jobs: Api<Job> = Api::namespaced(client.clone(), PLATFORM_NAMESPACE);
@@ -151,7 +164,7 @@ async fn job_mode_runs_gpu_workers_in_the_platform_namespace() {
         Some(process::metric(&body, name))
     };
     eventually("the queue depth in the metrics", WAIT, || async {
-        (gauge("prospector_operator_embedding_queue_depth").await? == 1.0).then_some(())
+        (gauge("prospector_operator_embedding_queue_depth").await? == 2.0).then_some(())
     })
     .await;
 
@@ -174,16 +187,27 @@ async fn job_mode_runs_gpu_workers_in_the_platform_namespace() {
     .await;
     let icp = ready.status.unwrap().icp.unwrap();
     assert!(icp.target_industries.contains(&"logistics".to_owned()), "{icp:?} (worker log: {})", worker.log_tail(10));
-    let leased_by: String = sqlx::query_scalar("SELECT leased_by FROM embedding_tasks ORDER BY id DESC LIMIT 1")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let leased_by: String = sqlx::query_scalar(
+        "SELECT t.leased_by FROM embedding_tasks t JOIN knowledge_documents d ON d.id = t.document_id
+          WHERE d.name = 'fleet'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
     assert_eq!(leased_by, job_name, "the Job's worker did the work");
     eventually("the document counted Ready in the metrics", WAIT, || async {
         let body = tokio::task::spawn_blocking(move || process::http_get(http_port, "/metrics")).await.ok()??;
         body.lines().any(|l| l == "prospector_operator_documents{phase=\"Ready\"} 1").then_some(())
     })
     .await;
+    let refused = eventually("the internal url refused", WAIT, || async {
+        let d = documents.get("probe").await.ok()?;
+        (d.status.as_ref()?.phase == Some(DocumentPhase::Failed)).then_some(d.status?)
+    })
+    .await;
+    let ready = refused.condition(prospector_crds::conditions::types::READY).unwrap();
+    assert_eq!((ready.reason.as_str(), refused.attempts), (prospector_crds::conditions::reasons::URL_REFUSED, 1));
+    assert!(refused.error.as_deref().unwrap().contains("private"), "{:?}", refused.error);
     worker.kill();
     operator.abort();
 }

@@ -63,6 +63,12 @@ impl PostgresServer {
 
     /// Initialises and starts a server in `dir`, whatever `DATABASE_URL` says.
     pub fn start_local(dir: &Path) -> Result<Self, HarnessError> {
+        Self::start_local_with(dir, &[])
+    }
+
+    /// Like `start_local`, with more server settings (`name=value`, e.g. the larger memory
+    /// settings of a benchmark); later settings win over the harness's own.
+    pub fn start_local_with(dir: &Path, settings: &[&str]) -> Result<Self, HarnessError> {
         let pg = hack_path("postgres.sh")?;
         let run_as = if current_uid() == 0 { UNPRIVILEGED } else { RunAs::Current };
         std::fs::create_dir_all(dir).map_err(|e| HarnessError::io(dir, e))?;
@@ -111,6 +117,7 @@ impl PostgresServer {
         ]
         .iter()
         .map(|a| (*a).to_owned())
+        .chain(settings.iter().flat_map(|s| ["-c".to_owned(), (*s).to_owned()]))
         .collect();
         let local = LocalServer { process: None, pg: pg.clone(), args, run_as, log: dir.join("postgres.log") };
         let mut server =

@@ -33,6 +33,9 @@ impl SharedOperator {
 /// How long the shared operator lets a pod find no node before the agent fails.
 pub const UNSCHEDULABLE_AFTER: Duration = Duration::from_secs(3);
 
+/// How long the shared operator's worker waits for a url source.
+pub const URL_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Chunks at which the shared operator gives a customer its own vector index.
 pub const TEST_TENANT_INDEX_MIN_CHUNKS: i64 = 5;
 
@@ -59,8 +62,10 @@ pub fn shared_operator() -> &'static SharedOperator {
                             resync: Duration::from_secs(3),
                             unschedulable_after: UNSCHEDULABLE_AFTER,
                             documents: DocumentSettings {
-                                // The url tests serve documents from 127.0.0.1.
+                                // The url tests serve documents from 127.0.0.1, and one
+                                // stalls past this limit.
                                 allow_private_urls: true,
+                                url_timeout: URL_TIMEOUT,
                                 // Small enough that a test's customer with a few documents
                                 // gets a vector index of its own, and its searches use it.
                                 tenant_indexes: TenantIndexSettings {
