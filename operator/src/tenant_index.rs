@@ -28,7 +28,7 @@ impl Default for TenantIndexSettings {
     /// `min_chunks` comes from the tenant search benchmark (docs/benchmarks.md): around this
     /// size an exact scan's p95 nears the search latency target on two cores.
     fn default() -> Self {
-        Self { min_chunks: 20_000, build_memory_mib: 512, interval: Duration::from_secs(30) }
+        Self { min_chunks: 10_000, build_memory_mib: 512, interval: Duration::from_secs(30) }
     }
 }
 

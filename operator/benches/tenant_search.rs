@@ -1,0 +1,495 @@
+//! Tenant-filtered search benchmark (not a test): `BENCH_CHUNKS` chunks (1,000,000) over
+//! `BENCH_TENANTS` customers (1,000) with Zipf sizes (exponent 1: the largest holds about 13%),
+//! written through the store's own queue and commit path into a Postgres 18 + pgvector started
+//! for the run. Reports, per tenant size from the largest down to the smallest, p50/p95 latency
+//! and recall@10 against brute force, for queries on the tenant's topics and off them:
+//!
+//! 1. **exact**: `store::search` before any index exists (every customer scanned exactly);
+//! 2. **Prospector**: `store::search` after the operator's own index manager
+//!    (`tenant_index::reconcile_indexes`, `min_chunks` = `BENCH_MIN_CHUNKS`, default the
+//!    operator's) built the large customers' partial HNSW indexes; at several `ef_search`;
+//! 3. **peer**: one global HNSW index (m 16, ef_construction 64) with the plain
+//!    `WHERE customer_id = $1 ORDER BY embedding <=> $2 LIMIT 10`, at pgvector's defaults and
+//!    with 0.8's iterative scans.
+//!
+//! Vectors: real embeddings are too slow to make a million of here, so each chunk is a mixture
+//! of three real chunk embeddings ("atoms": all-MiniLM-L6-v2 on the chunks of the fixture PDFs)
+//! plus small noise; each tenant draws from its own subset of atoms (more for larger tenants).
+//! An on-topic query is a fresh mixture of the tenant's atoms, an off-topic one of atoms the
+//! tenant does not have.
+//!
+//! `cargo bench -p prospector-operator --bench tenant_search` (about 40 minutes on 2 cores, most
+//! of it the peer's global index build; `BENCH_PEER=0` skips the peer).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use prospector_embedder::chunk::{ChunkConfig, Chunker};
+use prospector_embedder::embed::Embedder;
+use prospector_embedder::extract::{Limits, extract};
+use prospector_operator::tenant_index::{TenantIndexSettings, reconcile_indexes};
+use prospector_store::chunks::NewChunk;
+use prospector_store::customers::{CustomerRecord, upsert_customer};
+use prospector_store::documents::{DocumentRecord, SourceKind, insert_blob, upsert_document};
+use prospector_store::queue::{CommitOutcome, DocumentIcp, ProcessedDocument, claim, commit, enqueue};
+use prospector_store::search::{SearchMode, SearchPath, SearchRequest, SearchTuning, search_path, search_tuned};
+use prospector_tests::postgres::PostgresServer;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+const DIM: usize = 384;
+/// Chunks per document, as a large upload would have.
+const CHUNKS_PER_DOCUMENT: usize = 2_000;
+/// Mixed atoms per vector, and the noise added to the normalised mixture (its norm).
+const ATOMS_PER_VECTOR: usize = 3;
+const NOISE: f32 = 0.2;
+
+fn env<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn normalise(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+}
+
+fn gaussian(rng: &mut StdRng) -> f32 {
+    // Box–Muller.
+    let (u, v): (f32, f32) = (rng.random_range(f32::EPSILON..1.0), rng.random_range(0.0..1.0));
+    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+}
+
+/// A unit vector near a mixture of atoms drawn from `pool`.
+fn mixture(rng: &mut StdRng, atoms: &[Vec<f32>], pool: &[usize]) -> Vec<f32> {
+    let mut v = vec![0f32; DIM];
+    for _ in 0..ATOMS_PER_VECTOR {
+        let atom = &atoms[pool[rng.random_range(0..pool.len())]];
+        let w: f32 = rng.random_range(0.2..1.0);
+        v.iter_mut().zip(atom).for_each(|(x, a)| *x += w * a);
+    }
+    normalise(&mut v);
+    let sigma = NOISE / (DIM as f32).sqrt();
+    v.iter_mut().for_each(|x| *x += sigma * gaussian(rng));
+    normalise(&mut v);
+    v
+}
+
+/// The atoms: embeddings of the real chunks of the fixture PDFs (prose only, deduplicated).
+fn atoms(embedder: &Embedder, limit: usize) -> Vec<Vec<f32>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../embedder/tests/fixtures/pdf");
+    let mut files = Vec::new();
+    let mut stack = vec![dir];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("fixture directory").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "pdf") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let chunker = Chunker::new(embedder.tokenizer(), ChunkConfig::default());
+    let mut texts: Vec<String> = Vec::new();
+    for file in &files {
+        let bytes = std::fs::read(file).expect("fixture");
+        let Ok(extracted) = extract(&file.display().to_string(), &bytes, None, &Limits::default()) else { continue };
+        for chunk in chunker.chunk(&extracted.text).unwrap_or_default() {
+            let letters = chunk.text.chars().filter(|c| c.is_alphabetic()).count();
+            if chunk.tokens >= 40 && letters * 10 > chunk.text.len() * 6 && !texts.contains(&chunk.text) {
+                texts.push(chunk.text);
+            }
+        }
+    }
+    texts.truncate(limit);
+    eprintln!("atoms: {} prose chunks of {} fixture PDFs", texts.len(), files.len());
+    let started = Instant::now();
+    let mut atoms = Vec::new();
+    for batch in texts.chunks(64) {
+        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+        atoms.extend(embedder.embed(&refs).expect("embed atoms"));
+    }
+    eprintln!("atoms embedded in {:.1} s", started.elapsed().as_secs_f64());
+    atoms
+}
+
+/// Zipf sizes (exponent 1) summing to `total`, largest first.
+fn zipf_sizes(total: usize, tenants: usize) -> Vec<usize> {
+    let harmonic: f64 = (1..=tenants).map(|r| 1.0 / r as f64).sum();
+    let mut sizes: Vec<usize> =
+        (1..=tenants).map(|r| ((total as f64 / (harmonic * r as f64)).round() as usize).max(1)).collect();
+    let sum: usize = sizes.iter().sum();
+    sizes[0] = (sizes[0] + total).saturating_sub(sum).max(1);
+    sizes
+}
+
+struct Tenant {
+    rank: usize,
+    customer_id: i64,
+    size: usize,
+    /// The atoms this tenant's chunks mix.
+    topics: Vec<usize>,
+    /// The public document ids, in order: chunk `i` is document `i / CHUNKS_PER_DOCUMENT`.
+    documents: Vec<String>,
+    /// Internal document row ids, in the same order.
+    document_rows: Vec<i64>,
+    /// Its vectors, kept only for the tenants measured.
+    vectors: Option<Vec<Vec<f32>>>,
+}
+
+impl Tenant {
+    fn position(&self, document_id: &str, chunk_index: i32) -> usize {
+        let d = self.documents.iter().position(|x| x == document_id).expect("a document of this tenant");
+        d * CHUNKS_PER_DOCUMENT + chunk_index as usize
+    }
+
+    fn position_by_row(&self, row: i64, chunk_index: i32) -> usize {
+        let d = self.document_rows.iter().position(|x| *x == row).expect("a document of this tenant");
+        d * CHUNKS_PER_DOCUMENT + chunk_index as usize
+    }
+}
+
+async fn load_tenant(
+    pool: &PgPool,
+    rng: &mut StdRng,
+    atoms: &[Vec<f32>],
+    rank: usize,
+    size: usize,
+    keep: bool,
+) -> Tenant {
+    let customer_id = upsert_customer(
+        pool,
+        &CustomerRecord {
+            k8s_uid: Uuid::new_v4(),
+            name: format!("tenant-{rank}"),
+            company_name: format!("Tenant {rank}"),
+            email: format!("tenant-{rank}@example.com"),
+            subscription_tier: "enterprise".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("customer");
+    let mut all: Vec<usize> = (0..atoms.len()).collect();
+    all.shuffle(rng);
+    let topics: Vec<usize> = all[..(size / 500).clamp(6, 250).min(atoms.len() / 2)].to_vec();
+    let mut tenant =
+        Tenant { rank, customer_id, size, topics, documents: vec![], document_rows: vec![], vectors: None };
+    let mut kept = Vec::new();
+    for (d, start) in (0..size).step_by(CHUNKS_PER_DOCUMENT).enumerate() {
+        let count = CHUNKS_PER_DOCUMENT.min(size - start);
+        let bytes = format!("tenant {rank} document {d}").into_bytes();
+        let sha = Sha256::digest(&bytes).to_vec();
+        insert_blob(pool, customer_id, &sha, &bytes, Some("text/plain")).await.expect("blob");
+        let row = upsert_document(
+            pool,
+            &DocumentRecord {
+                k8s_uid: Uuid::new_v4(),
+                customer_id,
+                document_id: format!("doc_{}", &Uuid::new_v4().simple().to_string()[..16]),
+                namespace: format!("cust-tenant-{rank}"),
+                name: format!("document-{d}"),
+                filename: format!("document-{d}.txt"),
+                source_kind: SourceKind::Blob,
+                blob_sha256: Some(sha),
+                tags: vec![],
+                generation: 1,
+                source_url: None,
+            },
+        )
+        .await
+        .expect("document");
+        enqueue(pool, customer_id, row.id, 3).await.expect("enqueue");
+        let task = claim(pool, "bench", 1, Duration::from_secs(600)).await.expect("claim").remove(0);
+        let chunks: Vec<NewChunk> = (0..count)
+            .map(|i| {
+                let embedding = mixture(rng, atoms, &tenant.topics);
+                if keep {
+                    kept.push(embedding.clone());
+                }
+                NewChunk {
+                    chunk_index: i as i32,
+                    content: format!("tenant {rank} document {d} chunk {i}"),
+                    token_count: 8,
+                    embedding,
+                }
+            })
+            .collect();
+        let result = ProcessedDocument {
+            fetched: None,
+            text: String::new(),
+            chunks,
+            embedding_model: "all-MiniLM-L6-v2".into(),
+            icp: DocumentIcp::default(),
+        };
+        assert_eq!(commit(pool, &task, &result).await.expect("commit"), CommitOutcome::Committed);
+        tenant.documents.push(row.document_id);
+        tenant.document_rows.push(row.id);
+    }
+    tenant.vectors = keep.then_some(kept);
+    tenant
+}
+
+fn exact_top10(vectors: &[Vec<f32>], query: &[f32]) -> Vec<usize> {
+    let mut scored: Vec<(usize, f32)> =
+        vectors.iter().enumerate().map(|(i, v)| (i, v.iter().zip(query).map(|(a, b)| a * b).sum())).collect();
+    let nth = 9.min(scored.len() - 1);
+    scored.select_nth_unstable_by(nth, |a, b| b.1.total_cmp(&a.1));
+    scored.truncate(10);
+    scored.into_iter().map(|(i, _)| i).collect()
+}
+
+#[derive(Default)]
+struct Measured {
+    latencies: Vec<Duration>,
+    found: usize,
+    wanted: usize,
+}
+
+impl Measured {
+    fn add(&mut self, latency: Duration, got: &[usize], truth: &[usize]) {
+        self.latencies.push(latency);
+        self.found += truth.iter().filter(|t| got.contains(t)).count();
+        self.wanted += truth.len();
+    }
+
+    fn row(&mut self) -> String {
+        self.latencies.sort();
+        let p = |q: f64| self.latencies[((self.latencies.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+        format!("{:>6.2} {:>7.2} {:>6.3}", p(0.5), p(0.95), self.found as f64 / self.wanted.max(1) as f64)
+    }
+}
+
+struct Queries {
+    on_topic: Vec<Vec<f32>>,
+    off_topic: Vec<Vec<f32>>,
+}
+
+fn queries(rng: &mut StdRng, atoms: &[Vec<f32>], tenant: &Tenant, n: usize) -> Queries {
+    let others: Vec<usize> = (0..atoms.len()).filter(|a| !tenant.topics.contains(a)).collect();
+    Queries {
+        on_topic: (0..n).map(|_| mixture(rng, atoms, &tenant.topics)).collect(),
+        off_topic: (0..n).map(|_| mixture(rng, atoms, &others)).collect(),
+    }
+}
+
+/// `store::search` (vector mode, top 10) over a tenant's queries: (on-topic, off-topic).
+async fn measure_store(pool: &PgPool, tenant: &Tenant, queries: &Queries, tuning: SearchTuning) -> [Measured; 2] {
+    let vectors = tenant.vectors.as_ref().expect("a measured tenant");
+    let mut out = [Measured::default(), Measured::default()];
+    for (kind, set) in [&queries.on_topic, &queries.off_topic].into_iter().enumerate() {
+        for query in set {
+            let request = SearchRequest {
+                customer_id: tenant.customer_id,
+                embedding: query,
+                text: "",
+                top_k: 10,
+                tags: &[],
+                document_ids: &[],
+                mode: SearchMode::Vector,
+            };
+            let started = Instant::now();
+            let hits = search_tuned(pool, &request, tuning).await.expect("search");
+            let latency = started.elapsed();
+            let got: Vec<usize> = hits.iter().map(|h| tenant.position(&h.document_id, h.chunk_index)).collect();
+            out[kind].add(latency, &got, &exact_top10(vectors, query));
+        }
+    }
+    out
+}
+
+/// The peer's statement over the global index, with its session settings.
+async fn measure_peer(pool: &PgPool, tenant: &Tenant, queries: &Queries, settings: &str) -> [Measured; 2] {
+    let vectors = tenant.vectors.as_ref().expect("a measured tenant");
+    let mut out = [Measured::default(), Measured::default()];
+    let mut conn = pool.acquire().await.expect("connection");
+    sqlx::raw_sql(settings).execute(&mut *conn).await.expect("peer settings");
+    for (kind, set) in [&queries.on_topic, &queries.off_topic].into_iter().enumerate() {
+        for query in set {
+            let started = Instant::now();
+            let rows: Vec<(i64, i32)> = sqlx::query_as(
+                "SELECT document_id, chunk_index FROM document_chunks WHERE customer_id = $1
+                  ORDER BY embedding <=> $2 LIMIT 10",
+            )
+            .bind(tenant.customer_id)
+            .bind(pgvector::Vector::from(query.clone()))
+            // Planned for its values each time, as store::search is.
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await
+            .expect("peer query");
+            let latency = started.elapsed();
+            let got: Vec<usize> = rows.iter().map(|(d, i)| tenant.position_by_row(*d, *i)).collect();
+            out[kind].add(latency, &got, &exact_top10(vectors, query));
+        }
+    }
+    sqlx::raw_sql("RESET ALL").execute(&mut *conn).await.expect("reset");
+    out
+}
+
+fn header(title: &str) {
+    println!("\n{title}");
+    println!(
+        "{:>5} {:>7} {:>8} {:>8} | {:>6} {:>7} {:>6} | {:>6} {:>7} {:>6}",
+        "rank", "chunks", "select%", "path", "p50ms", "p95ms", "recall", "p50ms", "p95ms", "recall"
+    );
+    println!("{:>32} | {:^22} | {:^22}", "", "on-topic", "off-topic");
+}
+
+fn line(tenant: &Tenant, total: usize, path: &str, m: &mut [Measured; 2]) {
+    println!(
+        "{:>5} {:>7} {:>8.3} {:>8} | {} | {}",
+        tenant.rank,
+        tenant.size,
+        100.0 * tenant.size as f64 / total as f64,
+        path,
+        m[0].row(),
+        m[1].row()
+    );
+}
+
+async fn run() {
+    let total: usize = env("BENCH_CHUNKS", 1_000_000);
+    let tenants_n: usize = env("BENCH_TENANTS", 1_000);
+    let per_kind: usize = env("BENCH_QUERIES", 50);
+    let seed: u64 = env("BENCH_SEED", 42);
+    let with_peer: u32 = env("BENCH_PEER", 1);
+    let min_chunks: i64 = env("BENCH_MIN_CHUNKS", TenantIndexSettings::default().min_chunks);
+    let mut rng = StdRng::seed_from_u64(seed);
+    println!(
+        "tenant search: {total} chunks, {tenants_n} tenants (Zipf 1), {per_kind}+{per_kind} queries per tenant, seed {seed}, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let embedder = Embedder::load(&prospector_embedder::paths::installed_config().expect("model installed"))
+        .expect("load the model");
+    let atoms = atoms(&embedder, 3_000);
+    drop(embedder);
+
+    let dir = std::env::temp_dir().join(format!("prospector-bench-search-{}", std::process::id()));
+    let server = PostgresServer::start_local_with(
+        &dir,
+        &[
+            "shared_buffers=6GB",
+            "maintenance_work_mem=2GB",
+            "max_parallel_maintenance_workers=1",
+            "effective_cache_size=16GB",
+            "work_mem=64MB",
+            "max_wal_size=16GB",
+            "checkpoint_timeout=30min",
+        ],
+    )
+    .expect("start Postgres");
+    let db = server.migrated_database().await.expect("database");
+    let pool = db.pool.clone();
+
+    let sizes = zipf_sizes(total, tenants_n);
+    // Measured tenants: from the largest down to the smallest, at about halving selectivities.
+    let mut measured_ranks: Vec<usize> =
+        [1, 2, 3, 4, 6, 10, 20, 40, 130, 400, tenants_n].into_iter().filter(|r| *r <= tenants_n).collect();
+    measured_ranks.dedup();
+    let started = Instant::now();
+    let mut tenants = Vec::new();
+    for (i, size) in sizes.iter().enumerate() {
+        let rank = i + 1;
+        let tenant = load_tenant(&pool, &mut rng, &atoms, rank, *size, measured_ranks.contains(&rank)).await;
+        if tenant.vectors.is_some() {
+            tenants.push(tenant);
+        }
+        if rank % 100 == 0 {
+            eprintln!("loaded {rank} tenants in {:.0} s", started.elapsed().as_secs_f64());
+        }
+    }
+    let load_seconds = started.elapsed().as_secs_f64();
+    sqlx::query("VACUUM ANALYZE document_chunks").execute(&pool).await.expect("analyze");
+    println!(
+        "load: {total} chunks through the queue's commit in {load_seconds:.0} s ({:.0} chunks/s)",
+        total as f64 / load_seconds
+    );
+    let query_sets: Vec<Queries> = tenants.iter().map(|t| queries(&mut rng, &atoms, t, per_kind)).collect();
+
+    // 1. Every tenant scanned exactly.
+    header("exact scan (no index)");
+    for (tenant, queries) in tenants.iter().zip(&query_sets) {
+        assert_eq!(search_path(&pool, tenant.customer_id).await.unwrap(), SearchPath::Exact);
+        // Once to warm the cache, once measured.
+        let _ = measure_store(&pool, tenant, queries, SearchTuning::default()).await;
+        let mut m = measure_store(&pool, tenant, queries, SearchTuning::default()).await;
+        line(tenant, total, "exact", &mut m);
+    }
+
+    // 2. The operator's index manager, then store::search as the API runs it.
+    let settings = TenantIndexSettings { min_chunks, build_memory_mib: 2048, ..TenantIndexSettings::default() };
+    let started = Instant::now();
+    let mut built = 0;
+    loop {
+        let plan = reconcile_indexes(&pool, &settings).await.expect("tenant indexes");
+        if plan.build.is_empty() {
+            break;
+        }
+        built += 1;
+    }
+    let build_seconds = started.elapsed().as_secs_f64();
+    println!("\ntenant indexes: {built} built (customers with ≥ {min_chunks} chunks) in {build_seconds:.1} s in all");
+    for ef_search in [100, 200, 400, 1000] {
+        let default = if ef_search == prospector_store::search::DEFAULT_EF_SEARCH { ", the default" } else { "" };
+        header(&format!("Prospector: store::search, ef_search {ef_search}{default}"));
+        for (tenant, queries) in tenants.iter().zip(&query_sets) {
+            let path = search_path(&pool, tenant.customer_id).await.unwrap();
+            if path == SearchPath::Exact && ef_search != prospector_store::search::DEFAULT_EF_SEARCH {
+                continue;
+            }
+            let tuning = SearchTuning { ef_search };
+            let _ = measure_store(&pool, tenant, queries, tuning).await;
+            let mut m = measure_store(&pool, tenant, queries, tuning).await;
+            line(tenant, total, if path == SearchPath::Exact { "exact" } else { "indexed" }, &mut m);
+        }
+    }
+
+    if with_peer == 0 {
+        return;
+    }
+    // 3. The peer: the tenant indexes go, one global index comes.
+    let dropped = reconcile_indexes(&pool, &TenantIndexSettings { min_chunks: 0, ..settings.clone() }).await.unwrap();
+    assert!(!dropped.drop.is_empty() || built == 0);
+    let started = Instant::now();
+    sqlx::raw_sql(
+        "SET maintenance_work_mem = '6GB';
+         CREATE INDEX global_hnsw ON document_chunks USING hnsw (embedding vector_cosine_ops)
+           WITH (m = 16, ef_construction = 64)",
+    )
+    .execute(&pool)
+    .await
+    .expect("global index");
+    println!("\nglobal HNSW index over {total} chunks built in {:.0} s", started.elapsed().as_secs_f64());
+    sqlx::query("ANALYZE document_chunks").execute(&pool).await.expect("analyze");
+    // The planner decides per query whether the global index or the customer_id btree (an exact
+    // scan) serves it; `enable_sort = off` makes it take the index, as the strategy under test.
+    for (title, settings) in [
+        ("peer: global HNSW, the planner's choice, pgvector defaults (ef_search 40)", "SELECT 1"),
+        ("peer: global HNSW taken (enable_sort off), pgvector defaults (ef_search 40)", "SET enable_sort = off"),
+        (
+            "peer: global HNSW taken (enable_sort off), iterative scan relaxed_order, ef_search 400",
+            "SET enable_sort = off; SET hnsw.iterative_scan = relaxed_order; SET hnsw.ef_search = 400",
+        ),
+    ] {
+        header(title);
+        for (tenant, queries) in tenants.iter().zip(&query_sets) {
+            let _ = measure_peer(&pool, tenant, queries, settings).await;
+            let mut m = measure_peer(&pool, tenant, queries, settings).await;
+            line(tenant, total, "global", &mut m);
+        }
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(run());
+}
