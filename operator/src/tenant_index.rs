@@ -4,6 +4,7 @@
 //! building and dropping in turn. Runs on the leader only, one build at a time, largest
 //! customer first: a build takes a CPU for seconds to tens of seconds.
 
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use prospector_store::StoreError;
@@ -41,15 +42,21 @@ pub struct IndexPlan {
     pub drop: Vec<i64>,
 }
 
-/// Compares chunk counts with the indexes the catalog holds.
-pub fn plan(counts: &[(i64, i64)], existing: &[TenantIndex], min_chunks: i64) -> IndexPlan {
+/// Compares chunk counts with the indexes the catalog holds. An index being built (perhaps by
+/// a replica that was leader a moment ago) is left alone; customers in `resting` (their last
+/// build failed) are not built for now, so one failing build cannot hold up the others.
+pub fn plan(counts: &[(i64, i64)], existing: &[TenantIndex], min_chunks: i64, resting: &HashSet<i64>) -> IndexPlan {
     let count_of = |customer: i64| counts.iter().find(|(c, _)| *c == customer).map_or(0, |(_, n)| *n);
     let keeps = |chunks: i64| min_chunks > 0 && chunks >= min_chunks / 2;
-    let drop = existing.iter().filter(|i| !keeps(count_of(i.customer_id))).map(|i| i.customer_id).collect();
+    let drop =
+        existing.iter().filter(|i| !i.building && !keeps(count_of(i.customer_id))).map(|i| i.customer_id).collect();
     let mut build: Vec<(i64, i64)> = counts
         .iter()
         .filter(|(customer, chunks)| {
-            min_chunks > 0 && *chunks >= min_chunks && !existing.iter().any(|i| i.customer_id == *customer && i.valid)
+            min_chunks > 0
+                && *chunks >= min_chunks
+                && !resting.contains(customer)
+                && !existing.iter().any(|i| i.customer_id == *customer && (i.valid || i.building))
         })
         .copied()
         .collect();
@@ -57,38 +64,72 @@ pub fn plan(counts: &[(i64, i64)], existing: &[TenantIndex], min_chunks: i64) ->
     IndexPlan { build: build.into_iter().map(|(customer, _)| customer).collect(), drop }
 }
 
-/// One round: drops what should go, then builds the largest missing index. Returns the plan.
-pub async fn reconcile_indexes(pool: &PgPool, settings: &TenantIndexSettings) -> Result<IndexPlan, StoreError> {
+/// What one round did.
+#[derive(Debug)]
+pub struct Round {
+    pub plan: IndexPlan,
+    /// The customer whose build failed, and why.
+    pub failed_build: Option<(i64, StoreError)>,
+}
+
+/// One round: drops what should go, then builds the largest missing index.
+pub async fn reconcile_indexes(
+    pool: &PgPool,
+    settings: &TenantIndexSettings,
+    resting: &HashSet<i64>,
+) -> Result<Round, StoreError> {
     let counts = chunk_counts(pool).await?;
     let existing = tenant_indexes(pool).await?;
-    let plan = plan(&counts, &existing, settings.min_chunks);
+    let plan = plan(&counts, &existing, settings.min_chunks, resting);
     for &customer in &plan.drop {
         drop_index(pool, customer).await?;
         tracing::info!(customer, "dropped a customer's vector index: searches scan exactly");
     }
+    let mut failed_build = None;
     if let Some(&customer) = plan.build.first() {
         let chunks = counts.iter().find(|(c, _)| *c == customer).map_or(0, |(_, n)| *n);
         let started = Instant::now();
         tracing::info!(customer, chunks, "building a customer's vector index");
-        build_index(pool, customer, settings.build_memory_mib).await?;
-        tracing::info!(customer, chunks, seconds = started.elapsed().as_secs_f64(), "built a customer's vector index");
+        match build_index(pool, customer, settings.build_memory_mib).await {
+            Ok(()) => {
+                let seconds = started.elapsed().as_secs_f64();
+                tracing::info!(customer, chunks, seconds, "built a customer's vector index");
+            }
+            Err(e) => failed_build = Some((customer, e)),
+        }
     }
-    Ok(plan)
+    Ok(Round { plan, failed_build })
 }
+
+/// How long a customer whose build failed waits before the next try.
+const FAILED_BUILD_REST: Duration = Duration::from_secs(600);
 
 /// Runs rounds forever (the leader's task).
 pub async fn manage_tenant_indexes(pool: PgPool, settings: TenantIndexSettings, metrics: Metrics) {
+    let mut failed: HashMap<i64, Instant> = HashMap::new();
     loop {
-        match reconcile_indexes(&pool, &settings).await {
-            // More to build: go on at once.
-            Ok(plan) if plan.build.len() > 1 => continue,
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot manage the customers' vector indexes"),
-        }
+        failed.retain(|_, at| at.elapsed() < FAILED_BUILD_REST);
+        let resting: HashSet<i64> = failed.keys().copied().collect();
+        let more = match reconcile_indexes(&pool, &settings, &resting).await {
+            Ok(Round { plan, failed_build }) => {
+                if let Some((customer, e)) = failed_build {
+                    // Rest that customer and go on with the others.
+                    tracing::warn!(customer, error = %e, "cannot build a customer's vector index; trying others first");
+                    failed.insert(customer, Instant::now());
+                }
+                plan.build.len() > 1
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot manage the customers' vector indexes");
+                false
+            }
+        };
         if let Ok(indexes) = tenant_indexes(&pool).await {
             metrics.tenant_indexes.set(i64::try_from(indexes.iter().filter(|i| i.valid).count()).unwrap_or(i64::MAX));
         }
-        tokio::time::sleep(settings.interval).await;
+        if !more {
+            tokio::time::sleep(settings.interval).await;
+        }
     }
 }
 
@@ -97,7 +138,11 @@ mod tests {
     use super::*;
 
     fn index(customer_id: i64, valid: bool) -> TenantIndex {
-        TenantIndex { customer_id, valid }
+        TenantIndex { customer_id, valid, building: false }
+    }
+
+    fn plan(counts: &[(i64, i64)], existing: &[TenantIndex], min_chunks: i64) -> IndexPlan {
+        super::plan(counts, existing, min_chunks, &HashSet::new())
     }
 
     #[test]
@@ -123,11 +168,25 @@ mod tests {
 
     #[test]
     fn rebuilds_an_index_that_a_failed_build_left_invalid() {
-        let plan = plan(&[(1, 25_000)], &[index(1, false)], 20_000);
-        assert_eq!(plan, IndexPlan { build: vec![1], drop: vec![] });
+        let rebuilt = plan(&[(1, 25_000)], &[index(1, false)], 20_000);
+        assert_eq!(rebuilt, IndexPlan { build: vec![1], drop: vec![] });
         // Shrunk meanwhile: the leftover goes instead.
-        let plan = super::plan(&[(1, 100)], &[index(1, false)], 20_000);
-        assert_eq!(plan, IndexPlan { build: vec![], drop: vec![1] });
+        let dropped = plan(&[(1, 100)], &[index(1, false)], 20_000);
+        assert_eq!(dropped, IndexPlan { build: vec![], drop: vec![1] });
+    }
+
+    #[test]
+    fn leaves_an_index_being_built_alone() {
+        let building = TenantIndex { customer_id: 1, valid: false, building: true };
+        assert_eq!(plan(&[(1, 25_000)], std::slice::from_ref(&building), 20_000), IndexPlan::default());
+        assert_eq!(plan(&[(1, 100)], &[building], 20_000), IndexPlan::default(), "dropped once built, not during");
+    }
+
+    #[test]
+    fn a_resting_customer_lets_the_next_one_build() {
+        let resting = HashSet::from([2]);
+        let next = super::plan(&[(1, 15_000), (2, 90_000)], &[], 10_000, &resting);
+        assert_eq!(next, IndexPlan { build: vec![1], drop: vec![] });
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! - **exact**: a scan of the customer's rows through the `customer_id` btree, for customers
 //!   without an index of their own; exact, and cheap while the customer is small;
 //! - **indexed**: the customer's partial HNSW index (`tenant_index`), which the operator builds
-//!   once a customer is large, searched with a raised `hnsw.ef_search` and iterative scans so
-//!   that filters still fill the top k, then re-sorted by exact distance.
+//!   once a customer is large, searched with a raised `hnsw.ef_search`, then re-sorted by exact
+//!   distance. Searches with tag or document filters scan exactly (see `path_of`).
 //!
 //! There is no global vector index: under a tenant filter it loses recall for large tenants and
 //! off-topic queries (migration 0008, docs/benchmarks.md).
@@ -171,9 +171,20 @@ fn arguments(request: &SearchRequest<'_>) -> Result<PgArguments, StoreError> {
     Ok(arguments)
 }
 
-/// The path a search for this customer takes now.
+/// The path an unfiltered search for this customer takes now.
 pub async fn search_path(pool: &PgPool, customer_id: i64) -> Result<SearchPath, StoreError> {
     Ok(if has_valid_index(pool, customer_id).await? { SearchPath::Indexed } else { SearchPath::Exact })
+}
+
+/// The path this search takes. A filtered search scans exactly: a graph walk stops after a
+/// bounded number of rows (`hnsw.max_scan_tuples`), so a filter that few of a large customer's
+/// chunks pass could leave it short of top k or without the true neighbours; the exact scan
+/// reads only the chunks of the documents that pass.
+async fn path_of(pool: &PgPool, request: &SearchRequest<'_>) -> Result<SearchPath, StoreError> {
+    if !request.tags.is_empty() || !request.document_ids.is_empty() {
+        return Ok(SearchPath::Exact);
+    }
+    search_path(pool, request.customer_id).await
 }
 
 /// Runs a search with the default tuning. `top_k` is clamped to 1..=50.
@@ -187,7 +198,7 @@ pub async fn search_tuned(
     request: &SearchRequest<'_>,
     tuning: SearchTuning,
 ) -> Result<Vec<SearchHit>, StoreError> {
-    let path = search_path(pool, request.customer_id).await?;
+    let path = path_of(pool, request).await?;
     let statement = statement(request, path);
     // Never a prepared statement: after five runs Postgres may switch to a generic plan, which
     // cannot know how large this customer is and (measured at 134k chunks) joins every chunk
@@ -227,7 +238,7 @@ async fn set_index_options(tx: &mut sqlx::PgTransaction<'_>, tuning: SearchTunin
 /// The plan Postgres chooses for this search (`EXPLAIN`), and the path it was written for: how
 /// tests and operators check that a large customer's search really goes through its index.
 pub async fn explain(pool: &PgPool, request: &SearchRequest<'_>) -> Result<(SearchPath, String), StoreError> {
-    let path = search_path(pool, request.customer_id).await?;
+    let path = path_of(pool, request).await?;
     let statement = format!("EXPLAIN {}", statement(request, path));
     let mut tx = pool.begin().await?;
     if path == SearchPath::Indexed {

@@ -6,7 +6,7 @@
 //! The catalog is the only record: an index that exists and is valid (`pg_index.indisvalid`)
 //! is used, one that a crashed concurrent build left invalid is dropped and built again.
 
-use sqlx::PgPool;
+use sqlx::{ConnectOptions, Connection, PgPool};
 
 use crate::StoreError;
 
@@ -29,6 +29,9 @@ pub struct TenantIndex {
     pub customer_id: i64,
     /// False while a concurrent build runs, and after one failed: the planner does not use it.
     pub valid: bool,
+    /// A build of it is running now (`pg_stat_progress_create_index`), perhaps started by
+    /// another operator replica: not a leftover to drop.
+    pub building: bool,
 }
 
 /// Chunks per customer, of live documents, from the documents' last committed chunk counts (a
@@ -44,8 +47,9 @@ pub async fn chunk_counts(pool: &PgPool) -> Result<Vec<(i64, i64)>, StoreError> 
 
 /// The tenant indexes that exist, valid or not.
 pub async fn tenant_indexes(pool: &PgPool) -> Result<Vec<TenantIndex>, StoreError> {
-    let rows: Vec<(String, bool)> = sqlx::query_as(
-        "SELECT c.relname::text, i.indisvalid AND i.indisready
+    let rows: Vec<(String, bool, bool)> = sqlx::query_as(
+        "SELECT c.relname::text, i.indisvalid AND i.indisready,
+                EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid)
            FROM pg_index i
            JOIN pg_class c ON c.oid = i.indexrelid
           WHERE i.indrelid = 'document_chunks'::regclass
@@ -55,7 +59,9 @@ pub async fn tenant_indexes(pool: &PgPool) -> Result<Vec<TenantIndex>, StoreErro
     .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(name, valid)| customer_of_index(&name).map(|customer_id| TenantIndex { customer_id, valid }))
+        .filter_map(|(name, valid, building)| {
+            customer_of_index(&name).map(|customer_id| TenantIndex { customer_id, valid, building })
+        })
         .collect())
 }
 
@@ -69,36 +75,36 @@ pub async fn has_valid_index(pool: &PgPool, customer_id: i64) -> Result<bool, St
     .await?)
 }
 
-/// Builds the customer's index without blocking writes (`CREATE INDEX CONCURRENTLY`), on a
-/// connection of its own with `maintenance_work_mem` raised for the build. A leftover invalid
-/// index of an interrupted build is dropped first. Takes as long as the build (seconds to
-/// tens of seconds for 10⁵ rows on two cores).
+/// Builds the customer's index without blocking writes (`CREATE INDEX CONCURRENTLY`), with
+/// `maintenance_work_mem` raised for the build. A leftover invalid index of an interrupted
+/// build is dropped first. Takes as long as the build (seconds to tens of seconds for 10⁵ rows
+/// on two cores).
+///
+/// The build runs on a connection of its own, outside the pool, closed afterwards: if the
+/// caller gives up half-way, no pooled connection keeps the raised memory setting.
 pub async fn build_index(pool: &PgPool, customer_id: i64, maintenance_work_mem_mib: u32) -> Result<(), StoreError> {
-    let name = index_name(customer_id);
-    if tenant_indexes(pool).await?.iter().any(|i| i.customer_id == customer_id && !i.valid) {
+    if tenant_indexes(pool).await?.iter().any(|i| i.customer_id == customer_id && !i.valid && !i.building) {
         drop_index(pool, customer_id).await?;
     }
     // The memory setting and the customer id are numbers formatted here, never outside text.
     let raise_memory = format!("SET maintenance_work_mem = '{maintenance_work_mem_mib}MB'");
     let create = format!(
-        "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON document_chunks
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS \"{}\" ON document_chunks
            USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)
-           WHERE customer_id = {customer_id}"
+           WHERE customer_id = {customer_id}",
+        index_name(customer_id)
     );
-    let mut conn = pool.acquire().await?;
-    sqlx::query(&raise_memory).persistent(false).execute(conn.as_mut()).await?;
-    let built = sqlx::query(&create).persistent(false).execute(conn.as_mut()).await;
-    // The connection goes back to the pool: it must not keep the raised memory setting.
-    if sqlx::query("RESET maintenance_work_mem").execute(conn.as_mut()).await.is_err() {
-        conn.close_on_drop();
-    }
+    let mut conn = pool.connect_options().connect().await?;
+    sqlx::query(&raise_memory).persistent(false).execute(&mut conn).await?;
+    let built = sqlx::query(&create).persistent(false).execute(&mut conn).await;
+    let _ = conn.close().await;
     built?;
     Ok(())
 }
 
 /// Drops the customer's index without blocking searches or writes.
 pub async fn drop_index(pool: &PgPool, customer_id: i64) -> Result<(), StoreError> {
-    let statement = format!("DROP INDEX CONCURRENTLY IF EXISTS {}", index_name(customer_id));
+    let statement = format!("DROP INDEX CONCURRENTLY IF EXISTS \"{}\"", index_name(customer_id));
     sqlx::query(&statement).persistent(false).execute(pool).await?;
     Ok(())
 }

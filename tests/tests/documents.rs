@@ -488,54 +488,68 @@ fn exact_top(query: &[f32], chunks: &[(String, Vec<f32>)], k: usize) -> Vec<i32>
 }
 
 #[tokio::test]
-async fn a_customers_own_index_serves_its_searches_with_filters_and_falls_back_to_exact() {
+async fn a_customers_own_index_serves_its_searches_and_filtered_or_unindexed_searches_are_exact() {
     let db = shared_postgres().migrated_database().await.unwrap();
     let mut rng = StdRng::seed_from_u64(23);
     let topics: Vec<Vec<f32>> = (0..12).map(|_| random_unit_vector(&mut rng)).collect();
     let large = customer(&db.pool, "large", 100, 1_000_000).await;
     let other = customer(&db.pool, "other", 100, 1_000_000).await;
-    let first: Vec<(String, Vec<f32>)> =
-        (0..1500).map(|i| (format!("first {i}"), topical_vector(&mut rng, &topics[..6]))).collect();
-    let second: Vec<(String, Vec<f32>)> =
-        (0..1500).map(|i| (format!("second {i}"), topical_vector(&mut rng, &topics[6..]))).collect();
-    let first_doc = ready_document(&db.pool, large, &["first"], &first).await;
-    let second_doc = ready_document(&db.pool, large, &["second"], &second).await;
+    let make = |rng: &mut StdRng, label: &str, n: usize, topics: &[Vec<f32>]| -> Vec<(String, Vec<f32>)> {
+        (0..n).map(|i| (format!("{label} {i}"), topical_vector(rng, topics))).collect()
+    };
+    let first = make(&mut rng, "first", 1500, &topics[..6]);
+    let second = make(&mut rng, "second", 1500, &topics[6..]);
+    let small = make(&mut rng, "small", 20, &topics);
+    let documents = [
+        ready_document(&db.pool, large, &["first"], &first).await,
+        ready_document(&db.pool, large, &["second"], &second).await,
+        ready_document(&db.pool, large, &["small"], &small).await,
+    ];
+    // Every chunk of the large customer in one list: document d's chunk i is at offset[d] + i.
+    let all: Vec<(String, Vec<f32>)> = first.iter().chain(&second).chain(&small).cloned().collect();
+    let position = |hit: &prospector_store::search::SearchHit| {
+        let d = documents.iter().position(|d| *d == hit.document_id).expect("one of the customer's documents");
+        [0, 1500, 3000][d] + hit.chunk_index as usize
+    };
     // The other customer holds the best matches of every query below.
     let queries: Vec<Vec<f32>> = (0..10).map(|_| topical_vector(&mut rng, &topics)).collect();
     let copies: Vec<(String, Vec<f32>)> = queries.iter().map(|q| ("copy".to_owned(), q.clone())).collect();
-    ready_document(&db.pool, other, &["first"], &copies).await;
+    ready_document(&db.pool, other, &["small"], &copies).await;
     sqlx::query("ANALYZE document_chunks").execute(&db.pool).await.unwrap();
 
     assert_eq!(search_path(&db.pool, large).await.unwrap(), SearchPath::Exact);
     build_index(&db.pool, large, 64).await.unwrap();
-    assert_eq!(tenant_indexes(&db.pool).await.unwrap(), vec![TenantIndex { customer_id: large, valid: true }]);
+    let built = TenantIndex { customer_id: large, valid: true, building: false };
+    assert_eq!(tenant_indexes(&db.pool).await.unwrap(), vec![built]);
     assert_eq!(search_path(&db.pool, large).await.unwrap(), SearchPath::Indexed);
     assert_eq!(search_path(&db.pool, other).await.unwrap(), SearchPath::Exact, "one customer's index only");
 
-    let all: Vec<(String, Vec<f32>)> = first.iter().chain(&second).cloned().collect();
+    let exact_positions = |query: &[f32], among: &dyn Fn(usize) -> bool| -> Vec<usize> {
+        let candidates: Vec<(String, Vec<f32>)> =
+            all.iter().enumerate().filter(|(i, _)| among(*i)).map(|(_, c)| c.clone()).collect();
+        let offsets: Vec<usize> = (0..all.len()).filter(|i| among(*i)).collect();
+        exact_top(query, &candidates, 10).into_iter().map(|i| offsets[i as usize]).collect()
+    };
     let (mut found, mut wanted) = (0, 0);
     for query in &queries {
-        let (_, plan) = explain(&db.pool, &request(large, query, "", SearchMode::Vector)).await.unwrap();
+        let (path, plan) = explain(&db.pool, &request(large, query, "", SearchMode::Vector)).await.unwrap();
+        assert_eq!(path, SearchPath::Indexed);
         assert!(plan.contains(&index_name(large)), "through the customer's index:\n{plan}");
         let hits = search(&db.pool, &request(large, query, "", SearchMode::Vector)).await.unwrap();
         assert_eq!(hits.len(), 10);
-        assert!(hits.iter().all(|h| h.document_id == first_doc || h.document_id == second_doc), "{hits:?}");
-        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "sorted by exact distance");
-        // Chunk indexes restart per document: the second document's are offset by 1,500.
-        let got: Vec<i32> = hits
-            .iter()
-            .map(|h| if h.document_id == second_doc { h.chunk_index + 1500 } else { h.chunk_index })
-            .collect();
-        let expected = exact_top(query, &all, 10);
+        let got: Vec<usize> = hits.iter().map(position).collect();
+        let expected = exact_positions(query, &|_| true);
         found += expected.iter().filter(|i| got.contains(i)).count();
         wanted += expected.len();
 
-        // A tag filter still fills the top ten, from the tagged document alone.
-        let tags = vec!["second".to_owned()];
-        let tagged = SearchRequest { tags: &tags, ..request(large, query, "second", SearchMode::Hybrid) };
+        // A tag that only 20 of the 3,020 chunks carry: exact, so the top ten are the true ten
+        // (a graph walk stopping after a bounded number of rows could miss them).
+        let tags = vec!["small".to_owned()];
+        let tagged = SearchRequest { tags: &tags, ..request(large, query, "", SearchMode::Vector) };
+        assert_eq!(explain(&db.pool, &tagged).await.unwrap().0, SearchPath::Exact);
         let hits = search(&db.pool, &tagged).await.unwrap();
-        assert_eq!(hits.len(), 10);
-        assert!(hits.iter().all(|h| h.document_id == second_doc), "{hits:?}");
+        let got: Vec<usize> = hits.iter().map(position).collect();
+        assert_eq!(got, exact_positions(query, &|i| i >= 3000), "the exact top ten of the tagged document");
     }
     let recall = found as f64 / wanted as f64;
     assert!(recall >= 0.95, "recall@10 through the index: {recall}");
@@ -549,10 +563,10 @@ async fn a_customers_own_index_serves_its_searches_with_filters_and_falls_back_t
         .unwrap();
     assert_eq!(search_path(&db.pool, large).await.unwrap(), SearchPath::Exact);
     let hits = search(&db.pool, &request(large, &queries[0], "", SearchMode::Vector)).await.unwrap();
-    let got: Vec<i32> =
-        hits.iter().map(|h| if h.document_id == second_doc { h.chunk_index + 1500 } else { h.chunk_index }).collect();
-    assert_eq!(got, exact_top(&queries[0], &all, 10), "exact while the index is invalid");
-    assert_eq!(tenant_indexes(&db.pool).await.unwrap(), vec![TenantIndex { customer_id: large, valid: false }]);
+    let got: Vec<usize> = hits.iter().map(position).collect();
+    assert_eq!(got, exact_positions(&queries[0], &|_| true), "exact while the index is invalid");
+    let leftover = TenantIndex { customer_id: large, valid: false, building: false };
+    assert_eq!(tenant_indexes(&db.pool).await.unwrap(), vec![leftover]);
     build_index(&db.pool, large, 64).await.unwrap();
     assert_eq!(search_path(&db.pool, large).await.unwrap(), SearchPath::Indexed);
 
