@@ -87,9 +87,16 @@ pub mod reasons {
     pub const EXTRACTION_TIMEOUT: &str = "ExtractionTimeout";
     /// A parser bug stopped extraction.
     pub const PARSER_PANICKED: &str = "ParserPanicked";
-    /// The url was refused (an internal address, a 4xx answer, too large).
+    /// The url is one the fetch policy forbids (not http(s), an internal address, a port other
+    /// than 80 and 443).
+    pub const URL_NOT_ALLOWED: &str = "UrlNotAllowed";
+    /// The url's body is larger than the size cap.
+    pub const URL_TOO_LARGE: &str = "UrlTooLarge";
+    /// The url was refused (invalid, a 4xx answer, too many redirects).
     pub const URL_REFUSED: &str = "UrlRefused";
-    /// The url could not be fetched on any attempt (timeouts, 5xx).
+    /// The url did not answer within the time limit on any attempt.
+    pub const URL_TIMED_OUT: &str = "UrlTimedOut";
+    /// The url could not be fetched on any attempt (connection errors, 5xx, 408, 429).
     pub const URL_UNREACHABLE: &str = "UrlUnreachable";
     /// Embedding failed on every attempt.
     pub const EMBEDDING_FAILED: &str = "EmbeddingFailed";

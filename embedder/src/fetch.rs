@@ -31,10 +31,20 @@ impl Default for FetchPolicy {
 /// Why a fetch failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
-    /// The URL, its address or its answer will not do; fetching again cannot help.
+    /// The policy forbids the URL: not http(s), an internal address, a port other than 80/443.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The body is larger than the size cap.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The URL or the server's answer will not do (invalid, a 4xx, a redirect loop); fetching
+    /// again cannot help.
     #[error("{0}")]
     Refused(String),
-    /// The server could not be reached or failed; a later attempt may succeed.
+    /// The whole fetch took longer than the time limit; a later attempt may succeed.
+    #[error("{0}")]
+    TimedOut(String),
+    /// The server could not be reached or failed (a 5xx, 408, 429); a later attempt may succeed.
     #[error("{0}")]
     Unreachable(String),
 }
@@ -42,7 +52,29 @@ pub enum FetchError {
 impl FetchError {
     /// Whether another attempt may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, FetchError::Unreachable(_))
+        matches!(self, FetchError::TimedOut(_) | FetchError::Unreachable(_))
+    }
+
+    /// A bounded label for metrics and for the failure message, which the operator maps to a
+    /// condition reason.
+    pub fn label(&self) -> &'static str {
+        match self {
+            FetchError::NotAllowed(_) => "url_not_allowed",
+            FetchError::TooLarge(_) => "url_too_large",
+            FetchError::Refused(_) => "url_refused",
+            FetchError::TimedOut(_) => "url_timed_out",
+            FetchError::Unreachable(_) => "url_unreachable",
+        }
+    }
+
+    /// What a person can do about it.
+    pub fn advice(&self) -> &'static str {
+        match self {
+            FetchError::NotAllowed(_) => "use a public http(s) URL on port 80 or 443, or upload the document",
+            FetchError::TooLarge(_) => "upload a smaller document or raise the size limit",
+            FetchError::Refused(_) => "fix the URL or upload the document",
+            FetchError::TimedOut(_) | FetchError::Unreachable(_) => "it will be retried",
+        }
     }
 }
 
@@ -94,7 +126,7 @@ pub fn is_internal(address: IpAddr) -> bool {
 pub async fn fetch(url: &str, policy: &FetchPolicy) -> Result<Vec<u8>, FetchError> {
     match tokio::time::timeout(policy.timeout, fetch_following(url, policy)).await {
         Ok(result) => result,
-        Err(_) => Err(FetchError::Unreachable(format!(
+        Err(_) => Err(FetchError::TimedOut(format!(
             "fetching {} took longer than {}s",
             redacted_str(url),
             policy.timeout.as_secs_f32()
@@ -134,7 +166,7 @@ async fn fetch_following(url: &str, policy: &FetchPolicy) -> Result<Vec<u8>, Fet
 /// address that was checked, so a second DNS answer cannot swap it for an internal one.
 async fn request(url: &Url, policy: &FetchPolicy) -> Result<reqwest::Response, FetchError> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(FetchError::Refused(format!("{}: only http and https URLs are fetched", redacted(url))));
+        return Err(FetchError::NotAllowed(format!("{}: only http and https URLs are fetched", redacted(url))));
     }
     let host = url.host_str().ok_or_else(|| FetchError::Refused(format!("{} has no host", redacted(url))))?;
     let port = url.port_or_known_default().unwrap_or(80);
@@ -144,14 +176,14 @@ async fn request(url: &Url, policy: &FetchPolicy) -> Result<reqwest::Response, F
         .map_err(|e| FetchError::Unreachable(format!("cannot resolve {host}: {e}")))?
         .collect();
     let Some(address) = addresses.iter().copied().find(|a| policy.allow_private || !is_internal(a.ip())) else {
-        return Err(FetchError::Refused(format!(
+        return Err(FetchError::NotAllowed(format!(
             "{host} resolves only to private, loopback or link-local addresses, which are not fetched"
         )));
     };
     // Public web servers answer on 80 and 443; other ports of a public address may be a node's
     // kubelet or NodePorts.
     if !policy.allow_private && !matches!(port, 80 | 443) {
-        return Err(FetchError::Refused(format!("{}: only ports 80 and 443 are fetched", redacted(url))));
+        return Err(FetchError::NotAllowed(format!("{}: only ports 80 and 443 are fetched", redacted(url))));
     }
 
     let client = reqwest::Client::builder()
@@ -187,7 +219,7 @@ pub fn redacted(url: &Url) -> String {
 
 /// Reads the body, refusing it as soon as it passes `max_bytes`.
 async fn read_capped(mut response: reqwest::Response, url: &Url, max_bytes: usize) -> Result<Vec<u8>, FetchError> {
-    let too_large = || FetchError::Refused(format!("{} is larger than the limit of {max_bytes} bytes", redacted(url)));
+    let too_large = || FetchError::TooLarge(format!("{} is larger than the limit of {max_bytes} bytes", redacted(url)));
     if response.content_length().is_some_and(|n| n > max_bytes as u64) {
         return Err(too_large());
     }
@@ -247,6 +279,9 @@ mod tests {
         assert!(loopback.to_string().contains("private"), "{loopback}");
         let kubelet = fetch("http://93.184.216.34:10250/pods", &policy).await.unwrap_err();
         assert!(!kubelet.is_retryable() && kubelet.to_string().contains("ports 80 and 443"), "{kubelet}");
+        for forbidden in [&refused, &metadata, &loopback, &kubelet] {
+            assert_eq!(forbidden.label(), "url_not_allowed", "{forbidden}");
+        }
         assert!(fetch("not a url", &policy).await.unwrap_err().to_string().contains("not a valid URL"));
         let secret = fetch("http://user:hunter2@127.0.0.1/doc?token=s3cr3t", &policy).await.unwrap_err().to_string();
         assert!(!secret.contains("hunter2") && !secret.contains("s3cr3t"), "{secret}");

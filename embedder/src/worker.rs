@@ -356,17 +356,9 @@ async fn load_source(
         let message = "the document's source is not stored; recreate the document".to_owned();
         return Ok((Err(Failure { message, retryable: false }), false));
     };
-    let fetched = fetch::fetch(url, policy).await.map_err(|e| Failure {
-        message: format!(
-            "{e} ({})",
-            if e.is_retryable() {
-                "url_unreachable: it will be retried"
-            } else {
-                "url_refused: fix the URL or upload the document"
-            }
-        ),
-        retryable: e.is_retryable(),
-    });
+    let fetched = fetch::fetch(url, policy)
+        .await
+        .map_err(|e| Failure { message: format!("{e} ({}: {})", e.label(), e.advice()), retryable: e.is_retryable() });
     Ok((fetched, true))
 }
 

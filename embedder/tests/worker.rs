@@ -328,11 +328,15 @@ async fn url_sources_are_fetched_within_the_policy_and_fail_with_their_cause() {
     let stored = read_blob(&db.pool, customer_id, fetched.blob_sha256.as_deref().unwrap()).await.unwrap();
     assert_eq!(stored.as_deref(), Some(PITCH.as_bytes()));
 
-    // Refused at once: a 404 and a body over the cap. Unreachable, retried up to the budget of
-    // 3 attempts: a server that stalls and one that answers 503.
-    for (uid, attempts, says) in
-        [(missing, 1, "404"), (huge, 1, "larger than the limit"), (slow, 3, "took longer"), (broken, 3, "503")]
-    {
+    // Refused at once: a 404 and a body over the cap. Retried up to the budget of 3 attempts: a
+    // server that stalls and one that answers 503. Each message names its kind.
+    for (uid, attempts, says) in [
+        (missing, 1, "404 Not Found (url_refused"),
+        (huge, 1, "larger than the limit of"),
+        (huge, 1, "(url_too_large"),
+        (slow, 3, "took longer than 1s (url_timed_out"),
+        (broken, 3, "503 Service Unavailable (url_unreachable"),
+    ] {
         let row = find_document(&db.pool, uid).await.unwrap().unwrap();
         let error = row.processing_error.clone().unwrap();
         assert_eq!((row.processing_status, row.attempts), (ProcessingStatus::Failed, attempts), "{error}");
@@ -351,7 +355,7 @@ async fn url_sources_are_fetched_within_the_policy_and_fail_with_their_cause() {
     let row = find_document(&db.pool, private).await.unwrap().unwrap();
     let error = row.processing_error.unwrap();
     assert_eq!((row.processing_status, row.attempts), (ProcessingStatus::Failed, 1));
-    assert!(error.contains("private") && error.contains("url_refused"), "{error}");
+    assert!(error.contains("private") && error.contains("url_not_allowed"), "{error}");
 
     // Fetched bytes that do not fit the customer's storage are neither stored nor counted.
     let tight = customer(&db.pool).await;

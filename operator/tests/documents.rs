@@ -400,9 +400,9 @@ async fn unreadable_documents_fail_each_with_its_own_reason_at_once_or_after_the
         ("scan", json!({"configMapKeyRef": {"name": "scan", "key": "doc"}}), reasons::NO_TEXT_LAYER, 1, "OCR"),
         ("broken", json!({"configMapKeyRef": {"name": "broken", "key": "doc"}}), reasons::CORRUPT, 1, "re-export"),
         ("gone", json!({"url": server.url("/gone.pdf")}), reasons::URL_REFUSED, 1, "404"),
-        ("huge", json!({"url": server.url("/huge.pdf")}), reasons::URL_REFUSED, 1, "larger than the limit"),
+        ("huge", json!({"url": server.url("/huge.pdf")}), reasons::URL_TOO_LARGE, 1, "larger than the limit"),
         // A timeout may pass: retried with backoff, then failed for good.
-        ("slow", json!({"url": server.url("/slow.pdf")}), reasons::URL_UNREACHABLE, attempts, "took longer than"),
+        ("slow", json!({"url": server.url("/slow.pdf")}), reasons::URL_TIMED_OUT, attempts, "took longer than"),
     ];
     for (name, source, _, _, _) in &cases {
         documents.create(&pp, &document(name, &format!("{name}.pdf"), source.clone())).await.unwrap();

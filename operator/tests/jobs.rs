@@ -206,7 +206,7 @@ async fn job_mode_runs_gpu_workers_in_the_platform_namespace() {
     })
     .await;
     let ready = refused.condition(prospector_crds::conditions::types::READY).unwrap();
-    assert_eq!((ready.reason.as_str(), refused.attempts), (prospector_crds::conditions::reasons::URL_REFUSED, 1));
+    assert_eq!((ready.reason.as_str(), refused.attempts), (prospector_crds::conditions::reasons::URL_NOT_ALLOWED, 1));
     assert!(refused.error.as_deref().unwrap().contains("private"), "{:?}", refused.error);
     worker.kill();
     operator.abort();

@@ -42,7 +42,7 @@ pub enum DocumentState {
 /// The condition reason of a failure, from the error kind its message names (the worker's
 /// messages carry the kind's label in parentheses).
 pub fn failure_reason(error: &str) -> &'static str {
-    const KINDS: [(&str, &str); 17] = [
+    const KINDS: [(&str, &str); 20] = [
         ("(encrypted)", reasons::ENCRYPTED),
         ("(no_text_layer)", reasons::NO_TEXT_LAYER),
         ("(corrupt)", reasons::CORRUPT),
@@ -56,7 +56,10 @@ pub fn failure_reason(error: &str) -> &'static str {
         ("(text_too_large)", reasons::TOO_LARGE),
         ("(timeout)", reasons::EXTRACTION_TIMEOUT),
         ("(parser_panicked)", reasons::PARSER_PANICKED),
+        ("(url_not_allowed", reasons::URL_NOT_ALLOWED),
+        ("(url_too_large", reasons::URL_TOO_LARGE),
         ("(url_refused", reasons::URL_REFUSED),
+        ("(url_timed_out", reasons::URL_TIMED_OUT),
         ("(url_unreachable", reasons::URL_UNREACHABLE),
         ("(storage_limit_reached)", reasons::STORAGE_LIMIT_REACHED),
         ("lease expired", reasons::WORKER_LOST),
@@ -316,8 +319,11 @@ mod tests {
                 reasons::NO_TEXT_LAYER,
             ),
             ("the PDF is corrupt: xref (corrupt): re-export", reasons::CORRUPT),
-            ("http://x/ is larger than the limit of 10 bytes (url_refused: fix the URL)", reasons::URL_REFUSED),
-            ("fetching http://x/ took longer than 1s (url_unreachable: it will be retried)", reasons::URL_UNREACHABLE),
+            ("http://x/ answered HTTP 404 Not Found (url_refused: fix the URL)", reasons::URL_REFUSED),
+            ("x resolves only to private, ... (url_not_allowed: use a public ...)", reasons::URL_NOT_ALLOWED),
+            ("http://x/ is larger than the limit of 10 bytes (url_too_large: upload ...)", reasons::URL_TOO_LARGE),
+            ("fetching http://x/ took longer than 1s (url_timed_out: it will be retried)", reasons::URL_TIMED_OUT),
+            ("http://x/ answered HTTP 503 (url_unreachable: it will be retried)", reasons::URL_UNREACHABLE),
             ("embedding failed (onnx): out of memory", reasons::EMBEDDING_FAILED),
             ("the worker processing it stopped answering (its lease expired)", reasons::WORKER_LOST),
             ("something else", reasons::FAILED),
