@@ -126,6 +126,8 @@ pub struct Embedder {
     batch_tokens: usize,
     device: Device,
     graph: Graph,
+    /// The ICP extractor's industry descriptions, embedded once per loaded model (`icp`).
+    pub(crate) industry_vectors: OnceLock<Vec<Vec<f32>>>,
 }
 
 /// ONNX Runtime allows one environment per process; every embedder shares it.
@@ -201,6 +203,7 @@ impl Embedder {
             batch_tokens: config.batch_tokens.max(MAX_TOKENS),
             device,
             graph,
+            industry_vectors: OnceLock::new(),
         })
     }
 

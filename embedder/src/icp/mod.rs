@@ -503,9 +503,19 @@ const SIMILARITY_THRESHOLD: f32 = 0.5;
 /// The best label must beat the runner-up by this much.
 const SIMILARITY_MARGIN: f32 = 0.04;
 
-fn similar_industries(chunks: &[&str], embedder: &Embedder) -> Result<Vec<Hit>, EmbedError> {
+/// The industry descriptions' vectors, embedded once per loaded model rather than once per
+/// document.
+fn industry_vectors(embedder: &Embedder) -> Result<&Vec<Vec<f32>>, EmbedError> {
+    if let Some(vectors) = embedder.industry_vectors.get() {
+        return Ok(vectors);
+    }
     let descriptions: Vec<&str> = INDUSTRY_DESCRIPTIONS.iter().map(|(_, d)| *d).collect();
-    let label_vectors = embedder.embed(&descriptions)?;
+    let vectors = embedder.embed(&descriptions)?;
+    Ok(embedder.industry_vectors.get_or_init(|| vectors))
+}
+
+fn similar_industries(chunks: &[&str], embedder: &Embedder) -> Result<Vec<Hit>, EmbedError> {
+    let label_vectors = industry_vectors(embedder)?;
     let mut sentences: Vec<(usize, &str)> = Vec::new();
     for (n, chunk) in chunks.iter().enumerate() {
         for (start, end) in crate::chunk::sentences(chunk) {
