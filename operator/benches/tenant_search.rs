@@ -18,9 +18,14 @@
 //! An on-topic query is a fresh mixture of the tenant's atoms, an off-topic one of atoms the
 //! tenant does not have.
 //!
-//! `cargo bench -p prospector-operator --bench tenant_search` (about 40 minutes on 2 cores, most
-//! of it the peer's global index build; `BENCH_PEER=0` skips the peer).
+//! Customers' documents are written interleaved (as uploads arrive), the measured tenants include
+//! the two on either side of the index threshold, `ef_search` is swept on one set of queries and
+//! the shipped setting and the peers are reported on another, after a warm-up on a third.
+//!
+//! `cargo bench -p prospector-operator --bench tenant_search` (about 25 minutes on 2 cores;
+//! `BENCH_PEER=0` skips the peer).
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -154,14 +159,8 @@ impl Tenant {
     }
 }
 
-async fn load_tenant(
-    pool: &PgPool,
-    rng: &mut StdRng,
-    atoms: &[Vec<f32>],
-    rank: usize,
-    size: usize,
-    keep: bool,
-) -> Tenant {
+/// A customer, its topics and (for measured tenants) room for its vectors; no documents yet.
+async fn create_tenant(pool: &PgPool, rng: &mut StdRng, atoms: usize, rank: usize, size: usize, keep: bool) -> Tenant {
     let customer_id = upsert_customer(
         pool,
         &CustomerRecord {
@@ -175,64 +174,76 @@ async fn load_tenant(
     )
     .await
     .expect("customer");
-    let mut all: Vec<usize> = (0..atoms.len()).collect();
+    let mut all: Vec<usize> = (0..atoms).collect();
     all.shuffle(rng);
-    let topics: Vec<usize> = all[..(size / 500).clamp(6, 250).min(atoms.len() / 2)].to_vec();
-    let mut tenant =
-        Tenant { rank, customer_id, size, topics, documents: vec![], document_rows: vec![], vectors: None };
-    let mut kept = Vec::new();
-    for (d, start) in (0..size).step_by(CHUNKS_PER_DOCUMENT).enumerate() {
-        let count = CHUNKS_PER_DOCUMENT.min(size - start);
-        let bytes = format!("tenant {rank} document {d}").into_bytes();
-        let sha = Sha256::digest(&bytes).to_vec();
-        insert_blob(pool, customer_id, &sha, &bytes, Some("text/plain")).await.expect("blob");
-        let row = upsert_document(
-            pool,
-            &DocumentRecord {
-                k8s_uid: Uuid::new_v4(),
-                customer_id,
-                document_id: format!("doc_{}", &Uuid::new_v4().simple().to_string()[..16]),
-                namespace: format!("cust-tenant-{rank}"),
-                name: format!("document-{d}"),
-                filename: format!("document-{d}.txt"),
-                source_kind: SourceKind::Blob,
-                blob_sha256: Some(sha),
-                tags: vec![],
-                generation: 1,
-                source_url: None,
-            },
-        )
-        .await
-        .expect("document");
-        enqueue(pool, customer_id, row.id, 3).await.expect("enqueue");
-        let task = claim(pool, "bench", 1, Duration::from_secs(600)).await.expect("claim").remove(0);
-        let chunks: Vec<NewChunk> = (0..count)
-            .map(|i| {
-                let embedding = mixture(rng, atoms, &tenant.topics);
-                if keep {
-                    kept.push(embedding.clone());
-                }
-                NewChunk {
-                    chunk_index: i as i32,
-                    content: format!("tenant {rank} document {d} chunk {i}"),
-                    token_count: 8,
-                    embedding,
-                }
-            })
-            .collect();
-        let result = ProcessedDocument {
-            fetched: None,
-            text: String::new(),
-            chunks,
-            embedding_model: "all-MiniLM-L6-v2".into(),
-            icp: DocumentIcp::default(),
-        };
-        assert_eq!(commit(pool, &task, &result).await.expect("commit"), CommitOutcome::Committed);
-        tenant.documents.push(row.document_id);
-        tenant.document_rows.push(row.id);
+    let topics: Vec<usize> = all[..(size / 500).clamp(6, 250).min(atoms / 2)].to_vec();
+    let documents = size.div_ceil(CHUNKS_PER_DOCUMENT);
+    Tenant {
+        rank,
+        customer_id,
+        size,
+        topics,
+        documents: vec![String::new(); documents],
+        document_rows: vec![0; documents],
+        vectors: keep.then(|| vec![Vec::new(); size]),
     }
-    tenant.vectors = keep.then_some(kept);
-    tenant
+}
+
+/// Writes document `d` of `tenant` through the queue's commit, as a worker would. Its vectors
+/// come from a generator seeded by (seed, tenant, document), so the order documents are written
+/// in does not change them.
+async fn load_document(pool: &PgPool, seed: u64, atoms: &[Vec<f32>], tenant: &mut Tenant, d: usize) {
+    let mut rng = StdRng::seed_from_u64(seed ^ ((tenant.rank as u64) << 32) ^ d as u64);
+    let (rank, customer_id) = (tenant.rank, tenant.customer_id);
+    let start = d * CHUNKS_PER_DOCUMENT;
+    let count = CHUNKS_PER_DOCUMENT.min(tenant.size - start);
+    let bytes = format!("tenant {rank} document {d}").into_bytes();
+    let sha = Sha256::digest(&bytes).to_vec();
+    insert_blob(pool, customer_id, &sha, &bytes, Some("text/plain")).await.expect("blob");
+    let row = upsert_document(
+        pool,
+        &DocumentRecord {
+            k8s_uid: Uuid::new_v4(),
+            customer_id,
+            document_id: format!("doc_{}", &Uuid::new_v4().simple().to_string()[..16]),
+            namespace: format!("cust-tenant-{rank}"),
+            name: format!("document-{d}"),
+            filename: format!("document-{d}.txt"),
+            source_kind: SourceKind::Blob,
+            blob_sha256: Some(sha),
+            tags: vec![],
+            generation: 1,
+            source_url: None,
+        },
+    )
+    .await
+    .expect("document");
+    enqueue(pool, customer_id, row.id, 3).await.expect("enqueue");
+    let task = claim(pool, "bench", 1, Duration::from_secs(600)).await.expect("claim").remove(0);
+    let chunks: Vec<NewChunk> = (0..count)
+        .map(|i| {
+            let embedding = mixture(&mut rng, atoms, &tenant.topics);
+            if let Some(kept) = tenant.vectors.as_mut() {
+                kept[start + i] = embedding.clone();
+            }
+            NewChunk {
+                chunk_index: i as i32,
+                content: format!("tenant {rank} document {d} chunk {i}"),
+                token_count: 8,
+                embedding,
+            }
+        })
+        .collect();
+    let result = ProcessedDocument {
+        fetched: None,
+        text: String::new(),
+        chunks,
+        embedding_model: "all-MiniLM-L6-v2".into(),
+        icp: DocumentIcp::default(),
+    };
+    assert_eq!(commit(pool, &task, &result).await.expect("commit"), CommitOutcome::Committed);
+    tenant.documents[d] = row.document_id;
+    tenant.document_rows[d] = row.id;
 }
 
 fn exact_top10(vectors: &[Vec<f32>], query: &[f32]) -> Vec<usize> {
@@ -356,7 +367,7 @@ fn line(tenant: &Tenant, total: usize, path: &str, m: &mut [Measured; 2]) {
 async fn run() {
     let total: usize = env("BENCH_CHUNKS", 1_000_000);
     let tenants_n: usize = env("BENCH_TENANTS", 1_000);
-    let per_kind: usize = env("BENCH_QUERIES", 50);
+    let per_kind: usize = env("BENCH_QUERIES", 100);
     let seed: u64 = env("BENCH_SEED", 42);
     let with_peer: u32 = env("BENCH_PEER", 1);
     let min_chunks: i64 = env("BENCH_MIN_CHUNKS", TenantIndexSettings::default().min_chunks);
@@ -389,36 +400,56 @@ async fn run() {
     let pool = db.pool.clone();
 
     let sizes = zipf_sizes(total, tenants_n);
-    // Measured tenants: from the largest down to the smallest, at about halving selectivities.
-    let mut measured_ranks: Vec<usize> =
-        [1, 2, 3, 4, 6, 10, 20, 40, 130, 400, tenants_n].into_iter().filter(|r| *r <= tenants_n).collect();
+    // Measured tenants: from the largest down to the smallest, at about halving selectivities,
+    // and the two on either side of the index threshold.
+    let around_threshold: Vec<usize> =
+        (1..sizes.len()).find(|&i| (sizes[i] as i64) < min_chunks).map_or(vec![], |i| vec![i, i + 1]);
+    let mut measured_ranks: Vec<usize> = [1, 2, 3, 4, 6, 10, 20, 40, 130, 400, tenants_n]
+        .into_iter()
+        .chain(around_threshold)
+        .filter(|r| *r <= tenants_n)
+        .collect();
+    measured_ranks.sort_unstable();
     measured_ranks.dedup();
-    let started = Instant::now();
-    let mut tenants = Vec::new();
+    let mut all_tenants = Vec::new();
     for (i, size) in sizes.iter().enumerate() {
         let rank = i + 1;
-        let tenant = load_tenant(&pool, &mut rng, &atoms, rank, *size, measured_ranks.contains(&rank)).await;
-        if tenant.vectors.is_some() {
-            tenants.push(tenant);
-        }
-        if rank % 100 == 0 {
-            eprintln!("loaded {rank} tenants in {:.0} s", started.elapsed().as_secs_f64());
+        all_tenants
+            .push(create_tenant(&pool, &mut rng, atoms.len(), rank, *size, measured_ranks.contains(&rank)).await);
+    }
+    // Documents of all tenants interleaved, as customers upload at the same time: a tenant's
+    // rows are spread over the table, not packed together for its scans.
+    let mut order: Vec<(usize, usize)> = all_tenants
+        .iter()
+        .enumerate()
+        .flat_map(|(t, tenant)| (0..tenant.documents.len()).map(move |d| (t, d)))
+        .collect();
+    order.shuffle(&mut rng);
+    let started = Instant::now();
+    for (n, (t, d)) in order.iter().enumerate() {
+        load_document(&pool, seed, &atoms, &mut all_tenants[*t], *d).await;
+        if (n + 1) % 100 == 0 {
+            eprintln!("loaded {} of {} documents in {:.0} s", n + 1, order.len(), started.elapsed().as_secs_f64());
         }
     }
+    let tenants: Vec<Tenant> = all_tenants.into_iter().filter(|t| t.vectors.is_some()).collect();
     let load_seconds = started.elapsed().as_secs_f64();
     sqlx::query("VACUUM ANALYZE document_chunks").execute(&pool).await.expect("analyze");
     println!(
-        "load: {total} chunks through the queue's commit in {load_seconds:.0} s ({:.0} chunks/s)",
+        "load: {total} chunks in {} documents, tenants interleaved, through the queue's commit in {load_seconds:.0} s ({:.0} chunks/s)",
+        order.len(),
         total as f64 / load_seconds
     );
+    // Separate queries choose ef_search (the sweep) and report the chosen setting and the peers.
+    let tuning_sets: Vec<Queries> = tenants.iter().map(|t| queries(&mut rng, &atoms, t, per_kind)).collect();
     let query_sets: Vec<Queries> = tenants.iter().map(|t| queries(&mut rng, &atoms, t, per_kind)).collect();
+    let warm_sets: Vec<Queries> = tenants.iter().map(|t| queries(&mut rng, &atoms, t, 10)).collect();
 
     // 1. Every tenant scanned exactly.
     header("exact scan (no index)");
-    for (tenant, queries) in tenants.iter().zip(&query_sets) {
+    for ((tenant, queries), warm) in tenants.iter().zip(&query_sets).zip(&warm_sets) {
         assert_eq!(search_path(&pool, tenant.customer_id).await.unwrap(), SearchPath::Exact);
-        // Once to warm the cache, once measured.
-        let _ = measure_store(&pool, tenant, queries, SearchTuning::default()).await;
+        let _ = measure_store(&pool, tenant, warm, SearchTuning::default()).await;
         let mut m = measure_store(&pool, tenant, queries, SearchTuning::default()).await;
         line(tenant, total, "exact", &mut m);
     }
@@ -428,35 +459,43 @@ async fn run() {
     let started = Instant::now();
     let mut built = 0;
     loop {
-        let plan = reconcile_indexes(&pool, &settings).await.expect("tenant indexes");
-        if plan.build.is_empty() {
+        let round = reconcile_indexes(&pool, &settings, &HashSet::new()).await.expect("tenant indexes");
+        assert!(round.failed_build.is_none(), "{:?}", round.failed_build);
+        if round.plan.build.is_empty() {
             break;
         }
         built += 1;
     }
     let build_seconds = started.elapsed().as_secs_f64();
     println!("\ntenant indexes: {built} built (customers with ≥ {min_chunks} chunks) in {build_seconds:.1} s in all");
+    let default_ef = prospector_store::search::DEFAULT_EF_SEARCH;
     for ef_search in [100, 200, 400, 1000] {
-        let default = if ef_search == prospector_store::search::DEFAULT_EF_SEARCH { ", the default" } else { "" };
-        header(&format!("Prospector: store::search, ef_search {ef_search}{default}"));
-        for (tenant, queries) in tenants.iter().zip(&query_sets) {
-            let path = search_path(&pool, tenant.customer_id).await.unwrap();
-            if path == SearchPath::Exact && ef_search != prospector_store::search::DEFAULT_EF_SEARCH {
+        header(&format!("ef_search sweep on the tuning queries: ef_search {ef_search}"));
+        for ((tenant, queries), warm) in tenants.iter().zip(&tuning_sets).zip(&warm_sets) {
+            if search_path(&pool, tenant.customer_id).await.unwrap() == SearchPath::Exact {
                 continue;
             }
             let tuning = SearchTuning { ef_search };
-            let _ = measure_store(&pool, tenant, queries, tuning).await;
+            let _ = measure_store(&pool, tenant, warm, tuning).await;
             let mut m = measure_store(&pool, tenant, queries, tuning).await;
-            line(tenant, total, if path == SearchPath::Exact { "exact" } else { "indexed" }, &mut m);
+            line(tenant, total, "indexed", &mut m);
         }
+    }
+    header(&format!("Prospector: store::search as shipped (ef_search {default_ef}), on the report queries"));
+    for ((tenant, queries), warm) in tenants.iter().zip(&query_sets).zip(&warm_sets) {
+        let path = search_path(&pool, tenant.customer_id).await.unwrap();
+        let _ = measure_store(&pool, tenant, warm, SearchTuning::default()).await;
+        let mut m = measure_store(&pool, tenant, queries, SearchTuning::default()).await;
+        line(tenant, total, if path == SearchPath::Exact { "exact" } else { "indexed" }, &mut m);
     }
 
     if with_peer == 0 {
         return;
     }
     // 3. The peer: the tenant indexes go, one global index comes.
-    let dropped = reconcile_indexes(&pool, &TenantIndexSettings { min_chunks: 0, ..settings.clone() }).await.unwrap();
-    assert!(!dropped.drop.is_empty() || built == 0);
+    let off = TenantIndexSettings { min_chunks: 0, ..settings.clone() };
+    let dropped = reconcile_indexes(&pool, &off, &HashSet::new()).await.unwrap();
+    assert!(!dropped.plan.drop.is_empty() || built == 0);
     let started = Instant::now();
     sqlx::raw_sql(
         "SET maintenance_work_mem = '6GB';
@@ -470,18 +509,20 @@ async fn run() {
     sqlx::query("ANALYZE document_chunks").execute(&pool).await.expect("analyze");
     // The planner decides per query whether the global index or the customer_id btree (an exact
     // scan) serves it; `enable_sort = off` makes it take the index, as the strategy under test.
+    let taken = "SET enable_sort = off; SET hnsw.iterative_scan = relaxed_order; SET hnsw.ef_search = 400";
     for (title, settings) in [
-        ("peer: global HNSW, the planner's choice, pgvector defaults (ef_search 40)", "SELECT 1"),
-        ("peer: global HNSW taken (enable_sort off), pgvector defaults (ef_search 40)", "SET enable_sort = off"),
+        ("peer: global HNSW, the planner's choice, pgvector defaults (ef_search 40)", "SELECT 1".to_owned()),
+        ("peer: global HNSW taken (enable_sort off), pgvector defaults (ef_search 40)", "SET enable_sort = off".into()),
+        ("peer: global HNSW taken, iterative scan relaxed_order, ef_search 400", taken.into()),
         (
-            "peer: global HNSW taken (enable_sort off), iterative scan relaxed_order, ef_search 400",
-            "SET enable_sort = off; SET hnsw.iterative_scan = relaxed_order; SET hnsw.ef_search = 400",
+            "peer: global HNSW taken, iterative scan relaxed_order, ef_search 400, max_scan_tuples 1,000,000",
+            format!("{taken}; SET hnsw.max_scan_tuples = 1000000"),
         ),
     ] {
         header(title);
-        for (tenant, queries) in tenants.iter().zip(&query_sets) {
-            let _ = measure_peer(&pool, tenant, queries, settings).await;
-            let mut m = measure_peer(&pool, tenant, queries, settings).await;
+        for ((tenant, queries), warm) in tenants.iter().zip(&query_sets).zip(&warm_sets) {
+            let _ = measure_peer(&pool, tenant, warm, &settings).await;
+            let mut m = measure_peer(&pool, tenant, queries, &settings).await;
             line(tenant, total, "global", &mut m);
         }
     }
