@@ -520,7 +520,13 @@ async fn run() {
         ),
     ] {
         header(title);
+        let unbounded = settings.contains("max_scan_tuples");
         for ((tenant, queries), warm) in tenants.iter().zip(&query_sets).zip(&warm_sets) {
+            // Unbounded, an off-topic query on a small tenant walks most of the graph (seconds
+            // each, measured down to rank 40): the smaller tenants would take most of an hour.
+            if unbounded && tenant.size < total / 400 {
+                continue;
+            }
             let _ = measure_peer(&pool, tenant, warm, &settings).await;
             let mut m = measure_peer(&pool, tenant, queries, &settings).await;
             line(tenant, total, "global", &mut m);
