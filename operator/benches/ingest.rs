@@ -16,11 +16,12 @@
 //!
 //! `cargo bench -p prospector-operator --bench ingest` (`BENCH_PYTHON=0` skips the Python peer).
 
+mod common;
 #[path = "../../embedder/tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,37 +71,15 @@ struct Document {
     bytes: Vec<u8>,
 }
 
-fn fixture_pdfs() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../embedder/tests/fixtures/pdf")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("fixture directory").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "pdf") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
 /// The documents: readable fixture PDFs cycled, and DOCX and text files of real prose.
 fn corpus(count: usize, chunker: &Chunker) -> Vec<Document> {
     let mut pdfs = Vec::new();
     let mut prose: Vec<String> = Vec::new();
-    for path in fixture_pdfs() {
+    for path in common::fixture_pdfs() {
         let bytes = std::fs::read(&path).expect("fixture");
         // Only PDFs that succeed: failures are measured by the tests, not here.
         let Ok(extracted) = extract(&path.display().to_string(), &bytes, None, &Limits::default()) else { continue };
-        for chunk in chunker.chunk(&extracted.text).unwrap_or_default() {
-            let letters = chunk.text.chars().filter(|c| c.is_alphabetic()).count();
-            if chunk.tokens >= 40 && letters * 10 > chunk.text.len() * 6 {
-                prose.push(chunk.text);
-            }
-        }
+        prose.extend(common::prose_chunks(chunker, &extracted.text));
         pdfs.push((path.file_name().unwrap().to_string_lossy().into_owned(), bytes));
     }
     let icp_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../embedder/tests/fixtures/icp");

@@ -25,8 +25,9 @@
 //! `cargo bench -p prospector-operator --bench tenant_search` (about 25 minutes on 2 cores;
 //! `BENCH_PEER=0` skips the peer).
 
+mod common;
+
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use prospector_embedder::chunk::{ChunkConfig, Chunker};
@@ -85,29 +86,15 @@ fn mixture(rng: &mut StdRng, atoms: &[Vec<f32>], pool: &[usize]) -> Vec<f32> {
 
 /// The atoms: embeddings of the real chunks of the fixture PDFs (prose only, deduplicated).
 fn atoms(embedder: &Embedder, limit: usize) -> Vec<Vec<f32>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../embedder/tests/fixtures/pdf");
-    let mut files = Vec::new();
-    let mut stack = vec![dir];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("fixture directory").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "pdf") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
+    let files = common::fixture_pdfs();
     let chunker = Chunker::new(embedder.tokenizer(), ChunkConfig::default());
     let mut texts: Vec<String> = Vec::new();
     for file in &files {
         let bytes = std::fs::read(file).expect("fixture");
         let Ok(extracted) = extract(&file.display().to_string(), &bytes, None, &Limits::default()) else { continue };
-        for chunk in chunker.chunk(&extracted.text).unwrap_or_default() {
-            let letters = chunk.text.chars().filter(|c| c.is_alphabetic()).count();
-            if chunk.tokens >= 40 && letters * 10 > chunk.text.len() * 6 && !texts.contains(&chunk.text) {
-                texts.push(chunk.text);
+        for chunk in common::prose_chunks(&chunker, &extracted.text) {
+            if !texts.contains(&chunk) {
+                texts.push(chunk);
             }
         }
     }
