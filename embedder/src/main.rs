@@ -377,16 +377,13 @@ fn run(command: Command) -> Result<(), String> {
                     .map_err(|e| e.to_string())?
                     .ok_or_else(|| format!("no customer named {customer}"))?;
                 let request = SearchRequest {
-                    customer_id,
-                    embedding: &vector,
-                    text: &query,
                     top_k,
                     tags: &tags,
-                    document_ids: &[],
                     mode: match mode {
                         SearchModeArg::Vector => SearchMode::Vector,
                         SearchModeArg::Hybrid => SearchMode::Hybrid,
                     },
+                    ..SearchRequest::new(customer_id, &vector, &query)
                 };
                 search(&pool, &request).await.map_err(|e| e.to_string())
             })?;

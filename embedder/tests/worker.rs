@@ -153,15 +153,7 @@ async fn queued_documents_become_searchable_or_fail_with_their_cause() {
     let query = "which hospitals buy radiology scheduling";
     let vector = embedder.embed(&[query]).unwrap().remove(0);
     for mode in [SearchMode::Vector, SearchMode::Hybrid] {
-        let request = SearchRequest {
-            customer_id,
-            embedding: &vector,
-            text: query,
-            top_k: 3,
-            tags: &[],
-            document_ids: &[],
-            mode,
-        };
+        let request = SearchRequest { top_k: 3, mode, ..SearchRequest::new(customer_id, &vector, query) };
         let hits = search(&db.pool, &request).await.unwrap();
         assert_eq!(hits[0].filename, "pitch.txt", "{mode:?}: {hits:?}");
     }

@@ -283,13 +283,9 @@ async fn measure_store(pool: &PgPool, tenant: &Tenant, queries: &Queries, tuning
     for (kind, set) in [&queries.on_topic, &queries.off_topic].into_iter().enumerate() {
         for query in set {
             let request = SearchRequest {
-                customer_id: tenant.customer_id,
-                embedding: query,
-                text: "",
                 top_k: 10,
-                tags: &[],
-                document_ids: &[],
                 mode: SearchMode::Vector,
+                ..SearchRequest::new(tenant.customer_id, query, "")
             };
             let started = Instant::now();
             let hits = search_tuned(pool, &request, tuning).await.expect("search");

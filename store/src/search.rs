@@ -46,6 +46,24 @@ pub struct SearchRequest<'a> {
     pub mode: SearchMode,
 }
 
+/// Results a search returns unless asked for more or fewer (the seed API's `top_k` default).
+pub const DEFAULT_TOP_K: i64 = 5;
+
+impl<'a> SearchRequest<'a> {
+    /// A search with the API's defaults: the top 5, hybrid, no filters.
+    pub fn new(customer_id: i64, embedding: &'a [f32], text: &'a str) -> Self {
+        Self {
+            customer_id,
+            embedding,
+            text,
+            top_k: DEFAULT_TOP_K,
+            tags: &[],
+            document_ids: &[],
+            mode: SearchMode::default(),
+        }
+    }
+}
+
 /// One result.
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct SearchHit {
