@@ -18,7 +18,7 @@ use prospector_embedder::embed::Embedder;
 use prospector_embedder::paths;
 use prospector_operator::context::DocumentSettings;
 use prospector_store::documents::insert_blob;
-use prospector_store::search::{SearchMode, SearchPath, SearchRequest, explain, search, search_path};
+use prospector_store::search::{SearchPath, SearchRequest, explain, search, search_path};
 use prospector_store::tenant_index::{index_name, tenant_indexes};
 use prospector_tests::fixtures::ready_customer;
 use serde_json::{Value, json};
@@ -63,21 +63,15 @@ async fn wait_phase(api: &Api<KnowledgeDocument>, name: &str, phase: DocumentPha
     .await
 }
 
-fn embedder() -> Embedder {
-    Embedder::load(&paths::installed_config().unwrap()).unwrap()
+/// The model, loaded once for every test of this binary.
+fn embedder() -> &'static Embedder {
+    static EMBEDDER: std::sync::OnceLock<Embedder> = std::sync::OnceLock::new();
+    EMBEDDER.get_or_init(|| Embedder::load(&paths::installed_config().unwrap()).unwrap())
 }
 
 async fn search_filenames(pool: &PgPool, customer_id: i64, query: &str) -> Vec<String> {
     let vector = embedder().embed(&[query]).unwrap().remove(0);
-    let request = SearchRequest {
-        customer_id,
-        embedding: &vector,
-        text: query,
-        top_k: 3,
-        tags: &[],
-        document_ids: &[],
-        mode: SearchMode::Hybrid,
-    };
+    let request = SearchRequest { top_k: 3, ..SearchRequest::new(customer_id, &vector, query) };
     search(pool, &request).await.unwrap().into_iter().map(|h| h.filename).collect()
 }
 
@@ -190,15 +184,7 @@ async fn documents_from_every_source_become_searchable_and_deletion_leaves_nothi
     })
     .await;
     let embedding = embedder().embed(&["hospitals"]).unwrap().remove(0);
-    let probe = SearchRequest {
-        customer_id,
-        embedding: &embedding,
-        text: "hospitals",
-        top_k: 5,
-        tags: &[],
-        document_ids: &[],
-        mode: SearchMode::Hybrid,
-    };
+    let probe = SearchRequest::new(customer_id, &embedding, "hospitals");
     let (_, plan) = explain(&pool, &probe).await.unwrap();
     assert!(plan.contains(&index_name(customer_id)), "the search uses the customer's index:\n{plan}");
 
@@ -254,16 +240,7 @@ async fn documents_from_every_source_become_searchable_and_deletion_leaves_nothi
         documents.list(&Default::default()).await.ok()?.items.is_empty().then_some(())
     })
     .await;
-    let left: (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM document_chunks WHERE customer_id = $1),
-                (SELECT count(*) FROM embedding_tasks WHERE customer_id = $1),
-                (SELECT count(*) FROM document_blobs WHERE customer_id = $1),
-                (SELECT count(*) FROM knowledge_documents WHERE customer_id = $1 AND deleted_at IS NULL)",
-    )
-    .bind(customer_id)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let left = prospector_tests::fixtures::document_rows(&pool, customer_id).await;
     assert_eq!(left, (0, 0, 0, 0), "chunks, tasks, blobs, live documents");
     assert_eq!(counters(&pool, customer_id).await, (0, 0));
     eventually("the customer's vector index dropped", WAIT, || async {

@@ -1,6 +1,7 @@
 //! Objects and waits the integration tests and benchmarks share: the platform a Helm install
 //! would leave (the example tiers, the platform namespace), Customer and AgentDeployment
-//! builders, and the waits for a customer to be Ready or an agent to reach a phase.
+//! builders, the waits for a customer to be Ready or an agent to reach a phase, and the count
+//! of the rows a customer's documents leave.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -155,4 +156,19 @@ pub async fn run_agents(api: &Api<AgentDeployment>, names: &[&str]) {
         (p.len() == names.len() && count(&p, AgentPhase::Running) == names.len()).then_some(())
     })
     .await;
+}
+
+/// The rows a customer's documents hold: chunks, queue entries, stored bytes and live document
+/// rows, in that order; all zero once every document is deleted.
+pub async fn document_rows(pool: &sqlx::PgPool, customer_id: i64) -> (i64, i64, i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM document_chunks WHERE customer_id = $1),
+                (SELECT count(*) FROM embedding_tasks WHERE customer_id = $1),
+                (SELECT count(*) FROM document_blobs WHERE customer_id = $1),
+                (SELECT count(*) FROM knowledge_documents WHERE customer_id = $1 AND deleted_at IS NULL)",
+    )
+    .bind(customer_id)
+    .fetch_one(pool)
+    .await
+    .expect("count the customer's document rows")
 }

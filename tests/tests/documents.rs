@@ -344,16 +344,7 @@ async fn deletion_in_any_state_leaves_no_rows_and_keeps_shared_blobs() {
         delete_document(&db.pool, uid).await.unwrap();
     }
     assert!(read_blob(&db.pool, customer_id, &shared_sha).await.unwrap().is_none(), "the last user took the bytes");
-    let left: (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM document_chunks WHERE customer_id = $1),
-                (SELECT count(*) FROM embedding_tasks WHERE customer_id = $1),
-                (SELECT count(*) FROM document_blobs WHERE customer_id = $1),
-                (SELECT count(*) FROM knowledge_documents WHERE customer_id = $1 AND deleted_at IS NULL)",
-    )
-    .bind(customer_id)
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    let left = prospector_tests::fixtures::document_rows(&db.pool, customer_id).await;
     assert_eq!(left, (0, 0, 0, 0), "chunks, tasks, blobs and live documents");
     assert_eq!(counters(&db.pool, customer_id).await, (0, 0));
 }
@@ -395,7 +386,7 @@ async fn ready_document(pool: &PgPool, customer_id: i64, tags: &[&str], chunks: 
 }
 
 fn request<'a>(customer_id: i64, embedding: &'a [f32], text: &'a str, mode: SearchMode) -> SearchRequest<'a> {
-    SearchRequest { customer_id, embedding, text, top_k: 10, tags: &[], document_ids: &[], mode }
+    SearchRequest { top_k: 10, mode, ..SearchRequest::new(customer_id, embedding, text) }
 }
 
 #[tokio::test]
