@@ -561,6 +561,55 @@ pub const INDUSTRIES: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Words that mark a sentence as being about who the author sells to ("our customers grow
+/// wheat", "we serve clinics", "built for fleet operators"). The industry similarity pass
+/// embeds only sentences with one of them: a sentence without one describes something else
+/// (the author, the product, a paper's subject), and embedding every sentence of a long
+/// document cost more than the rest of its ICP extraction together.
+pub const TARGET_CUES: &[&str] = &[
+    "customer",
+    "customers",
+    "client",
+    "clients",
+    "clientele",
+    "buyer",
+    "buyers",
+    "serve",
+    "serves",
+    "served",
+    "serving",
+    "sell",
+    "sells",
+    "selling",
+    "help",
+    "helps",
+    "helping",
+    "built",
+    "designed",
+    "tailored",
+    "ideal",
+    "market",
+    "markets",
+    "sector",
+    "sectors",
+    "industry",
+    "industries",
+    "vertical",
+    "verticals",
+    "companies",
+    "businesses",
+    "organizations",
+    "organisations",
+    "firms",
+    "operators",
+    "owners",
+    "users",
+    "teams",
+    "target",
+    "targets",
+    "prospects",
+];
+
 /// `(label or phrase, word)`: a match right after this word is not that label
 /// (`social media` is a channel, not the media industry; `free shipping` is not logistics).
 pub const BLOCKED_AFTER: &[(&str, &str)] = &[

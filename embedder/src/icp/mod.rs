@@ -2,8 +2,8 @@
 //! (industries, company sizes, decision makers, regions). Phrases come from a lexicon of
 //! synonyms and a gazetteer (countries, states, provinces and cities map to regions);
 //! headcounts ("200–800 employees", "over 5,000 staff") map to sizes; negated mentions ("we do
-//! not target government") are dropped; and where no industry phrase matches, the sentences are
-//! compared with embedded label descriptions. Every label carries a confidence and the chunk
+//! not target government") are dropped; and where no industry phrase matches, the sentences
+//! about the author's customers are compared with embedded label descriptions. Every label carries a confidence and the chunk
 //! it came from.
 
 mod lexicon;
@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::embed::{EmbedError, Embedder, cosine};
 use lexicon::{
     BLOCKED_AFTER, BLOCKED_BEFORE, HEADCOUNT_WORDS, INDUSTRIES, INDUSTRY_DESCRIPTIONS, PLACES, ROLES, SIZES,
+    TARGET_CUES,
 };
 
 /// The ICP vocabulary, in output order.
@@ -486,8 +487,9 @@ fn headcounts(tokens: &[Token], chunk: usize) -> Vec<Hit> {
     hits
 }
 
-/// Extracts the ICP of a document from its chunks. With an embedder, sentences of chunks
-/// where no industry phrase matched are compared with the label descriptions.
+/// Extracts the ICP of a document from its chunks. With an embedder, when no industry phrase
+/// matched, the sentences about the author's customers are compared with the label
+/// descriptions.
 pub fn extract(chunks: &[&str], embedder: Option<&Embedder>) -> Result<IcpExtraction, EmbedError> {
     let mut hits: Vec<Hit> = chunks.iter().enumerate().flat_map(|(n, text)| scan(text, n)).collect();
     if let Some(embedder) = embedder
@@ -514,20 +516,30 @@ fn industry_vectors(embedder: &Embedder) -> Result<&Vec<Vec<f32>>, EmbedError> {
     Ok(embedder.industry_vectors.get_or_init(|| vectors))
 }
 
-fn similar_industries(chunks: &[&str], embedder: &Embedder) -> Result<Vec<Hit>, EmbedError> {
-    let label_vectors = industry_vectors(embedder)?;
-    let mut sentences: Vec<(usize, &str)> = Vec::new();
+/// The sentences the similarity pass compares, with their chunk: those about who the author
+/// sells to ([`TARGET_CUES`]), without a negation (a negated sentence is not a target, however
+/// similar).
+fn similarity_candidates<'c>(chunks: &[&'c str]) -> Vec<(usize, &'c str)> {
+    let mut sentences = Vec::new();
     for (n, chunk) in chunks.iter().enumerate() {
         for (start, end) in crate::chunk::sentences(chunk) {
             let sentence = &chunk[start..end];
-            // A negated sentence is not a target, however similar.
             let tokens = tokenize(sentence);
-            if tokens.iter().any(|t| NEGATION_CUES.contains(&t.lower.as_str())) {
-                continue;
+            let has = |cues: &[&str]| tokens.iter().any(|t| t.word && cues.contains(&t.lower.as_str()));
+            if has(TARGET_CUES) && !has(NEGATION_CUES) {
+                sentences.push((n, sentence));
             }
-            sentences.push((n, sentence));
         }
     }
+    sentences
+}
+
+fn similar_industries(chunks: &[&str], embedder: &Embedder) -> Result<Vec<Hit>, EmbedError> {
+    let sentences = similarity_candidates(chunks);
+    if sentences.is_empty() {
+        return Ok(Vec::new());
+    }
+    let label_vectors = industry_vectors(embedder)?;
     let texts: Vec<&str> = sentences.iter().map(|(_, s)| *s).collect();
     let vectors = embedder.embed(&texts)?;
     let mut hits = Vec::new();
@@ -654,6 +666,17 @@ mod tests {
     fn blocked_contexts() {
         assert_eq!(icp("We market on social media to SMBs.").target_industries, Vec::<String>::new());
         assert_eq!(icp("Enterprise software for small businesses").company_sizes, vec!["smb"]);
+    }
+
+    #[test]
+    fn similarity_compares_only_sentences_about_customers() {
+        let chunks = [
+            "We grow wheat on our family farm. Our customers grow wheat and corn.",
+            "The lemma follows from compactness.\nBuilt for fleet operators.",
+            "Our clients are not farmers.",
+        ];
+        let candidates = similarity_candidates(&chunks);
+        assert_eq!(candidates, vec![(0, "Our customers grow wheat and corn."), (1, "Built for fleet operators.")]);
     }
 
     #[test]
