@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -147,6 +149,7 @@ pub struct Context {
     /// Customers with a usage refresh already scheduled.
     customers_pending: Arc<Mutex<HashSet<String>>>,
     customer_cache: std::sync::OnceLock<kube::runtime::reflector::Store<Customer>>,
+    key_secrets: std::sync::OnceLock<kube::runtime::reflector::Store<PartialObjectMeta<Secret>>>,
 }
 
 /// How long a customer's usage refresh waits for more admissions to coalesce with.
@@ -193,6 +196,7 @@ impl Context {
             wake_documents,
             customers_pending: Arc::default(),
             customer_cache: std::sync::OnceLock::new(),
+            key_secrets: std::sync::OnceLock::new(),
         };
         (Arc::new(context), Wakeups { agents, customers, documents })
     }
@@ -255,6 +259,19 @@ impl Context {
     /// The cached Customers, once the customer controller's watch has synced.
     pub fn customer_cache(&self) -> Option<&kube::runtime::reflector::Store<Customer>> {
         self.customer_cache.get()
+    }
+
+    /// Shares the metadata cache of the customers' API key Secrets.
+    pub fn set_key_secret_cache(&self, store: kube::runtime::reflector::Store<PartialObjectMeta<Secret>>) {
+        let _ = self.key_secrets.set(store);
+    }
+
+    /// Whether the API key Secret of `namespace` exists, by the watch's cache. Without a cache
+    /// (a context built for a single reconcile) it is taken to exist.
+    pub fn key_secret_exists(&self, namespace: &str) -> bool {
+        self.key_secrets.get().is_none_or(|store| {
+            store.get(&ObjectRef::new(crate::desired::customer::API_KEY_SECRET).within(namespace)).is_some()
+        })
     }
 
     /// The retry delay after a failure of `key`: 1 s, doubling up to 5 minutes.

@@ -1,7 +1,6 @@
 //! The Prospector operator: reconciles Tiers, Customers and AgentDeployments, enforcing tier
 //! quotas with atomic decisions in Postgres, and records state there.
 
-pub mod apikey;
 pub mod catalog;
 pub mod clock;
 pub mod context;

@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
@@ -315,8 +316,26 @@ pub async fn run(
         .touched_objects();
     let customers_by_tier = customer_store.clone();
     ctx.set_customer_cache(customer_store.clone());
+    // The API key Secrets, by metadata (never their data): one deleted is made anew with a new
+    // key at once, and the customer's reconcile skips them only while they exist.
+    let (key_secret_store, key_secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
+    let key_secret_events = watcher(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watch
+            .clone()
+            .labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER))
+            .fields(&format!("metadata.name={}", crate::desired::customer::API_KEY_SECRET)),
+    )
+    .modify(slim)
+    .default_backoff()
+    .reflect(key_secret_writer)
+    .touched_objects();
+    ctx.set_key_secret_cache(key_secret_store);
     let customers = Controller::for_stream(customer_events, customer_store)
         .with_config(config.clone())
+        .watches_stream(key_secret_events, |secret| {
+            secret.labels().get(labels::CUSTOMER).map(|name| ObjectRef::<Customer>::new(name))
+        })
         .watches_stream(
             // Only a tier's spec concerns its customers; its status (the customer count)
             // changes whenever any customer does.

@@ -94,6 +94,22 @@ async fn customer_lifecycle_builds_the_tenant_and_deletion_leaves_nothing() {
     .unwrap();
     assert_eq!(stored_anywhere, 0, "the key itself is never stored");
 
+    // A deleted key Secret gets a new key, and the old key stops working.
+    let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
+    secrets.delete("prospector-api-key", &DeleteParams::default()).await.unwrap();
+    let new_key = eventually("a new API key Secret", WAIT, || async {
+        let secret = secrets.get_opt("prospector-api-key").await.unwrap()?;
+        let new_key = String::from_utf8(secret.data.unwrap()["api-key"].0.clone()).unwrap();
+        (new_key != key).then_some(new_key)
+    })
+    .await;
+    let active = eventually("only the new key to be active", WAIT, || async {
+        let active = prospector_store::api_keys::active_key_hashes(&pool, customer_id).await.unwrap();
+        (active == vec![Sha256::digest(new_key.as_bytes()).to_vec()]).then_some(active)
+    })
+    .await;
+    assert_eq!(active.len(), 1);
+
     // A tier change updates the quota objects and the limits.
     let patch = json!({"spec": {"tier": "pro"}});
     customers.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
@@ -108,7 +124,7 @@ async fn customer_lifecycle_builds_the_tenant_and_deletion_leaves_nothing() {
     })
     .await;
     let secret_again = Api::<Secret>::namespaced(client.clone(), &namespace).get("prospector-api-key").await.unwrap();
-    assert_eq!(secret_again.data.unwrap()["api-key"].0, key.as_bytes(), "the key is generated once");
+    assert_eq!(secret_again.data.unwrap()["api-key"].0, new_key.as_bytes(), "a tier change keeps the key");
 
     // Tenant data to purge: an uploaded blob, the document that references it, and its chunks.
     let content = b"secret sauce: we sell to hospitals";

@@ -135,30 +135,6 @@ pub async fn set_quota_limits(pool: &PgPool, customer_id: i64, limits: &QuotaLim
     Ok(result.rows_affected() > 0)
 }
 
-/// Records an API key by its prefix and SHA-256 (never the key). Idempotent.
-pub async fn register_api_key(pool: &PgPool, customer_id: i64, prefix: &str, sha256: &[u8]) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO api_keys (customer_id, key_prefix, key_sha256) VALUES ($1, $2, $3)
-         ON CONFLICT (key_sha256) DO NOTHING",
-    )
-    .bind(customer_id)
-    .bind(prefix)
-    .bind(sha256)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// The SHA-256 hashes of a customer's unrevoked keys.
-pub async fn active_key_hashes(pool: &PgPool, customer_id: i64) -> Result<Vec<Vec<u8>>, StoreError> {
-    let rows =
-        sqlx::query_scalar("SELECT key_sha256 FROM api_keys WHERE customer_id = $1 AND revoked_at IS NULL ORDER BY id")
-            .bind(customer_id)
-            .fetch_all(pool)
-            .await?;
-    Ok(rows)
-}
-
 /// Limits, live counters and this day's / month's usage of one customer.
 #[derive(Clone, Debug, Default, PartialEq, sqlx::FromRow)]
 pub struct UsageSnapshot {

@@ -6,6 +6,7 @@
 //! upserts keyed by the object's UID, so a reconcile that crashed half-way replays cleanly.
 
 pub mod agents;
+pub mod api_keys;
 pub mod chunks;
 pub mod customers;
 pub mod documents;

@@ -148,3 +148,49 @@ async fn the_quota_guard_refuses_growth_past_a_limit_but_allows_downgrades() {
         .expect_err("counters are never negative");
     assert!(err.to_string().contains("customer_quotas_counters_nonneg"), "{err}");
 }
+
+#[tokio::test]
+async fn a_customer_has_one_active_key_and_a_rotated_key_never_comes_back() {
+    use prospector_store::api_keys::{self, KeyActivation, activate_key, key_owner, rotate_key};
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let id = customer(&db.pool, "keys").await;
+    let owner = |key: String| {
+        let pool = db.pool.clone();
+        async move { key_owner(&pool, &api_keys::sha256(&key)).await.unwrap().map(|o| o.customer_id) }
+    };
+
+    let first = api_keys::generate();
+    assert_eq!(activate_key(&db.pool, id, &first).await.unwrap(), KeyActivation::Active);
+    assert_eq!(activate_key(&db.pool, id, &first).await.unwrap(), KeyActivation::Active, "replays are no-ops");
+    assert_eq!(owner(first.clone()).await, Some(id));
+
+    // The Secret deleted and made anew: its new key revokes the old one.
+    let second = api_keys::generate();
+    activate_key(&db.pool, id, &second).await.unwrap();
+    assert_eq!(owner(first.clone()).await, None);
+    assert_eq!(owner(second.clone()).await, Some(id));
+
+    // A rotation revokes the old key even if no reconcile had registered it.
+    let unregistered = api_keys::generate();
+    let third = api_keys::generate();
+    rotate_key(&db.pool, id, Some(&unregistered), &third).await.unwrap();
+    assert_eq!(owner(second.clone()).await, None);
+    assert_eq!(owner(third.clone()).await, Some(id));
+    assert_eq!(api_keys::active_key_hashes(&db.pool, id).await.unwrap(), vec![api_keys::sha256(&third).to_vec()]);
+
+    // A reconcile that read the Secret before the rotation cannot bring either old key back.
+    assert_eq!(activate_key(&db.pool, id, &unregistered).await.unwrap(), KeyActivation::Stale);
+    assert_eq!(activate_key(&db.pool, id, &second).await.unwrap(), KeyActivation::Stale);
+    assert_eq!(owner(third.clone()).await, Some(id));
+
+    // Suspension travels with the owner; a deleted customer's key finds nobody.
+    sqlx::query("UPDATE customers SET status = 'suspended' WHERE id = $1").bind(id).execute(&db.pool).await.unwrap();
+    assert!(key_owner(&db.pool, &api_keys::sha256(&third)).await.unwrap().unwrap().suspended);
+    sqlx::query("UPDATE customers SET status = 'deleted', deleted_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(owner(third.clone()).await, None);
+    assert!(matches!(activate_key(&db.pool, id, &third).await, Err(prospector_store::StoreError::Gone)));
+}

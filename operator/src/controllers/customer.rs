@@ -19,10 +19,10 @@ use prospector_crds::conditions::{reasons, types};
 use prospector_crds::customer::customer_namespace;
 use prospector_crds::{AgentDeployment, Customer, Tier};
 use prospector_store::StoreError;
+use prospector_store::api_keys::{self, KeyActivation};
 use prospector_store::customers::{self as store, CustomerRecord};
 
 use super::{FINALIZER, apply, delete_all_if_exists, delete_if_exists, object_uid, report};
-use crate::apikey;
 use crate::context::{Context, object_key};
 use crate::desired::customer::{API_KEY_SECRET, API_KEY_SECRET_KEY, CustomerChildren};
 use crate::error::{OperatorError, Result};
@@ -162,7 +162,8 @@ async fn admit(customer: &Customer, tier: &Tier, ctx: &Context) -> Result<std::r
 ///
 /// Most reconciles only refresh usage (an agent was admitted or released); re-applying the same
 /// children would only load the apiserver. They are re-applied when what they are built from
-/// changes, on a new generation, and at least once per resync period to repair drift.
+/// changes, on a new generation, when the API key Secret is gone, and at least once per resync
+/// period to repair drift.
 async fn apply_children(
     customer: &Customer,
     children: &CustomerChildren<'_>,
@@ -180,7 +181,8 @@ async fn apply_children(
     let children_current = applied_recently
         && current.and_then(|s| s.children_hash.as_deref()) == Some(children_hash.as_str())
         && current.and_then(|s| s.observed_generation) == customer.metadata.generation
-        && crate::status::is_true(current.map(|s| s.conditions.as_slice()).unwrap_or_default(), types::READY);
+        && crate::status::is_true(current.map(|s| s.conditions.as_slice()).unwrap_or_default(), types::READY)
+        && ctx.key_secret_exists(children.namespace);
     if let Some(applied_at) = current.and_then(|s| s.children_applied_at.clone()).filter(|_| children_current) {
         return Ok((children_hash, applied_at));
     }
@@ -219,15 +221,16 @@ fn children_digest(
     hex::encode(&Sha256::digest(inputs.to_string().as_bytes())[..12])
 }
 
-/// Creates the API key Secret once and records the key's hash. The Secret is the key's only
-/// home: a key is generated only when the Secret does not exist, and a replayed reconcile
-/// re-registers the same hash.
+/// Creates the API key Secret once and makes its key the customer's one active key. The Secret
+/// is the key's only home: a key is generated only when the Secret does not exist, a replayed
+/// reconcile re-activates the same hash, and a Secret deleted and made anew revokes the key it
+/// held.
 async fn ensure_api_key(ctx: &Context, children: &CustomerChildren<'_>, customer_id: i64) -> Result<()> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), children.namespace);
     let secret = match secrets.get_opt(API_KEY_SECRET).await? {
         Some(secret) => secret,
         None => {
-            let key = apikey::generate();
+            let key = api_keys::generate();
             match secrets.create(&PostParams::default(), &children.api_key_secret(&key)).await {
                 Ok(secret) => secret,
                 // Another reconcile created it first: use that one.
@@ -242,7 +245,10 @@ async fn ensure_api_key(ctx: &Context, children: &CustomerChildren<'_>, customer
         .and_then(|d| d.get(API_KEY_SECRET_KEY))
         .and_then(|v| String::from_utf8(v.0.clone()).ok())
         .ok_or(OperatorError::MissingField("the API key in the Secret"))?;
-    store::register_api_key(&ctx.pool, customer_id, apikey::prefix(&key), &apikey::sha256(&key)).await?;
+    if api_keys::activate_key(&ctx.pool, customer_id, &key).await? == KeyActivation::Stale {
+        // Read just before a rotation replaced it: the next reconcile reads the new key.
+        tracing::debug!(customer_id, "the API key Secret was read before a rotation");
+    }
     Ok(())
 }
 
