@@ -1,21 +1,84 @@
-//! The Prospector REST server. This slice owns the health endpoints the later routes sit
-//! beside: `/healthz` (the process is up) and `/readyz` (Postgres answers).
+//! The Prospector REST server: the seed system's endpoints on top of the custom resources.
+//! Writes go through the objects with server-side apply (field manager `prospector-apiserver`),
+//! so REST, `kubectl` and GitOps reach the same state; reads come from Postgres and status.
+//! This module owns the shared state, the settings and the route table.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod request_id;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use sqlx::PgPool;
 
-/// Shared request state.
+use crate::auth::{AdminToken, KeyCache};
+use crate::error::AppError;
+
+/// The field manager of every object the REST server writes.
+pub const FIELD_MANAGER: &str = "prospector-apiserver";
+
+/// What the REST server is configured with besides its connections.
 #[derive(Clone, Debug)]
+pub struct ApiSettings {
+    /// Anyone may register a free-tier customer without the admin token.
+    pub open_registration: bool,
+    /// How long registration waits for the customer to be ready before answering `202`.
+    pub register_wait: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self { open_registration: false, register_wait: Duration::from_secs(30) }
+    }
+}
+
+/// Shared request state.
+#[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    pub client: kube::Client,
+    pub settings: Arc<ApiSettings>,
+    pub admin_token: Option<AdminToken>,
+    pub key_cache: Arc<KeyCache>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, client: kube::Client, settings: ApiSettings, admin_token: Option<AdminToken>) -> Self {
+        Self { pool, client, settings: Arc::new(settings), admin_token, key_cache: Arc::default() }
+    }
 }
 
 /// The application's routes.
 pub fn router(state: AppState) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(state)
+    use routes::customers;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/customers/register", post(customers::register))
+        .route("/api/customers/registrations/{name}", get(customers::registration_status))
+        .route("/api/customers/{customer_id}", get(customers::get_customer))
+        .route("/api/customers/{customer_id}/quotas", get(customers::quotas))
+        .route("/api/customers/{customer_id}/api-keys/rotate", post(customers::rotate_key))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(request_id::assign))
+        .with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound("route")
 }
 
 async fn healthz() -> &'static str {
@@ -24,7 +87,7 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, (StatusCode, Json<serde_json::Value>)> {
     // A probe must answer quickly even while connecting hangs.
-    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), prospector_store::ping(&state.pool)).await;
+    let ping = tokio::time::timeout(Duration::from_secs(2), prospector_store::ping(&state.pool)).await;
     match ping.unwrap_or_else(|_| Err(prospector_store::StoreError::Timeout)) {
         Ok(()) => Ok("ok"),
         Err(e) => {
@@ -45,29 +108,123 @@ mod tests {
 
     use super::*;
 
-    fn unreachable_pool() -> PgPool {
-        // Port 1 on loopback refuses connections: a database outage.
-        sqlx::postgres::PgPoolOptions::new()
-            .acquire_timeout(std::time::Duration::from_millis(500))
+    /// State whose dependencies are down: Postgres and the Kubernetes API refuse connections.
+    fn unreachable_state(settings: ApiSettings) -> AppState {
+        // Port 1 on loopback refuses connections: an outage.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(Duration::from_millis(500))
             .connect_lazy("postgres://nobody@127.0.0.1:1/none")
-            .unwrap()
+            .unwrap();
+        let config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        AppState::new(pool, client, settings, AdminToken::new("admin-token"))
+    }
+
+    async fn call(app: Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status();
+        assert!(response.headers().contains_key("x-request-id"));
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
     }
 
     #[tokio::test]
     async fn healthz_answers_without_the_database() {
-        let app = router(AppState { pool: unreachable_pool() });
+        let app = router(unreachable_state(ApiSettings::default()));
         let response = app.oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
 
     #[tokio::test]
     async fn readyz_reports_a_database_outage_without_internals() {
-        let app = router(AppState { pool: unreachable_pool() });
-        let response = app.oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let app = router(unreachable_state(ApiSettings::default()));
+        let (status, json) = call(app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(json["error"], "unavailable");
-        assert!(!body.windows(9).any(|w| w == b"127.0.0.1"), "the error must not echo connection details");
+        assert!(!json.to_string().contains("127.0.0.1"), "the error must not echo connection details");
+    }
+
+    #[tokio::test]
+    async fn requests_without_credentials_are_refused_before_any_lookup() {
+        let app = router(unreachable_state(ApiSettings::default()));
+        for (method, path) in [
+            ("GET", "/api/customers/1"),
+            ("GET", "/api/customers/1/quotas"),
+            ("POST", "/api/customers/1/api-keys/rotate"),
+        ] {
+            let request = Request::builder().method(method).uri(path).body(Body::empty()).unwrap();
+            let (status, json) = call(app.clone(), request).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+            assert_eq!(json["error"], "unauthorized");
+        }
+        let request =
+            Request::get("/api/customers/1").header("authorization", "Basic abc").body(Body::empty()).unwrap();
+        assert_eq!(call(app.clone(), request).await.0, StatusCode::UNAUTHORIZED);
+        let request =
+            Request::get("/api/customers/1").header("authorization", "Bearer nope").body(Body::empty()).unwrap();
+        assert_eq!(call(app, request).await.0, StatusCode::UNAUTHORIZED, "not a key: refused without a lookup");
+    }
+
+    #[tokio::test]
+    async fn a_database_outage_is_a_503_that_names_no_internals() {
+        let app = router(unreachable_state(ApiSettings::default()));
+        let request = Request::get("/api/customers/1")
+            .header("authorization", format!("Bearer {}", prospector_store::api_keys::generate()))
+            .body(Body::empty())
+            .unwrap();
+        let (status, json) = call(app, request).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json["error"], "unavailable");
+        assert!(!json.to_string().contains("127.0.0.1"));
+    }
+
+    #[tokio::test]
+    async fn malformed_registrations_get_a_400_naming_the_problem() {
+        let app = router(unreachable_state(ApiSettings::default()));
+        let cases: [(&str, &[u8]); 4] = [
+            ("application/json", b"{not json"),
+            ("application/json", br#"{"email": 5, "company_name": "x"}"#),
+            ("application/json", b"\xff\xfe{\x00}\x00"),
+            ("text/plain", br#"{"email": "a@b.co", "company_name": "x"}"#),
+        ];
+        for (content_type, body) in cases {
+            let request = Request::post("/api/customers/register")
+                .header("authorization", "Bearer admin-token")
+                .header("content-type", content_type)
+                .body(Body::from(body.to_vec()))
+                .unwrap();
+            let (status, json) = call(app.clone(), request).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}: {json}");
+            assert_eq!(json["error"], "bad_request");
+        }
+    }
+
+    #[tokio::test]
+    async fn registration_takes_the_admin_token_unless_open() {
+        let body = r#"{"email": "a@b.co", "company_name": "x", "subscription_tier": "pro"}"#;
+        let request = || {
+            Request::post("/api/customers/register")
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let (status, _) = call(router(unreachable_state(ApiSettings::default())), request()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let open = ApiSettings { open_registration: true, ..ApiSettings::default() };
+        let (status, json) = call(router(unreachable_state(open)), request()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "self-registration is free tier only: {json}");
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_and_non_numeric_ids_are_json_404s() {
+        let app = router(unreachable_state(ApiSettings::default()));
+        let (status, json) = call(app.clone(), Request::get("/api/nothing").body(Body::empty()).unwrap()).await;
+        assert_eq!((status, json["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+        let request = Request::get("/api/customers/abc")
+            .header("authorization", "Bearer admin-token")
+            .body(Body::empty())
+            .unwrap();
+        let (status, _) = call(app, request).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }

@@ -1,9 +1,14 @@
-//! `prospector-apiserver`: parses configuration, connects to Postgres lazily and serves.
+//! `prospector-apiserver`: parses configuration, connects to Postgres lazily and to the
+//! Kubernetes API, and serves.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
+use prospector_apiserver::auth::AdminToken;
+use prospector_apiserver::{ApiSettings, AppState, router};
 use sqlx::postgres::PgPoolOptions;
 
 #[derive(Debug, Parser)]
@@ -15,17 +20,54 @@ struct Cli {
     /// Postgres connection URL. Never logged.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    /// The platform admin token. Never logged; prefer --admin-token-file.
+    #[arg(long, env = "PROSPECTOR_ADMIN_TOKEN", hide_env_values = true, conflicts_with = "admin_token_file")]
+    admin_token: Option<String>,
+    /// A file holding the platform admin token (a mounted Secret).
+    #[arg(long, env = "PROSPECTOR_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Lets anyone register a free-tier customer without the admin token.
+    #[arg(long, env = "PROSPECTOR_OPEN_REGISTRATION")]
+    open_registration: bool,
+    /// Seconds registration waits for the customer to be ready before answering 202.
+    #[arg(long, env = "PROSPECTOR_REGISTER_WAIT_SECONDS", default_value_t = 30)]
+    register_wait_seconds: u64,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt().json().with_env_filter(tracing_subscriber::EnvFilter::new("info")).init();
+    let admin_token = match (&cli.admin_token, &cli.admin_token_file) {
+        (Some(token), _) => AdminToken::new(token),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(token) => AdminToken::new(&token),
+            Err(e) => {
+                tracing::error!(error = %e, path = %path.display(), "cannot read the admin token file");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => None,
+    };
+    if admin_token.is_none() {
+        tracing::warn!("no admin token: only customers' API keys authenticate");
+    }
     // Lazy: the server starts (and reports not-ready) while the database is down.
-    let pool = match PgPoolOptions::new().max_connections(16).connect_lazy(&cli.database_url) {
+    let pool = match PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(&cli.database_url)
+    {
         Ok(pool) => pool,
         Err(e) => {
             tracing::error!(error = %e, "invalid DATABASE_URL");
+            return ExitCode::FAILURE;
+        }
+    };
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot configure the Kubernetes client");
             return ExitCode::FAILURE;
         }
     };
@@ -36,10 +78,26 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(listen = %cli.listen, "serving");
-    let app = prospector_apiserver::router(prospector_apiserver::AppState { pool });
+    let settings = ApiSettings {
+        open_registration: cli.open_registration,
+        register_wait: Duration::from_secs(cli.register_wait_seconds),
+    };
+    tracing::info!(listen = %cli.listen, open_registration = settings.open_registration, "serving");
+    let app = router(AppState::new(pool, client, settings, admin_token));
+    // Kubernetes stops pods with SIGTERM; a terminal with Ctrl-C. Either drains in-flight requests.
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
+        }
     };
     match axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -100,6 +100,11 @@ pub async fn rotate_key(pool: &PgPool, customer_id: i64, old: Option<&str>, new:
     }
     insert_active(&mut tx, customer_id, new).await?;
     revoke_others(&mut tx, customer_id, new).await?;
+    // The rotation's response carries the new key: it is delivered.
+    sqlx::query("UPDATE api_keys SET delivered_at = now() WHERE key_sha256 = $1")
+        .bind(sha256(new).as_slice())
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -158,6 +163,20 @@ pub async fn key_owner(pool: &PgPool, key_sha256: &[u8; 32]) -> Result<Option<Ke
     .bind(key_sha256.as_slice())
     .fetch_optional(pool)
     .await?)
+}
+
+/// Marks `key` as handed out and says whether this call did it: true exactly once per key,
+/// whichever replica or retried request asks first. A revoked key is never handed out.
+pub async fn claim_delivery(pool: &PgPool, customer_id: i64, key: &str) -> Result<bool, StoreError> {
+    let claimed = sqlx::query(
+        "UPDATE api_keys SET delivered_at = now()
+          WHERE customer_id = $1 AND key_sha256 = $2 AND revoked_at IS NULL AND delivered_at IS NULL",
+    )
+    .bind(customer_id)
+    .bind(sha256(key).as_slice())
+    .execute(pool)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
 }
 
 /// The SHA-256 hashes of a customer's unrevoked keys.

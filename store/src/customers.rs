@@ -72,6 +72,51 @@ pub async fn find_customer_id(pool: &PgPool, name: &str) -> Result<Option<i64>, 
         .await?)
 }
 
+/// A live customer as the REST API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct CustomerRow {
+    pub id: i64,
+    /// The Customer object's name.
+    pub name: String,
+    pub company_name: String,
+    pub email: String,
+    pub subscription_tier: String,
+    /// `active` or `suspended`.
+    pub status: String,
+    pub contact_name: Option<String>,
+    pub contact_title: Option<String>,
+    pub company_website: Option<String>,
+    pub company_size: Option<String>,
+    pub industry: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+const CUSTOMER_COLUMNS: &str = "id, name, company_name, email, subscription_tier, status, contact_name, contact_title,
+     company_website, company_size, industry, created_at";
+
+/// The live customer with this id.
+pub async fn customer_by_id(pool: &PgPool, id: i64) -> Result<Option<CustomerRow>, StoreError> {
+    let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1 AND deleted_at IS NULL");
+    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?)
+}
+
+/// The live customer whose Customer object is named `name`.
+pub async fn customer_by_name(pool: &PgPool, name: &str) -> Result<Option<CustomerRow>, StoreError> {
+    let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE name = $1 AND deleted_at IS NULL");
+    Ok(sqlx::query_as(&sql).bind(name).fetch_optional(pool).await?)
+}
+
+/// Whether a live customer already uses this e-mail address (case-insensitive, as the unique
+/// index compares).
+pub async fn email_in_use(pool: &PgPool, email: &str) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM customers WHERE lower(email) = lower($1) AND deleted_at IS NULL)",
+    )
+    .bind(email)
+    .fetch_one(pool)
+    .await?)
+}
+
 /// A customer's effective limits (its tier with the overrides applied).
 #[derive(Clone, Debug, Default, PartialEq, sqlx::FromRow)]
 pub struct QuotaLimits {

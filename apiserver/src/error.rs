@@ -1,0 +1,145 @@
+//! The REST server's one error type. Every failure a handler can meet maps to a status code and
+//! a JSON body `{error, message}`: `error` is a stable machine-readable code, `message` says what
+//! to do. Internal causes (database, Kubernetes) are logged with the request id and never echoed.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::request_id;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request is malformed: bad JSON, wrong types, a missing or invalid field.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The tier named in the request does not exist.
+    #[error("{0}")]
+    UnknownTier(String),
+    /// No credentials, or credentials that do not authenticate.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Authenticated, but not allowed to do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The customer is suspended: its key is refused until the suspension is lifted.
+    #[error("this customer is suspended; its API key works again once the suspension is lifted")]
+    Suspended,
+    /// The thing does not exist, or belongs to another customer (indistinguishable on purpose).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request conflicts with existing state (an e-mail address in use).
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency (Postgres, the Kubernetes API) is unavailable; retrying later may work.
+    #[error("the service is temporarily unavailable; retry shortly")]
+    Unavailable(String),
+    /// A bug or an unexpected answer; logged, never echoed.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) | Self::UnknownTier(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) | Self::Suspended => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `error` field of the body, and the label of the errors metric.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::UnknownTier(_) => "unknown_tier",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::Suspended => "customer_suspended",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let request_id = request_id::current();
+        let message = match &self {
+            Self::Unavailable(cause) => {
+                tracing::warn!(request_id = %request_id, cause = %cause, "dependency unavailable");
+                format!("{self} (request id {request_id})")
+            }
+            Self::Internal(cause) => {
+                tracing::error!(request_id = %request_id, cause = %cause, "internal error");
+                format!("internal error (request id {request_id})")
+            }
+            _ => self.to_string(),
+        };
+        let mut response =
+            (self.status_code(), Json(json!({"error": self.code(), "message": message}))).into_response();
+        if matches!(self, Self::Unauthorized(_)) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if matches!(self, Self::Unavailable(_)) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<prospector_store::StoreError> for AppError {
+    fn from(e: prospector_store::StoreError) -> Self {
+        use prospector_store::StoreError;
+        match e {
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed)
+            | StoreError::Timeout => Self::Unavailable(e.to_string()),
+            StoreError::EmailInUse => Self::Conflict("another customer already uses this e-mail address".into()),
+            StoreError::Gone => Self::NotFound("customer"),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<kube::Error> for AppError {
+    fn from(e: kube::Error) -> Self {
+        match &e {
+            kube::Error::Api(status) if status.code >= 500 => Self::Unavailable(e.to_string()),
+            kube::Error::HyperError(_) | kube::Error::Service(_) => Self::Unavailable(e.to_string()),
+            _ => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn internal_errors_are_logged_not_echoed() {
+        let response = AppError::Internal("password=hunter2 at 10.0.0.7".into()).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.contains("\"error\":\"internal\""), "{text}");
+        assert!(!text.contains("hunter2") && !text.contains("10.0.0.7"), "{text}");
+    }
+
+    #[test]
+    fn every_error_has_its_status() {
+        assert_eq!(AppError::Suspended.status_code(), StatusCode::FORBIDDEN);
+        assert_eq!(AppError::NotFound("customer").status_code(), StatusCode::NOT_FOUND);
+        assert_eq!(AppError::UnknownTier("x".into()).code(), "unknown_tier");
+        assert_eq!(AppError::Unauthorized("no").status_code(), StatusCode::UNAUTHORIZED);
+    }
+}
