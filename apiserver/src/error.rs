@@ -30,6 +30,9 @@ pub enum AppError {
     /// The thing does not exist, or belongs to another customer (indistinguishable on purpose).
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A quota of the customer's tier is used up; the message names the limit and the usage.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// The request conflicts with existing state (an e-mail address in use).
     #[error("{0}")]
     Conflict(String),
@@ -46,7 +49,7 @@ impl AppError {
         match self {
             Self::BadRequest(_) | Self::UnknownTier(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::Suspended => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::Suspended | Self::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -62,6 +65,7 @@ impl AppError {
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::Suspended => "customer_suspended",
+            Self::QuotaExceeded(_) => "quota_exceeded",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::Unavailable(_) => "unavailable",

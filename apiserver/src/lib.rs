@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use sqlx::PgPool;
 
@@ -63,7 +63,7 @@ impl AppState {
 
 /// The application's routes.
 pub fn router(state: AppState) -> Router {
-    use routes::customers;
+    use routes::{agents, customers};
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -72,6 +72,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/customers/{customer_id}", get(customers::get_customer))
         .route("/api/customers/{customer_id}/quotas", get(customers::quotas))
         .route("/api/customers/{customer_id}/api-keys/rotate", post(customers::rotate_key))
+        .route("/api/customers/{customer_id}/agents/deploy", post(agents::deploy))
+        .route("/api/customers/{customer_id}/agents/status", get(agents::status))
+        .route("/api/customers/{customer_id}/agents/{deployment_id}", delete(agents::terminate))
+        .route("/api/agents/{deployment_id}/usage", post(agents::report_usage))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
@@ -151,6 +155,10 @@ mod tests {
             ("GET", "/api/customers/1"),
             ("GET", "/api/customers/1/quotas"),
             ("POST", "/api/customers/1/api-keys/rotate"),
+            ("POST", "/api/customers/1/agents/deploy"),
+            ("GET", "/api/customers/1/agents/status"),
+            ("DELETE", "/api/customers/1/agents/agent_1_0000abcd"),
+            ("POST", "/api/agents/agent_1_0000abcd/usage"),
         ] {
             let request = Request::builder().method(method).uri(path).body(Body::empty()).unwrap();
             let (status, json) = call(app.clone(), request).await;

@@ -441,6 +441,14 @@ pub async fn record_usage(
     Ok(Some(customer_id))
 }
 
+/// The customer of the live agent with this deployment id (`agent_<customerId>_<hex>`).
+pub async fn deployment_customer(pool: &PgPool, deployment_id: &str) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT customer_id FROM customer_agents WHERE deployment_id = $1 AND terminated_at IS NULL")
+        .bind(deployment_id)
+        .fetch_optional(pool)
+        .await?)
+}
+
 /// The customer an agent's row belongs to.
 pub async fn find_agent_customer(pool: &PgPool, k8s_uid: Uuid) -> Result<Option<i64>, StoreError> {
     let id = sqlx::query_scalar("SELECT customer_id FROM customer_agents WHERE k8s_uid = $1")

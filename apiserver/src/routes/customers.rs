@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::{Caller, MaybeCaller};
 use crate::error::{ApiResult, AppError};
 use crate::extract::{ApiJson, ApiQuery, CustomerId};
+use crate::routes::random_lowercase;
 use crate::{AppState, FIELD_MANAGER};
 
 /// The Secret and key the operator keeps each customer's API key in.
@@ -302,11 +303,6 @@ pub fn customer_name(company_name: &str, suffix: &str) -> String {
     let slug = slug.trim_matches('-');
     let slug = if slug.is_empty() { "customer" } else { slug };
     format!("{slug}-{suffix}")
-}
-
-fn random_lowercase(len: usize) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    (0..len).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
 }
 
 fn hex_sha256(text: &str) -> String {

@@ -1,0 +1,379 @@
+//! The REST API over real HTTP: the `prospector-apiserver` binary against the harness's
+//! control plane and Postgres, with the operator running in-process. Customers: registration
+//! (the seed's curl example), the customer and its quotas, the isolation between customers, key
+//! rotation and revocation, suspension, the 202 path, and no secret in the server's log.
+//! Agents: the seed's deploy example, status, usage reports feeding the quotas, the agent
+//! quota, termination, and every agent endpoint refusing another customer's key.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use prospector_crds::{AgentDeployment, Customer};
+use prospector_operator::clock::SystemClock;
+use prospector_operator::context::{DocumentSettings, EmbedderMode, Settings};
+use prospector_operator::runtime::{RunOptions, run};
+use prospector_tests::fixtures::{PLATFORM_NAMESPACE, install_platform};
+use prospector_tests::process::{ManagedProcess, RunAs, free_port};
+use prospector_tests::{eventually, process_dir, random_suffix, shared_cluster, shared_postgres};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Stack {
+    base: String,
+    log: std::path::PathBuf,
+    database_url: String,
+}
+
+/// The operator in-process on its own runtime, and the apiserver binary, sharing one database;
+/// one per test process. Both live on a thread that never ends (the apiserver process dies
+/// with the thread that started it).
+fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| {
+        let cluster = shared_cluster();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let db = shared_postgres().migrated_database().await.expect("a database");
+                let client = cluster.client().await.expect("a client");
+                install_platform(&client).await;
+                let options = RunOptions {
+                    settings: Settings {
+                        platform_namespace: PLATFORM_NAMESPACE.into(),
+                        resync: Duration::from_secs(3),
+                        waiting_retry: Duration::from_secs(2),
+                        // No documents here: no model to load.
+                        documents: DocumentSettings { mode: EmbedderMode::External, ..DocumentSettings::default() },
+                        ..Settings::default()
+                    },
+                    ..RunOptions::default()
+                };
+                let port = free_port().unwrap();
+                let log = process_dir().join(format!("apiserver-{}.log", random_suffix(4)));
+                let kubeconfig = cluster.kubeconfig().display().to_string();
+                let _apiserver = ManagedProcess::spawn(
+                    "apiserver",
+                    std::path::Path::new(env!("CARGO_BIN_EXE_prospector-apiserver")),
+                    &[format!("--listen=127.0.0.1:{port}"), "--register-wait-seconds=30".into()],
+                    RunAs::Current,
+                    &log,
+                    &[
+                        ("DATABASE_URL", db.url.as_str()),
+                        ("KUBECONFIG", kubeconfig.as_str()),
+                        ("PROSPECTOR_ADMIN_TOKEN", ADMIN_TOKEN),
+                    ],
+                )
+                .expect("start the apiserver");
+                let stack = Stack { base: format!("http://127.0.0.1:{port}"), log, database_url: db.url.clone() };
+                ready_tx.send(stack).unwrap();
+                let result = run(client, db.pool, options, Arc::new(SystemClock), std::future::pending()).await;
+                panic!("the operator stopped: {result:?}");
+            });
+        });
+        let stack = ready_rx.recv_timeout(Duration::from_secs(120)).expect("the stack starts");
+        let ready = (0..300).any(|_| {
+            let answered = std::net::TcpStream::connect(stack.base.trim_start_matches("http://")).is_ok();
+            if !answered {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            answered
+        });
+        assert!(ready, "the apiserver listens");
+        stack
+    })
+}
+
+async fn call(method: reqwest::Method, url: String, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("the apiserver answers");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(stack: &Stack, path: &str, token: &str) -> (StatusCode, Value) {
+    call(reqwest::Method::GET, format!("{}{path}", stack.base), Some(token), None).await
+}
+
+async fn register(stack: &Stack, body: Value) -> (StatusCode, Value) {
+    call(reqwest::Method::POST, format!("{}/api/customers/register", stack.base), Some(ADMIN_TOKEN), Some(body)).await
+}
+
+#[tokio::test]
+async fn customer_endpoints_over_http() {
+    let stack = stack();
+    eventually("the apiserver to be ready", WAIT, || async {
+        let response = reqwest::get(format!("{}/readyz", stack.base)).await.ok()?;
+        response.status().is_success().then_some(())
+    })
+    .await;
+    let email = |who: &str| format!("{who}-{}@example.com", random_suffix(6).to_lowercase());
+
+    // The seed's curl example, plus the admin token.
+    let (status, a) = register(
+        &stack,
+        json!({"email": email("test"), "password": "SecurePass123", "company_name": "Test Corp", "subscription_tier": "pro"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{a}");
+    for field in ["customer_id", "email", "company_name", "api_key", "subscription_tier", "status", "created_at"] {
+        assert!(!a[field].is_null(), "the seed's field {field} is missing: {a}");
+    }
+    assert_eq!((a["subscription_tier"].as_str(), a["status"].as_str()), (Some("pro"), Some("active")));
+    let a_id = a["customer_id"].as_i64().unwrap();
+    let a_key = a["api_key"].as_str().unwrap().to_owned();
+    assert!(a_key.starts_with("sa_"));
+
+    // The customer and its quotas, with its own key.
+    let (status, customer) = get(&stack, &format!("/api/customers/{a_id}"), &a_key).await;
+    assert_eq!(status, StatusCode::OK, "{customer}");
+    assert_eq!(customer["company_name"], "Test Corp");
+    let (status, quotas) = get(&stack, &format!("/api/customers/{a_id}/quotas"), &a_key).await;
+    assert_eq!(status, StatusCode::OK, "{quotas}");
+    assert_eq!((quotas["max_agents"].as_i64(), quotas["max_storage_mb"].as_f64()), (Some(20), Some(10_000.0)));
+    assert_eq!(quotas["active_agents_count"], 0);
+
+    // Errors: an e-mail address in use, an unknown tier.
+    let (status, body) =
+        register(&stack, json!({"email": a["email"], "company_name": "Again", "subscription_tier": "pro"})).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "{body}");
+    let (status, body) =
+        register(&stack, json!({"email": email("gold"), "company_name": "Gold", "subscription_tier": "gold"})).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unknown_tier")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("starter"), "names the tiers there are: {body}");
+
+    // Isolation: B's id with A's key answers exactly like an id that does not exist.
+    let (status, b) = register(&stack, json!({"email": email("other"), "company_name": "Other Inc"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{b}");
+    assert_eq!(b["subscription_tier"], "free", "the default tier");
+    let b_id = b["customer_id"].as_i64().unwrap();
+    for suffix in ["", "/quotas"] {
+        let foreign = get(&stack, &format!("/api/customers/{b_id}{suffix}"), &a_key).await;
+        let missing = get(&stack, &format!("/api/customers/999999999{suffix}"), &a_key).await;
+        assert_eq!(foreign.0, StatusCode::NOT_FOUND);
+        assert_eq!(foreign, missing, "a foreign id must look like a missing one");
+        let rotate = call(
+            reqwest::Method::POST,
+            format!("{}/api/customers/{b_id}/api-keys/rotate", stack.base),
+            Some(&a_key),
+            None,
+        );
+        assert_eq!(rotate.await.0, StatusCode::NOT_FOUND);
+    }
+    // The admin reaches every customer.
+    assert_eq!(get(&stack, &format!("/api/customers/{b_id}"), ADMIN_TOKEN).await.0, StatusCode::OK);
+
+    // Rotation: a new key, shown once; the old one stops working within a second.
+    let (status, rotated) =
+        call(reqwest::Method::POST, format!("{}/api/customers/{a_id}/api-keys/rotate", stack.base), Some(&a_key), None)
+            .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new_key = rotated["api_key"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, a_key);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = get(&stack, &format!("/api/customers/{a_id}"), &a_key).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")), "{body}");
+    assert_eq!(get(&stack, &format!("/api/customers/{a_id}"), &new_key).await.0, StatusCode::OK);
+    // The operator's next reconciles keep the new key, and only it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(get(&stack, &format!("/api/customers/{a_id}"), &new_key).await.0, StatusCode::OK);
+    assert_eq!(get(&stack, &format!("/api/customers/{a_id}"), &a_key).await.0, StatusCode::UNAUTHORIZED);
+
+    // Suspension: the key is refused with its own error; lifting it restores the key.
+    let client = shared_cluster().client().await.unwrap();
+    let customers: Api<Customer> = Api::all(client);
+    let a_name = customer["customer_name"].as_str().unwrap().to_owned();
+    let suspend = |on: bool| {
+        let customers = customers.clone();
+        let a_name = a_name.clone();
+        async move {
+            let patch = json!({"spec": {"suspended": on}});
+            customers.patch(&a_name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        }
+    };
+    suspend(true).await;
+    let body = eventually("the suspended customer's key to be refused", WAIT, || async {
+        let (status, body) = get(&stack, &format!("/api/customers/{a_id}"), &new_key).await;
+        (status == StatusCode::FORBIDDEN).then_some(body)
+    })
+    .await;
+    assert_eq!(body["error"], "customer_suspended");
+    suspend(false).await;
+    eventually("the key to work again", WAIT, || async {
+        (get(&stack, &format!("/api/customers/{a_id}"), &new_key).await.0 == StatusCode::OK).then_some(())
+    })
+    .await;
+
+    // `?wait=false`: 202 at once, then the status URL hands the key out exactly once.
+    let url = format!("{}/api/customers/register?wait=false", stack.base);
+    let (status, pending) = call(
+        reqwest::Method::POST,
+        url,
+        Some(ADMIN_TOKEN),
+        Some(json!({"email": email("later"), "company_name": "Later Ltd", "subscription_tier": "starter"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+    let status_url = format!("{}{}", stack.base, pending["status_url"].as_str().unwrap());
+    let ready = eventually("the registration to complete", WAIT, || async {
+        let (status, body) = call(reqwest::Method::GET, status_url.clone(), Some(ADMIN_TOKEN), None).await;
+        (status == StatusCode::OK).then_some(body)
+    })
+    .await;
+    let later_key = ready["api_key"].as_str().expect("the first answer carries the key").to_owned();
+    let (status, again) = call(reqwest::Method::GET, status_url.clone(), Some(ADMIN_TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(again.get("api_key").is_none(), "the key is shown once: {again}");
+    assert_eq!(get(&stack, &format!("/api/customers/{}", ready["customer_id"]), &later_key).await.0, StatusCode::OK);
+    // Without the admin token the status URL says nothing.
+    let (status, _) = call(reqwest::Method::GET, status_url, Some(&later_key), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // No secret in the server's log: keys, the admin token, the database password.
+    let log = std::fs::read_to_string(&stack.log).unwrap();
+    assert!(log.contains("customer registered"), "the log is captured");
+    let password = url_password(&stack.database_url);
+    for secret in [a_key.as_str(), new_key.as_str(), later_key.as_str(), ADMIN_TOKEN, "SecurePass123"]
+        .into_iter()
+        .chain(password.as_deref())
+    {
+        assert!(!log.contains(secret), "a secret ({}…) is in the apiserver's log", &secret[..4.min(secret.len())]);
+    }
+}
+
+fn url_password(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let credentials = rest.split_once('@')?.0;
+    credentials.split_once(':').map(|(_, p)| p.to_owned()).filter(|p| !p.is_empty())
+}
+
+async fn post(stack: &Stack, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    call(reqwest::Method::POST, format!("{}{path}", stack.base), Some(token), Some(body)).await
+}
+
+#[tokio::test]
+async fn agent_journey_over_http() {
+    let stack = stack();
+    let email = |who: &str| format!("{who}-{}@example.com", random_suffix(6).to_lowercase());
+    // A free-tier customer: 2 agents at most.
+    let (status, a) = register(stack, json!({"email": email("agents"), "company_name": "Agents Co"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{a}");
+    let (a_id, a_key) = (a["customer_id"].as_i64().unwrap(), a["api_key"].as_str().unwrap().to_owned());
+    let (status, b) = register(stack, json!({"email": email("nosy"), "company_name": "Nosy Co"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{b}");
+    let b_key = b["api_key"].as_str().unwrap().to_owned();
+
+    // The seed's deploy example, plus the key.
+    let seed_body = json!({"agent_name": "Lead Qualifier", "agent_type": "lead_qualifier", "model": "llama3.1-8b"});
+    let (status, deployed) =
+        post(stack, &format!("/api/customers/{a_id}/agents/deploy"), &a_key, seed_body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{deployed}");
+    for field in ["agent_id", "deployment_id", "agent_name", "agent_type", "status", "model", "deployed_at"] {
+        assert!(!deployed[field].is_null(), "the seed's field {field} is missing: {deployed}");
+    }
+    assert_eq!(deployed["agent_type"], "lead_qualifier");
+    assert_eq!(deployed["status"], "deployed");
+    let deployment_id = deployed["deployment_id"].as_str().unwrap().to_owned();
+    assert!(deployment_id.starts_with(&format!("agent_{a_id}_")), "{deployment_id}");
+
+    // Bad input: an unknown agent type, a config that is not an object.
+    let (status, body) = post(
+        stack,
+        &format!("/api/customers/{a_id}/agents/deploy"),
+        &a_key,
+        json!({"agent_name": "x", "agent_type": "wizard"}),
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")), "{body}");
+    let (status, _) = post(
+        stack,
+        &format!("/api/customers/{a_id}/agents/deploy"),
+        &a_key,
+        json!({"agent_name": "x", "agent_type": "custom", "config": [1, 2]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Usage: the agent reports with the customer's key; quotas and status show it.
+    let usage = json!({"tasks": 4, "completed_tasks": 3, "failed_tasks": 1, "total_latency_ms": 800.0,
+                       "api_calls": 12, "leads": 2, "cost_usd": 1.25, "tokens": 5000});
+    let (status, body) = post(stack, &format!("/api/agents/{deployment_id}/usage"), &a_key, usage.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = post(stack, &format!("/api/agents/{deployment_id}/usage"), &b_key, usage.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another customer's key cannot report for this agent: {body}");
+    let (_, quotas) = get(stack, &format!("/api/customers/{a_id}/quotas"), &a_key).await;
+    assert_eq!(
+        (quotas["leads_this_month"].as_i64(), quotas["cost_this_month_usd"].as_f64()),
+        (Some(2), Some(1.25)),
+        "{quotas}"
+    );
+    assert_eq!(quotas["active_agents_count"], 1);
+    let performance = eventually("the agent's status to carry its performance", WAIT, || async {
+        let (_, body) = get(stack, &format!("/api/customers/{a_id}/agents/status"), &a_key).await;
+        let agent = body["agents"].as_array()?.iter().find(|a| a["deployment_id"] == deployment_id.as_str())?.clone();
+        (agent["performance"]["total_tasks"] == 4).then_some(agent["performance"].clone())
+    })
+    .await;
+    assert_eq!(
+        (performance["failed_tasks"].as_i64(), performance["average_latency_ms"].as_f64()),
+        (Some(1), Some(200.0))
+    );
+
+    // The agent quota (free tier: 2 agents, 1 replica at once): a second agent fits with no
+    // replicas, a third is refused and leaves nothing behind.
+    let second = json!({"agent_name": "Researcher", "agent_type": "lead_researcher", "replicas": 0});
+    let (status, body) = post(stack, &format!("/api/customers/{a_id}/agents/deploy"), &a_key, second).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let third = json!({"agent_name": "Writer", "agent_type": "outreach_writer"});
+    let (status, body) = post(stack, &format!("/api/customers/{a_id}/agents/deploy"), &a_key, third).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("quota_exceeded")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains('2'), "names the limit: {body}");
+    let namespace = prospector_crds::customer::customer_namespace(a["customer_name"].as_str().unwrap());
+    let agents: Api<AgentDeployment> = Api::namespaced(shared_cluster().client().await.unwrap(), &namespace);
+    eventually("the refused agent to be gone", WAIT, || async {
+        let items = agents.list(&Default::default()).await.ok()?.items;
+        (items.len() == 2).then_some(())
+    })
+    .await;
+
+    // Another customer's key reaches none of it, exactly like ids that do not exist.
+    for (method, path) in [
+        (reqwest::Method::GET, format!("/api/customers/{a_id}/agents/status")),
+        (reqwest::Method::POST, format!("/api/customers/{a_id}/agents/deploy")),
+        (reqwest::Method::DELETE, format!("/api/customers/{a_id}/agents/{deployment_id}")),
+    ] {
+        let body = (method == reqwest::Method::POST).then(|| seed_body.clone());
+        let foreign = call(method.clone(), format!("{}{path}", stack.base), Some(&b_key), body.clone()).await;
+        let missing_path = path.replace(&format!("/customers/{a_id}/"), "/customers/999999999/");
+        let missing = call(method, format!("{}{missing_path}", stack.base), Some(&b_key), body).await;
+        assert_eq!(foreign.0, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(foreign, missing, "{path}");
+    }
+
+    // Termination: the agent goes, its quota comes back, an unknown deployment id is a 404.
+    let url = format!("{}/api/customers/{a_id}/agents/{deployment_id}", stack.base);
+    let (status, body) = call(reqwest::Method::DELETE, url.clone(), Some(&a_key), None).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("terminating")), "{body}");
+    eventually("the agent's quota to be released", WAIT, || async {
+        let (_, quotas) = get(stack, &format!("/api/customers/{a_id}/quotas"), &a_key).await;
+        (quotas["active_agents_count"] == 1).then_some(())
+    })
+    .await;
+    eventually("the terminated agent to be gone", WAIT, || async {
+        let (status, _) = call(reqwest::Method::DELETE, url.clone(), Some(&a_key), None).await;
+        (status == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
+    let (status, _) = post(stack, &format!("/api/agents/{deployment_id}/usage"), &a_key, usage).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a terminated agent reports nothing");
+}
