@@ -121,7 +121,7 @@ async fn customer_endpoints_over_http() {
 
     // The seed's curl example, plus the admin token.
     let (status, a) = register(
-        &stack,
+        stack,
         json!({"email": email("test"), "password": "SecurePass123", "company_name": "Test Corp", "subscription_tier": "pro"}),
     )
     .await;
@@ -135,31 +135,31 @@ async fn customer_endpoints_over_http() {
     assert!(a_key.starts_with("sa_"));
 
     // The customer and its quotas, with its own key.
-    let (status, customer) = get(&stack, &format!("/api/customers/{a_id}"), &a_key).await;
+    let (status, customer) = get(stack, &format!("/api/customers/{a_id}"), &a_key).await;
     assert_eq!(status, StatusCode::OK, "{customer}");
     assert_eq!(customer["company_name"], "Test Corp");
-    let (status, quotas) = get(&stack, &format!("/api/customers/{a_id}/quotas"), &a_key).await;
+    let (status, quotas) = get(stack, &format!("/api/customers/{a_id}/quotas"), &a_key).await;
     assert_eq!(status, StatusCode::OK, "{quotas}");
     assert_eq!((quotas["max_agents"].as_i64(), quotas["max_storage_mb"].as_f64()), (Some(20), Some(10_000.0)));
     assert_eq!(quotas["active_agents_count"], 0);
 
     // Errors: an e-mail address in use, an unknown tier.
     let (status, body) =
-        register(&stack, json!({"email": a["email"], "company_name": "Again", "subscription_tier": "pro"})).await;
+        register(stack, json!({"email": a["email"], "company_name": "Again", "subscription_tier": "pro"})).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "{body}");
     let (status, body) =
-        register(&stack, json!({"email": email("gold"), "company_name": "Gold", "subscription_tier": "gold"})).await;
+        register(stack, json!({"email": email("gold"), "company_name": "Gold", "subscription_tier": "gold"})).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unknown_tier")), "{body}");
     assert!(body["message"].as_str().unwrap().contains("starter"), "names the tiers there are: {body}");
 
     // Isolation: B's id with A's key answers exactly like an id that does not exist.
-    let (status, b) = register(&stack, json!({"email": email("other"), "company_name": "Other Inc"})).await;
+    let (status, b) = register(stack, json!({"email": email("other"), "company_name": "Other Inc"})).await;
     assert_eq!(status, StatusCode::CREATED, "{b}");
     assert_eq!(b["subscription_tier"], "free", "the default tier");
     let b_id = b["customer_id"].as_i64().unwrap();
     for suffix in ["", "/quotas"] {
-        let foreign = get(&stack, &format!("/api/customers/{b_id}{suffix}"), &a_key).await;
-        let missing = get(&stack, &format!("/api/customers/999999999{suffix}"), &a_key).await;
+        let foreign = get(stack, &format!("/api/customers/{b_id}{suffix}"), &a_key).await;
+        let missing = get(stack, &format!("/api/customers/999999999{suffix}"), &a_key).await;
         assert_eq!(foreign.0, StatusCode::NOT_FOUND);
         assert_eq!(foreign, missing, "a foreign id must look like a missing one");
         let rotate = call(
@@ -171,7 +171,7 @@ async fn customer_endpoints_over_http() {
         assert_eq!(rotate.await.0, StatusCode::NOT_FOUND);
     }
     // The admin reaches every customer.
-    assert_eq!(get(&stack, &format!("/api/customers/{b_id}"), ADMIN_TOKEN).await.0, StatusCode::OK);
+    assert_eq!(get(stack, &format!("/api/customers/{b_id}"), ADMIN_TOKEN).await.0, StatusCode::OK);
 
     // Rotation: a new key, shown once; the old one stops working within a second.
     let (status, rotated) =
@@ -181,13 +181,13 @@ async fn customer_endpoints_over_http() {
     let new_key = rotated["api_key"].as_str().unwrap().to_owned();
     assert_ne!(new_key, a_key);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (status, body) = get(&stack, &format!("/api/customers/{a_id}"), &a_key).await;
+    let (status, body) = get(stack, &format!("/api/customers/{a_id}"), &a_key).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")), "{body}");
-    assert_eq!(get(&stack, &format!("/api/customers/{a_id}"), &new_key).await.0, StatusCode::OK);
+    assert_eq!(get(stack, &format!("/api/customers/{a_id}"), &new_key).await.0, StatusCode::OK);
     // The operator's next reconciles keep the new key, and only it.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(get(&stack, &format!("/api/customers/{a_id}"), &new_key).await.0, StatusCode::OK);
-    assert_eq!(get(&stack, &format!("/api/customers/{a_id}"), &a_key).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(get(stack, &format!("/api/customers/{a_id}"), &new_key).await.0, StatusCode::OK);
+    assert_eq!(get(stack, &format!("/api/customers/{a_id}"), &a_key).await.0, StatusCode::UNAUTHORIZED);
 
     // Suspension: the key is refused with its own error; lifting it restores the key.
     let client = shared_cluster().client().await.unwrap();
@@ -203,14 +203,14 @@ async fn customer_endpoints_over_http() {
     };
     suspend(true).await;
     let body = eventually("the suspended customer's key to be refused", WAIT, || async {
-        let (status, body) = get(&stack, &format!("/api/customers/{a_id}"), &new_key).await;
+        let (status, body) = get(stack, &format!("/api/customers/{a_id}"), &new_key).await;
         (status == StatusCode::FORBIDDEN).then_some(body)
     })
     .await;
     assert_eq!(body["error"], "customer_suspended");
     suspend(false).await;
     eventually("the key to work again", WAIT, || async {
-        (get(&stack, &format!("/api/customers/{a_id}"), &new_key).await.0 == StatusCode::OK).then_some(())
+        (get(stack, &format!("/api/customers/{a_id}"), &new_key).await.0 == StatusCode::OK).then_some(())
     })
     .await;
 
@@ -234,7 +234,7 @@ async fn customer_endpoints_over_http() {
     let (status, again) = call(reqwest::Method::GET, status_url.clone(), Some(ADMIN_TOKEN), None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(again.get("api_key").is_none(), "the key is shown once: {again}");
-    assert_eq!(get(&stack, &format!("/api/customers/{}", ready["customer_id"]), &later_key).await.0, StatusCode::OK);
+    assert_eq!(get(stack, &format!("/api/customers/{}", ready["customer_id"]), &later_key).await.0, StatusCode::OK);
     // Without the admin token the status URL says nothing.
     let (status, _) = call(reqwest::Method::GET, status_url, Some(&later_key), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
