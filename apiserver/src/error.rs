@@ -33,6 +33,12 @@ pub enum AppError {
     /// A quota of the customer's tier is used up; the message names the limit and the usage.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// The upload is over the size cap.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The upload's bytes are not a type Prospector reads.
+    #[error("{0}")]
+    UnsupportedType(String),
     /// The request conflicts with existing state (an e-mail address in use).
     #[error("{0}")]
     Conflict(String),
@@ -52,6 +58,8 @@ impl AppError {
             Self::Forbidden(_) | Self::Suspended | Self::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -68,6 +76,8 @@ impl AppError {
             Self::QuotaExceeded(_) => "quota_exceeded",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedType(_) => "unsupported_type",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }

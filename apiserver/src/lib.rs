@@ -12,7 +12,7 @@ pub mod routes;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -31,11 +31,20 @@ pub struct ApiSettings {
     pub open_registration: bool,
     /// How long registration waits for the customer to be ready before answering `202`.
     pub register_wait: Duration,
+    /// The largest file an upload may carry, in bytes.
+    pub max_upload_bytes: usize,
+    /// Uploads read at once; each holds up to `max_upload_bytes` in memory.
+    pub concurrent_uploads: usize,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        Self { open_registration: false, register_wait: Duration::from_secs(30) }
+        Self {
+            open_registration: false,
+            register_wait: Duration::from_secs(30),
+            max_upload_bytes: 50_000_000,
+            concurrent_uploads: 4,
+        }
     }
 }
 
@@ -47,6 +56,10 @@ pub struct AppState {
     pub settings: Arc<ApiSettings>,
     pub admin_token: Option<AdminToken>,
     pub key_cache: Arc<KeyCache>,
+    /// The model that embeds search queries, loaded once at start; `None` turns search off.
+    pub embedder: Option<Arc<prospector_embedder::embed::Embedder>>,
+    /// Permits for uploads being read.
+    pub upload_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -57,13 +70,31 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     pub fn new(pool: PgPool, client: kube::Client, settings: ApiSettings, admin_token: Option<AdminToken>) -> Self {
-        Self { pool, client, settings: Arc::new(settings), admin_token, key_cache: Arc::default() }
+        let upload_slots = Arc::new(tokio::sync::Semaphore::new(settings.concurrent_uploads.max(1)));
+        Self {
+            pool,
+            client,
+            settings: Arc::new(settings),
+            admin_token,
+            key_cache: Arc::default(),
+            embedder: None,
+            upload_slots,
+        }
+    }
+
+    /// Serves search with this model.
+    pub fn with_embedder(mut self, embedder: prospector_embedder::embed::Embedder) -> Self {
+        self.embedder = Some(Arc::new(embedder));
+        self
     }
 }
 
 /// The application's routes.
 pub fn router(state: AppState) -> Router {
-    use routes::{agents, customers};
+    use routes::{agents, customers, knowledge, upload};
+    // Room for the form's other fields beside the largest file; the handler enforces the cap
+    // on the file itself, with its own error.
+    let upload_limit = DefaultBodyLimit::max(state.settings.max_upload_bytes.saturating_add(1 << 20));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -76,6 +107,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/customers/{customer_id}/agents/status", get(agents::status))
         .route("/api/customers/{customer_id}/agents/{deployment_id}", delete(agents::terminate))
         .route("/api/agents/{deployment_id}/usage", post(agents::report_usage))
+        .route("/api/knowledge/upload", post(upload::upload).layer(upload_limit))
+        .route("/api/knowledge/search", post(knowledge::search_documents))
+        .route("/api/knowledge/docs/{customer_id}", get(knowledge::list))
+        .route("/api/knowledge/docs/{customer_id}/{document_id}", delete(knowledge::delete))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
@@ -159,6 +194,10 @@ mod tests {
             ("GET", "/api/customers/1/agents/status"),
             ("DELETE", "/api/customers/1/agents/agent_1_0000abcd"),
             ("POST", "/api/agents/agent_1_0000abcd/usage"),
+            ("POST", "/api/knowledge/search"),
+            ("POST", "/api/knowledge/upload"),
+            ("GET", "/api/knowledge/docs/1"),
+            ("DELETE", "/api/knowledge/docs/1/doc_0123abcd"),
         ] {
             let request = Request::builder().method(method).uri(path).body(Body::empty()).unwrap();
             let (status, json) = call(app.clone(), request).await;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::Parser;
 use prospector_apiserver::auth::AdminToken;
 use prospector_apiserver::{ApiSettings, AppState, router};
+use prospector_embedder::embed::{Embedder, EmbedderConfig};
+use prospector_embedder::paths::{self, ProcessEnv};
 use sqlx::postgres::PgPoolOptions;
 
 #[derive(Debug, Parser)]
@@ -32,6 +34,16 @@ struct Cli {
     /// Seconds registration waits for the customer to be ready before answering 202.
     #[arg(long, env = "PROSPECTOR_REGISTER_WAIT_SECONDS", default_value_t = 30)]
     register_wait_seconds: u64,
+    /// Serves `POST /api/knowledge/search`: loads the model (PROSPECTOR_MODEL_DIR, ORT_DYLIB_PATH
+    /// or the cache of hack/deps.sh) at start, and fails to start without it.
+    #[arg(long, env = "PROSPECTOR_SEARCH", default_value_t = true, action = clap::ArgAction::Set)]
+    search: bool,
+    /// The largest file an upload may carry, in bytes.
+    #[arg(long, env = "PROSPECTOR_MAX_UPLOAD_BYTES", default_value_t = 50_000_000)]
+    max_upload_bytes: usize,
+    /// Inference threads for search queries.
+    #[arg(long, env = "PROSPECTOR_SEARCH_THREADS", default_value_t = 2)]
+    search_threads: usize,
 }
 
 #[tokio::main]
@@ -81,9 +93,21 @@ async fn main() -> ExitCode {
     let settings = ApiSettings {
         open_registration: cli.open_registration,
         register_wait: Duration::from_secs(cli.register_wait_seconds),
+        max_upload_bytes: cli.max_upload_bytes,
+        ..ApiSettings::default()
     };
-    tracing::info!(listen = %cli.listen, open_registration = settings.open_registration, "serving");
-    let app = router(AppState::new(pool, client, settings, admin_token));
+    let mut state = AppState::new(pool, client, settings, admin_token);
+    if cli.search {
+        match load_embedder(cli.search_threads) {
+            Ok(embedder) => state = state.with_embedder(embedder),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load the model for search (or run with --search=false)");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    tracing::info!(listen = %cli.listen, search = cli.search, "serving");
+    let app = router(state);
     // Kubernetes stops pods with SIGTERM; a terminal with Ctrl-C. Either drains in-flight requests.
     let shutdown = async {
         let terminate = async {
@@ -106,4 +130,13 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The embedding model for search queries.
+fn load_embedder(threads: usize) -> Result<Embedder, String> {
+    let paths = paths::resolve(&ProcessEnv).map_err(|e| e.to_string())?;
+    paths.check().map_err(|e| e.to_string())?;
+    let mut config = EmbedderConfig::new(&paths.model_dir, &paths.onnxruntime);
+    config.threads = threads.max(1);
+    Embedder::load(&config).map_err(|e| e.to_string())
 }

@@ -3,7 +3,12 @@
 //! (the seed's curl example), the customer and its quotas, the isolation between customers, key
 //! rotation and revocation, suspension, the 202 path, and no secret in the server's log.
 //! Agents: the seed's deploy example, status, usage reports feeding the quotas, the agent
-//! quota, termination, and every agent endpoint refusing another customer's key.
+//! quota, termination, and every agent endpoint refusing another customer's key. Knowledge:
+//! uploads of PDF, DOCX and text reaching Ready, search finding them and only them, the list,
+//! duplicates, bad uploads and searches, and deletion giving the quota back.
+
+#[path = "../../embedder/tests/support/mod.rs"]
+mod support;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -47,8 +52,8 @@ fn stack() -> &'static Stack {
                         platform_namespace: PLATFORM_NAMESPACE.into(),
                         resync: Duration::from_secs(3),
                         waiting_retry: Duration::from_secs(2),
-                        // No documents here: no model to load.
-                        documents: DocumentSettings { mode: EmbedderMode::External, ..DocumentSettings::default() },
+                        // Documents are processed in-process, as `make dev` does.
+                        documents: DocumentSettings { mode: EmbedderMode::Inline, ..DocumentSettings::default() },
                         ..Settings::default()
                     },
                     ..RunOptions::default()
@@ -376,4 +381,173 @@ async fn agent_journey_over_http() {
     .await;
     let (status, _) = post(stack, &format!("/api/agents/{deployment_id}/usage"), &a_key, usage).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "a terminated agent reports nothing");
+}
+
+async fn upload(stack: &Stack, token: &str, customer_id: i64, filename: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let form = reqwest::multipart::Form::new()
+        .text("customer_id", customer_id.to_string())
+        .text("tags", "sales,icp")
+        .part("file", reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned()));
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/knowledge/upload", stack.base))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("the apiserver answers");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn search_for(stack: &Stack, token: &str, customer_id: i64, query: &str) -> (StatusCode, Value) {
+    post(stack, "/api/knowledge/search", token, json!({"customer_id": customer_id, "query": query, "top_k": 3})).await
+}
+
+#[tokio::test]
+async fn knowledge_journey_over_http() {
+    let stack = stack();
+    let email = |who: &str| format!("{who}-{}@example.com", random_suffix(6).to_lowercase());
+    let (status, a) =
+        register(stack, json!({"email": email("docs"), "company_name": "Docs Co", "subscription_tier": "starter"}))
+            .await;
+    assert_eq!(status, StatusCode::CREATED, "{a}");
+    let (a_id, a_key) = (a["customer_id"].as_i64().unwrap(), a["api_key"].as_str().unwrap().to_owned());
+    let (status, b) = register(stack, json!({"email": email("rival"), "company_name": "Rival Co"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{b}");
+    let (b_id, b_key) = (b["customer_id"].as_i64().unwrap(), b["api_key"].as_str().unwrap().to_owned());
+
+    // Three formats, each about something else.
+    let text = "Our customers are hospitals and clinics in Germany. We sell patient scheduling software \
+                to the CIO and the head of operations of mid-sized hospitals.";
+    let pdf = support::pdf(
+        &[support::column(
+            72.0,
+            &[
+                "Wind turbines convert the kinetic energy of moving air into electricity.",
+                "Offshore wind farms reach higher capacity factors than onshore ones.",
+            ],
+        )],
+        true,
+    );
+    let docx = support::docx(
+        "Recipes",
+        &["A sourdough bread needs flour, water, salt and a lively starter.", "Bake it in a hot Dutch oven."],
+        &[],
+    );
+    let mut ids = std::collections::BTreeMap::new();
+    for (filename, bytes) in [("icp.txt", text.as_bytes().to_vec()), ("wind.pdf", pdf), ("bread.docx", docx)] {
+        let (status, body) = upload(stack, &a_key, a_id, filename, bytes).await;
+        assert_eq!(status, StatusCode::CREATED, "{filename}: {body}");
+        assert_eq!((body["filename"].as_str(), body["processing_status"].as_str()), (Some(filename), Some("pending")));
+        assert!(body["icp"].is_null() && body["file_size"].as_i64().unwrap() > 0, "{body}");
+        ids.insert(filename, body["document_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        upload(stack, &a_key, a_id, "icp.txt", text.as_bytes().to_vec()).await.1["document_id"].as_str(),
+        Some(ids["icp.txt"].as_str()),
+        "the same bytes again are the same document"
+    );
+
+    // Every document reaches Ready; the list shows them with their ICP.
+    let list = eventually("the uploads to be processed", Duration::from_secs(180), || async {
+        let (_, list) = get(stack, &format!("/api/knowledge/docs/{a_id}"), &a_key).await;
+        let documents = list["documents"].as_array()?;
+        let failed: Vec<_> = documents.iter().filter(|d| d["processing_status"] == "failed").collect();
+        assert!(failed.is_empty(), "a document failed: {failed:?}");
+        (documents.len() == 3 && documents.iter().all(|d| d["processing_status"] == "completed")).then_some(list)
+    })
+    .await;
+    assert_eq!(list["total"], 3);
+    let icp_doc = list["documents"].as_array().unwrap().iter().find(|d| d["filename"] == "icp.txt").unwrap().clone();
+    assert_eq!(icp_doc["document_id"].as_str(), Some(ids["icp.txt"].as_str()));
+    assert!(icp_doc["icp"]["target_industries"].as_array().unwrap().contains(&json!("healthcare")), "{icp_doc}");
+    assert_eq!(icp_doc["tags"], json!(["sales", "icp"]));
+
+    // Search finds each document by its topic.
+    for (query, filename) in [
+        ("software for hospital scheduling", "icp.txt"),
+        ("renewable electricity from wind", "wind.pdf"),
+        ("how to bake bread", "bread.docx"),
+    ] {
+        let (status, found) = search_for(stack, &a_key, a_id, query).await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        assert_eq!(found["query"], query);
+        let top = &found["results"][0];
+        assert_eq!(top["document_id"].as_str(), Some(ids[filename].as_str()), "{query}: {found}");
+        assert!(top["text"].as_str().unwrap().len() > 10 && top["score"].as_f64().is_some(), "{top}");
+    }
+
+    // Isolation: B finds none of A's text, and cannot name A's customer or documents.
+    let (status, found) = search_for(stack, &b_key, b_id, "software for hospital scheduling").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(found["results"], json!([]), "B has no documents: {found}");
+    let foreign = search_for(stack, &b_key, a_id, "hospital").await;
+    let missing = search_for(stack, &b_key, 999_999_999, "hospital").await;
+    assert_eq!((foreign.0, &foreign), (StatusCode::NOT_FOUND, &missing));
+    let (status, _) = get(stack, &format!("/api/knowledge/docs/{a_id}"), &b_key).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let url = format!("{}/api/knowledge/docs/{b_id}/{}", stack.base, ids["icp.txt"]);
+    let (status, _) = call(reqwest::Method::DELETE, url, Some(&b_key), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "A's document id under B's customer id");
+    let (status, _) = upload(stack, &b_key, a_id, "x.txt", b"hello".to_vec()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "B uploads into A");
+
+    // Bad uploads and searches: each its own 4xx, nothing stored.
+    let (_, before) = get(stack, &format!("/api/customers/{a_id}/quotas"), &a_key).await;
+    let mut elf = b"\x7fELF\x02\x01\x01".to_vec();
+    elf.extend(std::iter::repeat_n(0u8, 4096));
+    let (status, body) = upload(stack, &a_key, a_id, "report.pdf", elf).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("unsupported_type")),
+        "{body}"
+    );
+    let (status, body) = upload(stack, &a_key, a_id, "huge.txt", vec![b'a'; 60_000_000]).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")), "{body}");
+    let truncated = reqwest::Client::new()
+        .post(format!("{}/api/knowledge/upload", stack.base))
+        .bearer_auth(&a_key)
+        .header("content-type", "multipart/form-data; boundary=XYZ")
+        .body("--XYZ\r\nContent-Disposition: form-data; name=\"customer_id\"\r\n\r\n1\r\n--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\nhalf a fi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(truncated.status(), StatusCode::BAD_REQUEST);
+    let (status, _) =
+        post(stack, "/api/knowledge/search", &a_key, json!({"customer_id": a_id, "query": "x", "top_k": 100_000}))
+            .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let utf16: Vec<u8> = "{\"customer_id\": 1, \"query\": \"x\"}".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/knowledge/search", stack.base))
+        .bearer_auth(&a_key)
+        .header("content-type", "application/json")
+        .body(utf16)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let (_, after) = get(stack, &format!("/api/customers/{a_id}/quotas"), &a_key).await;
+    assert_eq!(
+        (before["documents_count"].clone(), before["storage_used_mb"].clone()),
+        (after["documents_count"].clone(), after["storage_used_mb"].clone())
+    );
+
+    // Deletion: the document goes from the list and the search, its quota comes back.
+    let url = format!("{}/api/knowledge/docs/{a_id}/{}", stack.base, ids["wind.pdf"]);
+    let (status, body) = call(reqwest::Method::DELETE, url.clone(), Some(&a_key), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually("the deleted document to leave the list and the quota", WAIT, || async {
+        let (_, list) = get(stack, &format!("/api/knowledge/docs/{a_id}"), &a_key).await;
+        let (_, quotas) = get(stack, &format!("/api/customers/{a_id}/quotas"), &a_key).await;
+        (list["total"] == 2 && quotas["documents_count"] == 2).then_some(())
+    })
+    .await;
+    let (_, found) = search_for(stack, &a_key, a_id, "renewable electricity from wind").await;
+    assert!(
+        found["results"].as_array().unwrap().iter().all(|r| r["document_id"] != ids["wind.pdf"].as_str()),
+        "{found}"
+    );
+    let (status, _) = call(reqwest::Method::DELETE, url, Some(&a_key), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "deleting twice");
 }

@@ -15,3 +15,9 @@ pub const TIER: &str = "prospector.dev/tier";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// The value of [`MANAGED_BY`].
 pub const MANAGER: &str = "prospector-operator";
+/// Annotation on a KnowledgeDocument created by a REST upload: the placeholder UID of the
+/// document row that already holds its bytes and quota, for the operator to adopt.
+pub const UPLOAD_RESERVATION: &str = "prospector.dev/upload-reservation";
+/// Annotation on a Customer created by anonymous self-registration: the SHA-256 (hex) of the
+/// token that reads the registration's status.
+pub const REGISTRATION_TOKEN_SHA256: &str = "prospector.dev/registration-token-sha256";

@@ -116,6 +116,9 @@ async fn forward_finished_documents(pool: PgPool, ctx: Arc<Context>) {
     }
 }
 
+/// How long an upload's reservation waits for its KnowledgeDocument before it is released.
+const STALE_UPLOAD_GRACE: Duration = Duration::from_secs(600);
+
 /// Keeps the queue and document gauges current every few seconds, reaps lost leases, and
 /// sweeps unreferenced bytes now and then.
 async fn observe_documents(pool: PgPool, metrics: Metrics) {
@@ -127,6 +130,12 @@ async fn observe_documents(pool: PgPool, metrics: Metrics) {
                 Ok(0) => {}
                 Ok(swept) => tracing::info!(swept, "deleted unreferenced document bytes"),
                 Err(e) => tracing::debug!(error = %e, "cannot sweep unreferenced document bytes"),
+            }
+            // Uploads whose REST server died between reserving and creating the object.
+            match prospector_store::documents::sweep_stale_uploads(&pool, STALE_UPLOAD_GRACE).await {
+                Ok(0) => {}
+                Ok(cancelled) => tracing::info!(cancelled, "released uploads that never became documents"),
+                Err(e) => tracing::debug!(error = %e, "cannot sweep stale uploads"),
             }
         }
         // Whatever the mode, lost leases return to the queue even when no worker is alive to

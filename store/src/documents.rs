@@ -396,6 +396,173 @@ async fn delete_blob_if_unreferenced(
     }
 }
 
+/// An upload about to become a KnowledgeDocument: the bytes, and the row that will hold its
+/// reservation under `placeholder_uid` until the object exists.
+#[derive(Clone, Debug)]
+pub struct Upload<'a> {
+    pub customer_id: i64,
+    pub placeholder_uid: Uuid,
+    /// The public id the upload's answer carries, `doc_<hex>`.
+    pub document_id: &'a str,
+    pub namespace: &'a str,
+    /// The KnowledgeDocument's name.
+    pub name: &'a str,
+    pub filename: &'a str,
+    /// The sniffed type.
+    pub content_type: &'a str,
+    pub sha256: &'a [u8],
+    pub content: &'a [u8],
+    pub tags: &'a [String],
+}
+
+/// What [`reserve_upload`] decided.
+#[derive(Clone, Debug, PartialEq)]
+pub enum UploadReservation {
+    /// The bytes are stored and the document slot and storage reserved.
+    Reserved,
+    /// A live document of the customer already has these bytes: nothing was stored.
+    Duplicate { document_id: String, namespace: String, name: String },
+    /// Over the document or storage limit: nothing was stored.
+    Refused(DocumentRefusal),
+}
+
+/// Stores an upload's bytes, inserts its document row under the placeholder UID and reserves a
+/// document slot and the upload's size of storage, in one transaction: all of it or nothing.
+/// The reservation is the same conditional UPDATE as [`reserve_document_quota`].
+pub async fn reserve_upload(pool: &PgPool, upload: &Upload<'_>) -> Result<UploadReservation, StoreError> {
+    let mut tx = pool.begin().await?;
+    // Serialise uploads of one customer, so the duplicate check below holds.
+    sqlx::query("SELECT 1 FROM customer_quotas WHERE customer_id = $1 FOR UPDATE")
+        .bind(upload.customer_id)
+        .execute(&mut *tx)
+        .await?;
+    let duplicate: Option<(String, String, String)> = sqlx::query_as(
+        "SELECT document_id, namespace, name FROM knowledge_documents
+          WHERE customer_id = $1 AND blob_sha256 = $2 AND deleted_at IS NULL LIMIT 1",
+    )
+    .bind(upload.customer_id)
+    .bind(upload.sha256)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some((document_id, namespace, name)) = duplicate {
+        return Ok(UploadReservation::Duplicate { document_id, namespace, name });
+    }
+    let size = i64::try_from(upload.content.len()).unwrap_or(i64::MAX);
+    let reserved: Option<i64> = sqlx::query_scalar(
+        "UPDATE customer_quotas
+            SET documents_count = documents_count + 1, storage_used_bytes = storage_used_bytes + $2
+          WHERE customer_id = $1 AND documents_count + 1 <= max_documents
+            AND storage_used_bytes + $2 <= max_storage_bytes
+         RETURNING customer_id",
+    )
+    .bind(upload.customer_id)
+    .bind(size)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if reserved.is_none() {
+        tx.rollback().await?;
+        return Ok(UploadReservation::Refused(explain_upload_refusal(pool, upload.customer_id, size).await?));
+    }
+    insert_blob_in(&mut tx, upload.customer_id, upload.sha256, upload.content, Some(upload.content_type)).await?;
+    sqlx::query(
+        "INSERT INTO knowledge_documents
+            (k8s_uid, customer_id, document_id, namespace, name, filename, content_type, file_size, source_kind,
+             blob_sha256, tags, quota_reserved, storage_reserved_bytes, upload_reserved_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'blob', $9, to_jsonb($10::text[]), true, $8, now())",
+    )
+    .bind(upload.placeholder_uid)
+    .bind(upload.customer_id)
+    .bind(upload.document_id)
+    .bind(upload.namespace)
+    .bind(upload.name)
+    .bind(upload.filename)
+    .bind(upload.content_type)
+    .bind(size)
+    .bind(upload.sha256)
+    .bind(upload.tags)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(UploadReservation::Reserved)
+}
+
+async fn explain_upload_refusal(pool: &PgPool, customer_id: i64, size: i64) -> Result<DocumentRefusal, StoreError> {
+    let quota: Option<(i32, i32, i64, i64)> = sqlx::query_as(
+        "SELECT documents_count, max_documents, storage_used_bytes, max_storage_bytes
+           FROM customer_quotas WHERE customer_id = $1",
+    )
+    .bind(customer_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match quota {
+        None => DocumentRefusal::NotFound,
+        Some((used, max, _, _)) if used >= max => DocumentRefusal::DocumentLimit { used: used.into(), max: max.into() },
+        Some((_, _, used, max)) => DocumentRefusal::StorageLimit { used, wanted: size, max },
+    })
+}
+
+/// Gives an upload's row to its KnowledgeDocument: the placeholder UID becomes the object's.
+/// Idempotent; returns whether this call adopted it.
+pub async fn adopt_upload(pool: &PgPool, placeholder_uid: Uuid, k8s_uid: Uuid) -> Result<bool, StoreError> {
+    let adopted = sqlx::query(
+        "UPDATE knowledge_documents SET k8s_uid = $2, upload_reserved_at = NULL
+          WHERE k8s_uid = $1 AND upload_reserved_at IS NOT NULL AND deleted_at IS NULL",
+    )
+    .bind(placeholder_uid)
+    .bind(k8s_uid)
+    .execute(pool)
+    .await?;
+    Ok(adopted.rows_affected() == 1)
+}
+
+/// Undoes an upload whose object was never created: releases its reservation and deletes its
+/// row and, unless another document uses them, its bytes. One transaction; idempotent; an
+/// adopted row is left alone.
+pub async fn cancel_upload(pool: &PgPool, placeholder_uid: Uuid) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(i64, i64, i64, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT id, customer_id, storage_reserved_bytes, blob_sha256 FROM knowledge_documents
+          WHERE k8s_uid = $1 AND upload_reserved_at IS NOT NULL AND deleted_at IS NULL FOR UPDATE",
+    )
+    .bind(placeholder_uid)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((id, customer_id, bytes, sha256)) = row else { return Ok(false) };
+    sqlx::query(
+        "UPDATE customer_quotas SET documents_count = documents_count - 1, storage_used_bytes = storage_used_bytes - $2
+          WHERE customer_id = $1",
+    )
+    .bind(customer_id)
+    .bind(bytes)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM knowledge_documents WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    if let Some(sha256) = sha256 {
+        delete_blob_if_unreferenced(&mut tx, customer_id, &sha256).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Cancels uploads whose object did not appear within `grace` (their server died between the
+/// reservation and the create). Returns how many.
+pub async fn sweep_stale_uploads(pool: &PgPool, grace: std::time::Duration) -> Result<u64, StoreError> {
+    let stale: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT k8s_uid FROM knowledge_documents
+          WHERE upload_reserved_at < now() - make_interval(secs => $1) AND deleted_at IS NULL",
+    )
+    .bind(grace.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    let mut cancelled = 0;
+    for placeholder in stale {
+        if cancel_upload(pool, placeholder).await? {
+            cancelled += 1;
+        }
+    }
+    Ok(cancelled)
+}
+
 /// Stores a customer's source bytes under their SHA-256 (computed by the writer while the
 /// bytes stream in), deduplicated per customer. Returns whether the bytes were new.
 pub async fn insert_blob(

@@ -17,6 +17,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
 use prospector_crds::conditions::types;
 use prospector_crds::customer::{Contact, CustomerSpec};
+use prospector_crds::labels::REGISTRATION_TOKEN_SHA256 as REGISTRATION_TOKEN_ANNOTATION;
 use prospector_crds::{Customer, HasConditions, Tier};
 use prospector_store::api_keys;
 use prospector_store::customers::{self, CustomerRow};
@@ -32,8 +33,6 @@ use crate::{AppState, FIELD_MANAGER};
 /// The Secret and key the operator keeps each customer's API key in.
 const API_KEY_SECRET: &str = "prospector-api-key";
 const API_KEY_SECRET_KEY: &str = "api-key";
-/// The annotation holding the SHA-256 (hex) of an anonymous registration's status token.
-pub const REGISTRATION_TOKEN_ANNOTATION: &str = "prospector.dev/registration-token-sha256";
 
 /// The seed's registration request. `password` is accepted for compatibility and discarded:
 /// Prospector has no Firebase users, and authenticates with API keys only.

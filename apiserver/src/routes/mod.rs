@@ -2,6 +2,8 @@
 
 pub mod agents;
 pub mod customers;
+pub mod knowledge;
+pub mod upload;
 
 /// A random suffix of lowercase letters and digits, for object names made from free text.
 pub(crate) fn random_lowercase(len: usize) -> String {

@@ -236,6 +236,16 @@ async fn admit(
     source: &Source,
     ctx: &Context,
 ) -> Result<std::result::Result<DocumentRow, DocumentRefusal>> {
+    // A REST upload reserved before the object existed: its row becomes this object's.
+    if let Some(placeholder) = document
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(prospector_crds::labels::UPLOAD_RESERVATION))
+        .and_then(|v| uuid::Uuid::parse_str(v).ok())
+    {
+        store::adopt_upload(&ctx.pool, placeholder, object_uid(document)?).await?;
+    }
     let row = store::upsert_document(&ctx.pool, &record(document, namespace, customer, None)?).await?;
     // Bytes that failed for good were released; only different bytes are worth another try.
     let source_changed = source
