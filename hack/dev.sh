@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make dev` / `make dev-down`: runs a local Prospector environment in the background (Postgres
 # 18 + pgvector with the `prospector` database migrated, a control plane with kwok and the CRDs,
-# and the operator with its inline embedding worker), applies examples/tiers.yaml, and says how
-# to use it. State lives in
+# the operator with its inline embedding worker, and the REST API server), applies
+# examples/tiers.yaml, and says how to use it. State lives in
 # $PROSPECTOR_CACHE/dev (as root: /var/tmp/prospector/dev, which the unprivileged Postgres user
 # can reach) and is recreated by every `up`.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -16,6 +16,8 @@ fi
 pidfile="$dir/localenv.pid"
 operator_pidfile="$dir/operator.pid"
 operator_port="${PROSPECTOR_DEV_OPERATOR_PORT:-8081}"
+apiserver_pidfile="$dir/apiserver.pid"
+api_port="${PROSPECTOR_DEV_API_PORT:-8080}"
 
 # stop PIDFILE WHAT: stops the process PIDFILE names (TERM, then KILL after 10 s).
 stop() {
@@ -30,7 +32,8 @@ stop() {
 }
 
 down() {
-  # The operator first: it must not reconcile against a control plane that is going away.
+  stop "$apiserver_pidfile" "the REST API server"
+  # The operator before the control plane: it must not reconcile against one going away.
   stop "$operator_pidfile" "the operator"
   stop "$pidfile" "the local environment"
 }
@@ -39,9 +42,10 @@ up() {
   bash hack/deps.sh >&2
   local kubectl
   kubectl="$(bash hack/kubectl.sh)"
-  log "building prospector-localenv and prospector-operator"
+  log "building prospector-localenv, prospector-operator and prospector-apiserver"
   cargo build --quiet -p prospector-tests --bin prospector-localenv
   cargo build --quiet -p prospector-operator --bin prospector-operator
+  cargo build --quiet -p prospector-apiserver --bin prospector-apiserver
   down
   rm -rf "$dir" && mkdir -p "$dir" && chmod 755 "$(dirname "$dir")" "$dir"
   setsid nohup "$REPO_ROOT/target/debug/prospector-localenv" --dir "$dir" >"$dir/localenv.log" 2>&1 </dev/null &
@@ -70,13 +74,34 @@ up() {
   done
   [[ "$(curl -sf "http://127.0.0.1:$operator_port/readyz" 2>/dev/null)" == ok ]] \
     || die "the operator was not ready within a minute; see $dir/operator.log"
+  # The REST API, with a fresh admin token (kept only in the state directory).
+  (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/admin-token")
+  log "starting the REST API server on 127.0.0.1:$api_port (logs: $dir/apiserver.log)"
+  KUBECONFIG="$KUBECONFIG" DATABASE_URL="$DATABASE_URL" PROSPECTOR_ADMIN_TOKEN_FILE="$dir/admin-token" setsid nohup \
+    "$REPO_ROOT/target/debug/prospector-apiserver" --listen="127.0.0.1:$api_port" \
+    >"$dir/apiserver.log" 2>&1 </dev/null &
+  echo $! >"$apiserver_pidfile"
+  for _ in $(seq 200); do
+    [[ "$(curl -sf "http://127.0.0.1:$api_port/readyz" 2>/dev/null)" == ok ]] && break
+    kill -0 "$(cat "$apiserver_pidfile")" 2>/dev/null || { tail -n 30 "$dir/apiserver.log" >&2; die "the REST API server exited"; }
+    sleep 0.3
+  done
+  [[ "$(curl -sf "http://127.0.0.1:$api_port/readyz" 2>/dev/null)" == ok ]] \
+    || die "the REST API server was not ready within a minute; see $dir/apiserver.log"
+  cat >>"$dir/env" <<ENV
+export PROSPECTOR_API_URL=http://127.0.0.1:$api_port
+export PROSPECTOR_ADMIN_TOKEN=$(cat "$dir/admin-token")
+ENV
   "$kubectl" get tiers
   cat <<MSG
 
-Prospector's local environment is running, with the operator (logs: $dir). To use it:
+Prospector's local environment is running, with the operator and the REST API (logs: $dir).
+To use it (or: source $dir/env):
 
   export KUBECONFIG=$KUBECONFIG
   export DATABASE_URL=$DATABASE_URL
+  export PROSPECTOR_API_URL=http://127.0.0.1:$api_port
+  export PROSPECTOR_ADMIN_TOKEN=$(cat "$dir/admin-token")
   alias kubectl=$kubectl
   kubectl get tiers
   kubectl apply -f examples/customer.yaml -f examples/documents.yaml -f examples/agent.yaml

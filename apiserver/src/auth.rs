@@ -143,6 +143,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // Authenticated (and admitted) by the limits middleware already.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let token = bearer(parts)?.ok_or(AppError::Unauthorized("send `Authorization: Bearer <api key>`"))?;
         authenticate(state, token).await
     }
@@ -156,6 +160,9 @@ impl FromRequestParts<AppState> for MaybeCaller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(Self(Some(caller.clone())));
+        }
         match bearer(parts)? {
             None => Ok(Self(None)),
             Some(token) => authenticate(state, token).await.map(|c| Self(Some(c))),

@@ -33,6 +33,9 @@ pub enum AppError {
     /// A quota of the customer's tier is used up; the message names the limit and the usage.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// A rate limit or the daily/monthly API call quota; the message names it.
+    #[error("{0}")]
+    RateLimited(String),
     /// The upload is over the size cap.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -59,6 +62,7 @@ impl AppError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,6 +81,7 @@ impl AppError {
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::RateLimited(_) => "rate_limited",
             Self::UnsupportedType(_) => "unsupported_type",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod request_id;
 pub mod routes;
 
@@ -60,6 +61,8 @@ pub struct AppState {
     pub embedder: Option<Arc<prospector_embedder::embed::Embedder>>,
     /// Permits for uploads being read.
     pub upload_slots: Arc<tokio::sync::Semaphore>,
+    /// Rate limits and API call counts per customer.
+    pub limiter: Arc<limits::Limiter>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -79,7 +82,13 @@ impl AppState {
             key_cache: Arc::default(),
             embedder: None,
             upload_slots,
+            limiter: Arc::default(),
         }
+    }
+
+    /// Starts what runs beside the requests: the flush of counted API calls.
+    pub fn spawn_background(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.limiter.clone().run_flusher(self.pool.clone()))
     }
 
     /// Serves search with this model.
@@ -112,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/knowledge/docs/{customer_id}", get(knowledge::list))
         .route("/api/knowledge/docs/{customer_id}/{document_id}", delete(knowledge::delete))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::enforce))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }

@@ -107,6 +107,7 @@ async fn main() -> ExitCode {
         }
     }
     tracing::info!(listen = %cli.listen, search = cli.search, "serving");
+    state.spawn_background();
     let app = router(state);
     // Kubernetes stops pods with SIGTERM; a terminal with Ctrl-C. Either drains in-flight requests.
     let shutdown = async {

@@ -5,7 +5,8 @@
 //! Agents: the seed's deploy example, status, usage reports feeding the quotas, the agent
 //! quota, termination, and every agent endpoint refusing another customer's key. Knowledge:
 //! uploads of PDF, DOCX and text reaching Ready, search finding them and only them, the list,
-//! duplicates, bad uploads and searches, and deletion giving the quota back.
+//! duplicates, bad uploads and searches, and deletion giving the quota back. Limits: 429 with
+//! its headers, and the daily quota exact under 50 concurrent clients.
 
 #[path = "../../embedder/tests/support/mod.rs"]
 mod support;
@@ -269,14 +270,10 @@ async fn post(stack: &Stack, path: &str, token: &str, body: Value) -> (StatusCod
 #[tokio::test]
 async fn agent_journey_over_http() {
     let stack = stack();
-    let email = |who: &str| format!("{who}-{}@example.com", random_suffix(6).to_lowercase());
-    // A free-tier customer: 2 agents at most.
-    let (status, a) = register(stack, json!({"email": email("agents"), "company_name": "Agents Co"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{a}");
-    let (a_id, a_key) = (a["customer_id"].as_i64().unwrap(), a["api_key"].as_str().unwrap().to_owned());
-    let (status, b) = register(stack, json!({"email": email("nosy"), "company_name": "Nosy Co"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{b}");
-    let b_key = b["api_key"].as_str().unwrap().to_owned();
+    // Free-tier customers (2 agents at most), with room for the test's pace of requests.
+    let (a_id, a_key) = customer_with_overrides(stack, "agents", fast()).await;
+    let (_, b_key) = customer_with_overrides(stack, "nosy", fast()).await;
+    let (_, a) = get(stack, &format!("/api/customers/{a_id}"), &a_key).await;
 
     // The seed's deploy example, plus the key.
     let seed_body = json!({"agent_name": "Lead Qualifier", "agent_type": "lead_qualifier", "model": "llama3.1-8b"});
@@ -406,15 +403,8 @@ async fn search_for(stack: &Stack, token: &str, customer_id: i64, query: &str) -
 #[tokio::test]
 async fn knowledge_journey_over_http() {
     let stack = stack();
-    let email = |who: &str| format!("{who}-{}@example.com", random_suffix(6).to_lowercase());
-    let (status, a) =
-        register(stack, json!({"email": email("docs"), "company_name": "Docs Co", "subscription_tier": "starter"}))
-            .await;
-    assert_eq!(status, StatusCode::CREATED, "{a}");
-    let (a_id, a_key) = (a["customer_id"].as_i64().unwrap(), a["api_key"].as_str().unwrap().to_owned());
-    let (status, b) = register(stack, json!({"email": email("rival"), "company_name": "Rival Co"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{b}");
-    let (b_id, b_key) = (b["customer_id"].as_i64().unwrap(), b["api_key"].as_str().unwrap().to_owned());
+    let (a_id, a_key) = customer_with_overrides(stack, "docs", fast()).await;
+    let (b_id, b_key) = customer_with_overrides(stack, "rival", fast()).await;
 
     // Three formats, each about something else.
     let text = "Our customers are hospitals and clinics in Germany. We sell patient scheduling software \
@@ -550,4 +540,106 @@ async fn knowledge_journey_over_http() {
     );
     let (status, _) = call(reqwest::Method::DELETE, url, Some(&a_key), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "deleting twice");
+}
+
+/// Limits the journeys' pace of requests stays within (the free tier allows 2 a second).
+fn fast() -> Value {
+    json!({"rateLimitPerSecond": 1000, "rateLimitPerMinute": 60000})
+}
+
+/// Registers a free-tier customer with these quota overrides, and waits until they apply.
+async fn customer_with_overrides(stack: &Stack, who: &str, overrides: Value) -> (i64, String) {
+    let email = format!("{who}-{}@example.com", random_suffix(6).to_lowercase());
+    let (status, body) = register(stack, json!({"email": email, "company_name": format!("{who} Co")})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (id, key) = (body["customer_id"].as_i64().unwrap(), body["api_key"].as_str().unwrap().to_owned());
+    let customers: Api<Customer> = Api::all(shared_cluster().client().await.unwrap());
+    let patch = json!({"spec": {"quotaOverrides": overrides}});
+    customers
+        .patch(body["customer_name"].as_str().unwrap(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let expected_day = overrides.get("maxApiCallsPerDay").cloned();
+    eventually("the overrides to apply", WAIT, || async {
+        let (_, quotas) = get(stack, &format!("/api/customers/{id}/quotas"), ADMIN_TOKEN).await;
+        (expected_day.as_ref().is_none_or(|d| quotas["max_api_calls_per_day"] == *d)
+            && quotas["rate_limit_per_minute"] == overrides["rateLimitPerMinute"])
+            .then_some(())
+    })
+    .await;
+    (id, key)
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_their_headers() {
+    let stack = stack();
+    let (id, key) =
+        customer_with_overrides(stack, "ratelimited", json!({"rateLimitPerSecond": 100, "rateLimitPerMinute": 3}))
+            .await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..6 {
+        let response = client.get(format!("{}/api/customers/{id}", stack.base)).bearer_auth(&key).send().await.unwrap();
+        statuses.push(response.status().as_u16());
+        last = Some(response);
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 429, 429, 429], "3 per minute");
+    let refused = last.unwrap();
+    let header = |name: &str| refused.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let retry_after: u64 = header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!((1..=20).contains(&retry_after), "one request per 20 s refills: {retry_after}");
+    assert_eq!(header("ratelimit-limit").as_deref(), Some("3"));
+    assert_eq!(header("ratelimit-remaining").as_deref(), Some("0"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    assert!(body["message"].as_str().unwrap().contains("3 requests per minute"), "{body}");
+    // An admitted answer carries the headers too; the admin token is never limited.
+    let (status, _) = get(stack, &format!("/api/customers/{id}"), ADMIN_TOKEN).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_daily_quota_holds_exactly_under_50_concurrent_clients() {
+    let stack = stack();
+    const PER_DAY: i64 = 40;
+    let (id, key) = customer_with_overrides(
+        stack,
+        "daily",
+        json!({"maxApiCallsPerDay": PER_DAY, "rateLimitPerSecond": 1000, "rateLimitPerMinute": 60000}),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            let (client, key, url) = (client.clone(), key.clone(), format!("{}/api/customers/{id}/quotas", stack.base));
+            tokio::spawn(async move {
+                let mut admitted = 0i64;
+                loop {
+                    let response = client.get(&url).bearer_auth(&key).send().await.unwrap();
+                    match response.status() {
+                        StatusCode::OK => admitted += 1,
+                        StatusCode::TOO_MANY_REQUESTS => {
+                            let body: Value = response.json().await.unwrap();
+                            assert!(body["message"].as_str().unwrap().contains("maxApiCallsPerDay"), "{body}");
+                            return admitted;
+                        }
+                        other => panic!("unexpected {other}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for client in clients {
+        admitted += client.await.unwrap();
+    }
+    // One replica: no over-admission at all (docs/api.md gives the bound for several).
+    assert_eq!(admitted, PER_DAY);
+    let counted = eventually("the calls to be flushed to usage_daily", WAIT, || async {
+        let (_, quotas) = get(stack, &format!("/api/customers/{id}/quotas"), ADMIN_TOKEN).await;
+        (quotas["api_calls_today"] == PER_DAY).then_some(quotas["api_calls_today"].clone())
+    })
+    .await;
+    assert_eq!(counted, PER_DAY);
 }

@@ -226,6 +226,20 @@ pub async fn usage_snapshot(
     Ok(snapshot)
 }
 
+/// Adds `calls` API calls to the customer's row for `day` (the REST server's flush).
+pub async fn add_api_calls(pool: &PgPool, customer_id: i64, day: NaiveDate, calls: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO usage_daily (customer_id, day, api_calls) VALUES ($1, $2, $3)
+         ON CONFLICT (customer_id, day) DO UPDATE SET api_calls = usage_daily.api_calls + EXCLUDED.api_calls",
+    )
+    .bind(customer_id)
+    .bind(day)
+    .bind(calls)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// What deleting a customer removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CustomerPurge {
