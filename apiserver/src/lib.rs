@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod limits;
+pub mod metrics;
 pub mod request_id;
 pub mod routes;
 
@@ -63,6 +64,7 @@ pub struct AppState {
     pub upload_slots: Arc<tokio::sync::Semaphore>,
     /// Rate limits and API call counts per customer.
     pub limiter: Arc<limits::Limiter>,
+    pub metrics: metrics::Metrics,
 }
 
 impl std::fmt::Debug for AppState {
@@ -83,6 +85,7 @@ impl AppState {
             embedder: None,
             upload_slots,
             limiter: Arc::default(),
+            metrics: metrics::Metrics::default(),
         }
     }
 
@@ -107,6 +110,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::serve))
         .route("/api/customers/register", post(customers::register))
         .route("/api/customers/registrations/{name}", get(customers::registration_status))
         .route("/api/customers/{customer_id}", get(customers::get_customer))
@@ -122,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/knowledge/docs/{customer_id}/{document_id}", delete(knowledge::delete))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::enforce))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }
@@ -270,6 +275,26 @@ mod tests {
         let open = ApiSettings { open_registration: true, ..ApiSettings::default() };
         let (status, json) = call(router(unreachable_state(open)), request()).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "self-registration is free tier only: {json}");
+    }
+
+    #[tokio::test]
+    async fn metrics_count_requests_by_route_template_not_by_id() {
+        let app = router(unreachable_state(ApiSettings::default()));
+        for id in [11, 12] {
+            let request = Request::get(format!("/api/customers/{id}")).body(Body::empty()).unwrap();
+            assert_eq!(call(app.clone(), request).await.0, StatusCode::UNAUTHORIZED);
+        }
+        let response = app.oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with("prospector_apiserver_requests_total") && l.contains("/api/customers/{customer_id}\"")
+            })
+            .unwrap_or_else(|| panic!("no request count by template in:\n{text}"));
+        assert!(line.contains("status=\"401\"") && line.ends_with(" 2"), "{line}");
+        assert!(!text.contains("/api/customers/11"), "raw paths hold ids");
     }
 
     #[tokio::test]
