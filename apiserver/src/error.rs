@@ -5,9 +5,17 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::request_id;
+
+/// The body of every error answer.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable code: `bad_request`, `unauthorized`, `not_found`, `rate_limited`, ….
+    pub error: String,
+    /// What happened and what to do, for a person.
+    pub message: String,
+}
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +111,8 @@ impl IntoResponse for AppError {
             }
             _ => self.to_string(),
         };
-        let mut response =
-            (self.status_code(), Json(json!({"error": self.code(), "message": message}))).into_response();
+        let body = ErrorBody { error: self.code().to_owned(), message };
+        let mut response = (self.status_code(), Json(body)).into_response();
         if matches!(self, Self::Unauthorized(_)) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod request_id;
 pub mod routes;
 
@@ -111,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::serve))
+        .route("/openapi.json", get(openapi::serve))
         .route("/api/customers/register", post(customers::register))
         .route("/api/customers/registrations/{name}", get(customers::registration_status))
         .route("/api/customers/{customer_id}", get(customers::get_customer))

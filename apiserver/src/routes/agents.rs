@@ -19,7 +19,7 @@ use prospector_store::agents::{self, UsageReport};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
-use crate::error::{ApiResult, AppError};
+use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{ApiJson, CustomerId};
 use crate::routes::random_lowercase;
 use crate::{AppState, FIELD_MANAGER};
@@ -28,25 +28,28 @@ use crate::{AppState, FIELD_MANAGER};
 const ADMISSION_WAIT: Duration = Duration::from_secs(15);
 
 /// The seed's deploy request.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
     pub agent_name: String,
+    #[schema(schema_with = crate::openapi::agent_type)]
     pub agent_type: AgentType,
     #[serde(default)]
     pub model: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
     #[serde(default)]
     pub replicas: Option<i32>,
 }
 
 /// The seed's deploy response, and one agent of the status response.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AgentResponse {
     pub agent_id: Option<i64>,
     pub deployment_id: Option<String>,
     pub agent_name: String,
+    #[schema(schema_with = crate::openapi::agent_type)]
     pub agent_type: AgentType,
     /// The phase in the seed's lower case: `pending`, `deployed`, `running`, `suspended`,
     /// `quota_exceeded`, `failed`, `terminating`.
@@ -61,7 +64,7 @@ pub struct AgentResponse {
 }
 
 /// What the agent reported, as the seed's `AgentPerformance`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Performance {
     pub total_tasks: i64,
     pub completed_tasks: i64,
@@ -73,7 +76,7 @@ pub struct Performance {
 }
 
 /// The seed's status response.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AgentsStatus {
     pub customer_id: i64,
     pub agents: Vec<AgentResponse>,
@@ -186,6 +189,11 @@ fn validate(request: &DeployRequest) -> ApiResult<()> {
 /// `POST /api/customers/{customer_id}/agents/deploy`: `201` once the operator admitted the
 /// agent. An agent over the customer's quota is not kept: its object is deleted and the
 /// answer is `403 quota_exceeded`, naming the limit and the usage.
+#[utoipa::path(post, path = "/api/customers/{customer_id}/agents/deploy", tag = "agents", params(("customer_id" = i64, Path, description = "The customer's id")),
+    request_body = DeployRequest,
+    responses((status = 201, body = AgentResponse), (status = 202, description = "Not admitted yet", body = AgentResponse),
+        (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "No or invalid credentials", body = ErrorBody), (status = 403, description = "Over quota, or suspended", body = ErrorBody), (status = 404, description = "No such customer, or another customer's", body = ErrorBody), (status = 429, description = "Rate limit or API call quota", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn deploy(
     State(state): State<AppState>,
     caller: Caller,
@@ -221,6 +229,9 @@ pub async fn deploy(
 }
 
 /// `GET /api/customers/{customer_id}/agents/status`.
+#[utoipa::path(get, path = "/api/customers/{customer_id}/agents/status", tag = "agents", params(("customer_id" = i64, Path, description = "The customer's id")),
+    responses((status = 200, body = AgentsStatus), (status = 401, description = "No or invalid credentials", body = ErrorBody), (status = 403, description = "Suspended customer, or not allowed", body = ErrorBody), (status = 404, description = "No such customer, or another customer's", body = ErrorBody), (status = 429, description = "Rate limit or API call quota", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn status(
     State(state): State<AppState>,
     caller: Caller,
@@ -235,7 +246,7 @@ pub async fn status(
 }
 
 /// The answer to a termination.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Terminated {
     pub deployment_id: String,
     pub status: String,
@@ -243,6 +254,10 @@ pub struct Terminated {
 }
 
 /// `DELETE /api/customers/{customer_id}/agents/{deployment_id}`.
+#[utoipa::path(delete, path = "/api/customers/{customer_id}/agents/{deployment_id}", tag = "agents",
+    params(("customer_id" = i64, Path, description = "The customer's id"), ("deployment_id" = String, Path, description = "agent_<customerId>_<hex>")),
+    responses((status = 200, body = Terminated), (status = 401, description = "No or invalid credentials", body = ErrorBody), (status = 403, description = "Suspended customer, or not allowed", body = ErrorBody), (status = 404, description = "No such customer, or another customer's", body = ErrorBody), (status = 429, description = "Rate limit or API call quota", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn terminate(
     State(state): State<AppState>,
     caller: Caller,
@@ -262,7 +277,7 @@ pub async fn terminate(
 }
 
 /// A usage report from a running agent. Every field is a delta since its last report.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageRequest {
     #[serde(default)]
@@ -328,7 +343,7 @@ fn validate_usage(usage: &UsageRequest) -> ApiResult<UsageReport> {
 }
 
 /// The answer to a usage report.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct UsageAccepted {
     pub deployment_id: String,
     pub customer_id: i64,
@@ -337,6 +352,11 @@ pub struct UsageAccepted {
 
 /// `POST /api/agents/{deployment_id}/usage`, with the customer's key (the agent's
 /// `PROSPECTOR_API_KEY`).
+#[utoipa::path(post, path = "/api/agents/{deployment_id}/usage", tag = "agents",
+    params(("deployment_id" = String, Path, description = "agent_<customerId>_<hex>")),
+    request_body = UsageRequest,
+    responses((status = 202, body = UsageAccepted), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "No or invalid credentials", body = ErrorBody), (status = 403, description = "Suspended customer, or not allowed", body = ErrorBody), (status = 404, description = "No such customer, or another customer's", body = ErrorBody), (status = 429, description = "Rate limit or API call quota", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn report_usage(
     State(state): State<AppState>,
     caller: Caller,

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::auth::{Caller, MaybeCaller};
-use crate::error::{ApiResult, AppError};
+use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, CustomerId};
 use crate::routes::random_lowercase;
 use crate::{AppState, FIELD_MANAGER};
@@ -36,7 +36,7 @@ const API_KEY_SECRET_KEY: &str = "api-key";
 
 /// The seed's registration request. `password` is accepted for compatibility and discarded:
 /// Prospector has no Firebase users, and authenticates with API keys only.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 pub struct RegisterRequest {
     pub email: String,
     #[serde(default)]
@@ -67,7 +67,7 @@ impl std::fmt::Debug for RegisterRequest {
 }
 
 /// The seed's registration response. `api_key` is present exactly once per customer.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct RegisterResponse {
     pub customer_id: i64,
     /// The Customer object's name (`kubectl get customer NAME`).
@@ -82,7 +82,7 @@ pub struct RegisterResponse {
 }
 
 /// A registration still in progress (`202`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct PendingRegistration {
     pub customer_name: String,
     pub status: String,
@@ -94,7 +94,8 @@ pub struct PendingRegistration {
     pub registration_token: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RegisterParams {
     /// `false` answers `202` at once instead of waiting for the customer to be ready.
     #[serde(default = "yes")]
@@ -106,6 +107,11 @@ fn yes() -> bool {
 }
 
 /// `POST /api/customers/register`.
+#[utoipa::path(post, path = "/api/customers/register", tag = "customers", params(RegisterParams),
+    request_body = RegisterRequest,
+    responses((status = 201, body = RegisterResponse), (status = 202, body = PendingRegistration), (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody), (status = 403, description = "Suspended customer, or not allowed", body = ErrorBody), (status = 409, description = "E-mail address in use", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
+    security((), ("bearer" = [])))]
 pub async fn register(
     State(state): State<AppState>,
     MaybeCaller(caller): MaybeCaller,
@@ -174,6 +180,11 @@ pub async fn register(
 
 /// `GET /api/customers/registrations/{name}`: the registration's outcome, for the admin or the
 /// holder of the registration token. `202` while pending.
+#[utoipa::path(get, path = "/api/customers/registrations/{name}", tag = "customers",
+    params(("name" = String, Path, description = "The Customer object's name")),
+    responses((status = 200, body = RegisterResponse), (status = 202, body = PendingRegistration), (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 404, description = "No such registration, or not yours to read", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn registration_status(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -341,7 +352,7 @@ pub fn desired_customer(
 }
 
 /// A customer as `GET /api/customers/{id}` shows it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct CustomerResponse {
     pub customer_id: i64,
     pub customer_name: String,
@@ -377,6 +388,9 @@ impl From<CustomerRow> for CustomerResponse {
 }
 
 /// `GET /api/customers/{customer_id}`.
+#[utoipa::path(get, path = "/api/customers/{customer_id}", tag = "customers", params(("customer_id" = i64, Path, description = "The customer's id")),
+    responses((status = 200, body = CustomerResponse), (status = 401, description = "No or invalid credentials", body = ErrorBody), (status = 403, description = "Suspended customer, or not allowed", body = ErrorBody), (status = 404, description = "No such customer, or another customer's", body = ErrorBody), (status = 429, description = "Rate limit or API call quota", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn get_customer(
     State(state): State<AppState>,
     caller: Caller,
@@ -387,7 +401,7 @@ pub async fn get_customer(
 
 /// The seed's `CustomerQuotaResponse`: every limit beside its usage. Storage is in MB (10^6
 /// bytes), as the tiers write it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct QuotaResponse {
     pub customer_id: i64,
     pub subscription_tier: String,
@@ -412,6 +426,9 @@ pub struct QuotaResponse {
 }
 
 /// `GET /api/customers/{customer_id}/quotas`.
+#[utoipa::path(get, path = "/api/customers/{customer_id}/quotas", tag = "customers", params(("customer_id" = i64, Path, description = "The customer's id")),
+    responses((status = 200, body = QuotaResponse), (status = 401, description = "No or invalid credentials", body = ErrorBody), (status = 403, description = "Suspended customer, or not allowed", body = ErrorBody), (status = 404, description = "No such customer, or another customer's", body = ErrorBody), (status = 429, description = "Rate limit or API call quota", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn quotas(
     State(state): State<AppState>,
     caller: Caller,
@@ -449,7 +466,7 @@ pub async fn quotas(
 }
 
 /// A rotated key, shown once.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct RotatedKey {
     pub customer_id: i64,
     pub api_key: String,
@@ -461,6 +478,10 @@ pub struct RotatedKey {
 /// revoked. The Secret is replaced first (guarded by its resourceVersion, so two rotations
 /// cannot interleave), then Postgres: if the second step fails, the operator activates the
 /// Secret's new key on its next reconcile, and the old key is revoked then.
+#[utoipa::path(post, path = "/api/customers/{customer_id}/api-keys/rotate", tag = "customers", params(("customer_id" = i64, Path, description = "The customer's id")),
+    responses((status = 200, body = RotatedKey), (status = 401, description = "No or invalid credentials", body = ErrorBody), (status = 403, description = "Suspended customer, or not allowed", body = ErrorBody), (status = 404, description = "No such customer, or another customer's", body = ErrorBody),
+        (status = 409, description = "Another rotation is in progress", body = ErrorBody), (status = 429, description = "Rate limit or API call quota", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn rotate_key(
     State(state): State<AppState>,
     caller: Caller,

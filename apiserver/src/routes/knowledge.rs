@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiResult, AppError};
+use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{ApiJson, CustomerId};
 
 /// The most results one search returns.
@@ -24,7 +24,7 @@ pub const MAX_TOP_K: i64 = 50;
 pub const MAX_QUERY_CHARS: usize = 2_000;
 
 /// Every ICP object of the API: the seed's four keys plus when it was extracted.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Icp {
     pub target_industries: Vec<String>,
     pub company_sizes: Vec<String>,
@@ -56,7 +56,7 @@ pub fn processing_status(phase: Option<DocumentPhase>) -> &'static str {
 }
 
 /// One document of the list.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DocumentSummary {
     /// `doc_…`; null for a few seconds after a document is created with `kubectl`, until the
     /// operator has seen it.
@@ -75,7 +75,7 @@ pub struct DocumentSummary {
 }
 
 /// `GET /api/knowledge/docs/{customer_id}`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DocumentList {
     pub documents: Vec<DocumentSummary>,
     pub total: usize,
@@ -105,6 +105,9 @@ pub fn summary(document: &KnowledgeDocument) -> DocumentSummary {
 }
 
 /// `GET /api/knowledge/docs/{customer_id}`.
+#[utoipa::path(get, path = "/api/knowledge/docs/{customer_id}", tag = "knowledge", params(("customer_id" = i64, Path, description = "The customer's id")),
+    responses((status = 200, body = DocumentList), (status = 401, description = "No or invalid credentials", body = ErrorBody), (status = 403, description = "Suspended customer, or not allowed", body = ErrorBody), (status = 404, description = "No such customer, or another customer's", body = ErrorBody), (status = 429, description = "Rate limit or API call quota", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -120,13 +123,17 @@ pub async fn list(
 }
 
 /// The answer to a deletion.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Deleted {
     pub document_id: String,
     pub status: String,
 }
 
 /// `DELETE /api/knowledge/docs/{customer_id}/{document_id}`.
+#[utoipa::path(delete, path = "/api/knowledge/docs/{customer_id}/{document_id}", tag = "knowledge",
+    params(("customer_id" = i64, Path, description = "The customer's id"), ("document_id" = String, Path, description = "doc_<hex>")),
+    responses((status = 200, body = Deleted), (status = 401, description = "No or invalid credentials", body = ErrorBody), (status = 403, description = "Suspended customer, or not allowed", body = ErrorBody), (status = 404, description = "No such customer, or another customer's", body = ErrorBody), (status = 429, description = "Rate limit or API call quota", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,7 +158,7 @@ pub async fn delete(
 }
 
 /// The search request: the seed's `{customer_id, query, top_k}` plus filters and the mode.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchBody {
     pub customer_id: i64,
@@ -167,7 +174,7 @@ pub struct SearchBody {
 }
 
 /// One result.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct SearchResult {
     pub document_id: String,
     pub filename: String,
@@ -177,7 +184,7 @@ pub struct SearchResult {
 }
 
 /// The search answer.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct SearchResponse {
     pub query: String,
     pub results: Vec<SearchResult>,
@@ -207,6 +214,9 @@ fn validate_search(body: &SearchBody) -> ApiResult<(i64, SearchMode)> {
 }
 
 /// `POST /api/knowledge/search`.
+#[utoipa::path(post, path = "/api/knowledge/search", tag = "knowledge", request_body = SearchBody,
+    responses((status = 200, body = SearchResponse), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "No or invalid credentials", body = ErrorBody), (status = 403, description = "Suspended customer, or not allowed", body = ErrorBody), (status = 404, description = "No such customer, or another customer's", body = ErrorBody), (status = 429, description = "Rate limit or API call quota", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn search_documents(
     State(state): State<AppState>,
     caller: Caller,

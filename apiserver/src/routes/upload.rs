@@ -22,13 +22,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
-use crate::error::{ApiResult, AppError};
+use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::routes::knowledge::{Icp, summary};
 use crate::routes::random_lowercase;
 use crate::{AppState, FIELD_MANAGER};
 
 /// The seed's upload answer.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct UploadResponse {
     pub document_id: String,
     pub filename: String,
@@ -170,7 +170,25 @@ fn refusal_message(refusal: &DocumentRefusal) -> String {
     }
 }
 
+/// The upload form, for the API description.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    customer_id: i64,
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Comma-separated, at most 32 of 63 characters.
+    tags: Option<String>,
+}
+
 /// `POST /api/knowledge/upload`.
+#[utoipa::path(post, path = "/api/knowledge/upload", tag = "knowledge",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 201, body = UploadResponse), (status = 200, description = "The same bytes were uploaded before", body = UploadResponse),
+        (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "No or invalid credentials", body = ErrorBody), (status = 403, description = "Over quota, or suspended", body = ErrorBody), (status = 404, description = "No such customer, or another customer's", body = ErrorBody),
+        (status = 413, description = "Over the upload cap", body = ErrorBody),
+        (status = 415, description = "Not a PDF, DOCX, HTML, Markdown or text file", body = ErrorBody), (status = 429, description = "Rate limit or API call quota", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
