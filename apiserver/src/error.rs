@@ -44,6 +44,9 @@ pub enum AppError {
     /// A rate limit or the daily/monthly API call quota; the message names it.
     #[error("{0}")]
     RateLimited(String),
+    /// An `Idempotency-Key` sent again with a different request.
+    #[error("this Idempotency-Key was used for a different request; use a new key for a new request")]
+    IdempotencyMismatch,
     /// The upload is over the size cap.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -70,6 +73,7 @@ impl AppError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -89,6 +93,7 @@ impl AppError {
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::IdempotencyMismatch => "idempotency_key_reused",
             Self::RateLimited(_) => "rate_limited",
             Self::UnsupportedType(_) => "unsupported_type",
             Self::Unavailable(_) => "unavailable",

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -90,9 +91,20 @@ impl AppState {
         }
     }
 
-    /// Starts what runs beside the requests: the flush of counted API calls.
-    pub fn spawn_background(&self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(self.limiter.clone().run_flusher(self.pool.clone()))
+    /// Starts what runs beside the requests: the flush of counted API calls, and the hourly
+    /// sweep of `Idempotency-Key` answers past their 24 hours.
+    pub fn spawn_background(&self) {
+        tokio::spawn(self.limiter.clone().run_flusher(self.pool.clone()));
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                hourly.tick().await;
+                if let Err(e) = prospector_store::idempotency::sweep(&pool).await {
+                    tracing::debug!(error = %e, "cannot sweep old Idempotency-Key answers");
+                }
+            }
+        });
     }
 
     /// Serves search with this model.
@@ -127,6 +139,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/knowledge/docs/{customer_id}", get(knowledge::list))
         .route("/api/knowledge/docs/{customer_id}/{document_id}", delete(knowledge::delete))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::enforce))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::enforce))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
         .layer(axum::middleware::from_fn(request_id::assign))

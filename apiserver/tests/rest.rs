@@ -643,3 +643,88 @@ async fn the_daily_quota_holds_exactly_under_50_concurrent_clients() {
     .await;
     assert_eq!(counted, PER_DAY);
 }
+
+async fn post_with_key(stack: &Stack, path: &str, token: &str, key: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}{path}", stack.base))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(&body)
+        .send()
+        .await
+        .expect("the apiserver answers")
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_the_first_answer_and_create_nothing_twice() {
+    let stack = stack();
+    let email = format!("retry-{}@example.com", random_suffix(6).to_lowercase());
+    let body = json!({"email": email, "company_name": "Retry Co", "subscription_tier": "starter"});
+    let key = format!("register-{}", random_suffix(8));
+
+    // A registration retried: the same customer, the same key, once.
+    let first = post_with_key(stack, "/api/customers/register", ADMIN_TOKEN, &key, body.clone()).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let again = post_with_key(stack, "/api/customers/register", ADMIN_TOKEN, &key, body.clone()).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(first, again, "the retry gets the first answer, API key included");
+    let customers: Api<Customer> = Api::all(shared_cluster().client().await.unwrap());
+    let same_email =
+        customers.list(&Default::default()).await.unwrap().items.into_iter().filter(|c| c.spec.email == email);
+    assert_eq!(same_email.count(), 1, "one customer");
+    // The key is not in Postgres, not even in the kept answer.
+    let pool = prospector_store::connect(&stack.database_url, 1).await.unwrap();
+    let api_key = first["api_key"].as_str().unwrap();
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE position($1::bytea in body) > 0")
+        .bind(api_key.as_bytes())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 0);
+    // The same key with another request is refused.
+    let other = json!({"email": "x-other@example.com", "company_name": "Other"});
+    let reused = post_with_key(stack, "/api/customers/register", ADMIN_TOKEN, &key, other).await;
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let reused: Value = reused.json().await.unwrap();
+    assert_eq!(reused["error"], "idempotency_key_reused");
+
+    // A deploy and an upload retried: one agent, one document.
+    let id = first["customer_id"].as_i64().unwrap();
+    let deploy = json!({"agent_name": "Once", "agent_type": "custom", "replicas": 0});
+    let path = format!("/api/customers/{id}/agents/deploy");
+    let a = post_with_key(stack, &path, api_key, "deploy-1", deploy.clone()).await.json::<Value>().await.unwrap();
+    let b = post_with_key(stack, &path, api_key, "deploy-1", deploy).await.json::<Value>().await.unwrap();
+    assert_eq!(a["deployment_id"], b["deployment_id"], "{a} {b}");
+    let (_, agents) = get(stack, &format!("/api/customers/{id}/agents/status"), api_key).await;
+    assert_eq!(agents["total"], 1, "{agents}");
+    // Another customer's identical key is its own.
+    let (other_id, other_key) = customer_with_overrides(stack, "otherretry", fast()).await;
+    let other_path = format!("/api/customers/{other_id}/agents/deploy");
+    let c = post_with_key(
+        stack,
+        &other_path,
+        &other_key,
+        "deploy-1",
+        json!({"agent_name": "Mine", "agent_type": "custom", "replicas": 0}),
+    )
+    .await;
+    assert_eq!(c.status(), StatusCode::CREATED, "keys are per customer");
+
+    // A replayed rotation whose key was rotated again since is refused, not answered with a
+    // revoked key.
+    let rotate = format!("/api/customers/{id}/api-keys/rotate");
+    let rotated = post_with_key(stack, &rotate, api_key, "rotate-1", json!({})).await;
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let new_key = rotated.json::<Value>().await.unwrap()["api_key"].as_str().unwrap().to_owned();
+    let replayed = post_with_key(stack, &rotate, &new_key, "rotate-1", json!({})).await;
+    assert_eq!(replayed.status(), StatusCode::OK, "the same answer, the key still current");
+    assert_eq!(replayed.json::<Value>().await.unwrap()["api_key"].as_str(), Some(new_key.as_str()));
+    let newer = post_with_key(stack, &rotate, &new_key, "rotate-2", json!({})).await;
+    let newer_key = newer.json::<Value>().await.unwrap()["api_key"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stale = post_with_key(stack, &rotate, &newer_key, "rotate-1", json!({})).await;
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+}

@@ -11,6 +11,7 @@ pub mod chunks;
 pub mod customers;
 pub mod documents;
 mod error;
+pub mod idempotency;
 pub mod queue;
 pub mod search;
 pub mod tenant_index;

@@ -257,7 +257,8 @@ async fn registration_result(state: &AppState, name: &str) -> ApiResult<Option<R
     }))
 }
 
-async fn read_key(state: &AppState, namespace: &str) -> ApiResult<Option<String>> {
+/// The API key in the customer's Secret, if it exists yet.
+pub(crate) async fn read_key(state: &AppState, namespace: &str) -> ApiResult<Option<String>> {
     let secret = Api::<Secret>::namespaced(state.client.clone(), namespace).get_opt(API_KEY_SECRET).await?;
     Ok(secret.as_ref().and_then(key_of))
 }

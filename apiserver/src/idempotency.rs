@@ -1,0 +1,167 @@
+//! `Idempotency-Key` on POSTs: the first request with a key runs and its answer is kept for 24
+//! hours (`store::idempotency`); a retry with the same key and the same request (method, path and
+//! body) gets that answer again, marked `Idempotent-Replayed: true`, and creates nothing twice.
+//! The same key with another request is refused (`422`), and one still running answers `409`.
+//! Keys are per caller: a customer's keys never answer another caller's requests. Anonymous
+//! requests (open self-registration) ignore the header.
+//!
+//! An API key in an answer is never stored: the kept body holds `sha256:<hex>` in its place, and
+//! a replay reads the key again from the customer's Secret, if it is still that key.
+
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prospector_store::api_keys;
+use prospector_store::idempotency::{Claim, claim, complete, release};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::AppError;
+
+const HEADER: &str = "idempotency-key";
+/// The largest answer kept for replays; larger ones are not (every answer here is far smaller).
+const MAX_KEPT_BODY: usize = 1 << 20;
+const KEY_MARKER: &str = "sha256:";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The body to keep: `api_key` replaced by its SHA-256.
+pub fn redact(body: &[u8]) -> Vec<u8> {
+    let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(body) else { return body.to_vec() };
+    let Some(key) = json.get("api_key").and_then(|k| k.as_str()).map(str::to_owned) else { return body.to_vec() };
+    json["api_key"] = serde_json::Value::String(format!("{KEY_MARKER}{}", hex(&api_keys::sha256(&key))));
+    serde_json::to_vec(&json).unwrap_or_else(|_| body.to_vec())
+}
+
+/// The kept body with its API key read back from the Secret; an error when the key was
+/// rotated since.
+async fn restore(state: &AppState, body: Vec<u8>) -> Result<Vec<u8>, AppError> {
+    let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&body) else { return Ok(body) };
+    let Some(hash) = json.get("api_key").and_then(|k| k.as_str()).and_then(|k| k.strip_prefix(KEY_MARKER)) else {
+        return Ok(body);
+    };
+    let hash = hash.to_owned();
+    let customer_id = json.get("customer_id").and_then(serde_json::Value::as_i64);
+    let customer = match customer_id {
+        Some(id) => prospector_store::customers::customer_by_id(&state.pool, id).await?,
+        None => None,
+    };
+    let namespace = customer.map(|c| prospector_crds::customer::customer_namespace(&c.name));
+    let key = match namespace {
+        Some(namespace) => crate::routes::customers::read_key(state, &namespace).await?,
+        None => None,
+    };
+    match key.filter(|key| hex(&api_keys::sha256(key)) == hash) {
+        Some(key) => {
+            json["api_key"] = serde_json::Value::String(key);
+            Ok(serde_json::to_vec(&json).unwrap_or(body))
+        }
+        None => Err(AppError::Conflict(
+            "the API key of the first answer to this request was rotated since; rotate the key to get a new one".into(),
+        )),
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    if replayed {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Middleware: runs after authentication (the caller is in the request's extensions).
+pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let Some(key) = request.headers().get(HEADER).map(|v| v.to_str().map(str::to_owned)) else {
+        return next.run(request).await;
+    };
+    let key = match key {
+        Ok(key) if !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic()) => key,
+        _ => {
+            return AppError::BadRequest("Idempotency-Key must be 1 to 255 printable ASCII characters".into())
+                .into_response();
+        }
+    };
+    let scope = match request.extensions().get::<Caller>() {
+        Some(Caller::Admin) => "admin".to_owned(),
+        Some(Caller::Customer(owner)) => format!("customer:{}", owner.customer_id),
+        None => return next.run(request).await,
+    };
+    let (parts, body) = request.into_parts();
+    let limit = state.settings.max_upload_bytes.saturating_add(1 << 20);
+    let bytes: Bytes = match to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return AppError::PayloadTooLarge(format!("the request is over {limit} bytes")).into_response();
+        }
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(parts.method.as_str());
+    hasher.update(b"\n");
+    hasher.update(parts.uri.path_and_query().map_or("", |p| p.as_str()));
+    hasher.update(b"\n");
+    hasher.update(&bytes);
+    let request_sha256: [u8; 32] = hasher.finalize().into();
+    match claim(&state.pool, &scope, &key, &request_sha256).await {
+        Err(e) => AppError::from(e).into_response(),
+        Ok(Claim::Mismatch) => AppError::IdempotencyMismatch.into_response(),
+        Ok(Claim::InProgress) => {
+            AppError::Conflict("a request with this Idempotency-Key is still running; retry shortly".into())
+                .into_response()
+        }
+        Ok(Claim::Replay { status, body }) => match restore(&state, body).await {
+            Ok(body) => json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body, true),
+            Err(error) => error.into_response(),
+        },
+        Ok(Claim::Run) => {
+            let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+            let (parts, body) = response.into_parts();
+            let body = match to_bytes(body, MAX_KEPT_BODY).await {
+                Ok(body) => body,
+                Err(_) => {
+                    let _ = release(&state.pool, &scope, &key).await;
+                    return AppError::Internal("an answer too large to keep for Idempotency-Key".into())
+                        .into_response();
+                }
+            };
+            // A server-side failure may go away: the next retry runs again. Anything else is the
+            // request's answer.
+            let kept = if parts.status.is_server_error() {
+                release(&state.pool, &scope, &key).await
+            } else {
+                complete(&state.pool, &scope, &key, parts.status.as_u16(), &redact(&body)).await
+            };
+            if let Err(e) = kept {
+                tracing::warn!(error = %e, "cannot record an Idempotency-Key answer");
+            }
+            Response::from_parts(parts, Body::from(body))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_answers_hold_no_api_key() {
+        let key = api_keys::generate();
+        let body = serde_json::to_vec(&serde_json::json!({"customer_id": 1, "api_key": key})).unwrap();
+        let kept = redact(&body);
+        let text = String::from_utf8(kept).unwrap();
+        assert!(!text.contains(&key), "{text}");
+        assert!(text.contains(&format!("{KEY_MARKER}{}", hex(&api_keys::sha256(&key)))), "{text}");
+        assert_eq!(redact(b"{\"document_id\": \"doc_1\"}"), b"{\"document_id\": \"doc_1\"}".to_vec());
+        assert_eq!(redact(b"not json"), b"not json".to_vec());
+    }
+}
