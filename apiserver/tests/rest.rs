@@ -728,3 +728,231 @@ async fn idempotency_keys_replay_the_first_answer_and_create_nothing_twice() {
     let stale = post_with_key(stack, &rotate, &newer_key, "rotate-1", json!({})).await;
     assert_eq!(stale.status(), StatusCode::CONFLICT);
 }
+
+/// One request of the isolation matrix: method, path and body for customer `id` with agent
+/// `deployment` and document `document`.
+fn endpoints(id: i64, deployment: &str, document: &str) -> Vec<(reqwest::Method, String, Option<Value>)> {
+    use reqwest::Method;
+    vec![
+        (Method::GET, format!("/api/customers/{id}"), None),
+        (Method::GET, format!("/api/customers/{id}/quotas"), None),
+        (Method::POST, format!("/api/customers/{id}/api-keys/rotate"), None),
+        (
+            Method::POST,
+            format!("/api/customers/{id}/agents/deploy"),
+            Some(json!({"agent_name": "Probe", "agent_type": "custom", "replicas": 0})),
+        ),
+        (Method::GET, format!("/api/customers/{id}/agents/status"), None),
+        (Method::DELETE, format!("/api/customers/{id}/agents/{deployment}"), None),
+        (Method::POST, format!("/api/agents/{deployment}/usage"), Some(json!({"tasks": 1}))),
+        (Method::POST, "/api/knowledge/search".into(), Some(json!({"customer_id": id, "query": "secret"}))),
+        (Method::GET, format!("/api/knowledge/docs/{id}"), None),
+        (Method::DELETE, format!("/api/knowledge/docs/{id}/{document}"), None),
+    ]
+}
+
+async fn call_raw(
+    stack: &Stack,
+    method: reqwest::Method,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new().request(method, format!("{}{path}", stack.base));
+    if let Some(auth) = auth {
+        request = request.header("authorization", auth);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_isolation_matrix() {
+    let stack = stack();
+    // A: the victim, with an agent and a document. B: another customer. C: suspended.
+    let (a_id, a_key) = customer_with_overrides(stack, "victim", fast()).await;
+    let (b_id, b_key) = customer_with_overrides(stack, "intruder", fast()).await;
+    let (c_id, c_key) = customer_with_overrides(stack, "suspended", fast()).await;
+    let (status, agent) = post(
+        stack,
+        &format!("/api/customers/{a_id}/agents/deploy"),
+        &a_key,
+        json!({"agent_name": "Victim agent", "agent_type": "custom", "replicas": 0}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{agent}");
+    let deployment = agent["deployment_id"].as_str().unwrap().to_owned();
+    let (status, document) =
+        upload(stack, &a_key, a_id, "secret.txt", b"The secret plan of the victim.".to_vec()).await;
+    assert_eq!(status, StatusCode::CREATED, "{document}");
+    let document = document["document_id"].as_str().unwrap().to_owned();
+    // A revoked key: B's key before a rotation.
+    let (status, rotated) = post(stack, &format!("/api/customers/{b_id}/api-keys/rotate"), &b_key, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let revoked = b_key.clone();
+    let b_key = rotated["api_key"].as_str().unwrap().to_owned();
+    // C suspended.
+    let customers: Api<Customer> = Api::all(shared_cluster().client().await.unwrap());
+    let (_, c) = get(stack, &format!("/api/customers/{c_id}"), &c_key).await;
+    let patch = json!({"spec": {"suspended": true}});
+    customers
+        .patch(c["customer_name"].as_str().unwrap(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually("C's key to be refused", WAIT, || async {
+        (get(stack, &format!("/api/customers/{c_id}"), &c_key).await.0 == StatusCode::FORBIDDEN).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let revoked_auth = format!("Bearer {revoked}");
+    let suspended_auth = format!("Bearer {c_key}");
+    let intruder_auth = format!("Bearer {b_key}");
+    let targets = endpoints(a_id, &deployment, &document);
+    let missing = endpoints(999_999_999, "agent_999999999_deadbeef", "doc_00000000deadbeef");
+    for ((method, path, body), (_, missing_path, missing_body)) in targets.into_iter().zip(missing) {
+        let what = format!("{method} {path}");
+        let anonymous = call_raw(stack, method.clone(), &path, None, body.clone()).await;
+        assert_eq!(anonymous.0, StatusCode::UNAUTHORIZED, "{what} without a key: {}", anonymous.1);
+        for malformed in ["Bearer", "Basic dXNlcjpwYXNz", "Bearer sa_not-a-key", "Bearer  ", "sa_abc"] {
+            let answer = call_raw(stack, method.clone(), &path, Some(malformed), body.clone()).await;
+            assert_eq!(answer.0, StatusCode::UNAUTHORIZED, "{what} with {malformed:?}: {}", answer.1);
+        }
+        let answer = call_raw(stack, method.clone(), &path, Some(&revoked_auth), body.clone()).await;
+        assert_eq!(answer.0, StatusCode::UNAUTHORIZED, "{what} with a revoked key: {}", answer.1);
+        let answer = call_raw(stack, method.clone(), &path, Some(&suspended_auth), body.clone()).await;
+        assert_eq!(
+            (answer.0, answer.1["error"].as_str()),
+            (StatusCode::FORBIDDEN, Some("customer_suspended")),
+            "{what}"
+        );
+        let foreign = call_raw(stack, method.clone(), &path, Some(&intruder_auth), body.clone()).await;
+        let absent = call_raw(stack, method.clone(), &missing_path, Some(&intruder_auth), missing_body).await;
+        assert_eq!(foreign.0, StatusCode::NOT_FOUND, "{what} with another customer's key: {}", foreign.1);
+        assert_eq!(foreign, absent, "{what}: a foreign id must look exactly like a missing one");
+    }
+    // Uploads name the customer in the form.
+    let (status, _) = upload(stack, &b_key, a_id, "x.txt", b"intruder".to_vec()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A is untouched: its agent, document and key are as they were.
+    let (_, agents) = get(stack, &format!("/api/customers/{a_id}/agents/status"), &a_key).await;
+    assert_eq!(agents["total"], 1, "{agents}");
+    let (_, documents) = get(stack, &format!("/api/knowledge/docs/{a_id}"), &a_key).await;
+    assert_eq!(documents["total"], 1, "{documents}");
+}
+
+#[tokio::test]
+async fn uploads_racing_the_document_limit_and_oversized_requests() {
+    let stack = stack();
+    let overrides = json!({"maxDocuments": 3, "rateLimitPerSecond": 1000, "rateLimitPerMinute": 60000});
+    let (id, key) = customer_with_overrides(stack, "racer", overrides).await;
+    let uploads: Vec<_> = (0..10)
+        .map(|i| {
+            let key = key.clone();
+            tokio::spawn(async move {
+                let text = format!("Upload number {i} of the race, about lighthouses and their keepers.");
+                upload(stack, &key, id, &format!("race-{i}.txt"), text.into_bytes()).await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for upload in uploads {
+        let (status, body) = upload.await.unwrap();
+        match status {
+            StatusCode::CREATED => created += 1,
+            StatusCode::FORBIDDEN => {
+                assert_eq!(body["error"], "quota_exceeded");
+                assert!(body["message"].as_str().unwrap().contains("maxDocuments"), "{body}");
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(created, 3, "exactly the document limit");
+    let (_, quotas) = get(stack, &format!("/api/customers/{id}/quotas"), &key).await;
+    assert_eq!(quotas["documents_count"], 3, "{quotas}");
+
+    // A 1 MB query string is refused before any handler, and the server carries on. (Sent by
+    // hand: HTTP clients refuse to build such a request.)
+    let status = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(stack.base.trim_start_matches("http://")).await.unwrap();
+        let head = format!(
+            "GET /api/customers/{id}?q={} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n",
+            "x".repeat(1 << 20)
+        );
+        // The server may answer and close before it has read everything.
+        let _ = stream.write_all(head.as_bytes()).await;
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer);
+        answer.split_whitespace().nth(1).and_then(|code| code.parse::<u16>().ok())
+    };
+    assert!(status.is_some_and(|code| (400..500).contains(&code)), "a 4xx status line, got {status:?}");
+    assert_eq!(get(stack, &format!("/api/customers/{id}"), &key).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn open_self_registration_is_free_tier_only_and_reads_its_status_with_its_token() {
+    let stack = stack();
+    // A second server of the same platform, with self-registration on.
+    let port = free_port().unwrap();
+    let log = process_dir().join(format!("apiserver-open-{}.log", random_suffix(4)));
+    let kubeconfig = shared_cluster().kubeconfig().display().to_string();
+    let _open = ManagedProcess::spawn(
+        "apiserver-open",
+        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-apiserver")),
+        &[format!("--listen=127.0.0.1:{port}"), "--open-registration".into(), "--search=false".into()],
+        RunAs::Current,
+        &log,
+        &[("DATABASE_URL", stack.database_url.as_str()), ("KUBECONFIG", kubeconfig.as_str())],
+    )
+    .expect("start the second apiserver");
+    let open = Stack { base: format!("http://127.0.0.1:{port}"), log, database_url: stack.database_url.clone() };
+    eventually("the second apiserver to be ready", WAIT, || async {
+        reqwest::get(format!("{}/readyz", open.base)).await.ok()?.status().is_success().then_some(())
+    })
+    .await;
+    let email = |who: &str| format!("{who}-{}@example.com", random_suffix(6).to_lowercase());
+    let url = format!("{}/api/customers/register", open.base);
+
+    let (status, body) = call(
+        reqwest::Method::POST,
+        url.clone(),
+        None,
+        Some(json!({"email": email("self"), "company_name": "Self Co"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["subscription_tier"], "free");
+    assert!(body["api_key"].as_str().is_some_and(|k| k.starts_with("sa_")), "{body}");
+    let body_pro = json!({"email": email("greedy"), "company_name": "Greedy Co", "subscription_tier": "pro"});
+    let (status, body) = call(reqwest::Method::POST, url.clone(), None, Some(body_pro)).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{body}");
+
+    // The 202 path: the token in the answer reads the status, and nothing else does.
+    let (status, pending) = call(
+        reqwest::Method::POST,
+        format!("{url}?wait=false"),
+        None,
+        Some(json!({"email": email("later"), "company_name": "Later Self Co"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+    let token = pending["registration_token"].as_str().expect("a registration token").to_owned();
+    let status_url = format!("{}{}", open.base, pending["status_url"].as_str().unwrap());
+    let (status, _) = call(reqwest::Method::GET, status_url.clone(), Some("rt_wrong"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let done = eventually("the self-registration to complete", WAIT, || async {
+        let (status, body) = call(reqwest::Method::GET, status_url.clone(), Some(&token), None).await;
+        (status == StatusCode::OK).then_some(body)
+    })
+    .await;
+    assert!(done["api_key"].as_str().is_some_and(|k| k.starts_with("sa_")), "{done}");
+    let (_, again) = call(reqwest::Method::GET, status_url, Some(&token), None).await;
+    assert!(again.get("api_key").is_none(), "once: {again}");
+}

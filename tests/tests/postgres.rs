@@ -194,3 +194,73 @@ async fn a_customer_has_one_active_key_and_a_rotated_key_never_comes_back() {
     assert_eq!(owner(third.clone()).await, None);
     assert!(matches!(activate_key(&db.pool, id, &third).await, Err(prospector_store::StoreError::Gone)));
 }
+
+#[tokio::test]
+async fn uploads_racing_the_storage_limit_end_exactly_at_it_and_leave_nothing_when_refused() {
+    use prospector_store::documents::{Upload, UploadReservation, cancel_upload, reserve_upload};
+    use sha2::{Digest, Sha256};
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let id = customer(&db.pool, "uploads").await;
+    sqlx::query(
+        "INSERT INTO customer_quotas (customer_id, max_api_calls_per_day, max_api_calls_per_month,
+            rate_limit_per_second, rate_limit_per_minute, max_agents, max_concurrent_agents,
+            max_storage_bytes, max_documents, max_leads_per_month, max_cost_per_month_usd)
+         VALUES ($1, 1000, 30000, 10, 100, 2, 3, 1000, 100, 1000, 100)",
+    )
+    .bind(id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    // 20 uploads of 100 distinct bytes at once against 1,000 bytes of storage.
+    let uploads = (0..20).map(|i| {
+        let pool = db.pool.clone();
+        tokio::spawn(async move {
+            let content = format!("{i:0>100}").into_bytes();
+            let sha256: [u8; 32] = Sha256::digest(&content).into();
+            let placeholder = Uuid::new_v4();
+            let document_id = format!("doc_{:016x}", i + 1);
+            let name = format!("upload-{i}");
+            let upload = Upload {
+                customer_id: id,
+                placeholder_uid: placeholder,
+                document_id: &document_id,
+                namespace: "cust-uploads",
+                name: &name,
+                filename: "x.txt",
+                content_type: "text/plain",
+                sha256: &sha256,
+                content: &content,
+                tags: &[],
+            };
+            (reserve_upload(&pool, &upload).await.unwrap(), placeholder)
+        })
+    });
+    let mut reserved = Vec::new();
+    for upload in uploads {
+        let (outcome, placeholder) = upload.await.unwrap();
+        match outcome {
+            UploadReservation::Reserved => reserved.push(placeholder),
+            UploadReservation::Refused(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(reserved.len(), 10, "exactly what fits");
+    let usage = || async {
+        let row: (i64, i32, i64, i64) = sqlx::query_as(
+            "SELECT q.storage_used_bytes, q.documents_count,
+                    (SELECT count(*) FROM knowledge_documents WHERE customer_id = $1),
+                    (SELECT count(*) FROM document_blobs WHERE customer_id = $1)
+               FROM customer_quotas q WHERE q.customer_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        row
+    };
+    assert_eq!(usage().await, (1000, 10, 10, 10), "refused uploads store no row and no bytes");
+    // An upload whose object never came is given back exactly once.
+    assert!(cancel_upload(&db.pool, reserved[0]).await.unwrap());
+    assert!(!cancel_upload(&db.pool, reserved[0]).await.unwrap());
+    assert_eq!(usage().await, (900, 9, 9, 9));
+}
