@@ -144,6 +144,15 @@ impl From<prospector_store::StoreError> for AppError {
 impl From<kube::Error> for AppError {
     fn from(e: kube::Error) -> Self {
         match &e {
+            // The object was refused by the schema's validation: its message is about the
+            // caller's own fields (e.g. "spec.agentName: agentName must not be blank").
+            kube::Error::Api(status) if status.code == 422 => {
+                Self::BadRequest(format!("the request was refused by validation: {}", status.message))
+            }
+            // A body Kubernetes could not even decode (control characters, for one).
+            kube::Error::Api(status) if status.code == 400 => {
+                Self::BadRequest("the request holds characters or values that cannot be stored".into())
+            }
             kube::Error::Api(status) if status.code >= 500 => Self::Unavailable(e.to_string()),
             kube::Error::HyperError(_) | kube::Error::Service(_) => Self::Unavailable(e.to_string()),
             _ => Self::Internal(e.to_string()),

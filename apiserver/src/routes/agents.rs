@@ -173,6 +173,10 @@ fn validate(request: &DeployRequest) -> ApiResult<()> {
     {
         return Err(AppError::BadRequest("model must be 1 to 100 characters".into()));
     }
+    crate::routes::customers::check_printable("agent_name", &request.agent_name)?;
+    if let Some(model) = &request.model {
+        crate::routes::customers::check_printable("model", model)?;
+    }
     if let Some(config) = &request.config
         && !config.is_object()
     {

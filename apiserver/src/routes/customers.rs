@@ -110,7 +110,7 @@ fn yes() -> bool {
 #[utoipa::path(post, path = "/api/customers/register", tag = "customers", params(RegisterParams),
     request_body = RegisterRequest,
     responses((status = 201, body = RegisterResponse), (status = 202, body = PendingRegistration), (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody), (status = 403, description = "Suspended customer, or not allowed", body = ErrorBody), (status = 409, description = "E-mail address in use", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody), (status = 403, description = "Suspended customer, or not allowed", body = ErrorBody), (status = 409, description = "E-mail address in use", body = ErrorBody), (status = 429, description = "Rate limit or API call quota", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
     security((), ("bearer" = [])))]
 pub async fn register(
     State(state): State<AppState>,
@@ -183,7 +183,7 @@ pub async fn register(
 #[utoipa::path(get, path = "/api/customers/registrations/{name}", tag = "customers",
     params(("name" = String, Path, description = "The Customer object's name")),
     responses((status = 200, body = RegisterResponse), (status = 202, body = PendingRegistration), (status = 401, description = "No or invalid credentials", body = ErrorBody),
-        (status = 404, description = "No such registration, or not yours to read", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
+        (status = 404, description = "No such registration, or not yours to read", body = ErrorBody), (status = 429, description = "Rate limit or API call quota", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn registration_status(
     State(state): State<AppState>,
@@ -196,6 +196,10 @@ pub async fn registration_status(
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .ok_or(AppError::Unauthorized("send `Authorization: Bearer <admin or registration token>`"))?;
+    // Only an object name can name a registration; anything else is not one.
+    if !is_object_name(&name) {
+        return Err(AppError::NotFound("registration"));
+    }
     let customer = Api::<Customer>::all(state.client.clone()).get_opt(&name).await?;
     let allowed = match token.strip_prefix("rt_") {
         Some(_) => customer
@@ -293,6 +297,28 @@ fn validate(request: &RegisterRequest) -> ApiResult<()> {
         if value.as_ref().is_some_and(|v| v.chars().count() > max) {
             return Err(AppError::BadRequest(format!("{field} must be at most {max} characters")));
         }
+        if let Some(value) = value {
+            check_printable(field, value)?;
+        }
+    }
+    check_printable("email", &request.email)?;
+    check_printable("company_name", &request.company_name)?;
+    Ok(())
+}
+
+/// Whether `name` can be a Customer's name (a DNS label).
+pub fn is_object_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Text fields must be printable: Kubernetes stores no control characters.
+pub fn check_printable(field: &str, value: &str) -> ApiResult<()> {
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(AppError::BadRequest(format!("{field} must not contain control characters")));
     }
     Ok(())
 }
@@ -572,6 +598,11 @@ mod tests {
         let mut bad = request();
         bad.industry = Some("x".repeat(201));
         assert!(matches!(validate(&bad), Err(AppError::BadRequest(m)) if m.contains("industry")));
+        let mut bad = request();
+        bad.company_name = "Acme\r\nCorp".into();
+        assert!(matches!(validate(&bad), Err(AppError::BadRequest(m)) if m.contains("control")));
         assert!(validate(&request()).is_ok());
+        assert!(is_object_name("test-corp-ab12cd"));
+        assert!(!is_object_name("\r\u{b9}") && !is_object_name("") && !is_object_name("Caps"));
     }
 }
