@@ -990,3 +990,84 @@ async fn the_api_holds_to_its_openapi_description_under_generated_requests() {
     assert!(output.status.success(), "schemathesis found failures:\n{report}");
     assert!(report.contains("Tested: 11"), "every selected operation was tested:\n{report}");
 }
+
+/// Runs `curl` with `args`, and parses its answer.
+fn curl(args: &[&str]) -> Value {
+    let output = std::process::Command::new("curl").arg("-sS").args(args).output().expect("curl runs");
+    assert!(output.status.success(), "curl failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+/// The seed's three curl examples as its README writes them, plus an `Authorization` header
+/// (and the real customer id where the seed assumes 1).
+#[tokio::test]
+async fn the_seeds_curl_examples_work_with_an_authorization_header() {
+    let stack = stack();
+    let base = stack.base.clone();
+    let admin = format!("Authorization: Bearer {ADMIN_TOKEN}");
+    let registered = curl(&[
+        "-X",
+        "POST",
+        &format!("{base}/api/customers/register"),
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        &admin,
+        "-d",
+        r#"{
+    "email": "test@example.com",
+    "password": "SecurePass123",
+    "company_name": "Test Corp",
+    "subscription_tier": "pro"
+  }"#,
+    ]);
+    for field in ["customer_id", "email", "company_name", "api_key", "subscription_tier", "status", "created_at"] {
+        assert!(!registered[field].is_null(), "{field} missing: {registered}");
+    }
+    let id = registered["customer_id"].as_i64().unwrap().to_string();
+    let auth = format!("Authorization: Bearer {}", registered["api_key"].as_str().unwrap());
+
+    let dir = process_dir().join(format!("seed-curl-{}", random_suffix(4)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pdf = support::pdf(&[support::column(72.0, &["We sell to hospitals in Germany."])], true);
+    std::fs::write(dir.join("icp_document.pdf"), pdf).unwrap();
+    let uploaded = curl(&[
+        "-X",
+        "POST",
+        &format!("{base}/api/knowledge/upload"),
+        "-H",
+        &auth,
+        "-F",
+        &format!("customer_id={id}"),
+        "-F",
+        &format!("file=@{}", dir.join("icp_document.pdf").display()),
+    ]);
+    for field in ["document_id", "filename", "content_type", "file_size", "processing_status"] {
+        assert!(!uploaded[field].is_null(), "{field} missing: {uploaded}");
+    }
+    assert_eq!(
+        (uploaded["filename"].as_str(), uploaded["content_type"].as_str()),
+        (Some("icp_document.pdf"), Some("application/pdf"))
+    );
+
+    let deployed = curl(&[
+        "-X",
+        "POST",
+        &format!("{base}/api/customers/{id}/agents/deploy"),
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        &auth,
+        "-d",
+        r#"{
+    "agent_name": "Lead Qualifier",
+    "agent_type": "lead_qualifier",
+    "model": "llama3.1-8b"
+  }"#,
+    ]);
+    for field in ["agent_id", "deployment_id", "agent_name", "agent_type", "status", "model", "deployed_at"] {
+        assert!(!deployed[field].is_null(), "{field} missing: {deployed}");
+    }
+    assert_eq!(deployed["agent_name"], "Lead Qualifier");
+}
