@@ -84,7 +84,9 @@ impl KeyCache {
         entries.get(hash).filter(|(at, _)| at.elapsed() < KEY_CACHE_TTL).map(|(_, owner)| owner.clone())
     }
 
-    fn put(&self, hash: [u8; 32], owner: Option<KeyOwner>) {
+    /// Caches a lookup made at `asked` (taken before the query, so the entry expires no later
+    /// than a second after what it read).
+    fn put(&self, hash: [u8; 32], owner: Option<KeyOwner>, asked: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= KEY_CACHE_CAPACITY {
             entries.retain(|_, (at, _)| at.elapsed() < KEY_CACHE_TTL);
@@ -92,7 +94,7 @@ impl KeyCache {
                 entries.clear();
             }
         }
-        entries.insert(hash, (Instant::now(), owner));
+        entries.insert(hash, (asked, owner));
     }
 
     /// Forgets a key at once on this replica (after a rotation); others follow within the TTL.
@@ -127,8 +129,9 @@ pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<Caller> {
     let owner = match state.key_cache.get(&hash) {
         Some(owner) => owner,
         None => {
+            let asked = Instant::now();
             let owner = api_keys::key_owner(&state.pool, &hash).await?;
-            state.key_cache.put(hash, owner.clone());
+            state.key_cache.put(hash, owner.clone(), asked);
             owner
         }
     };
@@ -183,11 +186,11 @@ mod tests {
         let cache = KeyCache::default();
         let hash = [7u8; 32];
         assert_eq!(cache.get(&hash), None);
-        cache.put(hash, Some(owner(1)));
+        cache.put(hash, Some(owner(1)), Instant::now());
         assert_eq!(cache.get(&hash), Some(Some(owner(1))));
         cache.forget(&hash);
         assert_eq!(cache.get(&hash), None);
-        cache.put(hash, None);
+        cache.put(hash, None, Instant::now());
         assert_eq!(cache.get(&hash), Some(None), "misses are cached too");
         std::thread::sleep(KEY_CACHE_TTL);
         assert_eq!(cache.get(&hash), None, "nothing outlives the TTL");
@@ -199,7 +202,7 @@ mod tests {
         for i in 0..(KEY_CACHE_CAPACITY + 10) {
             let mut hash = [0u8; 32];
             hash[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            cache.put(hash, None);
+            cache.put(hash, None, Instant::now());
         }
         assert!(cache.entries.lock().unwrap().len() <= KEY_CACHE_CAPACITY);
     }

@@ -53,6 +53,12 @@ pub enum AppError {
     /// The upload's bytes are not a type Prospector reads.
     #[error("{0}")]
     UnsupportedType(String),
+    /// The request body did not arrive in time.
+    #[error("the request body took too long to arrive")]
+    RequestTimeout,
+    /// The path exists, with other methods.
+    #[error("this path does not take that method; see /openapi.json")]
+    MethodNotAllowed,
     /// The request conflicts with existing state (an e-mail address in use).
     #[error("{0}")]
     Conflict(String),
@@ -72,6 +78,8 @@ impl AppError {
             Self::Forbidden(_) | Self::Suspended | Self::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -92,6 +100,8 @@ impl AppError {
             Self::QuotaExceeded(_) => "quota_exceeded",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::IdempotencyMismatch => "idempotency_key_reused",
             Self::RateLimited(_) => "rate_limited",
@@ -131,6 +141,15 @@ impl IntoResponse for AppError {
 impl From<prospector_store::StoreError> for AppError {
     fn from(e: prospector_store::StoreError) -> Self {
         use prospector_store::StoreError;
+        // Values Postgres cannot take (a NUL byte in text, a number out of range) are the
+        // request's fault, not the server's.
+        if let StoreError::Database(sqlx::Error::Database(db)) = &e
+            && matches!(db.code().as_deref(), Some("22021" | "22P02" | "22003" | "22001" | "54000"))
+        {
+            return Self::BadRequest(
+                "the request holds a value that cannot be stored (a NUL byte, or a number out of range)".into(),
+            );
+        }
         match e {
             StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed)
             | StoreError::Timeout => Self::Unavailable(e.to_string()),
@@ -152,6 +171,11 @@ impl From<kube::Error> for AppError {
             // A body Kubernetes could not even decode (control characters, for one).
             kube::Error::Api(status) if status.code == 400 => {
                 Self::BadRequest("the request holds characters or values that cannot be stored".into())
+            }
+            // The customer's namespace is gone or going (a customer being deleted).
+            kube::Error::Api(status) if status.code == 404 => Self::NotFound("customer"),
+            kube::Error::Api(status) if status.code == 409 => {
+                Self::Conflict("the object changed meanwhile; retry the request".into())
             }
             kube::Error::Api(status) if status.code >= 500 => Self::Unavailable(e.to_string()),
             kube::Error::HyperError(_) | kube::Error::Service(_) => Self::Unavailable(e.to_string()),

@@ -59,6 +59,42 @@ where
     }
 }
 
+/// Path parameters, with a malformed path answering like a missing thing (`404`, JSON).
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| Self(value))
+            .map_err(|_| AppError::NotFound("path"))
+    }
+}
+
+/// Whether `id` is a document id (`doc_` and hex).
+pub fn is_document_id(id: &str) -> bool {
+    id.strip_prefix("doc_")
+        .is_some_and(|hex| (8..=64).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Whether `id` is a deployment id (`agent_<customer id>_<hex>`).
+pub fn is_deployment_id(id: &str) -> bool {
+    id.strip_prefix("agent_").and_then(|rest| rest.split_once('_')).is_some_and(|(customer, hex)| {
+        !customer.is_empty()
+            && customer.len() <= 19
+            && customer.bytes().all(|b| b.is_ascii_digit())
+            && (4..=32).contains(&hex.len())
+            && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
 /// The `{customer_id}` of a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CustomerId(pub i64);
@@ -76,5 +112,20 @@ impl<S: Send + Sync> FromRequestParts<S> for CustomerId {
             .and_then(|(_, value)| value.parse::<i64>().ok())
             .map(Self)
             .ok_or(AppError::NotFound("customer"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_have_their_shapes() {
+        assert!(is_document_id("doc_3abaf39ad742cdd1"));
+        assert!(!is_document_id("doc_") && !is_document_id("doc_xyz12345") && !is_document_id("doc_\u{0}1234567"));
+        assert!(is_deployment_id("agent_1_93597aa5"));
+        assert!(
+            !is_deployment_id("agent__93597aa5") && !is_deployment_id("agent_1_") && !is_deployment_id("agent_1_zz")
+        );
     }
 }

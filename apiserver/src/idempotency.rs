@@ -77,6 +77,64 @@ fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response 
     response
 }
 
+/// Gives the key up if the request is dropped before it finished (its client went away), so a
+/// retry runs instead of waiting out the stale-claim period.
+struct Release {
+    state: Option<(AppState, String, String, chrono::DateTime<chrono::Utc>)>,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Some((state, scope, key, token)) = self.state.take() {
+            tokio::spawn(async move {
+                let _ = release(&state.pool, &scope, &key, token).await;
+            });
+        }
+    }
+}
+
+/// A marker: the upload slot is held by this middleware for the whole request.
+#[derive(Clone, Copy, Debug)]
+pub struct UploadSlotHeld;
+
+/// The multipart boundary of a request, which clients pick at random for every attempt.
+fn multipart_boundary(content_type: Option<&str>) -> Option<String> {
+    let content_type = content_type?;
+    if !content_type.to_ascii_lowercase().starts_with("multipart/") {
+        return None;
+    }
+    content_type
+        .split(';')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"').to_owned())
+        .filter(|b| !b.is_empty())
+}
+
+/// The request's SHA-256: method, path and body, with a multipart boundary replaced by a fixed
+/// one, so that a retry of the same upload by another client run matches.
+fn request_hash(method: &Method, path: &str, body: &[u8], boundary: Option<&str>) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_str());
+    hasher.update(b"\n");
+    hasher.update(path);
+    hasher.update(b"\n");
+    match boundary {
+        Some(boundary) if !boundary.is_empty() => {
+            let needle = boundary.as_bytes();
+            let mut rest = body;
+            while let Some(at) = rest.windows(needle.len()).position(|w| w == needle) {
+                hasher.update(&rest[..at]);
+                hasher.update(b"BOUNDARY");
+                rest = &rest[at + needle.len()..];
+            }
+            hasher.update(rest);
+        }
+        _ => hasher.update(body),
+    }
+    hasher.finalize().into()
+}
+
 /// Middleware: runs after authentication (the caller is in the request's extensions).
 pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
@@ -97,21 +155,31 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
         Some(Caller::Customer(owner)) => format!("customer:{}", owner.customer_id),
         None => return next.run(request).await,
     };
-    let (parts, body) = request.into_parts();
+    let boundary = multipart_boundary(request.headers().get("content-type").and_then(|v| v.to_str().ok()));
+    // An upload is read into memory here: it takes its upload slot here too, for the whole
+    // request, so the cap on uploads held at once stays whole.
+    let _slot = if boundary.is_some() {
+        match state.upload_slots.clone().acquire_owned().await {
+            Ok(permit) => Some(permit),
+            Err(_) => return AppError::Unavailable("shutting down".into()).into_response(),
+        }
+    } else {
+        None
+    };
+    let (mut parts, body) = request.into_parts();
+    if boundary.is_some() {
+        parts.extensions.insert(UploadSlotHeld);
+    }
     let limit = state.settings.max_upload_bytes.saturating_add(1 << 20);
-    let bytes: Bytes = match to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
+    let bytes: Bytes = match tokio::time::timeout(crate::READ_TIMEOUT, to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
             return AppError::PayloadTooLarge(format!("the request is over {limit} bytes")).into_response();
         }
+        Err(_) => return AppError::RequestTimeout.into_response(),
     };
-    let mut hasher = Sha256::new();
-    hasher.update(parts.method.as_str());
-    hasher.update(b"\n");
-    hasher.update(parts.uri.path_and_query().map_or("", |p| p.as_str()));
-    hasher.update(b"\n");
-    hasher.update(&bytes);
-    let request_sha256: [u8; 32] = hasher.finalize().into();
+    let path = parts.uri.path_and_query().map_or("", |p| p.as_str()).to_owned();
+    let request_sha256 = request_hash(&parts.method, &path, &bytes, boundary.as_deref());
     match claim(&state.pool, &scope, &key, &request_sha256).await {
         Err(e) => AppError::from(e).into_response(),
         Ok(Claim::Mismatch) => AppError::IdempotencyMismatch.into_response(),
@@ -123,23 +191,20 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
             Ok(body) => json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body, true),
             Err(error) => error.into_response(),
         },
-        Ok(Claim::Run) => {
+        Ok(Claim::Run { token }) => {
+            let mut guard = Release { state: Some((state.clone(), scope.clone(), key.clone(), token)) };
             let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
             let (parts, body) = response.into_parts();
-            let body = match to_bytes(body, MAX_KEPT_BODY).await {
-                Ok(body) => body,
-                Err(_) => {
-                    let _ = release(&state.pool, &scope, &key).await;
-                    return AppError::Internal("an answer too large to keep for Idempotency-Key".into())
-                        .into_response();
-                }
+            let Ok(body) = to_bytes(body, MAX_KEPT_BODY).await else {
+                return AppError::Internal("an answer too large to keep for Idempotency-Key".into()).into_response();
             };
+            guard.state = None;
             // A server-side failure may go away: the next retry runs again. Anything else is the
             // request's answer.
             let kept = if parts.status.is_server_error() {
-                release(&state.pool, &scope, &key).await
+                release(&state.pool, &scope, &key, token).await
             } else {
-                complete(&state.pool, &scope, &key, parts.status.as_u16(), &redact(&body)).await
+                complete(&state.pool, &scope, &key, token, parts.status.as_u16(), &redact(&body)).await
             };
             if let Err(e) = kept {
                 tracing::warn!(error = %e, "cannot record an Idempotency-Key answer");
@@ -163,5 +228,23 @@ mod tests {
         assert!(text.contains(&format!("{KEY_MARKER}{}", hex(&api_keys::sha256(&key)))), "{text}");
         assert_eq!(redact(b"{\"document_id\": \"doc_1\"}"), b"{\"document_id\": \"doc_1\"}".to_vec());
         assert_eq!(redact(b"not json"), b"not json".to_vec());
+    }
+
+    #[test]
+    fn a_retried_upload_with_a_new_boundary_is_the_same_request() {
+        let body =
+            |b: &str| format!("--{b}\r\ncontent-disposition: form-data; name=\"customer_id\"\r\n\r\n1\r\n--{b}--\r\n");
+        let first = request_hash(&Method::POST, "/u", body("aaaa1111").as_bytes(), Some("aaaa1111"));
+        let retry = request_hash(&Method::POST, "/u", body("bbbb2222").as_bytes(), Some("bbbb2222"));
+        assert_eq!(first, retry);
+        let other = request_hash(
+            &Method::POST,
+            "/u",
+            body("bbbb2222").replace("\r\n1\r\n", "\r\n2\r\n").as_bytes(),
+            Some("bbbb2222"),
+        );
+        assert_ne!(first, other);
+        assert_eq!(multipart_boundary(Some("multipart/form-data; boundary=\"xyz\"")).as_deref(), Some("xyz"));
+        assert_eq!(multipart_boundary(Some("application/json")), None);
     }
 }

@@ -25,6 +25,9 @@ use sqlx::PgPool;
 use crate::auth::{AdminToken, KeyCache};
 use crate::error::AppError;
 
+/// How long a request body (an upload) may take to arrive.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// The field manager of every object the REST server writes.
 pub const FIELD_MANAGER: &str = "prospector-apiserver";
 
@@ -139,6 +142,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/knowledge/docs/{customer_id}", get(knowledge::list))
         .route("/api/knowledge/docs/{customer_id}/{document_id}", delete(knowledge::delete))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::enforce))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::enforce))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
@@ -148,6 +152,10 @@ pub fn router(state: AppState) -> Router {
 
 async fn not_found() -> AppError {
     AppError::NotFound("route")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed
 }
 
 async fn healthz() -> &'static str {

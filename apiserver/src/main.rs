@@ -13,7 +13,8 @@ use prospector_embedder::embed::{Embedder, EmbedderConfig};
 use prospector_embedder::paths::{self, ProcessEnv};
 use sqlx::postgres::PgPoolOptions;
 
-#[derive(Debug, Parser)]
+/// Not `Debug`: it holds the database URL and the admin token.
+#[derive(Parser)]
 #[command(name = "prospector-apiserver", version, about = "Prospector's REST API")]
 struct Cli {
     /// Address to listen on.

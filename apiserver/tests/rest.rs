@@ -1071,3 +1071,24 @@ async fn the_seeds_curl_examples_work_with_an_authorization_header() {
     }
     assert_eq!(deployed["agent_name"], "Lead Qualifier");
 }
+
+#[tokio::test]
+async fn an_upload_deleted_at_once_gives_everything_back() {
+    let stack = stack();
+    let (id, key) = customer_with_overrides(stack, "hasty", fast()).await;
+    let pool = prospector_store::connect(&stack.database_url, 1).await.unwrap();
+    for round in 0..3 {
+        let text = format!("A document deleted as soon as it exists, round {round}.");
+        let (status, body) = upload(stack, &key, id, "hasty.txt", text.into_bytes()).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let url = format!("{}/api/knowledge/docs/{id}/{}", stack.base, body["document_id"].as_str().unwrap());
+        let (status, body) = call(reqwest::Method::DELETE, url, Some(&key), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    eventually("every reservation, row and byte to be released", WAIT, || async {
+        let (_, quotas) = get(stack, &format!("/api/customers/{id}/quotas"), &key).await;
+        let rows = prospector_tests::fixtures::document_rows(&pool, id).await;
+        (quotas["documents_count"] == 0 && quotas["storage_used_mb"] == 0.0 && rows == (0, 0, 0, 0)).then_some(())
+    })
+    .await;
+}

@@ -21,3 +21,6 @@ pub const UPLOAD_RESERVATION: &str = "prospector.dev/upload-reservation";
 /// Annotation on a Customer created by anonymous self-registration: the SHA-256 (hex) of the
 /// token that reads the registration's status.
 pub const REGISTRATION_TOKEN_SHA256: &str = "prospector.dev/registration-token-sha256";
+/// The finalizer the operator's cleanup runs under. The REST server sets it on the documents it
+/// creates, so one deleted before the operator first saw it is still cleaned up.
+pub const CLEANUP_FINALIZER: &str = "prospector.dev/cleanup";

@@ -62,9 +62,11 @@ pub enum KeyActivation {
     Stale,
 }
 
-/// Makes `key` the customer's one active key: records its hash if new and revokes every other
-/// key of the customer. A key revoked before stays revoked, so a reconcile that read the Secret
-/// just before a rotation cannot bring the old key back. Serialised per customer by a row lock.
+/// Makes `key` the customer's active key: records its hash if new and revokes every key of the
+/// customer recorded before it. A key revoked before stays revoked, so a reconcile that read the
+/// Secret just before a rotation cannot bring the old key back; and keys recorded after it (a
+/// rotation in progress) are left alone, so that reconcile cannot revoke the new key either.
+/// Serialised per customer by a row lock.
 pub async fn activate_key(pool: &PgPool, customer_id: i64, key: &str) -> Result<KeyActivation, StoreError> {
     let mut tx = pool.begin().await?;
     lock_customer(&mut tx, customer_id).await?;
@@ -76,17 +78,50 @@ pub async fn activate_key(pool: &PgPool, customer_id: i64, key: &str) -> Result<
         return Ok(KeyActivation::Stale);
     }
     insert_active(&mut tx, customer_id, key).await?;
-    revoke_others(&mut tx, customer_id, key).await?;
+    revoke_older(&mut tx, customer_id, key).await?;
     tx.commit().await?;
     Ok(KeyActivation::Active)
 }
 
-/// Replaces the customer's key: `old` (the Secret's key before the rotation, when there was
-/// one) is recorded as revoked even if no reconcile had registered it yet, `new` becomes the
-/// one active key. One transaction.
-pub async fn rotate_key(pool: &PgPool, customer_id: i64, old: Option<&str>, new: &str) -> Result<(), StoreError> {
+/// Records `key` as an active key of the customer beside the current one: the first step of a
+/// rotation, before the Secret changes, so that no moment exists where the Secret holds a key
+/// that does not work.
+pub async fn add_key(pool: &PgPool, customer_id: i64, key: &str) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     lock_customer(&mut tx, customer_id).await?;
+    insert_active(&mut tx, customer_id, key).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Revokes one key (a rotation that could not write the Secret gives its new key up).
+pub async fn revoke_key(pool: &PgPool, key: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE key_sha256 = $1 AND revoked_at IS NULL")
+        .bind(sha256(key).as_slice())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Completes a rotation once the Secret holds `new`: `old` (the Secret's key before, when there
+/// was one) is recorded as revoked even if no reconcile had registered it yet, and every key
+/// recorded before `new` is revoked. [`KeyActivation::Stale`] when `new` was itself revoked
+/// meanwhile (a later rotation won): then nothing changes. One transaction.
+pub async fn rotate_key(
+    pool: &PgPool,
+    customer_id: i64,
+    old: Option<&str>,
+    new: &str,
+) -> Result<KeyActivation, StoreError> {
+    let mut tx = pool.begin().await?;
+    lock_customer(&mut tx, customer_id).await?;
+    let revoked: Option<bool> = sqlx::query_scalar("SELECT revoked_at IS NOT NULL FROM api_keys WHERE key_sha256 = $1")
+        .bind(sha256(new).as_slice())
+        .fetch_optional(&mut *tx)
+        .await?;
+    if revoked == Some(true) {
+        return Ok(KeyActivation::Stale);
+    }
     if let Some(old) = old {
         sqlx::query(
             "INSERT INTO api_keys (customer_id, key_prefix, key_sha256, revoked_at) VALUES ($1, $2, $3, now())
@@ -99,14 +134,14 @@ pub async fn rotate_key(pool: &PgPool, customer_id: i64, old: Option<&str>, new:
         .await?;
     }
     insert_active(&mut tx, customer_id, new).await?;
-    revoke_others(&mut tx, customer_id, new).await?;
+    revoke_older(&mut tx, customer_id, new).await?;
     // The rotation's response carries the new key: it is delivered.
     sqlx::query("UPDATE api_keys SET delivered_at = now() WHERE key_sha256 = $1")
         .bind(sha256(new).as_slice())
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(KeyActivation::Active)
 }
 
 async fn lock_customer(tx: &mut sqlx::PgConnection, customer_id: i64) -> Result<(), StoreError> {
@@ -131,10 +166,11 @@ async fn insert_active(tx: &mut sqlx::PgConnection, customer_id: i64, key: &str)
     Ok(())
 }
 
-async fn revoke_others(tx: &mut sqlx::PgConnection, customer_id: i64, key: &str) -> Result<(), StoreError> {
+async fn revoke_older(tx: &mut sqlx::PgConnection, customer_id: i64, key: &str) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE api_keys SET revoked_at = now()
-          WHERE customer_id = $1 AND revoked_at IS NULL AND key_sha256 <> $2",
+          WHERE customer_id = $1 AND revoked_at IS NULL
+            AND id < (SELECT id FROM api_keys WHERE key_sha256 = $2)",
     )
     .bind(customer_id)
     .bind(sha256(key).as_slice())

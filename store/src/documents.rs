@@ -502,14 +502,26 @@ async fn explain_upload_refusal(pool: &PgPool, customer_id: i64, size: i64) -> R
 }
 
 /// Gives an upload's row to its KnowledgeDocument: the placeholder UID becomes the object's.
-/// Idempotent; returns whether this call adopted it.
-pub async fn adopt_upload(pool: &PgPool, placeholder_uid: Uuid, k8s_uid: Uuid) -> Result<bool, StoreError> {
+/// Only the row of the same customer, namespace and name is taken, so a placeholder copied into
+/// another object's annotation adopts nothing. Idempotent; returns whether this call adopted it.
+pub async fn adopt_upload(
+    pool: &PgPool,
+    placeholder_uid: Uuid,
+    k8s_uid: Uuid,
+    customer_id: i64,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, StoreError> {
     let adopted = sqlx::query(
         "UPDATE knowledge_documents SET k8s_uid = $2, upload_reserved_at = NULL
-          WHERE k8s_uid = $1 AND upload_reserved_at IS NOT NULL AND deleted_at IS NULL",
+          WHERE k8s_uid = $1 AND customer_id = $3 AND namespace = $4 AND name = $5
+            AND upload_reserved_at IS NOT NULL AND deleted_at IS NULL",
     )
     .bind(placeholder_uid)
     .bind(k8s_uid)
+    .bind(customer_id)
+    .bind(namespace)
+    .bind(name)
     .execute(pool)
     .await?;
     Ok(adopted.rows_affected() == 1)

@@ -173,7 +173,7 @@ async fn a_customer_has_one_active_key_and_a_rotated_key_never_comes_back() {
     // A rotation revokes the old key even if no reconcile had registered it.
     let unregistered = api_keys::generate();
     let third = api_keys::generate();
-    rotate_key(&db.pool, id, Some(&unregistered), &third).await.unwrap();
+    assert_eq!(rotate_key(&db.pool, id, Some(&unregistered), &third).await.unwrap(), KeyActivation::Active);
     assert_eq!(owner(second.clone()).await, None);
     assert_eq!(owner(third.clone()).await, Some(id));
     assert_eq!(api_keys::active_key_hashes(&db.pool, id).await.unwrap(), vec![api_keys::sha256(&third).to_vec()]);
@@ -182,6 +182,19 @@ async fn a_customer_has_one_active_key_and_a_rotated_key_never_comes_back() {
     assert_eq!(activate_key(&db.pool, id, &unregistered).await.unwrap(), KeyActivation::Stale);
     assert_eq!(activate_key(&db.pool, id, &second).await.unwrap(), KeyActivation::Stale);
     assert_eq!(owner(third.clone()).await, Some(id));
+
+    // Two rotations racing: both keys are recorded first; the one that completes revokes what
+    // came before it, and the other then finds its key revoked (Stale) and changes nothing.
+    let (racing_a, racing_b) = (api_keys::generate(), api_keys::generate());
+    api_keys::add_key(&db.pool, id, &racing_a).await.unwrap();
+    api_keys::add_key(&db.pool, id, &racing_b).await.unwrap();
+    // A reconcile that read the Secret before (holding `third`) revokes nothing newer.
+    assert_eq!(activate_key(&db.pool, id, &third).await.unwrap(), KeyActivation::Active);
+    assert_eq!(owner(racing_a.clone()).await, Some(id));
+    assert_eq!(rotate_key(&db.pool, id, Some(&third), &racing_b).await.unwrap(), KeyActivation::Active);
+    assert_eq!(rotate_key(&db.pool, id, Some(&third), &racing_a).await.unwrap(), KeyActivation::Stale);
+    assert_eq!(api_keys::active_key_hashes(&db.pool, id).await.unwrap(), vec![api_keys::sha256(&racing_b).to_vec()]);
+    let third = racing_b;
 
     // Suspension travels with the owner; a deleted customer's key finds nobody.
     sqlx::query("UPDATE customers SET status = 'suspended' WHERE id = $1").bind(id).execute(&db.pool).await.unwrap();

@@ -59,6 +59,8 @@ struct CustomerLimits {
     pending: i64,
     /// Calls being flushed right now (counted until the flush has re-read the totals).
     flushing: i64,
+    /// Flushes written so far: a snapshot read before the latest flush is discarded.
+    flushes: u64,
 }
 
 /// What the RateLimit headers of an admitted request say.
@@ -82,13 +84,18 @@ pub struct Refused {
 pub struct Limiter {
     epoch: Instant,
     customers: Mutex<HashMap<i64, CustomerLimits>>,
+    /// Open self-registration, which has no key to count against: one budget for all callers.
+    anonymous: Mutex<Cell>,
 }
 
 impl Default for Limiter {
     fn default() -> Self {
-        Self { epoch: Instant::now(), customers: Mutex::default() }
+        Self { epoch: Instant::now(), customers: Mutex::default(), anonymous: Mutex::default() }
     }
 }
+
+/// Anonymous self-registrations this replica admits per minute (a burst of as many).
+pub const ANONYMOUS_REGISTRATIONS_PER_MINUTE: u32 = 10;
 
 fn until_utc_midnight() -> Duration {
     let now = Utc::now();
@@ -109,24 +116,36 @@ impl Limiter {
         self.customers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reads a customer's limits and usage from Postgres into the cache.
-    async fn refresh(&self, pool: &PgPool, customer_id: i64) -> Result<(), AppError> {
+    /// Reads a customer's limits and usage from Postgres.
+    async fn read(pool: &PgPool, customer_id: i64) -> Result<Known, AppError> {
         let today = Utc::now().date_naive();
         let month_start = today.with_day(1).unwrap_or(today);
         let snapshot = usage_snapshot(pool, customer_id, today, month_start)
             .await?
             .ok_or(AppError::Unavailable("the customer's quotas are not set up yet".into()))?;
-        let known = Known {
-            per_second: u32::try_from(snapshot.limits.rate_limit_per_second.max(1)).unwrap_or(1),
-            per_minute: u32::try_from(snapshot.limits.rate_limit_per_minute.max(1)).unwrap_or(1),
+        let rate = |limit: i32| u32::try_from(limit).unwrap_or(0);
+        Ok(Known {
+            per_second: rate(snapshot.limits.rate_limit_per_second),
+            per_minute: rate(snapshot.limits.rate_limit_per_minute),
             per_day: snapshot.limits.max_api_calls_per_day,
             per_month: snapshot.limits.max_api_calls_per_month,
             today: snapshot.api_calls_today,
             month: snapshot.api_calls_this_month,
             day: today,
             read_at: Instant::now(),
-        };
-        self.lock().entry(customer_id).or_default().known = Some(known);
+        })
+    }
+
+    /// Reads a customer's limits and usage into the cache, unless a flush wrote meanwhile (its
+    /// own read, after the write, is the newer one).
+    async fn refresh(&self, pool: &PgPool, customer_id: i64) -> Result<(), AppError> {
+        let flushes = self.lock().get(&customer_id).map_or(0, |c| c.flushes);
+        let known = Self::read(pool, customer_id).await?;
+        let mut customers = self.lock();
+        let state = customers.entry(customer_id).or_default();
+        if state.flushes == flushes || state.known.is_none() {
+            state.known = Some(known);
+        }
         Ok(())
     }
 
@@ -150,6 +169,19 @@ impl Limiter {
         Ok(decide(state, &known, now))
     }
 
+    /// Admits one anonymous self-registration against the replica's budget.
+    pub fn admit_anonymous(&self) -> Result<(), AppError> {
+        let rate = Rate { limit: ANONYMOUS_REGISTRATIONS_PER_MINUTE, period: Duration::from_secs(60) };
+        let mut cell = self.anonymous.lock().unwrap_or_else(|p| p.into_inner());
+        match cell.check(rate, self.epoch.elapsed()) {
+            Decision::Allowed { .. } => Ok(()),
+            Decision::Denied { retry_after } => Err(AppError::RateLimited(format!(
+                "self-registration is limited to {ANONYMOUS_REGISTRATIONS_PER_MINUTE} a minute; retry in {} s",
+                seconds_up(retry_after).max(1)
+            ))),
+        }
+    }
+
     /// Takes the calls to flush: `(customer, count)`.
     fn take_pending(&self) -> Vec<(i64, i64)> {
         let mut customers = self.lock();
@@ -168,19 +200,35 @@ impl Limiter {
     pub async fn flush(&self, pool: &PgPool) {
         let today = Utc::now().date_naive();
         for (customer_id, calls) in self.take_pending() {
-            let written = add_api_calls(pool, customer_id, today, calls).await;
-            {
+            if let Err(e) = add_api_calls(pool, customer_id, today, calls).await {
+                tracing::warn!(customer_id, calls, error = %e, "cannot record API calls; retrying at the next flush");
                 let mut customers = self.lock();
                 let state = customers.entry(customer_id).or_default();
                 state.flushing -= calls;
-                if let Err(e) = &written {
-                    tracing::warn!(customer_id, calls, error = %e, "cannot record API calls; retrying at the next flush");
-                    state.pending += calls;
-                    continue;
-                }
+                state.pending += calls;
+                continue;
             }
-            if let Err(e) = self.refresh(pool, customer_id).await {
-                tracing::debug!(customer_id, error = %e, "cannot re-read usage after a flush");
+            self.lock().entry(customer_id).or_default().flushes += 1;
+            // The calls stay counted as flushing until the totals that include them are stored,
+            // in the same critical section: no moment counts them nowhere.
+            let known = Self::read(pool, customer_id).await;
+            let mut customers = self.lock();
+            let state = customers.entry(customer_id).or_default();
+            match known {
+                Ok(known) => {
+                    state.known = Some(known);
+                    state.flushing -= calls;
+                }
+                Err(e) => {
+                    // Written but not re-read: count them as written (in the stale snapshot's
+                    // terms) until the next read.
+                    tracing::debug!(customer_id, error = %e, "cannot re-read usage after a flush");
+                    if let Some(known) = state.known.as_mut() {
+                        known.today += calls;
+                        known.month += calls;
+                    }
+                    state.flushing -= calls;
+                }
             }
         }
     }
@@ -199,6 +247,13 @@ impl Limiter {
 /// The decision for one call, given the customer's state and limits. Rates first (they refill),
 /// then the day and the month (they do not, until the next day or month).
 fn decide(state: &mut CustomerLimits, known: &Known, now: Duration) -> Result<Admitted, Refused> {
+    if known.per_second == 0 || known.per_minute == 0 {
+        return Err(Refused {
+            message: "this customer's tier allows no API calls (rateLimitPerSecond or rateLimitPerMinute is 0)".into(),
+            retry_after: Duration::from_secs(60),
+            limit: 0,
+        });
+    }
     let second = Rate { limit: known.per_second, period: Duration::from_secs(1) };
     let minute = Rate { limit: known.per_minute, period: Duration::from_secs(60) };
     let (mut second_cell, mut minute_cell) = (state.second, state.minute);
@@ -232,7 +287,7 @@ fn decide(state: &mut CustomerLimits, known: &Known, now: Duration) -> Result<Ad
                 known.per_day
             ),
             retry_after: until_utc_midnight(),
-            limit: known.per_second,
+            limit: u32::try_from(known.per_day).unwrap_or(u32::MAX),
         });
     }
     if known.month + counted >= known.per_month {
@@ -243,7 +298,7 @@ fn decide(state: &mut CustomerLimits, known: &Known, now: Duration) -> Result<Ad
                 known.per_month
             ),
             retry_after: until_next_month(),
-            limit: known.per_second,
+            limit: u32::try_from(known.per_month).unwrap_or(u32::MAX),
         });
     }
     state.second = second_cell;
@@ -337,6 +392,13 @@ mod tests {
         let refused = decide(&mut state, &limits, Duration::from_secs(5)).unwrap_err();
         assert!(refused.message.contains("30 of 30") && refused.message.contains("maxApiCallsPerDay"), "{refused:?}");
         assert!(refused.retry_after <= Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn a_rate_of_zero_allows_nothing() {
+        let mut state = CustomerLimits::default();
+        let refused = decide(&mut state, &known(0, 1000), Duration::from_secs(1)).unwrap_err();
+        assert!(refused.message.contains("allows no API calls"), "{refused:?}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
 use crate::error::{ApiResult, AppError, ErrorBody};
-use crate::extract::{ApiJson, CustomerId};
+use crate::extract::{ApiJson, ApiPath, CustomerId, is_deployment_id};
 use crate::routes::random_lowercase;
 use crate::{AppState, FIELD_MANAGER};
 
@@ -266,9 +266,12 @@ pub async fn terminate(
     State(state): State<AppState>,
     caller: Caller,
     CustomerId(id): CustomerId,
-    Path((_, deployment_id)): Path<(String, String)>,
+    ApiPath((_, deployment_id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Terminated>> {
     let customer = caller.customer(&state, id).await?;
+    if !is_deployment_id(&deployment_id) {
+        return Err(AppError::NotFound("agent deployment"));
+    }
     let api: Api<AgentDeployment> = Api::namespaced(state.client.clone(), &customer_namespace(&customer.name));
     let agents = api.list(&ListParams::default()).await?.items;
     let agent = agents
@@ -306,7 +309,9 @@ pub struct UsageRequest {
 /// Most of anything one report may add: a bound against a bug or a hostile agent flooding the
 /// counters, far above what an agent does between reports.
 const MAX_REPORTED: i64 = 1_000_000;
-const MAX_REPORTED_COST_USD: f64 = 100_000.0;
+const MAX_REPORTED_COST_USD: f64 = 1_000.0;
+/// A day per reported task at most.
+const MAX_LATENCY_PER_TASK_MS: f64 = 86_400_000.0;
 const MAX_REPORTED_TOKENS: i64 = 1_000_000_000;
 
 fn validate_usage(usage: &UsageRequest) -> ApiResult<UsageReport> {
@@ -328,8 +333,11 @@ fn validate_usage(usage: &UsageRequest) -> ApiResult<UsageReport> {
     if !usage.cost_usd.is_finite() || !(0.0..=MAX_REPORTED_COST_USD).contains(&usage.cost_usd) {
         return Err(AppError::BadRequest(format!("cost_usd must be between 0 and {MAX_REPORTED_COST_USD}")));
     }
-    if !usage.total_latency_ms.is_finite() || usage.total_latency_ms < 0.0 {
-        return Err(AppError::BadRequest("total_latency_ms must be a non-negative number".into()));
+    let max_latency = MAX_LATENCY_PER_TASK_MS * usage.tasks as f64;
+    if !usage.total_latency_ms.is_finite() || !(0.0..=max_latency).contains(&usage.total_latency_ms) {
+        return Err(AppError::BadRequest(format!(
+            "total_latency_ms must be between 0 and {MAX_LATENCY_PER_TASK_MS} per reported task"
+        )));
     }
     if !(0..=MAX_REPORTED_TOKENS).contains(&usage.tokens) {
         return Err(AppError::BadRequest(format!("tokens must be between 0 and {MAX_REPORTED_TOKENS}")));
@@ -364,9 +372,12 @@ pub struct UsageAccepted {
 pub async fn report_usage(
     State(state): State<AppState>,
     caller: Caller,
-    Path(deployment_id): Path<String>,
+    ApiPath(deployment_id): ApiPath<String>,
     ApiJson(usage): ApiJson<UsageRequest>,
 ) -> ApiResult<(StatusCode, Json<UsageAccepted>)> {
+    if !is_deployment_id(&deployment_id) {
+        return Err(AppError::NotFound("agent deployment"));
+    }
     let report = validate_usage(&usage)?;
     let owner = agents::deployment_customer(&state.pool, &deployment_id).await?;
     let customer_id = match (&caller, owner) {
@@ -420,6 +431,9 @@ mod tests {
             UsageRequest { cost_usd: -1.0, ..Default::default() },
             UsageRequest { api_calls: MAX_REPORTED + 1, ..Default::default() },
             UsageRequest { tokens: -5, ..Default::default() },
+            UsageRequest { tasks: 1, total_latency_ms: 1e300, ..Default::default() },
+            UsageRequest { total_latency_ms: 5.0, ..Default::default() },
+            UsageRequest { cost_usd: 5_000.0, ..Default::default() },
         ] {
             assert!(validate_usage(&bad).is_err(), "{bad:?}");
         }

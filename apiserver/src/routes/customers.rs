@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::{Caller, MaybeCaller};
 use crate::error::{ApiResult, AppError, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, CustomerId};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, CustomerId};
 use crate::routes::random_lowercase;
 use crate::{AppState, FIELD_MANAGER};
 
@@ -130,13 +130,14 @@ pub async fn register(
                     "self-registration is for the free tier; ask the platform admin for another tier".into(),
                 ));
             }
+            state.limiter.admit_anonymous()?;
             true
         }
         None => return Err(AppError::Unauthorized("registering customers takes the platform admin token")),
     };
     validate(&request)?;
     let tiers: Api<Tier> = Api::all(state.client.clone());
-    if tiers.get_opt(&tier).await?.is_none() {
+    if !is_object_name(&tier) || tiers.get_opt(&tier).await?.is_none() {
         let known: Vec<String> = tiers
             .list(&Default::default())
             .await?
@@ -154,6 +155,10 @@ pub async fn register(
     let registration_token = anonymous.then(|| format!("rt_{}", api_keys::base62(&rand::random::<[u8; 32]>())));
     let customer = desired_customer(&name, &request, &tier, registration_token.as_deref());
     let api: Api<Customer> = Api::all(state.client.clone());
+    // Apply would change an existing object of the same name: a new name makes that impossible.
+    if api.get_opt(&name).await?.is_some() {
+        return Err(AppError::Conflict("the generated customer name is taken; retry".into()));
+    }
     api.patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&customer)).await?;
     tracing::info!(customer = %name, tier = %tier, "customer registered");
 
@@ -187,7 +192,7 @@ pub async fn register(
     security(("bearer" = [])))]
 pub async fn registration_status(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let token = headers
@@ -502,9 +507,10 @@ pub struct RotatedKey {
 }
 
 /// `POST /api/customers/{customer_id}/api-keys/rotate`: a new key in the Secret, the old one
-/// revoked. The Secret is replaced first (guarded by its resourceVersion, so two rotations
-/// cannot interleave), then Postgres: if the second step fails, the operator activates the
-/// Secret's new key on its next reconcile, and the old key is revoked then.
+/// revoked, in three steps: the new key is recorded as active; the Secret is replaced (guarded
+/// by its resourceVersion: of two rotations racing, one fails with 409 and gives its key up);
+/// the keys recorded before the new one are revoked. A failure after the Secret changed leaves
+/// both keys working until the operator's next resync, never none.
 #[utoipa::path(post, path = "/api/customers/{customer_id}/api-keys/rotate", tag = "customers", params(("customer_id" = i64, Path, description = "The customer's id")),
     responses((status = 200, body = RotatedKey), (status = 401, description = "No or invalid credentials", body = ErrorBody), (status = 403, description = "Suspended customer, or not allowed", body = ErrorBody), (status = 404, description = "No such customer, or another customer's", body = ErrorBody),
         (status = 409, description = "Another rotation is in progress", body = ErrorBody), (status = 429, description = "Rate limit or API call quota", body = ErrorBody), (status = 503, description = "A dependency is unavailable", body = ErrorBody)),
@@ -523,17 +529,28 @@ pub async fn rotate_key(
         .ok_or(AppError::Unavailable("the customer's API key is being created".into()))?;
     let old = key_of(&secret);
     let new = api_keys::generate();
+    // The new key works before the Secret holds it, so no moment exists where the Secret's key
+    // does not; the old one is revoked only once the Secret changed.
+    api_keys::add_key(&state.pool, id, &new).await?;
     secret.data = Some(BTreeMap::from([(API_KEY_SECRET_KEY.to_owned(), ByteString(new.as_bytes().to_vec()))]));
     secret.metadata.managed_fields = None;
     let params = PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PostParams::default() };
-    match secrets.replace(API_KEY_SECRET, &params, &secret).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {
-            return Err(AppError::Conflict("another rotation of this key is in progress; retry".into()));
+    if let Err(e) = secrets.replace(API_KEY_SECRET, &params, &secret).await {
+        if let Err(revoke) = api_keys::revoke_key(&state.pool, &new).await {
+            tracing::warn!(customer_id = id, error = %revoke, "cannot revoke the key of a failed rotation");
         }
-        Err(e) => return Err(e.into()),
+        return Err(match e {
+            kube::Error::Api(e) if e.code == 409 => {
+                AppError::Conflict("another rotation of this key is in progress; retry".into())
+            }
+            e => e.into(),
+        });
     }
-    api_keys::rotate_key(&state.pool, id, old.as_deref(), &new).await?;
+    // If this fails, both keys work until the operator's next resync makes the Secret's key
+    // the only one.
+    if api_keys::rotate_key(&state.pool, id, old.as_deref(), &new).await? == api_keys::KeyActivation::Stale {
+        return Err(AppError::Conflict("a later rotation replaced this key; use the key it returned".into()));
+    }
     if let Some(old) = &old {
         state.key_cache.forget(&api_keys::sha256(old));
     }

@@ -4,7 +4,7 @@
 //! within the caller's customer only). Uploads live in [`super::upload`].
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
 use prospector_crds::customer::customer_namespace;
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiResult, AppError, ErrorBody};
-use crate::extract::{ApiJson, CustomerId};
+use crate::extract::{ApiJson, ApiPath, CustomerId, is_document_id};
 
 /// The most results one search returns.
 pub const MAX_TOP_K: i64 = 50;
@@ -138,9 +138,12 @@ pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     CustomerId(id): CustomerId,
-    Path((_, document_id)): Path<(String, String)>,
+    ApiPath((_, document_id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Deleted>> {
     let customer = caller.customer(&state, id).await?;
+    if !is_document_id(&document_id) {
+        return Err(AppError::NotFound("document"));
+    }
     let namespace = customer_namespace(&customer.name);
     // The row names the object; a document of another customer lives in another namespace.
     let (row_namespace, name) = locate_document(&state.pool, &document_id)
@@ -204,6 +207,16 @@ fn validate_search(body: &SearchBody) -> ApiResult<(i64, SearchMode)> {
     }
     if body.tags.len() > 32 || body.document_ids.len() > 100 {
         return Err(AppError::BadRequest("at most 32 tags and 100 document_ids".into()));
+    }
+    crate::routes::customers::check_printable("query", query)?;
+    for tag in &body.tags {
+        crate::routes::customers::check_printable("tags", tag)?;
+    }
+    if let Some(bad) = body.document_ids.iter().find(|id| !is_document_id(id)) {
+        return Err(AppError::BadRequest(format!(
+            "document_ids holds {:?}, which is not a document id (doc_ and hex)",
+            bad.chars().take(40).collect::<String>()
+        )));
     }
     let mode = match body.mode.as_deref() {
         None | Some("hybrid") => SearchMode::Hybrid,

@@ -87,6 +87,7 @@ pub fn object_name(filename: &str, suffix: &str) -> String {
 
 fn parse_tags(text: &str, tags: &mut Vec<String>) -> ApiResult<()> {
     for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        crate::routes::customers::check_printable("tags", tag)?;
         if tag.chars().count() > 63 {
             return Err(AppError::BadRequest("a tag is at most 63 characters".into()));
         }
@@ -192,12 +193,19 @@ pub struct UploadForm {
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
+    held: Option<axum::Extension<crate::idempotency::UploadSlotHeld>>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<(StatusCode, Json<UploadResponse>)> {
     let multipart = multipart.map_err(|e| AppError::BadRequest(format!("send a multipart/form-data body: {e}")))?;
-    // At most a few uploads are held in memory at once.
-    let _slot = state.upload_slots.acquire().await.map_err(|_| AppError::Unavailable("shutting down".into()))?;
-    let form = read_form(multipart, state.settings.max_upload_bytes).await?;
+    // At most a few uploads are held in memory at once (the Idempotency-Key middleware may hold
+    // this request's slot already).
+    let _slot = match held {
+        Some(_) => None,
+        None => Some(state.upload_slots.acquire().await.map_err(|_| AppError::Unavailable("shutting down".into()))?),
+    };
+    let form = tokio::time::timeout(crate::READ_TIMEOUT, read_form(multipart, state.settings.max_upload_bytes))
+        .await
+        .map_err(|_| AppError::RequestTimeout)??;
     let customer_id = form.customer_id.ok_or(AppError::BadRequest("the customer_id field is missing".into()))?;
     let (filename, bytes) = form.file.ok_or(AppError::BadRequest("the file field is missing".into()))?;
     let customer = caller.customer(&state, customer_id).await?;
@@ -254,6 +262,8 @@ pub async fn upload(
         metadata: ObjectMeta {
             name: Some(name.clone()),
             annotations: Some(BTreeMap::from([(labels::UPLOAD_RESERVATION.to_owned(), placeholder.to_string())])),
+            // Cleanup runs even if the document is deleted before the operator first sees it.
+            finalizers: Some(vec![labels::CLEANUP_FINALIZER.to_owned()]),
             ..ObjectMeta::default()
         },
         ..KnowledgeDocument::new(
@@ -270,17 +280,27 @@ pub async fn upload(
         )
     };
     let created = match api.patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&document)).await {
-        Ok(created) => created,
-        Err(e) => {
-            // Nothing was created: give the reservation back now rather than at the sweep.
-            if let Err(cancel) = cancel_upload(&state.pool, placeholder).await {
-                tracing::warn!(error = %cancel, "cannot release an upload's reservation; the operator's sweep will");
-            }
-            return Err(e.into());
+        Ok(created) => Some(created),
+        // Refused: nothing was created, the reservation goes back now rather than at the sweep.
+        Err(kube::Error::Api(e)) if (400..500).contains(&e.code) => {
+            cancel_reservation(&state, placeholder).await;
+            return Err(kube::Error::Api(e).into());
         }
+        // An unclear failure (a timeout, a 5xx): the object may exist; look before undoing.
+        Err(e) => match api.get_opt(&name).await {
+            Ok(Some(created)) => Some(created),
+            Ok(None) => {
+                cancel_reservation(&state, placeholder).await;
+                return Err(e.into());
+            }
+            // Still unknown: the operator adopts the row if the object exists, and the sweep
+            // releases it if not.
+            Err(_) => return Err(e.into()),
+        },
     };
-    if let Some(uid) = created.metadata.uid.as_deref().and_then(|u| uuid::Uuid::parse_str(u).ok()) {
-        prospector_store::documents::adopt_upload(&state.pool, placeholder, uid).await?;
+    if let Some(uid) = created.and_then(|c| c.metadata.uid).and_then(|u| uuid::Uuid::parse_str(&u).ok()) {
+        prospector_store::documents::adopt_upload(&state.pool, placeholder, uid, customer_id, &namespace, &name)
+            .await?;
     }
     tracing::info!(customer_id, document_id = %document_id, size, kind = %kind, "document uploaded");
     Ok((
@@ -295,6 +315,12 @@ pub async fn upload(
             duplicate: false,
         }),
     ))
+}
+
+async fn cancel_reservation(state: &AppState, placeholder: uuid::Uuid) {
+    if let Err(e) = cancel_upload(&state.pool, placeholder).await {
+        tracing::warn!(error = %e, "cannot release an upload's reservation; the operator's sweep will");
+    }
 }
 
 fn hex_of(bytes: &[u8]) -> String {

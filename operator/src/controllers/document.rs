@@ -237,14 +237,16 @@ async fn admit(
     ctx: &Context,
 ) -> Result<std::result::Result<DocumentRow, DocumentRefusal>> {
     // A REST upload reserved before the object existed: its row becomes this object's.
-    if let Some(placeholder) = document
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(prospector_crds::labels::UPLOAD_RESERVATION))
-        .and_then(|v| uuid::Uuid::parse_str(v).ok())
-    {
-        store::adopt_upload(&ctx.pool, placeholder, object_uid(document)?).await?;
+    if let Some(placeholder) = upload_reservation(document) {
+        store::adopt_upload(
+            &ctx.pool,
+            placeholder,
+            object_uid(document)?,
+            customer.id,
+            namespace,
+            &document.name_any(),
+        )
+        .await?;
     }
     let row = store::upsert_document(&ctx.pool, &record(document, namespace, customer, None)?).await?;
     // Bytes that failed for good were released; only different bytes are worth another try.
@@ -317,7 +319,21 @@ fn refusal_message(refusal: &DocumentRefusal) -> (&'static str, String) {
 
 /// Cleanup: the document's chunks, vectors, task and unshared bytes go, and its quota is
 /// released, in one transaction.
+/// The placeholder UID of the row a REST upload reserved for this document, if it has one.
+fn upload_reservation(document: &KnowledgeDocument) -> Option<uuid::Uuid> {
+    document
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(prospector_crds::labels::UPLOAD_RESERVATION))
+        .and_then(|v| uuid::Uuid::parse_str(v).ok())
+}
+
 async fn cleanup_document(document: &KnowledgeDocument, ctx: &Context) -> Result<Action> {
+    // A REST upload deleted before its row was adopted: give its reservation back.
+    if let Some(placeholder) = upload_reservation(document) {
+        store::cancel_upload(&ctx.pool, placeholder).await?;
+    }
     let deletion = store::delete_document(&ctx.pool, object_uid(document)?).await?;
     if deletion.deleted {
         if let Some(customer) =

@@ -26,7 +26,7 @@ use crate::context::{Context, FIELD_MANAGER, object_key};
 use crate::error::{OperatorError, Result};
 
 /// The finalizer every Prospector resource with external state carries.
-pub const FINALIZER: &str = "prospector.dev/cleanup";
+pub const FINALIZER: &str = prospector_crds::labels::CLEANUP_FINALIZER;
 
 /// Server-side applies `object` with the operator's field manager.
 pub async fn apply<K>(api: &Api<K>, object: &K) -> Result<K>
