@@ -33,6 +33,17 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// Whether this caller may act on customer `customer_id`, without reading it: a key reaches
+    /// only its own customer (checked live when the key was looked up); the admin reaches any,
+    /// and the caller's own query then finds out whether it exists. Another customer's id answers
+    /// `NotFound`, like one that does not exist.
+    pub fn authorize(&self, customer_id: i64) -> ApiResult<()> {
+        match self {
+            Caller::Customer(owner) if owner.customer_id != customer_id => Err(AppError::NotFound("customer")),
+            _ => Ok(()),
+        }
+    }
+
     /// The customer `customer_id` if this caller may act on it. Another customer's id and an id
     /// that does not exist both answer `NotFound`.
     pub async fn customer(&self, state: &AppState, customer_id: i64) -> ApiResult<CustomerRow> {

@@ -1,6 +1,6 @@
 //! Request ids: every request gets one (or keeps the caller's `X-Request-Id` when it is short
-//! and printable), answers with it, and every log line of the request carries it, so a person
-//! can match an error a client saw to the server's log.
+//! and printable) and answers with it, and the server's error lines carry it, so a person can
+//! match an error a client saw to the server's log.
 
 use axum::extract::Request;
 use axum::http::HeaderValue;

@@ -183,6 +183,7 @@ pub async fn set_quota_limits(pool: &PgPool, customer_id: i64, limits: &QuotaLim
 /// Limits, live counters and this day's / month's usage of one customer.
 #[derive(Clone, Debug, Default, PartialEq, sqlx::FromRow)]
 pub struct UsageSnapshot {
+    pub subscription_tier: String,
     #[sqlx(flatten)]
     pub limits: QuotaLimits,
     pub active_agents: i64,
@@ -195,7 +196,8 @@ pub struct UsageSnapshot {
     pub cost_this_month_usd: f64,
 }
 
-/// Reads a customer's usage. `today` and `month_start` come from the caller's clock.
+/// Reads a live customer's usage (and its tier). `today` and `month_start` come from the
+/// caller's clock.
 pub async fn usage_snapshot(
     pool: &PgPool,
     customer_id: i64,
@@ -203,7 +205,7 @@ pub async fn usage_snapshot(
     month_start: NaiveDate,
 ) -> Result<Option<UsageSnapshot>, StoreError> {
     let snapshot = sqlx::query_as(
-        "SELECT q.max_api_calls_per_day, q.max_api_calls_per_month, q.rate_limit_per_second,
+        "SELECT c.subscription_tier, q.max_api_calls_per_day, q.max_api_calls_per_month, q.rate_limit_per_second,
                 q.rate_limit_per_minute, q.max_agents, q.max_concurrent_agents, q.max_storage_bytes,
                 q.max_documents, q.max_leads_per_month, q.max_cost_per_month_usd::float8 AS max_cost_per_month_usd,
                 q.active_agents_count::int8 AS active_agents, q.active_replicas::int8 AS active_replicas,
@@ -213,6 +215,7 @@ pub async fn usage_snapshot(
                 coalesce(m.api_calls, 0)::int8 AS api_calls_this_month, coalesce(m.leads, 0)::int8 AS leads_this_month,
                 coalesce(m.cost_usd, 0)::float8 AS cost_this_month_usd
            FROM customer_quotas q
+           JOIN customers c ON c.id = q.customer_id AND c.deleted_at IS NULL
            LEFT JOIN LATERAL (
                 SELECT sum(api_calls) AS api_calls, sum(leads) AS leads, sum(cost_usd) AS cost_usd
                   FROM usage_daily WHERE customer_id = $1 AND day >= $3) m ON true

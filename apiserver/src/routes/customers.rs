@@ -466,16 +466,16 @@ pub async fn quotas(
     caller: Caller,
     CustomerId(id): CustomerId,
 ) -> ApiResult<Json<QuotaResponse>> {
-    let customer = caller.customer(&state, id).await?;
+    // One query: the key's lookup already proved the customer live, and the snapshot joins it.
+    caller.authorize(id)?;
     let today = Utc::now().date_naive();
     let month_start = today.with_day(1).unwrap_or(today);
-    let usage = customers::usage_snapshot(&state.pool, id, today, month_start)
-        .await?
-        .ok_or(AppError::Unavailable("the customer's quotas are not set up yet".into()))?;
+    let usage =
+        customers::usage_snapshot(&state.pool, id, today, month_start).await?.ok_or(AppError::NotFound("customer"))?;
     let limits = usage.limits;
     Ok(Json(QuotaResponse {
         customer_id: id,
-        subscription_tier: customer.subscription_tier,
+        subscription_tier: usage.subscription_tier,
         max_api_calls_per_day: limits.max_api_calls_per_day,
         api_calls_today: usage.api_calls_today,
         max_api_calls_per_month: limits.max_api_calls_per_month,
