@@ -170,6 +170,7 @@ mod tests {
     #[test]
     fn usage_view_shows_used_against_limit() {
         let snapshot = UsageSnapshot {
+            subscription_tier: "starter".into(),
             limits: effective_limits(&starter(), None),
             active_agents: 2,
             active_replicas: 3,
