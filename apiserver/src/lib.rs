@@ -25,6 +25,9 @@ use sqlx::PgPool;
 use crate::auth::{AdminToken, KeyCache};
 use crate::error::AppError;
 
+/// How often the admin token's file is read again.
+pub const ADMIN_TOKEN_RELOAD: Duration = Duration::from_secs(10);
+
 /// How long a request body (an upload) may take to arrive.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -61,7 +64,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub client: kube::Client,
     pub settings: Arc<ApiSettings>,
-    pub admin_token: Option<AdminToken>,
+    /// The platform admin token's hash; replaced when its file changes (a rotated Secret).
+    pub admin_token: Arc<std::sync::RwLock<Option<AdminToken>>>,
     pub key_cache: Arc<KeyCache>,
     /// The model that embeds search queries, loaded once at start; `None` turns search off.
     pub embedder: Option<Arc<prospector_embedder::embed::Embedder>>,
@@ -85,7 +89,7 @@ impl AppState {
             pool,
             client,
             settings: Arc::new(settings),
-            admin_token,
+            admin_token: Arc::new(std::sync::RwLock::new(admin_token)),
             key_cache: Arc::default(),
             embedder: None,
             upload_slots,
@@ -105,6 +109,25 @@ impl AppState {
                 hourly.tick().await;
                 if let Err(e) = prospector_store::idempotency::sweep(&pool).await {
                     tracing::debug!(error = %e, "cannot sweep old Idempotency-Key answers");
+                }
+            }
+        });
+    }
+
+    /// Re-reads the admin token from `path` every few seconds, so a rotated Secret takes
+    /// effect without a restart (the kubelet updates a mounted Secret's file in place).
+    pub fn watch_admin_token_file(&self, path: std::path::PathBuf) {
+        let admin_token = self.admin_token.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(ADMIN_TOKEN_RELOAD);
+            loop {
+                every.tick().await;
+                let Ok(token) = tokio::fs::read_to_string(&path).await else { continue };
+                let fresh = AdminToken::new(&token);
+                let mut current = admin_token.write().unwrap_or_else(|p| p.into_inner());
+                if *current != fresh {
+                    tracing::info!("the admin token changed; the new one is in effect");
+                    *current = fresh;
                 }
             }
         });

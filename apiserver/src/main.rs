@@ -26,7 +26,8 @@ struct Cli {
     /// The platform admin token. Never logged; prefer --admin-token-file.
     #[arg(long, env = "PROSPECTOR_ADMIN_TOKEN", hide_env_values = true, conflicts_with = "admin_token_file")]
     admin_token: Option<String>,
-    /// A file holding the platform admin token (a mounted Secret).
+    /// A file holding the platform admin token (a mounted Secret); read again every 10 s, so a
+    /// rotated token takes effect without a restart.
     #[arg(long, env = "PROSPECTOR_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
     /// Lets anyone register a free-tier customer without the admin token.
@@ -98,6 +99,9 @@ async fn main() -> ExitCode {
         ..ApiSettings::default()
     };
     let mut state = AppState::new(pool, client, settings, admin_token);
+    if let Some(path) = &cli.admin_token_file {
+        state.watch_admin_token_file(path.clone());
+    }
     if cli.search {
         match load_embedder(cli.search_threads) {
             Ok(embedder) => state = state.with_embedder(embedder),

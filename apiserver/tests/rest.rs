@@ -1092,3 +1092,48 @@ async fn an_upload_deleted_at_once_gives_everything_back() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_rotated_admin_token_file_takes_effect_without_a_restart() {
+    let stack = stack();
+    let dir = process_dir().join(format!("admin-token-{}", random_suffix(4)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    let (first, second) = (format!("first-{}", random_suffix(16)), format!("second-{}", random_suffix(16)));
+    std::fs::write(&file, &first).unwrap();
+    let port = free_port().unwrap();
+    let log = dir.join("apiserver.log");
+    let kubeconfig = shared_cluster().kubeconfig().display().to_string();
+    let _server = ManagedProcess::spawn(
+        "apiserver-token-file",
+        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-apiserver")),
+        &[format!("--listen=127.0.0.1:{port}"), "--search=false".into()],
+        RunAs::Current,
+        &log,
+        &[
+            ("DATABASE_URL", stack.database_url.as_str()),
+            ("KUBECONFIG", kubeconfig.as_str()),
+            ("PROSPECTOR_ADMIN_TOKEN_FILE", file.to_str().unwrap()),
+        ],
+    )
+    .expect("start the apiserver");
+    eventually("the apiserver to be ready", WAIT, || async {
+        reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.ok()?.status().is_success().then_some(())
+    })
+    .await;
+    let url = format!("http://127.0.0.1:{port}/api/customers/999999999");
+    // A missing customer answers 404 to the admin and 401 to anyone else.
+    eventually("the first token to work", WAIT, || async {
+        (call(reqwest::Method::GET, url.clone(), Some(&first), None).await.0 == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
+    std::fs::write(&file, &second).unwrap();
+    eventually("the second token to replace the first", Duration::from_secs(30), || async {
+        let old = call(reqwest::Method::GET, url.clone(), Some(&first), None).await.0;
+        let new = call(reqwest::Method::GET, url.clone(), Some(&second), None).await.0;
+        (old == StatusCode::UNAUTHORIZED && new == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(!log.contains(&first) && !log.contains(&second), "no admin token in the log");
+}
