@@ -110,10 +110,27 @@ pub fn shared_cluster() -> &'static ControlPlane {
     static CLUSTER: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
     let result = CLUSTER.get_or_init(|| {
         init_tracing();
-        let dir = process_dir().join("controlplane");
-        block_on_own_runtime(move || {
-            Box::pin(async move { ControlPlane::start(&dir).await.map_err(|e| e.to_string()) })
-        })
+        // A port picked free can be taken before the component binds it (another process's
+        // outgoing connection, say): then the start is tried again on new ports, in a new
+        // directory. Any other failure is final.
+        let mut outcome = Err(String::new());
+        for attempt in 0..3 {
+            let dir = process_dir().join(if attempt == 0 {
+                "controlplane".to_owned()
+            } else {
+                format!("controlplane-{attempt}")
+            });
+            outcome = block_on_own_runtime(move || {
+                Box::pin(async move { ControlPlane::start(&dir).await.map_err(|e| e.to_string()) })
+            });
+            match &outcome {
+                Err(e) if e.contains("address already in use") => {
+                    tracing::warn!(attempt, "a control-plane port was taken; starting again on new ports");
+                }
+                _ => break,
+            }
+        }
+        outcome
     });
     match result {
         Ok(plane) => plane,
