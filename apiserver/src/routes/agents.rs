@@ -128,20 +128,7 @@ fn response(agent: &AgentDeployment) -> AgentResponse {
 
 /// The AgentDeployment's name: the agent name as a DNS label plus a random suffix.
 pub fn object_name(agent_name: &str, suffix: &str) -> String {
-    let budget = MAX_NAME_LENGTH - suffix.len() - 1;
-    let mut slug = String::new();
-    for c in agent_name.chars().flat_map(char::to_lowercase) {
-        if slug.len() >= budget {
-            break;
-        }
-        if c.is_ascii_alphanumeric() {
-            slug.push(c);
-        } else if !slug.is_empty() && !slug.ends_with('-') {
-            slug.push('-');
-        }
-    }
-    let slug = slug.trim_matches('-');
-    format!("{}-{suffix}", if slug.is_empty() { "agent" } else { slug })
+    crate::routes::object_name(agent_name, MAX_NAME_LENGTH - suffix.len() - 1, "agent", suffix)
 }
 
 /// The AgentDeployment a deploy request applies.
@@ -173,9 +160,9 @@ fn validate(request: &DeployRequest) -> ApiResult<()> {
     {
         return Err(AppError::BadRequest("model must be 1 to 100 characters".into()));
     }
-    crate::routes::customers::check_printable("agent_name", &request.agent_name)?;
+    crate::routes::check_printable("agent_name", &request.agent_name)?;
     if let Some(model) = &request.model {
-        crate::routes::customers::check_printable("model", model)?;
+        crate::routes::check_printable("model", model)?;
     }
     if let Some(config) = &request.config
         && !config.is_object()

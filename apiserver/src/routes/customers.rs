@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::{Caller, MaybeCaller};
 use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, CustomerId};
-use crate::routes::random_lowercase;
+use crate::routes::{check_printable, object_name, random_lowercase};
 use crate::{AppState, FIELD_MANAGER};
 
 /// The Secret and key the operator keeps each customer's API key in.
@@ -320,31 +320,10 @@ pub fn is_object_name(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
-/// Text fields must be printable: Kubernetes stores no control characters.
-pub fn check_printable(field: &str, value: &str) -> ApiResult<()> {
-    if value.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(AppError::BadRequest(format!("{field} must not contain control characters")));
-    }
-    Ok(())
-}
-
 /// The Customer object's name: the company name as a DNS label, plus a random suffix so two
 /// companies of the same name never collide. Short enough for the namespace `cust-<name>`.
 pub fn customer_name(company_name: &str, suffix: &str) -> String {
-    let mut slug = String::new();
-    for c in company_name.chars().flat_map(char::to_lowercase) {
-        if c.is_ascii_alphanumeric() {
-            slug.push(c);
-        } else if !slug.ends_with('-') && !slug.is_empty() {
-            slug.push('-');
-        }
-        if slug.len() >= 40 {
-            break;
-        }
-    }
-    let slug = slug.trim_matches('-');
-    let slug = if slug.is_empty() { "customer" } else { slug };
-    format!("{slug}-{suffix}")
+    object_name(company_name, 40, "customer", suffix)
 }
 
 fn hex_sha256(text: &str) -> String {

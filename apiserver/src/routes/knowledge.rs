@@ -208,9 +208,9 @@ fn validate_search(body: &SearchBody) -> ApiResult<(i64, SearchMode)> {
     if body.tags.len() > 32 || body.document_ids.len() > 100 {
         return Err(AppError::BadRequest("at most 32 tags and 100 document_ids".into()));
     }
-    crate::routes::customers::check_printable("query", query)?;
+    crate::routes::check_printable("query", query)?;
     for tag in &body.tags {
-        crate::routes::customers::check_printable("tags", tag)?;
+        crate::routes::check_printable("tags", tag)?;
     }
     if let Some(bad) = body.document_ids.iter().find(|id| !is_document_id(id)) {
         return Err(AppError::BadRequest(format!(

@@ -70,24 +70,12 @@ pub fn clean_filename(raw: Option<&str>) -> String {
 
 /// The KnowledgeDocument's name: the file name as a DNS label plus a random suffix.
 pub fn object_name(filename: &str, suffix: &str) -> String {
-    let mut slug = String::new();
-    for c in filename.chars().flat_map(char::to_lowercase) {
-        if slug.len() >= 40 {
-            break;
-        }
-        if c.is_ascii_alphanumeric() {
-            slug.push(c);
-        } else if !slug.is_empty() && !slug.ends_with('-') {
-            slug.push('-');
-        }
-    }
-    let slug = slug.trim_matches('-');
-    format!("{}-{suffix}", if slug.is_empty() { "document" } else { slug })
+    crate::routes::object_name(filename, 40, "document", suffix)
 }
 
 fn parse_tags(text: &str, tags: &mut Vec<String>) -> ApiResult<()> {
     for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        crate::routes::customers::check_printable("tags", tag)?;
+        crate::routes::check_printable("tags", tag)?;
         if tag.chars().count() > 63 {
             return Err(AppError::BadRequest("a tag is at most 63 characters".into()));
         }
