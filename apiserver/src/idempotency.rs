@@ -26,15 +26,11 @@ const HEADER: &str = "idempotency-key";
 const MAX_KEPT_BODY: usize = 1 << 20;
 const KEY_MARKER: &str = "sha256:";
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The body to keep: `api_key` replaced by its SHA-256.
 pub fn redact(body: &[u8]) -> Vec<u8> {
     let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(body) else { return body.to_vec() };
     let Some(key) = json.get("api_key").and_then(|k| k.as_str()).map(str::to_owned) else { return body.to_vec() };
-    json["api_key"] = serde_json::Value::String(format!("{KEY_MARKER}{}", hex(&api_keys::sha256(&key))));
+    json["api_key"] = serde_json::Value::String(format!("{KEY_MARKER}{}", hex::encode(api_keys::sha256(&key))));
     serde_json::to_vec(&json).unwrap_or_else(|_| body.to_vec())
 }
 
@@ -56,7 +52,7 @@ async fn restore(state: &AppState, body: Vec<u8>) -> Result<Vec<u8>, AppError> {
         Some(namespace) => crate::routes::customers::read_key(state, &namespace).await?,
         None => None,
     };
-    match key.filter(|key| hex(&api_keys::sha256(key)) == hash) {
+    match key.filter(|key| hex::encode(api_keys::sha256(key)) == hash) {
         Some(key) => {
             json["api_key"] = serde_json::Value::String(key);
             Ok(serde_json::to_vec(&json).unwrap_or(body))
@@ -225,7 +221,7 @@ mod tests {
         let kept = redact(&body);
         let text = String::from_utf8(kept).unwrap();
         assert!(!text.contains(&key), "{text}");
-        assert!(text.contains(&format!("{KEY_MARKER}{}", hex(&api_keys::sha256(&key)))), "{text}");
+        assert!(text.contains(&format!("{KEY_MARKER}{}", hex::encode(api_keys::sha256(&key)))), "{text}");
         assert_eq!(redact(b"{\"document_id\": \"doc_1\"}"), b"{\"document_id\": \"doc_1\"}".to_vec());
         assert_eq!(redact(b"not json"), b"not json".to_vec());
     }

@@ -327,7 +327,7 @@ pub fn customer_name(company_name: &str, suffix: &str) -> String {
 }
 
 fn hex_sha256(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// The Customer a registration applies.

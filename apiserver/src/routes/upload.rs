@@ -207,7 +207,7 @@ pub async fn upload(
     let namespace = customer_namespace(&customer.name);
     let name = object_name(&filename, &random_lowercase(8));
     let placeholder = uuid::Uuid::new_v4();
-    let document_id = format!("doc_{}", hex_of(&Sha256::digest(placeholder.as_bytes())[..8]));
+    let document_id = format!("doc_{}", hex::encode(&Sha256::digest(placeholder.as_bytes())[..8]));
     let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
     let reservation = reserve_upload(
         &state.pool,
@@ -261,7 +261,7 @@ pub async fn upload(
                 content_type: Some(content_type.to_owned()),
                 tags: form.tags.clone(),
                 source: DocumentSource {
-                    blob: Some(BlobRef { sha256: hex_of(&sha256), size }),
+                    blob: Some(BlobRef { sha256: hex::encode(sha256), size }),
                     ..DocumentSource::default()
                 },
             },
@@ -309,10 +309,6 @@ async fn cancel_reservation(state: &AppState, placeholder: uuid::Uuid) {
     if let Err(e) = cancel_upload(&state.pool, placeholder).await {
         tracing::warn!(error = %e, "cannot release an upload's reservation; the operator's sweep will");
     }
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
