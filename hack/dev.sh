@@ -31,6 +31,18 @@ stop() {
   rm -f "$file"
 }
 
+# wait_ready PORT PIDFILE WHAT LOG: waits up to a minute for http://127.0.0.1:PORT/readyz to say
+# ok, failing with the log's tail as soon as the process exits.
+wait_ready() {
+  local port="$1" file="$2" what="$3" logfile="$4"
+  for _ in $(seq 200); do
+    [[ "$(curl -sf "http://127.0.0.1:$port/readyz" 2>/dev/null)" == ok ]] && return 0
+    kill -0 "$(cat "$file")" 2>/dev/null || { tail -n 30 "$logfile" >&2; die "$what exited"; }
+    sleep 0.3
+  done
+  die "$what was not ready within a minute; see $logfile"
+}
+
 down() {
   stop "$apiserver_pidfile" "the REST API server"
   # The operator before the control plane: it must not reconcile against one going away.
@@ -67,13 +79,7 @@ up() {
     --http-addr="127.0.0.1:$operator_port" --platform-namespace=prospector-system \
     >"$dir/operator.log" 2>&1 </dev/null &
   echo $! >"$operator_pidfile"
-  for _ in $(seq 200); do
-    [[ "$(curl -sf "http://127.0.0.1:$operator_port/readyz" 2>/dev/null)" == ok ]] && break
-    kill -0 "$(cat "$operator_pidfile")" 2>/dev/null || { tail -n 30 "$dir/operator.log" >&2; die "the operator exited"; }
-    sleep 0.3
-  done
-  [[ "$(curl -sf "http://127.0.0.1:$operator_port/readyz" 2>/dev/null)" == ok ]] \
-    || die "the operator was not ready within a minute; see $dir/operator.log"
+  wait_ready "$operator_port" "$operator_pidfile" "the operator" "$dir/operator.log"
   # The REST API, with a fresh admin token (kept only in the state directory).
   (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/admin-token")
   log "starting the REST API server on 127.0.0.1:$api_port (logs: $dir/apiserver.log)"
@@ -81,13 +87,7 @@ up() {
     "$REPO_ROOT/target/debug/prospector-apiserver" --listen="127.0.0.1:$api_port" \
     >"$dir/apiserver.log" 2>&1 </dev/null &
   echo $! >"$apiserver_pidfile"
-  for _ in $(seq 200); do
-    [[ "$(curl -sf "http://127.0.0.1:$api_port/readyz" 2>/dev/null)" == ok ]] && break
-    kill -0 "$(cat "$apiserver_pidfile")" 2>/dev/null || { tail -n 30 "$dir/apiserver.log" >&2; die "the REST API server exited"; }
-    sleep 0.3
-  done
-  [[ "$(curl -sf "http://127.0.0.1:$api_port/readyz" 2>/dev/null)" == ok ]] \
-    || die "the REST API server was not ready within a minute; see $dir/apiserver.log"
+  wait_ready "$api_port" "$apiserver_pidfile" "the REST API server" "$dir/apiserver.log"
   cat >>"$dir/env" <<ENV
 export PROSPECTOR_API_URL=http://127.0.0.1:$api_port
 export PROSPECTOR_ADMIN_TOKEN=$(cat "$dir/admin-token")
