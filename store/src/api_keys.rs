@@ -70,11 +70,7 @@ pub enum KeyActivation {
 pub async fn activate_key(pool: &PgPool, customer_id: i64, key: &str) -> Result<KeyActivation, StoreError> {
     let mut tx = pool.begin().await?;
     lock_customer(&mut tx, customer_id).await?;
-    let revoked: Option<bool> = sqlx::query_scalar("SELECT revoked_at IS NOT NULL FROM api_keys WHERE key_sha256 = $1")
-        .bind(sha256(key).as_slice())
-        .fetch_optional(&mut *tx)
-        .await?;
-    if revoked == Some(true) {
+    if was_revoked(&mut tx, key).await? {
         return Ok(KeyActivation::Stale);
     }
     insert_active(&mut tx, customer_id, key).await?;
@@ -115,11 +111,7 @@ pub async fn rotate_key(
 ) -> Result<KeyActivation, StoreError> {
     let mut tx = pool.begin().await?;
     lock_customer(&mut tx, customer_id).await?;
-    let revoked: Option<bool> = sqlx::query_scalar("SELECT revoked_at IS NOT NULL FROM api_keys WHERE key_sha256 = $1")
-        .bind(sha256(new).as_slice())
-        .fetch_optional(&mut *tx)
-        .await?;
-    if revoked == Some(true) {
+    if was_revoked(&mut tx, new).await? {
         return Ok(KeyActivation::Stale);
     }
     if let Some(old) = old {
@@ -142,6 +134,16 @@ pub async fn rotate_key(
         .await?;
     tx.commit().await?;
     Ok(KeyActivation::Active)
+}
+
+/// Whether `key` is recorded and revoked: a key only ever moves forward, so a revoked one is
+/// an old copy.
+async fn was_revoked(tx: &mut sqlx::PgConnection, key: &str) -> Result<bool, StoreError> {
+    let revoked: Option<bool> = sqlx::query_scalar("SELECT revoked_at IS NOT NULL FROM api_keys WHERE key_sha256 = $1")
+        .bind(sha256(key).as_slice())
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(revoked == Some(true))
 }
 
 async fn lock_customer(tx: &mut sqlx::PgConnection, customer_id: i64) -> Result<(), StoreError> {
