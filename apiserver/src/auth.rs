@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use prospector_store::api_keys::{self, KeyOwner};
@@ -115,8 +116,8 @@ impl KeyCache {
 }
 
 /// The bearer token of a request, if it has a well-formed `Authorization` header.
-fn bearer(parts: &Parts) -> ApiResult<Option<&str>> {
-    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+pub(crate) fn bearer(headers: &HeaderMap) -> ApiResult<Option<&str>> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
     let value = value.to_str().map_err(|_| AppError::Unauthorized("the Authorization header is not readable text"))?;
@@ -163,7 +164,7 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
-        let token = bearer(parts)?.ok_or(AppError::Unauthorized("send `Authorization: Bearer <api key>`"))?;
+        let token = bearer(&parts.headers)?.ok_or(AppError::Unauthorized("send `Authorization: Bearer <api key>`"))?;
         authenticate(state, token).await
     }
 }
@@ -179,7 +180,7 @@ impl FromRequestParts<AppState> for MaybeCaller {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(Self(Some(caller.clone())));
         }
-        match bearer(parts)? {
+        match bearer(&parts.headers)? {
             None => Ok(Self(None)),
             Some(token) => authenticate(state, token).await.map(|c| Self(Some(c))),
         }

@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -328,13 +327,7 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: u64) {
 /// answering `429` with `Retry-After` and `RateLimit-*` headers when it does not fit. Requests
 /// without valid credentials pass through to the handler, which refuses them.
 pub async fn enforce(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let token = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_owned());
+    let token = crate::auth::bearer(request.headers()).ok().flatten().map(str::to_owned);
     let Some(token) = token else { return next.run(request).await };
     // Tokens that do not authenticate (or are not API keys, like a registration token) are
     // the handler's to refuse or accept.

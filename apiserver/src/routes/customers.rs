@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, Utc};
@@ -195,11 +194,7 @@ pub async fn registration_status(
     ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let token = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
+    let token = crate::auth::bearer(&headers)?
         .ok_or(AppError::Unauthorized("send `Authorization: Bearer <admin or registration token>`"))?;
     // Only an object name can name a registration; anything else is not one.
     if !is_object_name(&name) {
