@@ -160,12 +160,20 @@ fn statement(request: &SearchRequest<'_>, path: SearchPath) -> String {
             candidates("$1", ", websearch_to_tsquery('english', $6) q"),
         ),
     };
+    // The ranked ids are looked up one by one (`OFFSET 0` keeps the lateral subquery from being
+    // flattened into a join): with statistics that do not know yet of a large upload, the
+    // planner would otherwise hash-join the ids with every chunk of the customer, measured 95 ms
+    // instead of 21 ms at 12,000 chunks.
     format!(
-        "SELECT d.document_id, d.filename, c.chunk_index, c.content AS text, r.score
+        "SELECT x.document_id, x.filename, x.chunk_index, x.text, r.score
            FROM ({ranked}) r
-           JOIN document_chunks c ON c.id = r.id AND c.customer_id = $1
-           JOIN knowledge_documents d ON d.id = c.document_id AND d.customer_id = $1
-          ORDER BY r.score DESC, c.id"
+          CROSS JOIN LATERAL (
+                SELECT d.document_id, d.filename, c.chunk_index, c.content AS text
+                  FROM document_chunks c
+                  JOIN knowledge_documents d ON d.id = c.document_id AND d.customer_id = c.customer_id
+                 WHERE c.id = r.id AND c.customer_id = $1
+                OFFSET 0) x
+          ORDER BY r.score DESC, r.id"
     )
 }
 

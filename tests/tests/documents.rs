@@ -478,6 +478,37 @@ fn exact_top(query: &[f32], chunks: &[(String, Vec<f32>)], k: usize) -> Vec<i32>
     scored.into_iter().take(k).map(|(i, _)| i).collect()
 }
 
+/// Right after a bulk load the planner's statistics do not know the customer's chunks yet; the
+/// results are still looked up by id, in every mode and on both paths, not by joining the ranked
+/// ids with every chunk of the customer (measured 95 ms instead of 21 ms at 12,000 chunks).
+#[tokio::test]
+async fn results_are_looked_up_by_id_even_before_statistics_know_a_bulk_load() {
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let mut rng = StdRng::seed_from_u64(31);
+    let topics: Vec<Vec<f32>> = (0..8).map(|_| random_unit_vector(&mut rng)).collect();
+    let bulk = customer(&db.pool, "bulk", 100, 1_000_000).await;
+    for d in 0..4 {
+        let chunks: Vec<(String, Vec<f32>)> = (0..1500)
+            .map(|i| (format!("bulk attention paper {d} part {i}"), topical_vector(&mut rng, &topics)))
+            .collect();
+        ready_document(&db.pool, bulk, &[], &chunks).await;
+    }
+    let query = topical_vector(&mut rng, &topics);
+    for indexed in [false, true] {
+        if indexed {
+            build_index(&db.pool, bulk, 64).await.unwrap();
+        }
+        for mode in [SearchMode::Vector, SearchMode::Hybrid] {
+            let (path, plan) = explain(&db.pool, &request(bulk, &query, "attention paper", mode)).await.unwrap();
+            assert_eq!(path == SearchPath::Indexed, indexed);
+            assert!(plan.contains("document_chunks_pkey"), "{path:?} {mode:?}: results by id:\n{plan}");
+            assert!(!plan.contains("Hash Join"), "{path:?} {mode:?}: no join with every chunk:\n{plan}");
+            let hits = search(&db.pool, &request(bulk, &query, "attention paper", mode)).await.unwrap();
+            assert_eq!(hits.len(), 10);
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_customers_own_index_serves_its_searches_and_filtered_or_unindexed_searches_are_exact() {
     let db = shared_postgres().migrated_database().await.unwrap();
