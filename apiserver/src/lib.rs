@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod query_embedding;
 pub mod request_id;
 pub mod routes;
 
@@ -67,8 +68,8 @@ pub struct AppState {
     /// The platform admin token's hash; replaced when its file changes (a rotated Secret).
     pub admin_token: Arc<std::sync::RwLock<Option<AdminToken>>>,
     pub key_cache: Arc<KeyCache>,
-    /// The model that embeds search queries, loaded once at start; `None` turns search off.
-    pub embedder: Option<Arc<prospector_embedder::embed::Embedder>>,
+    /// The models that embed search queries, loaded once at start; `None` turns search off.
+    pub embedder: Option<Arc<query_embedding::QueryEmbedders>>,
     /// Permits for uploads being read.
     pub upload_slots: Arc<tokio::sync::Semaphore>,
     /// Rate limits and API call counts per customer.
@@ -133,9 +134,9 @@ impl AppState {
         });
     }
 
-    /// Serves search with this model.
-    pub fn with_embedder(mut self, embedder: prospector_embedder::embed::Embedder) -> Self {
-        self.embedder = Some(Arc::new(embedder));
+    /// Serves search with these query models.
+    pub fn with_embedder(mut self, embedders: query_embedding::QueryEmbedders) -> Self {
+        self.embedder = Some(Arc::new(embedders));
         self
     }
 }

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use prospector_apiserver::auth::AdminToken;
+use prospector_apiserver::query_embedding::QueryEmbedders;
 use prospector_apiserver::{ApiSettings, AppState, router};
-use prospector_embedder::embed::{Embedder, EmbedderConfig};
+use prospector_embedder::embed::EmbedderConfig;
 use prospector_embedder::paths::{self, ProcessEnv};
 use sqlx::postgres::PgPoolOptions;
 
@@ -43,7 +44,7 @@ struct Cli {
     /// The largest file an upload may carry, in bytes.
     #[arg(long, env = "PROSPECTOR_MAX_UPLOAD_BYTES", default_value_t = 50_000_000)]
     max_upload_bytes: usize,
-    /// Inference threads for search queries.
+    /// Query models for search, each on one thread (searches embed this many queries at once).
     #[arg(long, env = "PROSPECTOR_SEARCH_THREADS", default_value_t = 2)]
     search_threads: usize,
 }
@@ -138,11 +139,10 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The embedding model for search queries.
-fn load_embedder(threads: usize) -> Result<Embedder, String> {
+/// The query models for search.
+fn load_embedder(sessions: usize) -> Result<QueryEmbedders, String> {
     let paths = paths::resolve(&ProcessEnv).map_err(|e| e.to_string())?;
     paths.check().map_err(|e| e.to_string())?;
-    let mut config = EmbedderConfig::new(&paths.model_dir, &paths.onnxruntime);
-    config.threads = threads.max(1);
-    Embedder::load(&config).map_err(|e| e.to_string())
+    let config = EmbedderConfig::new(&paths.model_dir, &paths.onnxruntime);
+    QueryEmbedders::load(&config, sessions).map_err(|e| e.to_string())
 }

@@ -237,17 +237,10 @@ pub async fn search_documents(
 ) -> ApiResult<Json<SearchResponse>> {
     let customer = caller.customer(&state, body.customer_id).await?;
     let (top_k, mode) = validate_search(&body)?;
-    let embedder =
+    let embedders =
         state.embedder.clone().ok_or(AppError::Unavailable("search is off: this server has no model loaded".into()))?;
     let query = body.query.trim().to_owned();
-    let text = query.clone();
-    // Inference is CPU work: off the async workers.
-    let embedding = tokio::task::spawn_blocking(move || embedder.embed(&[text.as_str()]))
-        .await
-        .map_err(|e| AppError::Internal(format!("the embedding task failed: {e}")))?
-        .map_err(|e| AppError::Internal(format!("embedding the query failed: {e}")))?
-        .pop()
-        .ok_or(AppError::Internal("the model returned no vector".into()))?;
+    let embedding = embedders.embed(query.clone()).await?;
     let request = SearchRequest {
         top_k,
         tags: &body.tags,
