@@ -32,22 +32,18 @@ use std::time::{Duration, Instant};
 
 use prospector_embedder::chunk::{ChunkConfig, Chunker};
 use prospector_embedder::embed::Embedder;
-use prospector_embedder::extract::{Limits, extract};
 use prospector_operator::tenant_index::{TenantIndexSettings, reconcile_indexes};
 use prospector_store::chunks::NewChunk;
 use prospector_store::customers::{CustomerRecord, upsert_customer};
-use prospector_store::documents::{DocumentRecord, SourceKind, insert_blob, upsert_document};
-use prospector_store::queue::{CommitOutcome, DocumentIcp, ProcessedDocument, claim, commit, enqueue};
 use prospector_store::search::{SearchMode, SearchPath, SearchRequest, SearchTuning, search_path, search_tuned};
 use prospector_tests::postgres::PostgresServer;
+use prospector_tests::synthetic;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-const DIM: usize = 384;
 /// Chunks per document, as a large upload would have.
 const CHUNKS_PER_DOCUMENT: usize = 2_000;
 /// Mixed atoms per vector, and the noise added to the normalised mixture (its norm).
@@ -58,48 +54,17 @@ fn env<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn normalise(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    v.iter_mut().for_each(|x| *x /= norm);
-}
-
-fn gaussian(rng: &mut StdRng) -> f32 {
-    // Box–Muller.
-    let (u, v): (f32, f32) = (rng.random_range(f32::EPSILON..1.0), rng.random_range(0.0..1.0));
-    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-}
-
 /// A unit vector near a mixture of atoms drawn from `pool`.
 fn mixture(rng: &mut StdRng, atoms: &[Vec<f32>], pool: &[usize]) -> Vec<f32> {
-    let mut v = vec![0f32; DIM];
-    for _ in 0..ATOMS_PER_VECTOR {
-        let atom = &atoms[pool[rng.random_range(0..pool.len())]];
-        let w: f32 = rng.random_range(0.2..1.0);
-        v.iter_mut().zip(atom).for_each(|(x, a)| *x += w * a);
-    }
-    normalise(&mut v);
-    let sigma = NOISE / (DIM as f32).sqrt();
-    v.iter_mut().for_each(|x| *x += sigma * gaussian(rng));
-    normalise(&mut v);
-    v
+    synthetic::mixture(rng, atoms, pool, ATOMS_PER_VECTOR, NOISE)
 }
 
 /// The atoms: embeddings of the real chunks of the fixture PDFs (prose only, deduplicated).
 fn atoms(embedder: &Embedder, limit: usize) -> Vec<Vec<f32>> {
-    let files = common::fixture_pdfs();
     let chunker = Chunker::new(embedder.tokenizer(), ChunkConfig::default());
-    let mut texts: Vec<String> = Vec::new();
-    for file in &files {
-        let bytes = std::fs::read(file).expect("fixture");
-        let Ok(extracted) = extract(&file.display().to_string(), &bytes, None, &Limits::default()) else { continue };
-        for chunk in common::prose_chunks(&chunker, &extracted.text) {
-            if !texts.contains(&chunk) {
-                texts.push(chunk);
-            }
-        }
-    }
+    let mut texts = common::fixture_prose(&chunker);
     texts.truncate(limit);
-    eprintln!("atoms: {} prose chunks of {} fixture PDFs", texts.len(), files.len());
+    eprintln!("atoms: {} prose chunks of the fixture PDFs", texts.len());
     let started = Instant::now();
     let mut atoms = Vec::new();
     for batch in texts.chunks(64) {
@@ -184,29 +149,6 @@ async fn load_document(pool: &PgPool, seed: u64, atoms: &[Vec<f32>], tenant: &mu
     let (rank, customer_id) = (tenant.rank, tenant.customer_id);
     let start = d * CHUNKS_PER_DOCUMENT;
     let count = CHUNKS_PER_DOCUMENT.min(tenant.size - start);
-    let bytes = format!("tenant {rank} document {d}").into_bytes();
-    let sha = Sha256::digest(&bytes).to_vec();
-    insert_blob(pool, customer_id, &sha, &bytes, Some("text/plain")).await.expect("blob");
-    let row = upsert_document(
-        pool,
-        &DocumentRecord {
-            k8s_uid: Uuid::new_v4(),
-            customer_id,
-            document_id: format!("doc_{}", &Uuid::new_v4().simple().to_string()[..16]),
-            namespace: format!("cust-tenant-{rank}"),
-            name: format!("document-{d}"),
-            filename: format!("document-{d}.txt"),
-            source_kind: SourceKind::Blob,
-            blob_sha256: Some(sha),
-            tags: vec![],
-            generation: 1,
-            source_url: None,
-        },
-    )
-    .await
-    .expect("document");
-    enqueue(pool, customer_id, row.id, 3).await.expect("enqueue");
-    let task = claim(pool, "bench", 1, Duration::from_secs(600)).await.expect("claim").remove(0);
     let chunks: Vec<NewChunk> = (0..count)
         .map(|i| {
             let embedding = mixture(&mut rng, atoms, &tenant.topics);
@@ -221,16 +163,11 @@ async fn load_document(pool: &PgPool, seed: u64, atoms: &[Vec<f32>], tenant: &mu
             }
         })
         .collect();
-    let result = ProcessedDocument {
-        fetched: None,
-        text: String::new(),
-        chunks,
-        embedding_model: "all-MiniLM-L6-v2".into(),
-        icp: DocumentIcp::default(),
-    };
-    assert_eq!(commit(pool, &task, &result).await.expect("commit"), CommitOutcome::Committed);
-    tenant.documents[d] = row.document_id;
-    tenant.document_rows[d] = row.id;
+    let stored =
+        synthetic::commit_document(pool, customer_id, &format!("cust-tenant-{rank}"), &format!("document-{d}"), chunks)
+            .await;
+    tenant.documents[d] = stored.document_id;
+    tenant.document_rows[d] = stored.row_id;
 }
 
 fn exact_top10(vectors: &[Vec<f32>], query: &[f32]) -> Vec<usize> {

@@ -12,6 +12,7 @@ pub mod hack;
 pub mod http;
 pub mod postgres;
 pub mod process;
+pub mod synthetic;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use prospector_embedder::chunk::Chunker;
+use prospector_embedder::extract::{Limits, extract};
 
 /// Every PDF under `embedder/tests/fixtures/pdf`, in path order.
 pub fn fixture_pdfs() -> Vec<PathBuf> {
@@ -36,4 +37,21 @@ pub fn prose_chunks(chunker: &Chunker, text: &str) -> Vec<String> {
         })
         .map(|chunk| chunk.text)
         .collect()
+}
+
+/// The prose chunks of every readable fixture PDF, deduplicated, in path order: the real text
+/// (and, embedded, the real vectors) the search benchmarks build their corpora from.
+#[allow(dead_code, reason = "the ingestion benchmark reads the fixtures itself, for their bytes too")]
+pub fn fixture_prose(chunker: &Chunker) -> Vec<String> {
+    let mut texts: Vec<String> = Vec::new();
+    for file in fixture_pdfs() {
+        let bytes = std::fs::read(&file).expect("fixture");
+        let Ok(extracted) = extract(&file.display().to_string(), &bytes, None, &Limits::default()) else { continue };
+        for chunk in prose_chunks(chunker, &extracted.text) {
+            if !texts.contains(&chunk) {
+                texts.push(chunk);
+            }
+        }
+    }
+    texts
 }
