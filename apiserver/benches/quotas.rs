@@ -8,6 +8,10 @@
 //!    `BENCH_SECONDS` (10);
 //! 2. latency at 70% of the apiserver's most: oha at that fixed rate against both.
 //!
+//! This VM's speed drifts by tens of percent within minutes, so each phase runs `BENCH_ROUNDS`
+//! (3) rounds that alternate the two servers, and the report takes medians: of each round's
+//! ratio, and of each server's requests/s and p99.
+//!
 //! `cargo bench -p prospector-apiserver --bench quotas`
 
 mod support;
@@ -73,6 +77,7 @@ fn serve_bare(database_url: String, customer_id: i64) -> SocketAddr {
 fn main() {
     let seconds: u64 = env("BENCH_SECONDS", 10);
     let connections: u32 = env("BENCH_CONNECTIONS", 16);
+    let rounds: usize = env("BENCH_ROUNDS", 3);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
 
     let (database_url, key, customer_id) = runtime.block_on(async {
@@ -94,34 +99,60 @@ fn main() {
         answer.len()
     );
 
-    // Warm both up, then the most each answers.
+    // Warm both up, then the most each answers, alternating.
     oha(&target, 2, connections, None);
     oha(&bare_target, 2, connections, None);
-    let apiserver_max = oha(&target, seconds, connections, None);
-    let bare_max = oha(&bare_target, seconds, connections, None);
-    // Latency at 70% of the apiserver's most, for both.
-    let rate = apiserver_max.requests_per_second * 0.7;
-    let apiserver_paced = oha(&target, seconds, connections, Some(rate));
-    let bare_paced = oha(&bare_target, seconds, connections, Some(rate));
-    println!("| server | load | requests/s | p50 ms | p99 ms | 200s | apiserver ÷ bare, requests/s |");
+    let (mut apiserver_most, mut bare_most) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        apiserver_most.push(oha(&target, seconds, connections, None));
+        bare_most.push(oha(&bare_target, seconds, connections, None));
+    }
+    let ratios: Vec<f64> =
+        apiserver_most.iter().zip(&bare_most).map(|(a, b)| a.requests_per_second / b.requests_per_second).collect();
+    // Latency at 70% of the apiserver's median most, for both, alternating.
+    let rate = median(apiserver_most.iter().map(|l| l.requests_per_second).collect()) * 0.7;
+    let (mut apiserver_paced, mut bare_paced) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        apiserver_paced.push(oha(&target, seconds, connections, Some(rate)));
+        bare_paced.push(oha(&bare_target, seconds, connections, Some(rate)));
+    }
+
+    let rounds_of = |runs: &[Load], what: &dyn Fn(&Load) -> f64| {
+        runs.iter().map(|l| format!("{:.2}", what(l))).collect::<Vec<_>>().join(", ")
+    };
+    println!(
+        "| server | load | requests/s (median) | p50 ms | p99 ms (median) | 200s | apiserver ÷ bare, requests/s (median) |"
+    );
     println!("|---|---|---|---|---|---|---|");
-    let row = |name: &str, load: &str, l: &Load, ratio: Option<f64>| {
+    let row = |name: &str, load: &str, runs: &[Load], ratio: Option<f64>| {
+        let rps = median(runs.iter().map(|l| l.requests_per_second).collect());
+        let p50 = median(runs.iter().map(|l| l.ms("p50")).collect());
+        let p99 = median(runs.iter().map(|l| l.ms("p99")).collect());
+        let ok = runs.iter().map(|l| l.success_rate).fold(1.0, f64::min);
         println!(
-            "| {name} | {load} | {:.0} | {:.2} | {:.2} | {:.1}% | {} |",
-            l.requests_per_second,
-            l.ms("p50"),
-            l.ms("p99"),
-            l.success_rate * 100.0,
+            "| {name} | {load} | {rps:.0} | {p50:.2} | {p99:.2} | {:.1}% | {} |",
+            ok * 100.0,
             ratio.map_or("".into(), |r| format!("{r:.3}×"))
         )
     };
-    row(
-        "prospector-apiserver (key, limits, Postgres)",
-        "most",
-        &apiserver_max,
-        Some(apiserver_max.requests_per_second / bare_max.requests_per_second),
+    let apiserver = "prospector-apiserver (key, limits, Postgres)";
+    let bare = "bare axum handler (the same Postgres read)";
+    row(apiserver, "most", &apiserver_most, Some(median(ratios.clone())));
+    row(bare, "most", &bare_most, None);
+    row(apiserver, &format!("{rate:.0}/s (70%)"), &apiserver_paced, None);
+    row(bare, &format!("{rate:.0}/s"), &bare_paced, None);
+    println!();
+    println!("rounds: apiserver ÷ bare {}", ratios.iter().map(|r| format!("{r:.3}×")).collect::<Vec<_>>().join(", "));
+    println!(
+        "rounds: p99 ms at {rate:.0}/s: apiserver {}; bare {}",
+        rounds_of(&apiserver_paced, &|l| l.ms("p99")),
+        rounds_of(&bare_paced, &|l| l.ms("p99"))
     );
-    row("bare axum handler (the same Postgres read)", "most", &bare_max, None);
-    row("prospector-apiserver (key, limits, Postgres)", &format!("{rate:.0}/s (70%)"), &apiserver_paced, None);
-    row("bare axum handler (the same Postgres read)", &format!("{rate:.0}/s"), &bare_paced, None);
+}
+
+/// The median (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
 }
