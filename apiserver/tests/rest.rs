@@ -465,7 +465,28 @@ async fn knowledge_journey_over_http() {
         let top = &found["results"][0];
         assert_eq!(top["document_id"].as_str(), Some(ids[filename].as_str()), "{query}: {found}");
         assert!(top["text"].as_str().unwrap().len() > 10 && top["score"].as_f64().is_some(), "{top}");
+        assert_eq!(top["filename"], filename, "{top}");
+        // Vector mode alone ranks the same document first.
+        let body = json!({"customer_id": a_id, "query": query, "top_k": 3, "mode": "vector"});
+        let (status, found) = post(stack, "/api/knowledge/search", &a_key, body).await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        assert_eq!(found["results"][0]["document_id"].as_str(), Some(ids[filename].as_str()), "vector: {found}");
     }
+    // Filters: a document filter keeps only that document's chunks, even for a query about
+    // another; a tag no document carries finds nothing; the documents' own tag finds them.
+    let search_with = |filter: Value| {
+        let mut body = json!({"customer_id": a_id, "query": "how to bake bread", "top_k": 5});
+        body.as_object_mut().unwrap().extend(filter.as_object().unwrap().clone());
+        post(stack, "/api/knowledge/search", &a_key, body)
+    };
+    let (status, found) = search_with(json!({"document_ids": [ids["wind.pdf"]]})).await;
+    let results = found["results"].as_array().unwrap();
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert!(!results.is_empty() && results.iter().all(|r| r["document_id"] == ids["wind.pdf"].as_str()), "{found}");
+    let (_, found) = search_with(json!({"tags": ["no-such-tag"]})).await;
+    assert_eq!(found["results"], json!([]), "{found}");
+    let (_, found) = search_with(json!({"tags": ["icp"], "mode": "vector"})).await;
+    assert_eq!(found["results"][0]["document_id"].as_str(), Some(ids["bread.docx"].as_str()), "{found}");
 
     // Isolation: B finds none of A's text, and cannot name A's customer or documents.
     let (status, found) = search_for(stack, &b_key, b_id, "software for hospital scheduling").await;
