@@ -9,6 +9,10 @@ use serde::de::DeserializeOwned;
 
 use crate::error::AppError;
 
+/// The largest JSON body a request may carry: axum's default body limit, which every JSON endpoint
+/// keeps (an upload has its own).
+pub const JSON_BODY_LIMIT: usize = 2 << 20;
+
 /// A JSON body.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
@@ -23,6 +27,9 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(AppError::PayloadTooLarge(format!("a JSON body may hold at most {JSON_BODY_LIMIT} bytes")))
+            }
             Err(rejection) => Err(AppError::BadRequest(json_problem(&rejection))),
         }
     }

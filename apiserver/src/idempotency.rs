@@ -73,8 +73,8 @@ fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response 
     response
 }
 
-/// Gives the key up if the request is dropped before it finished (its client went away), so a
-/// retry runs instead of waiting out the stale-claim period.
+/// Gives the key up if the request's task ends before the answer is known (its handler
+/// panicked), so a retry runs instead of waiting out the stale-claim period.
 struct Release {
     state: Option<(AppState, String, String, chrono::DateTime<chrono::Utc>)>,
 }
@@ -153,25 +153,26 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
     };
     let boundary = multipart_boundary(request.headers().get("content-type").and_then(|v| v.to_str().ok()));
     // An upload is read into memory here: it takes its upload slot here too, for the whole
-    // request, so the cap on uploads held at once stays whole.
-    let _slot = if boundary.is_some() {
+    // request, so the cap on uploads held at once stays whole. Any other body is JSON, held to
+    // the size every JSON endpoint accepts.
+    let (slot, limit) = if boundary.is_some() {
         match state.upload_slots.clone().acquire_owned().await {
-            Ok(permit) => Some(permit),
+            Ok(permit) => (Some(permit), state.settings.max_upload_bytes.saturating_add(1 << 20)),
             Err(_) => return AppError::Unavailable("shutting down".into()).into_response(),
         }
     } else {
-        None
+        (None, crate::extract::JSON_BODY_LIMIT)
     };
     let (mut parts, body) = request.into_parts();
     if boundary.is_some() {
         parts.extensions.insert(UploadSlotHeld);
     }
-    let limit = state.settings.max_upload_bytes.saturating_add(1 << 20);
     let bytes: Bytes = match tokio::time::timeout(crate::READ_TIMEOUT, to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
+        Ok(Err(e)) if is_over_limit(&e) => {
             return AppError::PayloadTooLarge(format!("the request is over {limit} bytes")).into_response();
         }
+        Ok(Err(_)) => return AppError::BadRequest("the request body ended early".into()).into_response(),
         Err(_) => return AppError::RequestTimeout.into_response(),
     };
     let path = parts.uri.path_and_query().map_or("", |p| p.as_str()).to_owned();
@@ -188,25 +189,62 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
             Err(error) => error.into_response(),
         },
         Ok(Claim::Run { token }) => {
-            let mut guard = Release { state: Some((state.clone(), scope.clone(), key.clone(), token)) };
-            let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-            let (parts, body) = response.into_parts();
-            let Ok(body) = to_bytes(body, MAX_KEPT_BODY).await else {
-                return AppError::Internal("an answer too large to keep for Idempotency-Key".into()).into_response();
-            };
-            guard.state = None;
-            // A server-side failure may go away: the next retry runs again. Anything else is the
-            // request's answer.
-            let kept = if parts.status.is_server_error() {
-                release(&state.pool, &scope, &key, token).await
-            } else {
-                complete(&state.pool, &scope, &key, token, parts.status.as_u16(), &redact(&body)).await
-            };
-            if let Err(e) = kept {
-                tracing::warn!(error = %e, "cannot record an Idempotency-Key answer");
+            // The request runs to its end in a task of its own: a client that hangs up after
+            // the handler made something must find that answer when it retries, not run the
+            // request a second time (which would make a second agent).
+            let first = Claimed { state, scope, key, token };
+            let request = Request::from_parts(parts, Body::from(bytes));
+            match tokio::spawn(first.run(request, next, slot)).await {
+                Ok(response) => response,
+                Err(e) => AppError::Internal(format!("the request's task failed: {e}")).into_response(),
             }
-            Response::from_parts(parts, Body::from(body))
         }
+    }
+}
+
+/// Whether reading a body failed because it passed its size limit (not because it ended early).
+fn is_over_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// A request that holds its Idempotency-Key's claim.
+struct Claimed {
+    state: AppState,
+    scope: String,
+    key: String,
+    token: chrono::DateTime<chrono::Utc>,
+}
+
+impl Claimed {
+    /// Runs the request and keeps its answer for retries (a server error is not kept: the next
+    /// retry runs again). The upload slot, if any, is held until the end.
+    async fn run(self, request: Request, next: Next, _slot: Option<tokio::sync::OwnedSemaphorePermit>) -> Response {
+        let Self { state, scope, key, token } = self;
+        // Gives the claim up if the handler panics, so a retry runs instead of waiting out the
+        // stale-claim period.
+        let mut guard = Release { state: Some((state.clone(), scope.clone(), key.clone(), token)) };
+        let response = next.run(request).await;
+        let (parts, body) = response.into_parts();
+        let Ok(body) = to_bytes(body, MAX_KEPT_BODY).await else {
+            return AppError::Internal("an answer too large to keep for Idempotency-Key".into()).into_response();
+        };
+        guard.state = None;
+        let kept = if parts.status.is_server_error() {
+            release(&state.pool, &scope, &key, token).await
+        } else {
+            complete(&state.pool, &scope, &key, token, parts.status.as_u16(), &redact(&body)).await
+        };
+        if let Err(e) = kept {
+            tracing::warn!(error = %e, "cannot record an Idempotency-Key answer");
+        }
+        Response::from_parts(parts, Body::from(body))
     }
 }
 

@@ -721,6 +721,34 @@ async fn idempotency_keys_replay_the_first_answer_and_create_nothing_twice() {
     assert_eq!(a["deployment_id"], b["deployment_id"], "{a} {b}");
     let (_, agents) = get(stack, &format!("/api/customers/{id}/agents/status"), api_key).await;
     assert_eq!(agents["total"], 1, "{agents}");
+    // A client that hangs up while its deploy waits for admission, then retries: the request ran
+    // to its end without it, and the retry gets that answer instead of a second agent.
+    let hangup = json!({"agent_name": "Hangup", "agent_type": "custom", "replicas": 0});
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(20)).build().unwrap();
+    let gone = impatient
+        .post(format!("{}{path}", stack.base))
+        .bearer_auth(api_key)
+        .header("idempotency-key", "deploy-2")
+        .json(&hangup)
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client hung up before the answer: {gone:?}");
+    let retried = eventually("the hung-up deploy's answer", WAIT, || async {
+        let response = post_with_key(stack, &path, api_key, "deploy-2", hangup.clone()).await;
+        // 409: the first run has not finished yet.
+        (response.status() != StatusCode::CONFLICT).then_some(response)
+    })
+    .await;
+    assert_eq!(retried.status(), StatusCode::CREATED);
+    assert_eq!(retried.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    let (_, agents) = get(stack, &format!("/api/customers/{id}/agents/status"), api_key).await;
+    assert_eq!(agents["total"], 2, "Once and Hangup, each once: {agents}");
+    // A JSON body over the JSON limit is 413 with or without a key (with one, the middleware
+    // reads it, and holds it to the same limit).
+    let huge = json!({"agent_name": "x".repeat(3 << 20), "agent_type": "custom"});
+    let with_key = post_with_key(stack, &path, api_key, "deploy-huge", huge.clone()).await;
+    let (without_key, _) = post(stack, &path, api_key, huge).await;
+    assert_eq!((with_key.status(), without_key), (StatusCode::PAYLOAD_TOO_LARGE, StatusCode::PAYLOAD_TOO_LARGE));
     // Another customer's identical key is its own.
     let (other_id, other_key) = customer_with_overrides(stack, "otherretry", fast()).await;
     let other_path = format!("/api/customers/{other_id}/agents/deploy");
