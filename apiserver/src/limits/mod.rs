@@ -85,16 +85,27 @@ pub struct Limiter {
     customers: Mutex<HashMap<i64, CustomerLimits>>,
     /// Open self-registration, which has no key to count against: one budget for all callers.
     anonymous: Mutex<Cell>,
+    /// Registration status reads with a registration token (each one a read of the Kubernetes
+    /// API before the token can be checked): one budget for all callers.
+    registration_reads: Mutex<Cell>,
 }
 
 impl Default for Limiter {
     fn default() -> Self {
-        Self { epoch: Instant::now(), customers: Mutex::default(), anonymous: Mutex::default() }
+        Self {
+            epoch: Instant::now(),
+            customers: Mutex::default(),
+            anonymous: Mutex::default(),
+            registration_reads: Mutex::default(),
+        }
     }
 }
 
 /// Anonymous self-registrations this replica admits per minute (a burst of as many).
 pub const ANONYMOUS_REGISTRATIONS_PER_MINUTE: u32 = 10;
+/// Registration status reads by registration token a replica answers per second, all callers
+/// together (a client polls its own registration about once a second while it waits).
+pub const REGISTRATION_READS_PER_SECOND: u32 = 20;
 
 fn until_utc_midnight() -> Duration {
     let now = Utc::now();
@@ -171,11 +182,22 @@ impl Limiter {
     /// Admits one anonymous self-registration against the replica's budget.
     pub fn admit_anonymous(&self) -> Result<(), AppError> {
         let rate = Rate { limit: ANONYMOUS_REGISTRATIONS_PER_MINUTE, period: Duration::from_secs(60) };
-        let mut cell = self.anonymous.lock().unwrap_or_else(|p| p.into_inner());
+        self.admit_shared(&self.anonymous, rate, "self-registration", "a minute")
+    }
+
+    /// Admits one registration status read by registration token against the replica's budget.
+    pub fn admit_registration_read(&self) -> Result<(), AppError> {
+        let rate = Rate { limit: REGISTRATION_READS_PER_SECOND, period: Duration::from_secs(1) };
+        self.admit_shared(&self.registration_reads, rate, "reading a registration by its token", "a second")
+    }
+
+    fn admit_shared(&self, cell: &Mutex<Cell>, rate: Rate, what: &str, per: &str) -> Result<(), AppError> {
+        let mut cell = cell.lock().unwrap_or_else(|p| p.into_inner());
         match cell.check(rate, self.epoch.elapsed()) {
             Decision::Allowed { .. } => Ok(()),
             Decision::Denied { retry_after } => Err(AppError::RateLimited(format!(
-                "self-registration is limited to {ANONYMOUS_REGISTRATIONS_PER_MINUTE} a minute; retry in {} s",
+                "{what} is limited to {} {per}; retry in {} s",
+                rate.limit,
                 seconds_up(retry_after).max(1)
             ))),
         }
@@ -413,5 +435,18 @@ mod tests {
         assert_eq!(refused.retry_after, Duration::from_millis(500));
         assert!(refused.message.contains("2 requests per second"));
         assert_eq!(state.pending, 2, "only admitted calls are counted");
+    }
+
+    #[test]
+    fn shared_budgets_refuse_past_their_burst_each_on_its_own() {
+        let limiter = Limiter::default();
+        let reads = (0..100).filter(|_| limiter.admit_registration_read().is_ok()).count();
+        assert_eq!(reads, REGISTRATION_READS_PER_SECOND as usize);
+        let refused = limiter.admit_registration_read().unwrap_err();
+        assert_eq!(refused.status_code(), axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert!(refused.to_string().contains("20 a second"), "{refused}");
+        // Self-registration has a budget of its own.
+        let registrations = (0..100).filter(|_| limiter.admit_anonymous().is_ok()).count();
+        assert_eq!(registrations, ANONYMOUS_REGISTRATIONS_PER_MINUTE as usize);
     }
 }

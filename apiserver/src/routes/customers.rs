@@ -200,14 +200,20 @@ pub async fn registration_status(
     if !is_object_name(&name) {
         return Err(AppError::NotFound("registration"));
     }
+    // A registration token can only be checked against the Customer: those reads have their
+    // own budget. Any other token must be the admin's before anything is read.
+    let by_registration_token = token.starts_with("rt_");
+    if by_registration_token {
+        state.limiter.admit_registration_read()?;
+    } else if crate::auth::authenticate(&state, token).await? != Caller::Admin {
+        return Err(AppError::NotFound("registration"));
+    }
     let customer = Api::<Customer>::all(state.client.clone()).get_opt(&name).await?;
-    let allowed = match token.strip_prefix("rt_") {
-        Some(_) => customer
+    let allowed = !by_registration_token
+        || customer
             .as_ref()
             .and_then(|c| c.metadata.annotations.as_ref()?.get(REGISTRATION_TOKEN_ANNOTATION).cloned())
-            .is_some_and(|expected| expected == hex_sha256(token)),
-        None => crate::auth::authenticate(&state, token).await? == Caller::Admin,
-    };
+            .is_some_and(|expected| expected == hex_sha256(token));
     if !allowed || customer.is_none() {
         return Err(AppError::NotFound("registration"));
     }
