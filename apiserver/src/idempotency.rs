@@ -146,19 +146,19 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
                 .into_response();
         }
     };
-    let scope = match request.extensions().get::<Caller>() {
-        Some(Caller::Admin) => "admin".to_owned(),
-        Some(Caller::Customer(owner)) => format!("customer:{}", owner.customer_id),
-        None => return next.run(request).await,
+    let Some(caller) = request.extensions().get::<Caller>().cloned() else { return next.run(request).await };
+    let scope = match &caller {
+        Caller::Admin => "admin".to_owned(),
+        Caller::Customer(owner) => format!("customer:{}", owner.customer_id),
     };
     let boundary = multipart_boundary(request.headers().get("content-type").and_then(|v| v.to_str().ok()));
     // An upload is read into memory here: it takes its upload slot here too, for the whole
     // request, so the cap on uploads held at once stays whole. Any other body is JSON, held to
     // the size every JSON endpoint accepts.
     let (slot, limit) = if boundary.is_some() {
-        match state.upload_slots.clone().acquire_owned().await {
-            Ok(permit) => (Some(permit), state.settings.max_upload_bytes.saturating_add(1 << 20)),
-            Err(_) => return AppError::Unavailable("shutting down".into()).into_response(),
+        match state.upload_slots.acquire(&caller).await {
+            Ok(slot) => (Some(slot), state.settings.max_upload_bytes.saturating_add(1 << 20)),
+            Err(error) => return error.into_response(),
         }
     } else {
         (None, crate::extract::JSON_BODY_LIMIT)
@@ -225,7 +225,7 @@ struct Claimed {
 impl Claimed {
     /// Runs the request and keeps its answer for retries (a server error is not kept: the next
     /// retry runs again). The upload slot, if any, is held until the end.
-    async fn run(self, request: Request, next: Next, _slot: Option<tokio::sync::OwnedSemaphorePermit>) -> Response {
+    async fn run(self, request: Request, next: Next, _slot: Option<crate::upload_slots::UploadSlot>) -> Response {
         let Self { state, scope, key, token } = self;
         // Gives the claim up if the handler panics, so a retry runs instead of waiting out the
         // stale-claim period.

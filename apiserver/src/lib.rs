@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod query_embedding;
 pub mod request_id;
 pub mod routes;
+pub mod upload_slots;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,7 +72,7 @@ pub struct AppState {
     /// The models that embed search queries, loaded once at start; `None` turns search off.
     pub embedder: Option<Arc<query_embedding::QueryEmbedders>>,
     /// Permits for uploads being read.
-    pub upload_slots: Arc<tokio::sync::Semaphore>,
+    pub upload_slots: Arc<upload_slots::UploadSlots>,
     /// Rate limits and API call counts per customer.
     pub limiter: Arc<limits::Limiter>,
     pub metrics: metrics::Metrics,
@@ -85,7 +86,7 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     pub fn new(pool: PgPool, client: kube::Client, settings: ApiSettings, admin_token: Option<AdminToken>) -> Self {
-        let upload_slots = Arc::new(tokio::sync::Semaphore::new(settings.concurrent_uploads.max(1)));
+        let upload_slots = Arc::new(upload_slots::UploadSlots::new(settings.concurrent_uploads));
         Self {
             pool,
             client,

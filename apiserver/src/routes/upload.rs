@@ -189,7 +189,7 @@ pub async fn upload(
     // this request's slot already).
     let _slot = match held {
         Some(_) => None,
-        None => Some(state.upload_slots.acquire().await.map_err(|_| AppError::Unavailable("shutting down".into()))?),
+        None => Some(state.upload_slots.acquire(&caller).await?),
     };
     let form = tokio::time::timeout(crate::READ_TIMEOUT, read_form(multipart, state.settings.max_upload_bytes))
         .await
