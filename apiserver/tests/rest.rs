@@ -657,12 +657,17 @@ async fn the_daily_quota_holds_exactly_under_50_concurrent_clients() {
     }
     // One replica: no over-admission at all (docs/api.md gives the bound for several).
     assert_eq!(admitted, PER_DAY);
+    // An agent's usage report is the one call the used-up quota lets through (to its handler:
+    // this deployment does not exist), so the cost cap still learns of the agents' costs.
+    let (status, body) =
+        post(stack, &format!("/api/agents/agent_{id}_00000000/usage"), &key, json!({"tasks": 1})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let counted = eventually("the calls to be flushed to usage_daily", WAIT, || async {
         let (_, quotas) = get(stack, &format!("/api/customers/{id}/quotas"), ADMIN_TOKEN).await;
-        (quotas["api_calls_today"] == PER_DAY).then_some(quotas["api_calls_today"].clone())
+        (quotas["api_calls_today"] == PER_DAY + 1).then_some(quotas["api_calls_today"].clone())
     })
     .await;
-    assert_eq!(counted, PER_DAY);
+    assert_eq!(counted, PER_DAY + 1, "the report counts too");
 }
 
 async fn post_with_key(stack: &Stack, path: &str, token: &str, key: &str, body: Value) -> reqwest::Response {

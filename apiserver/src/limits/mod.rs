@@ -9,7 +9,13 @@
 //! - per day / per month: one replica admits exactly up to the limit (its own calls are counted
 //!   before they are admitted). With R replicas, each learns of the others' calls at its next
 //!   flush, so past the limit each other replica admits at most what its per-second limit lets
-//!   through in two flush intervals: at most (R − 1) × 2 × `rate_limit_per_second` calls more.
+//!   through until then: a burst of its per-second limit plus two flush intervals of refill, at
+//!   most (R − 1) × 3 × `rate_limit_per_second` calls more. A flush interval is one second plus
+//!   the flush itself (two statements per customer that called since the last one).
+//!
+//! Agents' usage reports are the one call the day and month quotas never refuse (they still
+//! count, and the rate limits apply): a customer past its quota must still report the cost that
+//! its cost cap is enforced on.
 
 pub mod gcra;
 
@@ -17,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -77,6 +83,17 @@ pub struct Refused {
     pub retry_after: Duration,
     pub limit: u32,
 }
+
+/// Whether a call is refused once the day or month quota is used up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quota {
+    Applies,
+    /// An agent's usage report: counted, never refused by the quotas.
+    Exempt,
+}
+
+/// The route template of agents' usage reports.
+const USAGE_REPORT_ROUTE: &str = "/api/agents/{deployment_id}/usage";
 
 /// The limits of every customer this replica has seen.
 #[derive(Debug)]
@@ -160,7 +177,12 @@ impl Limiter {
     }
 
     /// Admits one API call of `customer_id`, or says why not.
-    pub async fn admit(&self, pool: &PgPool, customer_id: i64) -> Result<Result<Admitted, Refused>, AppError> {
+    pub async fn admit(
+        &self,
+        pool: &PgPool,
+        customer_id: i64,
+        quota: Quota,
+    ) -> Result<Result<Admitted, Refused>, AppError> {
         let today = Utc::now().date_naive();
         let stale = self
             .lock()
@@ -176,7 +198,7 @@ impl Limiter {
         let Some(known) = state.known else {
             return Err(AppError::Unavailable("the customer's limits could not be read".into()));
         };
-        Ok(decide(state, &known, now))
+        Ok(decide(state, &known, now, quota))
     }
 
     /// Admits one anonymous self-registration against the replica's budget.
@@ -267,7 +289,7 @@ impl Limiter {
 
 /// The decision for one call, given the customer's state and limits. Rates first (they refill),
 /// then the day and the month (they do not, until the next day or month).
-fn decide(state: &mut CustomerLimits, known: &Known, now: Duration) -> Result<Admitted, Refused> {
+fn decide(state: &mut CustomerLimits, known: &Known, now: Duration, quota: Quota) -> Result<Admitted, Refused> {
     if known.per_second == 0 || known.per_minute == 0 {
         return Err(Refused {
             message: "this customer's tier allows no API calls (rateLimitPerSecond or rateLimitPerMinute is 0)".into(),
@@ -300,7 +322,7 @@ fn decide(state: &mut CustomerLimits, known: &Known, now: Duration) -> Result<Ad
         }
     };
     let counted = state.pending + state.flushing;
-    if known.today + counted >= known.per_day {
+    if quota == Quota::Applies && known.today + counted >= known.per_day {
         return Err(Refused {
             message: format!(
                 "the daily API call quota is used up: {} of {} calls today (maxApiCallsPerDay)",
@@ -311,7 +333,7 @@ fn decide(state: &mut CustomerLimits, known: &Known, now: Duration) -> Result<Ad
             limit: u32::try_from(known.per_day).unwrap_or(u32::MAX),
         });
     }
-    if known.month + counted >= known.per_month {
+    if quota == Quota::Applies && known.month + counted >= known.per_month {
         return Err(Refused {
             message: format!(
                 "the monthly API call quota is used up: {} of {} calls this month (maxApiCallsPerMonth)",
@@ -354,9 +376,13 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
     // Tokens that do not authenticate (or are not API keys, like a registration token) are
     // the handler's to refuse or accept.
     let Ok(caller) = authenticate(&state, &token).await else { return next.run(request).await };
+    let quota = match request.extensions().get::<MatchedPath>() {
+        Some(route) if route.as_str() == USAGE_REPORT_ROUTE => Quota::Exempt,
+        _ => Quota::Applies,
+    };
     let admitted = match &caller {
         Caller::Admin => None,
-        Caller::Customer(owner) => match state.limiter.admit(&state.pool, owner.customer_id).await {
+        Caller::Customer(owner) => match state.limiter.admit(&state.pool, owner.customer_id, quota).await {
             Ok(Ok(admitted)) => Some(admitted),
             Ok(Err(refused)) => {
                 let mut response = AppError::RateLimited(refused.message).into_response();
@@ -402,9 +428,10 @@ mod tests {
     fn the_day_quota_admits_exactly_up_to_the_limit() {
         let mut state = CustomerLimits::default();
         let limits = known(1000, 30);
-        let admitted = (0..100).filter(|i| decide(&mut state, &limits, Duration::from_millis(*i)).is_ok()).count();
+        let admitted =
+            (0..100).filter(|i| decide(&mut state, &limits, Duration::from_millis(*i), Quota::Applies).is_ok()).count();
         assert_eq!(admitted, 30);
-        let refused = decide(&mut state, &limits, Duration::from_secs(5)).unwrap_err();
+        let refused = decide(&mut state, &limits, Duration::from_secs(5), Quota::Applies).unwrap_err();
         assert!(refused.message.contains("30 of 30") && refused.message.contains("maxApiCallsPerDay"), "{refused:?}");
         assert!(refused.retry_after <= Duration::from_secs(86_400));
     }
@@ -412,7 +439,7 @@ mod tests {
     #[test]
     fn a_rate_of_zero_allows_nothing() {
         let mut state = CustomerLimits::default();
-        let refused = decide(&mut state, &known(0, 1000), Duration::from_secs(1)).unwrap_err();
+        let refused = decide(&mut state, &known(0, 1000), Duration::from_secs(1), Quota::Applies).unwrap_err();
         assert!(refused.message.contains("allows no API calls"), "{refused:?}");
     }
 
@@ -420,18 +447,18 @@ mod tests {
     fn calls_being_flushed_still_count() {
         let mut state = CustomerLimits { flushing: 9, ..CustomerLimits::default() };
         let limits = Known { today: 0, ..known(1000, 10) };
-        assert!(decide(&mut state, &limits, Duration::ZERO).is_ok());
-        assert!(decide(&mut state, &limits, Duration::ZERO).is_err());
+        assert!(decide(&mut state, &limits, Duration::ZERO, Quota::Applies).is_ok());
+        assert!(decide(&mut state, &limits, Duration::ZERO, Quota::Applies).is_err());
     }
 
     #[test]
     fn a_rate_refusal_spends_nothing() {
         let mut state = CustomerLimits::default();
         let limits = known(2, 1000);
-        assert!(decide(&mut state, &limits, Duration::from_secs(10)).is_ok());
-        let admitted = decide(&mut state, &limits, Duration::from_secs(10)).unwrap();
+        assert!(decide(&mut state, &limits, Duration::from_secs(10), Quota::Applies).is_ok());
+        let admitted = decide(&mut state, &limits, Duration::from_secs(10), Quota::Applies).unwrap();
         assert_eq!((admitted.limit, admitted.remaining), (2, 0));
-        let refused = decide(&mut state, &limits, Duration::from_secs(10)).unwrap_err();
+        let refused = decide(&mut state, &limits, Duration::from_secs(10), Quota::Applies).unwrap_err();
         assert_eq!(refused.retry_after, Duration::from_millis(500));
         assert!(refused.message.contains("2 requests per second"));
         assert_eq!(state.pending, 2, "only admitted calls are counted");
@@ -448,5 +475,17 @@ mod tests {
         // Self-registration has a budget of its own.
         let registrations = (0..100).filter(|_| limiter.admit_anonymous().is_ok()).count();
         assert_eq!(registrations, ANONYMOUS_REGISTRATIONS_PER_MINUTE as usize);
+    }
+
+    #[test]
+    fn usage_reports_pass_a_used_up_quota_but_still_count_and_keep_the_rate() {
+        let mut state = CustomerLimits::default();
+        let limits = Known { today: 30, ..known(2, 30) };
+        assert!(decide(&mut state, &limits, Duration::from_secs(10), Quota::Applies).is_err());
+        assert!(decide(&mut state, &limits, Duration::from_secs(10), Quota::Exempt).is_ok());
+        assert_eq!(state.pending, 1, "the report is counted");
+        assert!(decide(&mut state, &limits, Duration::from_secs(10), Quota::Exempt).is_ok());
+        let refused = decide(&mut state, &limits, Duration::from_secs(10), Quota::Exempt).unwrap_err();
+        assert!(refused.message.contains("per second"), "{refused:?}");
     }
 }
