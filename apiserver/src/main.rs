@@ -52,7 +52,10 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt().json().with_env_filter(tracing_subscriber::EnvFilter::new("info")).init();
+    // `RUST_LOG` when set (e.g. `prospector_apiserver=debug`), `info` otherwise.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().json().with_env_filter(filter).init();
     let admin_token = match (&cli.admin_token, &cli.admin_token_file) {
         (Some(token), _) => AdminToken::new(token),
         (None, Some(path)) => match std::fs::read_to_string(path) {
