@@ -889,9 +889,52 @@ async fn the_isolation_matrix() {
         assert_eq!(foreign.0, StatusCode::NOT_FOUND, "{what} with another customer's key: {}", foreign.1);
         assert_eq!(foreign, absent, "{what}: a foreign id must look exactly like a missing one");
     }
-    // Uploads name the customer in the form.
-    let (status, _) = upload(stack, &b_key, a_id, "x.txt", b"intruder".to_vec()).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Uploads name the customer in the form: the same rows.
+    let upload_as = |auth: Option<String>, customer_id: i64| async move {
+        let form = reqwest::multipart::Form::new()
+            .text("customer_id", customer_id.to_string())
+            .part("file", reqwest::multipart::Part::bytes(b"intruder".to_vec()).file_name("x.txt"));
+        let mut request = reqwest::Client::new().post(format!("{}/api/knowledge/upload", stack.base)).multipart(form);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let response = request.send().await.unwrap();
+        (response.status(), response.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    assert_eq!(upload_as(None, a_id).await.0, StatusCode::UNAUTHORIZED);
+    for malformed in ["Bearer", "Basic dXNlcjpwYXNz", "Bearer sa_not-a-key", "sa_abc"] {
+        assert_eq!(upload_as(Some(malformed.into()), a_id).await.0, StatusCode::UNAUTHORIZED, "{malformed:?}");
+    }
+    assert_eq!(upload_as(Some(revoked_auth.clone()), a_id).await.0, StatusCode::UNAUTHORIZED);
+    let suspended = upload_as(Some(suspended_auth.clone()), c_id).await;
+    assert_eq!((suspended.0, suspended.1["error"].as_str()), (StatusCode::FORBIDDEN, Some("customer_suspended")));
+    let foreign = upload_as(Some(intruder_auth.clone()), a_id).await;
+    assert_eq!(foreign.0, StatusCode::NOT_FOUND, "{}", foreign.1);
+    assert_eq!(foreign, upload_as(Some(intruder_auth.clone()), 999_999_999).await, "upload: foreign like missing");
+
+    // B's own customer id with A's agent or document: exactly like one that does not exist.
+    for (method, path, missing_path) in [
+        (
+            reqwest::Method::DELETE,
+            format!("/api/customers/{b_id}/agents/{deployment}"),
+            format!("/api/customers/{b_id}/agents/agent_{b_id}_deadbeef"),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/api/knowledge/docs/{b_id}/{document}"),
+            format!("/api/knowledge/docs/{b_id}/doc_00000000deadbeef"),
+        ),
+    ] {
+        let foreign = call_raw(stack, method.clone(), &path, Some(&intruder_auth), None).await;
+        let absent = call_raw(stack, method, &missing_path, Some(&intruder_auth), None).await;
+        assert_eq!(foreign.0, StatusCode::NOT_FOUND, "{path}: {}", foreign.1);
+        assert_eq!(foreign, absent, "{path}: a foreign id must look exactly like a missing one");
+    }
+    let search = |ids: Value| json!({"customer_id": b_id, "query": "secret plan", "document_ids": ids});
+    let foreign = post(stack, "/api/knowledge/search", &b_key, search(json!([document]))).await;
+    let absent = post(stack, "/api/knowledge/search", &b_key, search(json!(["doc_00000000deadbeef"]))).await;
+    assert_eq!((foreign.0, &foreign.1["results"]), (StatusCode::OK, &json!([])));
+    assert_eq!(foreign, absent, "searching A's document id from B finds what a missing one does");
 
     // A is untouched: its agent, document and key are as they were.
     let (_, agents) = get(stack, &format!("/api/customers/{a_id}/agents/status"), &a_key).await;
