@@ -599,23 +599,33 @@ async fn rate_limits_answer_429_with_their_headers() {
             .await;
     let client = reqwest::Client::new();
     let mut statuses = Vec::new();
-    let mut last = None;
+    let mut answers = Vec::new();
     for _ in 0..6 {
         let response = client.get(format!("{}/api/customers/{id}", stack.base)).bearer_auth(&key).send().await.unwrap();
         statuses.push(response.status().as_u16());
-        last = Some(response);
+        answers.push(response);
     }
     assert_eq!(statuses, vec![200, 200, 200, 429, 429, 429], "3 per minute");
-    let refused = last.unwrap();
-    let header = |name: &str| refused.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let retry_after: u64 = header("retry-after").expect("Retry-After").parse().unwrap();
+    let header = |response: &reqwest::Response, name: &str| {
+        response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    };
+    // Admitted answers count the minute's window down.
+    for (answer, remaining) in answers.iter().zip(["2", "1", "0"]) {
+        assert_eq!(header(answer, "ratelimit-limit").as_deref(), Some("3"));
+        assert_eq!(header(answer, "ratelimit-remaining").as_deref(), Some(remaining));
+        let reset: u64 = header(answer, "ratelimit-reset").expect("RateLimit-Reset").parse().unwrap();
+        assert!(reset <= 60, "{reset}");
+    }
+    let refused = answers.pop().unwrap();
+    let retry_after: u64 = header(&refused, "retry-after").expect("Retry-After").parse().unwrap();
     assert!((1..=20).contains(&retry_after), "one request per 20 s refills: {retry_after}");
-    assert_eq!(header("ratelimit-limit").as_deref(), Some("3"));
-    assert_eq!(header("ratelimit-remaining").as_deref(), Some("0"));
+    assert_eq!(header(&refused, "ratelimit-limit").as_deref(), Some("3"));
+    assert_eq!(header(&refused, "ratelimit-remaining").as_deref(), Some("0"));
+    assert_eq!(header(&refused, "ratelimit-reset"), Some(retry_after.to_string()), "reset is when to retry");
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"], "rate_limited");
     assert!(body["message"].as_str().unwrap().contains("3 requests per minute"), "{body}");
-    // An admitted answer carries the headers too; the admin token is never limited.
+    // The admin token is never limited.
     let (status, _) = get(stack, &format!("/api/customers/{id}"), ADMIN_TOKEN).await;
     assert_eq!(status, StatusCode::OK);
 }
