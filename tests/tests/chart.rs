@@ -1,0 +1,100 @@
+//! The Helm chart (`charts/prospector`): `helm lint`, and what `helm template` renders for the
+//! default values and for GPU Jobs (`ci/gpu-job-values.yaml`), validated by the harness's real
+//! kube-apiserver (a server-side dry run with strict field validation, after the chart's own
+//! CRDs); and `values.schema.json` refusing each kind of bad value with a message that names it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use prospector_tests::hack::{hack_path, repo_root};
+use prospector_tests::{random_suffix, shared_cluster};
+
+fn chart() -> PathBuf {
+    repo_root().join("charts/prospector")
+}
+
+fn helm(args: &[&str]) -> Output {
+    let helm = hack_path("helm.sh").expect("hack/helm.sh builds helm");
+    Command::new(helm).args(args).output().expect("run helm")
+}
+
+fn kubectl(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let kubectl = hack_path("kubectl.sh").expect("hack/kubectl.sh fetches kubectl");
+    let mut command = Command::new(kubectl);
+    command.arg("--kubeconfig").arg(shared_cluster().kubeconfig()).args(args);
+    command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("run kubectl");
+    let input = stdin.unwrap_or_default().to_vec();
+    let mut pipe = child.stdin.take().unwrap();
+    std::thread::spawn(move || pipe.write_all(&input));
+    child.wait_with_output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+#[test]
+fn the_chart_lints_and_renders_what_the_real_apiserver_accepts() {
+    let chart = chart();
+    let chart = chart.to_str().unwrap();
+    let gpu_values = repo_root().join("charts/prospector/ci/gpu-job-values.yaml");
+    let gpu_values = gpu_values.to_str().unwrap();
+    for extra in [vec![], vec!["-f", gpu_values]] {
+        let lint = helm(&[&["lint", "--strict", chart][..], &extra].concat());
+        assert!(lint.status.success(), "helm lint {extra:?}:\n{}", text(&lint));
+    }
+
+    // The CRDs first (Helm installs crds/ before anything else), as the chart ships them.
+    let crds = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &format!("{chart}/crds")], None);
+    assert!(crds.status.success(), "{}", text(&crds));
+    let namespace = format!("chart-{}", random_suffix(6).to_lowercase());
+    let created = kubectl(&["create", "namespace", &namespace], None);
+    assert!(created.status.success(), "{}", text(&created));
+    for extra in [vec![], vec!["-f", gpu_values]] {
+        let rendered = helm(&[&["template", "prospector", chart, "--namespace", &namespace][..], &extra].concat());
+        assert!(rendered.status.success(), "helm template {extra:?}:\n{}", text(&rendered));
+        let manifest = String::from_utf8(rendered.stdout).unwrap();
+        for kind in ["ClusterRole", "Role", "Deployment", "Tier", "Job", "NetworkPolicy", "PodDisruptionBudget"] {
+            assert!(manifest.contains(&format!("\nkind: {kind}\n")), "{extra:?}: no {kind} rendered");
+        }
+        // Every pod of the chart meets the restricted Pod Security Standard.
+        assert_eq!(manifest.matches("runAsNonRoot: true").count(), 2 * 3, "pod and container, 3 pods");
+        assert_eq!(manifest.matches("readOnlyRootFilesystem: true").count(), 3);
+        let applied = kubectl(
+            &["apply", "--dry-run=server", "--validate=strict", "--namespace", &namespace, "-f", "-"],
+            Some(manifest.as_bytes()),
+        );
+        assert!(applied.status.success(), "the apiserver refuses {extra:?}:\n{}", text(&applied));
+        let accepted = text(&applied);
+        assert!(accepted.contains("tier.prospector.dev/pro") && accepted.contains("(server dry run)"), "{accepted}");
+    }
+    let _ = kubectl(&["delete", "namespace", &namespace, "--wait=false"], None);
+}
+
+#[test]
+fn the_values_schema_refuses_each_kind_of_bad_value_and_names_it() {
+    let chart = chart();
+    let chart = chart.to_str().unwrap();
+    for (value, says) in [
+        ("operator.embedder.mode=gpu", "value must be one of 'job', 'inline', 'external'"),
+        ("tiers.free.maxAgents=-1", "/tiers/free/maxAgents"),
+        ("operator.replicas=two", "got string, want integer"),
+        ("apiserver.service.port=70000", "/apiserver/service/port"),
+        ("tiers.Bad_Name.maxAgents=1", "/tiers"),
+        ("database.existingSecret=", "/database/existingSecret"),
+        ("operator.unknownSetting=1", "additional properties 'unknownSetting' not allowed"),
+    ] {
+        let rendered = helm(&["template", "prospector", chart, "--set", value]);
+        assert!(!rendered.status.success(), "{value} was accepted");
+        let error = text(&rendered);
+        assert!(error.contains("don't meet the specifications of the schema"), "{value}: {error}");
+        assert!(error.contains(says), "{value}: the error should say {says:?}:\n{error}");
+    }
+    // And the defaults pass.
+    assert!(helm(&["template", "prospector", chart]).status.success());
+}
