@@ -5,19 +5,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 KUBECONFORM_VERSION=v0.8.0
 
-dest="$PROSPECTOR_CACHE/kubeconform/$KUBECONFORM_VERSION"
-if [[ ! -f "$dest/.complete" ]]; then
-  command -v go >/dev/null || die "go is required to build kubeconform"
-  log "building kubeconform $KUBECONFORM_VERSION"
-  tmp="$(mktemp -d "$PROSPECTOR_CACHE/kubeconform-build.XXXXXX")"
-  trap 'rm -rf "$tmp"' EXIT
-  (cd "$HACK_DIR/kubeconform" && GOFLAGS="-mod=readonly -trimpath -buildvcs=false" CGO_ENABLED=0 go build \
-    -ldflags "-s -w -X main.version=$KUBECONFORM_VERSION" -o "$tmp/bin/kubeconform" \
-    github.com/yannh/kubeconform/cmd/kubeconform)
-  [[ "$("$tmp/bin/kubeconform" -v)" == "$KUBECONFORM_VERSION" ]] \
-    || die "kubeconform reports '$("$tmp/bin/kubeconform" -v)', expected $KUBECONFORM_VERSION"
-  touch "$tmp/.complete"
-  mkdir -p "$(dirname "$dest")" && rm -rf "$dest" && mv "$tmp" "$dest"
-  trap - EXIT
-fi
-echo "$dest/bin/kubeconform"
+reports_version() { [[ "$("$1" -v)" == "$KUBECONFORM_VERSION" ]]; }
+GO_TOOL_CHECK=reports_version go_tool kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform \
+  "-X main.version=$KUBECONFORM_VERSION"

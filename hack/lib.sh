@@ -68,3 +68,26 @@ embedder_bench_setup() {
   fixtures="embedder/tests/fixtures/pdf/py-pdf-sample-files"
   mkdir -p "$work"
 }
+
+# go_tool NAME VERSION PACKAGE [LDFLAGS]: builds the Go command PACKAGE from the module in
+# hack/NAME (whose go.sum pins every dependency) once into $PROSPECTOR_CACHE/NAME/VERSION and prints
+# the binary's path. The caller checks the version the binary reports through $GO_TOOL_CHECK, a
+# command run with the new binary's path as its argument.
+go_tool() {
+  local name="$1" version="$2" package="$3" ldflags="${4:-}" dest tmp
+  dest="$PROSPECTOR_CACHE/$name/$version"
+  if [[ ! -f "$dest/.complete" ]]; then
+    command -v go >/dev/null || die "go is required to build $name"
+    log "building $name $version"
+    tmp="$(mktemp -d "$PROSPECTOR_CACHE/$name-build.XXXXXX")"
+    (cd "$HACK_DIR/$name" && GOFLAGS="-mod=readonly -trimpath -buildvcs=false" CGO_ENABLED=0 go build \
+      -ldflags "-s -w $ldflags" -o "$tmp/bin/$name" "$package") || { rm -rf "$tmp"; die "cannot build $name"; }
+    if [[ -n "${GO_TOOL_CHECK:-}" ]] && ! "$GO_TOOL_CHECK" "$tmp/bin/$name"; then
+      rm -rf "$tmp"
+      die "$name does not report version $version"
+    fi
+    touch "$tmp/.complete"
+    mkdir -p "$(dirname "$dest")" && rm -rf "$dest" && mv "$tmp" "$dest"
+  fi
+  echo "$dest/bin/$name"
+}
