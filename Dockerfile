@@ -46,18 +46,18 @@ USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/prospector-operator"]
 CMD ["run"]
 
-FROM gcr.io/distroless/cc-debian12:nonroot AS apiserver
-COPY --from=build /out/prospector-apiserver /usr/local/bin/prospector-apiserver
+# What the apiserver and the embedder share: the model, ONNX Runtime and where they are.
+FROM gcr.io/distroless/cc-debian12:nonroot AS with-model
 COPY --from=assets /opt/prospector /opt/prospector
 ENV PROSPECTOR_MODEL_DIR=/opt/prospector/model ORT_DYLIB_PATH=/opt/prospector/lib/libonnxruntime.so
 USER 65532:65532
+
+FROM with-model AS apiserver
+COPY --from=build /out/prospector-apiserver /usr/local/bin/prospector-apiserver
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/prospector-apiserver"]
 
-FROM gcr.io/distroless/cc-debian12:nonroot AS embedder
+FROM with-model AS embedder
 COPY --from=build /out/prospector-embedder /usr/local/bin/prospector-embedder
-COPY --from=assets /opt/prospector /opt/prospector
-ENV PROSPECTOR_MODEL_DIR=/opt/prospector/model ORT_DYLIB_PATH=/opt/prospector/lib/libonnxruntime.so
-USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/prospector-embedder"]
 CMD ["worker"]

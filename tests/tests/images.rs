@@ -70,15 +70,16 @@ fn every_image_the_chart_runs_is_a_non_root_target_of_the_dockerfile() {
     assert_eq!(images, ["apiserver", "embedder", "operator"].map(String::from).into(), "the chart's images");
     for image in &images {
         let stage = stages.get(image).unwrap_or_else(|| panic!("no Dockerfile target {image}"));
-        let user = stage
-            .lines
+        // The stage and the stages it is built on, nearest first.
+        let chain: Vec<&Stage> = std::iter::successors(Some(stage), |s| stages.get(&s.base)).collect();
+        let user = chain
             .iter()
-            .rev()
-            .find_map(|l| l.strip_prefix("USER "))
+            .find_map(|s| s.lines.iter().rev().find_map(|l| l.strip_prefix("USER ")))
             .unwrap_or_else(|| panic!("{image}: no USER"));
         let uid = user.split(':').next().unwrap();
         assert!(uid.parse::<u32>().is_ok_and(|u| u != 0), "{image} runs as {user}: a numeric non-root uid");
-        assert!(stage.base.contains(":nonroot"), "{image}: a non-root base image ({})", stage.base);
+        let base = &chain.last().unwrap().base;
+        assert!(base.contains(":nonroot"), "{image}: a non-root base image ({base})");
         // Its entrypoint is the binary it copies in.
         let entry = stage.lines.iter().find_map(|l| l.strip_prefix("ENTRYPOINT ")).expect("an entrypoint");
         let binary = format!("prospector-{image}");
@@ -135,7 +136,8 @@ fn the_dockerfile_builds_workspace_binaries_from_paths_that_exist() {
     }
     // The baked model and runtime are where the images point the embedder.
     for image in ["apiserver", "embedder"] {
-        let env = stages[image].lines.iter().find_map(|l| l.strip_prefix("ENV ")).expect("ENV");
+        let with_model = &stages[&stages[image].base];
+        let env = with_model.lines.iter().find_map(|l| l.strip_prefix("ENV ")).expect("ENV");
         assert!(env.contains("PROSPECTOR_MODEL_DIR=/opt/prospector/model"), "{image}: {env}");
         assert!(env.contains("ORT_DYLIB_PATH=/opt/prospector/lib/libonnxruntime.so"), "{image}: {env}");
     }
