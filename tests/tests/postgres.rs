@@ -1,7 +1,7 @@
 //! Postgres tests against the real Postgres 18 + pgvector the harness starts: the migrations,
 //! their concurrency safety, and the quota guard. The document tables are `documents.rs`'s.
 
-use prospector_store::customers::{CustomerRecord, upsert_customer};
+use prospector_store::customers::{CustomerRecord, QuotaLimits, set_quota_limits, upsert_customer};
 use prospector_tests::shared_postgres;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -214,16 +214,19 @@ async fn uploads_racing_the_storage_limit_end_exactly_at_it_and_leave_nothing_wh
     use sha2::{Digest, Sha256};
     let db = shared_postgres().migrated_database().await.unwrap();
     let id = customer(&db.pool, "uploads").await;
-    sqlx::query(
-        "INSERT INTO customer_quotas (customer_id, max_api_calls_per_day, max_api_calls_per_month,
-            rate_limit_per_second, rate_limit_per_minute, max_agents, max_concurrent_agents,
-            max_storage_bytes, max_documents, max_leads_per_month, max_cost_per_month_usd)
-         VALUES ($1, 1000, 30000, 10, 100, 2, 3, 1000, 100, 1000, 100)",
-    )
-    .bind(id)
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    let limits = QuotaLimits {
+        max_api_calls_per_day: 1000,
+        max_api_calls_per_month: 30000,
+        rate_limit_per_second: 10,
+        rate_limit_per_minute: 100,
+        max_agents: 2,
+        max_concurrent_agents: 3,
+        max_storage_bytes: 1000,
+        max_documents: 100,
+        max_leads_per_month: 1000,
+        max_cost_per_month_usd: 100.0,
+    };
+    set_quota_limits(&db.pool, id, &limits).await.unwrap();
     // 20 uploads of 100 distinct bytes at once against 1,000 bytes of storage.
     let uploads = (0..20).map(|i| {
         let pool = db.pool.clone();
