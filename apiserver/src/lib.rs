@@ -161,7 +161,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/customers/{customer_id}/agents/deploy", post(agents::deploy))
         .route("/api/customers/{customer_id}/agents/status", get(agents::status))
         .route("/api/customers/{customer_id}/agents/{deployment_id}", delete(agents::terminate))
-        .route("/api/agents/{deployment_id}/usage", post(agents::report_usage))
+        .route(limits::USAGE_REPORT_ROUTE, post(agents::report_usage))
         .route("/api/knowledge/upload", post(upload::upload).layer(upload_limit))
         .route("/api/knowledge/search", post(knowledge::search_documents))
         .route("/api/knowledge/docs/{customer_id}", get(knowledge::list))

@@ -92,8 +92,8 @@ pub enum Quota {
     Exempt,
 }
 
-/// The route template of agents' usage reports.
-const USAGE_REPORT_ROUTE: &str = "/api/agents/{deployment_id}/usage";
+/// The route of agents' usage reports (the router mounts it under this template).
+pub const USAGE_REPORT_ROUTE: &str = "/api/agents/{deployment_id}/usage";
 
 /// The limits of every customer this replica has seen.
 #[derive(Debug)]
