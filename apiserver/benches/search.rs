@@ -57,11 +57,9 @@ fn corpus() -> (Vec<String>, Vec<Vec<f32>>) {
     let chunker = Chunker::new(embedder.tokenizer(), ChunkConfig::default());
     let texts = common::fixture_prose(&chunker);
     let started = Instant::now();
-    let mut vectors = Vec::new();
-    for batch in texts.chunks(64) {
-        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-        vectors.extend(embedder.embed(&refs).expect("embed the fixtures' prose"));
-    }
+    // `embed` batches by its own token budget.
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let vectors = embedder.embed(&refs).expect("embed the fixtures' prose");
     eprintln!("{} prose chunks of the fixture PDFs embedded in {:.1} s", texts.len(), started.elapsed().as_secs_f64());
     (texts, vectors)
 }

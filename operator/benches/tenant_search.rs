@@ -66,11 +66,9 @@ fn atoms(embedder: &Embedder, limit: usize) -> Vec<Vec<f32>> {
     texts.truncate(limit);
     eprintln!("atoms: {} prose chunks of the fixture PDFs", texts.len());
     let started = Instant::now();
-    let mut atoms = Vec::new();
-    for batch in texts.chunks(64) {
-        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-        atoms.extend(embedder.embed(&refs).expect("embed atoms"));
-    }
+    // `embed` batches by its own token budget.
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let atoms = embedder.embed(&refs).expect("embed atoms");
     eprintln!("atoms embedded in {:.1} s", started.elapsed().as_secs_f64());
     atoms
 }
