@@ -10,6 +10,7 @@ pub mod controlplane;
 pub mod fixtures;
 pub mod hack;
 pub mod http;
+pub mod kube_schemas;
 pub mod postgres;
 pub mod process;
 pub mod synthetic;

@@ -1,13 +1,16 @@
 //! The Helm chart (`charts/prospector`): `helm lint`, and what `helm template` renders for the
 //! default values and for GPU Jobs (`ci/gpu-job-values.yaml`), validated by the harness's real
 //! kube-apiserver (a server-side dry run with strict field validation, after the chart's own
-//! CRDs); and `values.schema.json` refusing each kind of bad value with a message that names it.
+//! CRDs), and by `kubeconform -strict` with the schemas that apiserver serves (its built-in kinds
+//! and the chart's CRDs); and `values.schema.json` refusing each kind of bad value with a message
+//! that names it.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use prospector_tests::hack::{hack_path, repo_root};
-use prospector_tests::{random_suffix, shared_cluster};
+use prospector_tests::kube_schemas::{schema_location, write_kubeconform_schemas};
+use prospector_tests::{process_dir, random_suffix, shared_cluster};
 
 fn chart() -> PathBuf {
     repo_root().join("charts/prospector")
@@ -74,6 +77,80 @@ fn the_chart_lints_and_renders_what_the_real_apiserver_accepts() {
         assert!(accepted.contains("tier.prospector.dev/pro") && accepted.contains("(server dry run)"), "{accepted}");
     }
     let _ = kubectl(&["delete", "namespace", &namespace, "--wait=false"], None);
+}
+
+fn kubeconform(schemas: &std::path::Path, manifest: &str) -> Output {
+    use std::io::Write;
+    let kubeconform = hack_path("kubeconform.sh").expect("hack/kubeconform.sh builds kubeconform");
+    let mut child = Command::new(kubeconform)
+        .args(["-strict", "-summary", "-output", "text", "-schema-location", &schema_location(schemas), "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kubeconform");
+    let input = manifest.as_bytes().to_vec();
+    let mut pipe = child.stdin.take().unwrap();
+    std::thread::spawn(move || pipe.write_all(&input));
+    child.wait_with_output().unwrap()
+}
+
+/// The schemas of everything the shared apiserver serves, once the chart's CRDs are among them
+/// (the apiserver publishes a new CRD's schema a moment after accepting it).
+fn served_schemas() -> PathBuf {
+    let crds =
+        kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &format!("{}/crds", chart().display())], None);
+    assert!(crds.status.success(), "{}", text(&crds));
+    let dir = process_dir().join(format!("kubeconform-{}", random_suffix(6)));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = shared_cluster().client().await.expect("client");
+        for _ in 0..60 {
+            let _ = std::fs::remove_dir_all(&dir);
+            let kinds = write_kubeconform_schemas(&client, &dir).await.expect("write the served schemas");
+            if ["tier", "customer", "agentdeployment", "knowledgedocument"]
+                .iter()
+                .all(|kind| dir.join(format!("{kind}-prospector-v1alpha1-strict.json")).exists())
+            {
+                assert!(kinds > 50, "only {kinds} kinds served");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        panic!("the apiserver never published the chart's CRD schemas");
+    });
+    dir
+}
+
+#[test]
+fn kubeconform_strict_accepts_what_the_chart_renders_and_refuses_what_the_schemas_do_not_document() {
+    let schemas = served_schemas();
+    let chart = chart();
+    let chart = chart.to_str().unwrap();
+    let gpu_values = repo_root().join("charts/prospector/ci/gpu-job-values.yaml");
+    let mut manifests = Vec::new();
+    for extra in [vec![], vec!["-f", gpu_values.to_str().unwrap()]] {
+        let rendered =
+            helm(&[&["template", "prospector", chart, "--namespace", "prospector-system"][..], &extra].concat());
+        assert!(rendered.status.success(), "helm template {extra:?}:\n{}", text(&rendered));
+        let manifest = String::from_utf8(rendered.stdout).unwrap();
+        let checked = kubeconform(&schemas, &manifest);
+        let summary = text(&checked);
+        assert!(checked.status.success(), "kubeconform refuses {extra:?}:\n{summary}");
+        // Every object had a schema: none was skipped, none was missing.
+        let objects = manifest.matches("\nkind: ").count();
+        assert!(summary.contains(&format!("{objects} resources found")), "{summary}");
+        assert!(summary.contains(&format!("Valid: {objects}, Invalid: 0, Errors: 0, Skipped: 0")), "{summary}");
+        manifests.push(manifest);
+    }
+
+    // The same check finds an undocumented field in a pod template, and a wrong type in a Tier.
+    let typo = manifests[0].replacen("          imagePullPolicy:", "          imagePullPolicyy:", 1);
+    let refused = kubeconform(&schemas, &typo);
+    assert!(!refused.status.success() && text(&refused).contains("imagePullPolicyy"), "{}", text(&refused));
+    let wrong_type = manifests[0].replacen("maxAgents: 2", "maxAgents: two", 1);
+    let refused = kubeconform(&schemas, &wrong_type);
+    assert!(!refused.status.success() && text(&refused).contains("maxAgents"), "{}", text(&refused));
 }
 
 #[test]
