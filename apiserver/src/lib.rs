@@ -64,6 +64,8 @@ impl Default for ApiSettings {
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// Where searches read: a read-only replica when one is configured, else `pool`.
+    pub search_pool: PgPool,
     pub client: kube::Client,
     pub settings: Arc<ApiSettings>,
     /// The platform admin token's hash; replaced when its file changes (a rotated Secret).
@@ -88,6 +90,7 @@ impl AppState {
     pub fn new(pool: PgPool, client: kube::Client, settings: ApiSettings, admin_token: Option<AdminToken>) -> Self {
         let upload_slots = Arc::new(upload_slots::UploadSlots::new(settings.concurrent_uploads));
         Self {
+            search_pool: pool.clone(),
             pool,
             client,
             settings: Arc::new(settings),
@@ -98,6 +101,12 @@ impl AppState {
             limiter: Arc::default(),
             metrics: metrics::Metrics::default(),
         }
+    }
+
+    /// Sends searches to a read-only replica.
+    pub fn with_search_pool(mut self, search_pool: PgPool) -> Self {
+        self.search_pool = search_pool;
+        self
     }
 
     /// Starts what runs beside the requests: the flush of counted API calls, and the hourly

@@ -12,7 +12,7 @@ use prospector_apiserver::query_embedding::QueryEmbedders;
 use prospector_apiserver::{ApiSettings, AppState, router};
 use prospector_embedder::embed::EmbedderConfig;
 use prospector_embedder::paths::{self, ProcessEnv};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 
 /// Not `Debug`: it holds the database URL and the admin token.
 #[derive(Parser)]
@@ -21,9 +21,14 @@ struct Cli {
     /// Address to listen on.
     #[arg(long, env = "PROSPECTOR_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// Postgres connection URL. Never logged.
+    /// Postgres connection URL. Never logged. Without it, libpq's PGHOST, PGPORT, PGUSER,
+    /// PGPASSWORD, PGDATABASE and PGSSLMODE apply.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    database_url: Option<String>,
+    /// A read-only Postgres URL for search (a replica, e.g. CloudNativePG's `-ro` service), so
+    /// search load leaves the primary to writes. Never logged. Without it, search uses the primary.
+    #[arg(long, env = "PROSPECTOR_SEARCH_DATABASE_URL", hide_env_values = true)]
+    search_database_url: Option<String>,
     /// The platform admin token. Never logged; prefer --admin-token-file.
     #[arg(long, env = "PROSPECTOR_ADMIN_TOKEN", hide_env_values = true, conflicts_with = "admin_token_file")]
     admin_token: Option<String>,
@@ -71,16 +76,22 @@ async fn main() -> ExitCode {
         tracing::warn!("no admin token: only customers' API keys authenticate");
     }
     // Lazy: the server starts (and reports not-ready) while the database is down.
-    let pool = match PgPoolOptions::new()
-        .max_connections(16)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(&cli.database_url)
-    {
+    let pool = match lazy_pool(cli.database_url.as_deref()) {
         Ok(pool) => pool,
         Err(e) => {
-            tracing::error!(error = %e, "invalid DATABASE_URL");
+            tracing::error!(error = %e, "cannot configure the database");
             return ExitCode::FAILURE;
         }
+    };
+    let search_pool = match &cli.search_database_url {
+        Some(url) => match lazy_pool(Some(url)) {
+            Ok(pool) => Some(pool),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot configure the search database");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
     };
     let client = match kube::Client::try_default().await {
         Ok(client) => client,
@@ -103,6 +114,9 @@ async fn main() -> ExitCode {
         ..ApiSettings::default()
     };
     let mut state = AppState::new(pool, client, settings, admin_token);
+    if let Some(search_pool) = search_pool {
+        state = state.with_search_pool(search_pool);
+    }
     if let Some(path) = &cli.admin_token_file {
         state.watch_admin_token_file(path.clone());
     }
@@ -148,4 +162,10 @@ fn load_embedder(sessions: usize) -> Result<QueryEmbedders, String> {
     paths.check().map_err(|e| e.to_string())?;
     let config = EmbedderConfig::new(&paths.model_dir, &paths.onnxruntime);
     QueryEmbedders::load(&config, sessions).map_err(|e| e.to_string())
+}
+
+/// A pool that connects on first use.
+fn lazy_pool(database_url: Option<&str>) -> Result<PgPool, prospector_store::StoreError> {
+    let options = prospector_store::connect_options(database_url)?;
+    Ok(PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(5)).connect_lazy_with(options))
 }

@@ -79,9 +79,9 @@ enum Command {
     },
     /// Searches one customer's Ready documents and prints the hits as JSON lines.
     Search {
-        /// Postgres, as the operator uses it.
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: String,
+        /// Postgres, as the operator uses it (without it, libpq's PGHOST, PGUSER, ... apply).
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
         /// The Customer object's name.
         #[arg(long)]
         customer: String,
@@ -113,9 +113,9 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct WorkerArgs {
-    /// Postgres, as the operator uses it.
-    #[arg(long, env = "DATABASE_URL")]
-    database_url: String,
+    /// Postgres, as the operator uses it (without it, libpq's PGHOST, PGUSER, ... apply).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Recorded on each claim (default: embedder-<pid>).
     #[arg(long, env = "PROSPECTOR_WORKER_IDENTITY")]
     identity: Option<String>,
@@ -273,7 +273,8 @@ fn run_worker(args: WorkerArgs, limits: Limits, embedder: Embedder) -> Result<()
         // batch, not kill the process.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
-        let pool = prospector_store::connect(&args.database_url, 4).await.map_err(|e| e.to_string())?;
+        let options = prospector_store::connect_options(args.database_url.as_deref()).map_err(|e| e.to_string())?;
+        let pool = prospector_store::connect_with(options, 4).await.map_err(|e| e.to_string())?;
         let stop = async move {
             tokio::select! {
                 _ = term.recv() => {}
@@ -371,7 +372,8 @@ fn run(command: Command) -> Result<(), String> {
             let embedder = model.load()?;
             let vector = embedder.embed(&[query.as_str()]).map_err(|e| e.to_string())?.remove(0);
             let hits = runtime()?.block_on(async {
-                let pool = prospector_store::connect(&database_url, 2).await.map_err(|e| e.to_string())?;
+                let options = prospector_store::connect_options(database_url.as_deref()).map_err(|e| e.to_string())?;
+                let pool = prospector_store::connect_with(options, 2).await.map_err(|e| e.to_string())?;
                 let customer_id = prospector_store::customers::find_customer_id(&pool, &customer)
                     .await
                     .map_err(|e| e.to_string())?

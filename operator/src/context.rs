@@ -38,6 +38,8 @@ pub struct Settings {
     /// keeps trying, and a node may join.
     pub unschedulable_after: Duration,
     pub documents: DocumentSettings,
+    /// The share of a quota at which a customer counts in `customers_near_quota_limit`.
+    pub quota_near_limit_ratio: f64,
 }
 
 /// Where the embedding work of knowledge documents runs.
@@ -61,10 +63,12 @@ pub struct JobSettings {
     pub max_parallel_jobs: u32,
     /// Queued documents one more Job is started for.
     pub documents_per_job: u32,
-    /// The Secret in the platform namespace with the database URL, and its key. The Secret
-    /// never leaves the platform namespace: tenants cannot read it.
+    /// The Secret in the platform namespace with the database settings. The Secret never leaves
+    /// the platform namespace: tenants cannot read it.
     pub database_secret: String,
-    pub database_secret_key: String,
+    /// Environment variable → the Secret's key: `DATABASE_URL` → `url`, or libpq's variables
+    /// (`PGHOST` → `host`, ...) from a Secret with one key per part.
+    pub database_secret_keys: Vec<(String, String)>,
     /// The ServiceAccount the Jobs run as; it needs no RBAC.
     pub service_account: String,
     /// Seconds an idle worker waits before exiting.
@@ -73,6 +77,36 @@ pub struct JobSettings {
     pub gpus: u32,
     pub node_selector: std::collections::BTreeMap<String, String>,
     pub tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
+}
+
+/// Parses `VARIABLE=key,VARIABLE=key`: which keys of the database Secret the embedder Jobs read
+/// into which variables. Only `DATABASE_URL` and libpq's `PG*` variables may be set this way, and
+/// either the URL or `PGHOST` must be among them.
+pub fn parse_database_secret_keys(spec: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (variable, key) = pair.split_once('=').ok_or_else(|| format!("{pair:?} is not VARIABLE=key"))?;
+        let (variable, key) = (variable.trim(), key.trim());
+        let libpq = variable
+            .strip_prefix("PG")
+            .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_uppercase()));
+        if variable != "DATABASE_URL" && !libpq {
+            return Err(format!("{variable} is neither DATABASE_URL nor a libpq PG* variable"));
+        }
+        let valid_key =
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid_key {
+            return Err(format!("{key:?} is not a Secret key"));
+        }
+        if pairs.iter().any(|(v, _)| v == variable) {
+            return Err(format!("{variable} is given twice"));
+        }
+        pairs.push((variable.to_owned(), key.to_owned()));
+    }
+    if !pairs.iter().any(|(v, _)| v == "DATABASE_URL" || v == "PGHOST") {
+        return Err("name the key of DATABASE_URL, or of PGHOST (with PGUSER, PGPASSWORD, PGDATABASE)".into());
+    }
+    Ok(pairs)
 }
 
 /// How knowledge documents are processed.
@@ -110,7 +144,7 @@ impl Default for DocumentSettings {
                 max_parallel_jobs: 4,
                 documents_per_job: 16,
                 database_secret: "prospector-database".into(),
-                database_secret_key: "url".into(),
+                database_secret_keys: vec![("DATABASE_URL".into(), "url".into())],
                 service_account: "prospector-embedder".into(),
                 idle_exit_seconds: 60,
                 ..JobSettings::default()
@@ -129,6 +163,7 @@ impl Default for Settings {
             waiting_retry: Duration::from_secs(30),
             resync: Duration::from_secs(300),
             unschedulable_after: Duration::from_secs(120),
+            quota_near_limit_ratio: 0.9,
             documents: DocumentSettings::default(),
         }
     }
@@ -291,4 +326,34 @@ impl Context {
 /// A key identifying an object for backoff bookkeeping.
 pub fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
     format!("{}/{}/{}", K::kind(&()), object.namespace().unwrap_or_default(), object.name_any())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_database_secret_keys;
+
+    #[test]
+    fn database_secret_keys_name_a_url_or_libpq_variables() {
+        assert_eq!(
+            parse_database_secret_keys("DATABASE_URL=url").unwrap(),
+            vec![("DATABASE_URL".into(), "url".into())]
+        );
+        let parts = parse_database_secret_keys(
+            "PGHOST=host, PGPORT=port,PGUSER=username,PGPASSWORD=password,PGDATABASE=dbname",
+        )
+        .unwrap();
+        assert_eq!(parts.len(), 5);
+        assert_eq!(parts[2], ("PGUSER".into(), "username".into()));
+        for (bad, says) in [
+            ("", "name the key of DATABASE_URL"),
+            ("PGUSER=user", "name the key of DATABASE_URL"),
+            ("LD_PRELOAD=url,DATABASE_URL=url", "LD_PRELOAD is neither"),
+            ("DATABASE_URL", "is not VARIABLE=key"),
+            ("DATABASE_URL=a/b", "is not a Secret key"),
+            ("PGHOST=a,PGHOST=b", "PGHOST is given twice"),
+        ] {
+            let error = parse_database_secret_keys(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
 }

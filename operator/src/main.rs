@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use prospector_operator::OperatorError;
 use prospector_operator::catalog::AgentCatalog;
 use prospector_operator::clock::SystemClock;
-use prospector_operator::context::{DocumentSettings, EmbedderMode, JobSettings, Settings};
+use prospector_operator::context::{DocumentSettings, EmbedderMode, JobSettings, Settings, parse_database_secret_keys};
 use prospector_operator::leader::LeaseSettings;
 use prospector_operator::runtime::{self, RunOptions};
 use prospector_operator::status::document::Thresholds;
@@ -31,9 +31,10 @@ struct Cli {
 enum Command {
     /// Applies the database migrations and exits (for a Helm pre-install/pre-upgrade hook).
     Migrate {
-        /// Postgres connection URL. Never logged.
+        /// Postgres connection URL. Never logged. Without it, libpq's PGHOST, PGPORT, PGUSER,
+        /// PGPASSWORD, PGDATABASE and PGSSLMODE apply.
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-        database_url: String,
+        database_url: Option<String>,
     },
     /// Runs the controllers (after applying the migrations).
     Run(Box<RunArgs>),
@@ -41,9 +42,10 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Postgres connection URL. Never logged.
+    /// Postgres connection URL. Never logged. Without it, libpq's PGHOST, PGPORT, PGUSER,
+    /// PGPASSWORD, PGDATABASE and PGSSLMODE apply.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    database_url: Option<String>,
     /// Connections in the Postgres pool.
     #[arg(long, env = "PROSPECTOR_DB_CONNECTIONS", default_value_t = 10)]
     db_connections: u32,
@@ -102,11 +104,13 @@ struct RunArgs {
     /// Job mode: queued documents one more Job is started for.
     #[arg(long, env = "PROSPECTOR_DOCUMENTS_PER_JOB", default_value_t = 16)]
     documents_per_job: u32,
-    /// Job mode: the Secret in the platform namespace holding the database URL, and its key.
+    /// Job mode: the Secret in the platform namespace the Jobs read the database settings from.
     #[arg(long, env = "PROSPECTOR_DATABASE_SECRET", default_value = "prospector-database")]
     database_secret: String,
-    #[arg(long, env = "PROSPECTOR_DATABASE_SECRET_KEY", default_value = "url")]
-    database_secret_key: String,
+    /// Job mode: which of its keys become which variables, as `VARIABLE=key` pairs separated by
+    /// commas: `DATABASE_URL=url`, or `PGHOST=host,PGUSER=username,PGPASSWORD=password,...`.
+    #[arg(long, env = "PROSPECTOR_DATABASE_SECRET_KEYS", default_value = "DATABASE_URL=url")]
+    database_secret_keys: String,
     /// Job mode: the embedder Jobs' ServiceAccount (it needs no RBAC).
     #[arg(long, env = "PROSPECTOR_EMBEDDER_SERVICE_ACCOUNT", default_value = "prospector-embedder")]
     embedder_service_account: String,
@@ -137,6 +141,10 @@ struct RunArgs {
     /// indexes.
     #[arg(long, env = "PROSPECTOR_TENANT_INDEX_MIN_CHUNKS", default_value_t = TenantIndexSettings::default().min_chunks)]
     tenant_index_min_chunks: i64,
+    /// The share of a quota (0–1] at which a customer counts in the
+    /// `customers_near_quota_limit` gauge (the chart's alert fires on it).
+    #[arg(long, env = "PROSPECTOR_QUOTA_NEAR_LIMIT_RATIO", default_value_t = 0.9)]
+    quota_near_limit_ratio: f64,
     /// Seconds an agent's pod may find no node before the agent shows Failed (Unschedulable).
     #[arg(long, env = "PROSPECTOR_UNSCHEDULABLE_SECONDS", default_value_t = 120)]
     unschedulable_seconds: u64,
@@ -147,7 +155,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     let result = match cli.command {
-        Command::Migrate { database_url } => migrate(&database_url).await,
+        Command::Migrate { database_url } => migrate(database_url.as_deref()).await,
         Command::Run(args) => run(*args).await,
     };
     match result {
@@ -159,8 +167,8 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn migrate(database_url: &str) -> Result<(), OperatorError> {
-    let pool = prospector_store::connect(database_url, 2).await?;
+async fn migrate(database_url: Option<&str>) -> Result<(), OperatorError> {
+    let pool = prospector_store::connect_with(prospector_store::connect_options(database_url)?, 2).await?;
     prospector_store::migrate(&pool).await?;
     let applied = prospector_store::applied_migrations(&pool).await?;
     tracing::info!(latest = applied.last().copied(), count = applied.len(), "migrations applied");
@@ -168,7 +176,13 @@ async fn migrate(database_url: &str) -> Result<(), OperatorError> {
 }
 
 async fn run(args: RunArgs) -> Result<(), OperatorError> {
-    let pool = prospector_store::connect(&args.database_url, args.db_connections).await?;
+    if !(args.quota_near_limit_ratio > 0.0 && args.quota_near_limit_ratio <= 1.0) {
+        return Err(OperatorError::Config("--quota-near-limit-ratio must be in (0, 1]".into()));
+    }
+    let database_secret_keys = parse_database_secret_keys(&args.database_secret_keys)
+        .map_err(|e| OperatorError::Config(format!("--database-secret-keys: {e}")))?;
+    let options = prospector_store::connect_options(args.database_url.as_deref())?;
+    let pool = prospector_store::connect_with(options, args.db_connections).await?;
     prospector_store::migrate(&pool).await?;
     let client = prospector_operator::kube_client(args.kube_max_in_flight).await?;
     let catalog = match &args.agent_catalog {
@@ -187,6 +201,7 @@ async fn run(args: RunArgs) -> Result<(), OperatorError> {
             waiting_retry: Duration::from_secs(args.waiting_retry_seconds),
             resync: Duration::from_secs(args.resync_seconds),
             unschedulable_after: Duration::from_secs(args.unschedulable_seconds),
+            quota_near_limit_ratio: args.quota_near_limit_ratio,
             documents: DocumentSettings {
                 mode: args.embedder_mode,
                 max_attempts: args.document_max_attempts.max(1),
@@ -202,7 +217,7 @@ async fn run(args: RunArgs) -> Result<(), OperatorError> {
                     max_parallel_jobs: args.max_parallel_jobs,
                     documents_per_job: args.documents_per_job.max(1),
                     database_secret: args.database_secret,
-                    database_secret_key: args.database_secret_key,
+                    database_secret_keys,
                     service_account: args.embedder_service_account,
                     idle_exit_seconds: 60,
                     gpus: args.embedder_gpus,

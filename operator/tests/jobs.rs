@@ -8,6 +8,8 @@
 mod process;
 
 use std::collections::BTreeMap;
+
+use prospector_tests::chart::{OPERATOR_ACCOUNT, client_under_chart_rbac};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +75,7 @@ async fn job_mode_runs_gpu_workers_in_the_platform_namespace() {
         max_parallel_jobs: 2,
         documents_per_job: 8,
         database_secret: "prospector-database".into(),
-        database_secret_key: "url".into(),
+        database_secret_keys: vec![("DATABASE_URL".into(), "url".into())],
         service_account: "prospector-embedder".into(),
         idle_exit_seconds: 30,
         gpus: 1,
@@ -98,8 +100,13 @@ async fn job_mode_runs_gpu_workers_in_the_platform_namespace() {
         http_addr: Some(([127, 0, 0, 1], http_port).into()),
         concurrency: 8,
     };
-    let operator =
-        tokio::spawn(run(client.clone(), db.pool.clone(), options, Arc::new(SystemClock), std::future::pending()));
+    let operator = tokio::spawn(run(
+        client_under_chart_rbac(shared_cluster(), OPERATOR_ACCOUNT, "job").await.unwrap(),
+        db.pool.clone(),
+        options,
+        Arc::new(SystemClock),
+        std::future::pending(),
+    ));
 
     let customer_name = unique("gpu");
     let (namespace, _) = ready_customer(&client, &customer_name, "pro", json!({})).await;

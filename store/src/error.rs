@@ -15,6 +15,9 @@ pub enum StoreError {
     /// The row was deleted (soft or hard) while the caller still worked on it.
     #[error("the row was deleted")]
     Gone,
+    /// The connection settings are missing or malformed.
+    #[error("database configuration: {0}")]
+    Config(String),
     /// A migration could not be applied.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -29,6 +32,7 @@ impl StoreError {
             StoreError::Timeout => "timeout",
             StoreError::Gone => "gone",
             StoreError::Migrate(_) => "migrate",
+            StoreError::Config(_) => "config",
         }
     }
 }

@@ -21,19 +21,39 @@ pub use error::StoreError;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 /// The migrations, embedded from the repository's `migrations/` directory.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// Opens a connection pool.
 pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    connect_with(connect_options(Some(database_url))?, max_connections).await
+}
+
+/// Opens a connection pool with options from [`connect_options`].
+pub async fn connect_with(options: PgConnectOptions, max_connections: u32) -> Result<PgPool, StoreError> {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
-        .connect(database_url)
+        .connect_with(options)
         .await
         .map_err(StoreError::from)
+}
+
+/// Where to connect: the URL when there is one, else libpq's environment variables (`PGHOST`,
+/// `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, ...), which is how a Secret with
+/// one key per part (CloudNativePG's, a cloud provider's) reaches a pod without composing a URL
+/// that a password's `@` or `/` would break.
+pub fn connect_options(database_url: Option<&str>) -> Result<PgConnectOptions, StoreError> {
+    match database_url.filter(|url| !url.trim().is_empty()) {
+        // The parse error names the part that is wrong, never the URL (it holds the password).
+        Some(url) => url.parse().map_err(|e: sqlx::Error| StoreError::Config(format!("the database URL: {e}"))),
+        None if std::env::var_os("PGHOST").is_some() => Ok(PgConnectOptions::new()),
+        None => Err(StoreError::Config(
+            "no database: set DATABASE_URL, or PGHOST with PGUSER, PGPASSWORD and PGDATABASE".into(),
+        )),
+    }
 }
 
 /// Applies every pending migration.

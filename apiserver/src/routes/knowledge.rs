@@ -248,7 +248,7 @@ pub async fn search_documents(
         mode,
         ..SearchRequest::new(customer.id, &embedding, &query)
     };
-    let hits = search(&state.pool, &request).await?;
+    let hits = search(&state.search_pool, &request).await?;
     let results = hits
         .into_iter()
         .map(|h| SearchResult {

@@ -45,12 +45,30 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{- define "prospector.databaseUrl" -}}
-- name: DATABASE_URL
+{{/* Which keys of the database Secret become which variables: `DATABASE_URL=url`, or libpq's
+     variables from one key per part. The operator passes the same list on to embedder Jobs. */}}
+{{- define "prospector.databaseKeys" -}}
+{{- $db := .Values.database -}}
+{{- if $db.urlKey -}}
+DATABASE_URL={{ $db.urlKey }}
+{{- else -}}
+{{- $pairs := list -}}
+{{- range $variable, $part := dict "PGHOST" "host" "PGPORT" "port" "PGUSER" "user" "PGPASSWORD" "password" "PGDATABASE" "database" "PGSSLMODE" "sslmode" -}}
+{{- with index $db.keys $part -}}{{- $pairs = append $pairs (printf "%s=%s" $variable .) -}}{{- end -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "prospector.databaseEnv" -}}
+{{- range splitList "," (include "prospector.databaseKeys" .) }}
+{{- $pair := splitList "=" . }}
+- name: {{ index $pair 0 }}
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.database.existingSecret }}
-      key: {{ .Values.database.urlKey }}
+      name: {{ $.Values.database.existingSecret }}
+      key: {{ index $pair 1 }}
+{{- end }}
 {{- end -}}
 
 {{- define "prospector.adminTokenSecret" -}}

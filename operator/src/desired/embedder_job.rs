@@ -26,6 +26,22 @@ pub fn job_labels() -> BTreeMap<String, String> {
     managed_labels(&[(COMPONENT_LABEL, COMPONENT)])
 }
 
+/// The database settings, each variable read from its key of the platform's database Secret.
+fn database_env(settings: &JobSettings) -> impl Iterator<Item = EnvVar> + '_ {
+    settings.database_secret_keys.iter().map(|(variable, key)| EnvVar {
+        name: variable.clone(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: settings.database_secret.clone(),
+                key: key.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
 /// An embedder Job named `name` in `namespace` (the platform namespace), whose worker applies
 /// the operator's document settings (size cap, url policy).
 pub fn embedder_job(name: &str, namespace: &str, documents: &DocumentSettings) -> Job {
@@ -48,31 +64,21 @@ pub fn embedder_job(name: &str, namespace: &str, documents: &DocumentSettings) -
         name: "worker".into(),
         image: Some(settings.image.clone()),
         args: Some(args),
-        env: Some(vec![
-            EnvVar {
-                name: "DATABASE_URL".into(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: settings.database_secret.clone(),
-                        key: settings.database_secret_key.clone(),
-                        optional: Some(false),
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            EnvVar {
-                name: "PROSPECTOR_WORKER_IDENTITY".into(),
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(k8s_openapi::api::core::v1::ObjectFieldSelector {
-                        field_path: "metadata.name".into(),
+        env: Some(
+            database_env(settings)
+                .chain([EnvVar {
+                    name: "PROSPECTOR_WORKER_IDENTITY".into(),
+                    value_from: Some(EnvVarSource {
+                        field_ref: Some(k8s_openapi::api::core::v1::ObjectFieldSelector {
+                            field_path: "metadata.name".into(),
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            },
-        ]),
+                }])
+                .collect(),
+        ),
         resources: (!limits.is_empty()).then(|| ResourceRequirements {
             limits: Some(limits.clone()),
             requests: Some(limits),
@@ -148,7 +154,7 @@ mod tests {
             max_parallel_jobs: 3,
             documents_per_job: 10,
             database_secret: "prospector-database".into(),
-            database_secret_key: "url".into(),
+            database_secret_keys: vec![("DATABASE_URL".into(), "url".into())],
             service_account: "prospector-embedder".into(),
             idle_exit_seconds: 30,
             gpus,
@@ -201,6 +207,25 @@ mod tests {
         assert!(url.value.is_none(), "never inlined");
         let secret = url.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
         assert_eq!((secret.name.as_str(), secret.key.as_str()), ("prospector-database", "url"));
+    }
+
+    #[test]
+    fn a_secret_with_one_key_per_part_reaches_the_job_as_libpq_variables() {
+        let mut documents = settings(0);
+        documents.jobs.database_secret_keys =
+            vec![("PGHOST".into(), "host".into()), ("PGPASSWORD".into(), "password".into())];
+        let job = embedder_job("embedder-abc", "prospector-system", &documents);
+        let env = job.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
+        let from_secret: Vec<(String, String)> = env
+            .iter()
+            .filter_map(|e| {
+                let secret = e.value_from.as_ref()?.secret_key_ref.as_ref()?;
+                assert_eq!(secret.name, "prospector-database");
+                Some((e.name.clone(), secret.key.clone()))
+            })
+            .collect();
+        assert_eq!(from_secret, documents.jobs.database_secret_keys);
+        assert!(env.iter().all(|e| e.name != "DATABASE_URL" && e.value.is_none()));
     }
 
     #[test]
