@@ -6,7 +6,8 @@
 //! quota, termination, and every agent endpoint refusing another customer's key. Knowledge:
 //! uploads of PDF, DOCX and text reaching Ready, search finding them and only them, the list,
 //! duplicates, bad uploads and searches, and deletion giving the quota back. Limits: 429 with
-//! its headers, and the daily quota exact under 50 concurrent clients.
+//! its headers, and the daily quota exact under 50 concurrent clients. Search through a
+//! read-only database URL (a replica).
 
 #[path = "../../embedder/tests/support/mod.rs"]
 mod support;
@@ -19,6 +20,9 @@ use prospector_crds::{AgentDeployment, Customer};
 use prospector_operator::clock::SystemClock;
 use prospector_operator::context::{DocumentSettings, EmbedderMode, Settings};
 use prospector_operator::runtime::{RunOptions, run};
+use prospector_tests::chart::{
+    APISERVER_ACCOUNT, OPERATOR_ACCOUNT, client_under_chart_rbac, kubeconfig_under_chart_rbac,
+};
 use prospector_tests::fixtures::{PLATFORM_NAMESPACE, install_platform};
 use prospector_tests::process::{ManagedProcess, RunAs, free_port};
 use prospector_tests::{eventually, process_dir, random_suffix, shared_cluster, shared_postgres};
@@ -27,6 +31,12 @@ use serde_json::{Value, json};
 
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(60);
+
+/// Every apiserver of these tests acts as the chart's ServiceAccount, under the chart's RBAC.
+fn apiserver_kubeconfig() -> String {
+    let kubeconfig = kubeconfig_under_chart_rbac(shared_cluster(), APISERVER_ACCOUNT, "inline").expect("chart RBAC");
+    kubeconfig.display().to_string()
+}
 
 struct Stack {
     base: String,
@@ -46,8 +56,9 @@ fn stack() -> &'static Stack {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             runtime.block_on(async move {
                 let db = shared_postgres().migrated_database().await.expect("a database");
-                let client = cluster.client().await.expect("a client");
-                install_platform(&client).await;
+                install_platform(&cluster.client().await.expect("an admin client")).await;
+                // Both run as the chart's ServiceAccounts, under the chart's RBAC.
+                let client = client_under_chart_rbac(cluster, OPERATOR_ACCOUNT, "inline").await.expect("chart RBAC");
                 let options = RunOptions {
                     settings: Settings {
                         platform_namespace: PLATFORM_NAMESPACE.into(),
@@ -61,7 +72,7 @@ fn stack() -> &'static Stack {
                 };
                 let port = free_port().unwrap();
                 let log = process_dir().join(format!("apiserver-{}.log", random_suffix(4)));
-                let kubeconfig = cluster.kubeconfig().display().to_string();
+                let kubeconfig = apiserver_kubeconfig();
                 let _apiserver = ManagedProcess::spawn(
                     "apiserver",
                     std::path::Path::new(env!("CARGO_BIN_EXE_prospector-apiserver")),
@@ -1013,7 +1024,7 @@ async fn open_self_registration_is_free_tier_only_and_reads_its_status_with_its_
     // A second server of the same platform, with self-registration on.
     let port = free_port().unwrap();
     let log = process_dir().join(format!("apiserver-open-{}.log", random_suffix(4)));
-    let kubeconfig = shared_cluster().kubeconfig().display().to_string();
+    let kubeconfig = apiserver_kubeconfig();
     let _open = ManagedProcess::spawn(
         "apiserver-open",
         std::path::Path::new(env!("CARGO_BIN_EXE_prospector-apiserver")),
@@ -1214,7 +1225,7 @@ async fn a_rotated_admin_token_file_takes_effect_without_a_restart() {
     std::fs::write(&file, &first).unwrap();
     let port = free_port().unwrap();
     let log = dir.join("apiserver.log");
-    let kubeconfig = shared_cluster().kubeconfig().display().to_string();
+    let kubeconfig = apiserver_kubeconfig();
     let _server = ManagedProcess::spawn(
         "apiserver-token-file",
         std::path::Path::new(env!("CARGO_BIN_EXE_prospector-apiserver")),
@@ -1247,4 +1258,77 @@ async fn a_rotated_admin_token_file_takes_effect_without_a_restart() {
     .await;
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(!log.contains(&first) && !log.contains(&second), "no admin token in the log");
+}
+
+/// With `PROSPECTOR_SEARCH_DATABASE_URL`, searches read through that connection (a replica's,
+/// in production): here a role whose transactions are read-only and that may only `SELECT`.
+#[tokio::test]
+async fn search_reads_through_the_read_only_database_url_when_one_is_given() {
+    let stack = stack();
+    let (id, key) = customer_with_overrides(stack, "replica", fast()).await;
+    let text = "Our buyers are logistics companies that run refrigerated truck fleets across Europe.";
+    let (status, body) = upload(stack, &key, id, "fleet.txt", text.as_bytes().to_vec()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    eventually("the document to be processed", Duration::from_secs(120), || async {
+        let (_, list) = get(stack, &format!("/api/knowledge/docs/{id}"), &key).await;
+        (list["documents"][0]["processing_status"] == "completed").then_some(())
+    })
+    .await;
+
+    let admin = sqlx::PgPool::connect(&stack.database_url).await.unwrap();
+    let role = format!("search_ro_{}", random_suffix(6));
+    for statement in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("ALTER ROLE {role} SET default_transaction_read_only = on"),
+        format!("GRANT USAGE ON SCHEMA public TO {role}"),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"),
+    ] {
+        sqlx::query(&statement).execute(&admin).await.unwrap();
+    }
+    let primary: sqlx::postgres::PgConnectOptions = stack.database_url.parse().unwrap();
+    let read_only_url =
+        format!("postgres://{role}@{}:{}/{}", primary.get_host(), primary.get_port(), primary.get_database().unwrap());
+    let port = free_port().unwrap();
+    let log = process_dir().join(format!("apiserver-replica-{}.log", random_suffix(4)));
+    let kubeconfig = apiserver_kubeconfig();
+    let _replica_reader = ManagedProcess::spawn(
+        "apiserver-replica",
+        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-apiserver")),
+        &[format!("--listen=127.0.0.1:{port}")],
+        RunAs::Current,
+        &log,
+        &[
+            ("DATABASE_URL", stack.database_url.as_str()),
+            ("PROSPECTOR_SEARCH_DATABASE_URL", read_only_url.as_str()),
+            ("KUBECONFIG", kubeconfig.as_str()),
+            ("PROSPECTOR_ADMIN_TOKEN", ADMIN_TOKEN),
+        ],
+    )
+    .unwrap();
+    let second = Stack { base: format!("http://127.0.0.1:{port}"), log, database_url: stack.database_url.clone() };
+    let found = eventually("the second apiserver to answer", WAIT, || async {
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/knowledge/search", second.base))
+            .bearer_auth(&key)
+            .json(&json!({"customer_id": id, "query": "refrigerated trucks", "top_k": 3}))
+            .send()
+            .await
+            .ok()?;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<Value>().await.ok()
+    })
+    .await;
+    assert_eq!(found["results"][0]["filename"], "fleet.txt", "{found}");
+
+    // The search ran as the read-only role: its connection is the one the pool keeps.
+    let readers: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE usename = $1")
+        .bind(&role)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert!(readers >= 1, "no connection of {role}");
+    // And that role can write nothing, so nothing but reads can have gone that way.
+    let mut reader = <sqlx::PgConnection as sqlx::Connection>::connect(&read_only_url).await.unwrap();
+    let refused = sqlx::query("DELETE FROM document_chunks").execute(&mut reader).await.unwrap_err();
+    assert!(refused.to_string().contains("read-only transaction"), "{refused}");
 }

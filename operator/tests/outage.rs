@@ -44,8 +44,13 @@ async fn a_database_outage_backs_off_and_recovers_without_failing_objects() {
         http_addr: Some(([127, 0, 0, 1], http_port).into()),
         concurrency: 8,
     };
-    let operator =
-        tokio::spawn(run(client.clone(), db.pool.clone(), options, Arc::new(SystemClock), std::future::pending()));
+    let operator = tokio::spawn(run(
+        common::operator_client("external").await,
+        db.pool.clone(),
+        options,
+        Arc::new(SystemClock),
+        std::future::pending(),
+    ));
 
     let before = unique("before");
     create_customer(&client, &before, "starter", json!({})).await;

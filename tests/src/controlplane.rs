@@ -199,6 +199,25 @@ impl ControlPlane {
         client_from_kubeconfig(&self.kubeconfig).await
     }
 
+    /// A kubeconfig whose requests act as `user` (a ServiceAccount's
+    /// `system:serviceaccount:<namespace>:<name>`): with it, a binary under test has exactly the
+    /// rights RBAC gives that user.
+    pub fn kubeconfig_as(&self, user: &str) -> Result<PathBuf, HarnessError> {
+        let name: String = user.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let path = self.dir.join(format!("kubeconfig-as-{name}"));
+        let admin = std::fs::read_to_string(&self.kubeconfig).map_err(|e| HarnessError::io(&self.kubeconfig, e))?;
+        // The admin's certificate authenticates; `as:` makes every request the user's.
+        let (head, tail) = admin.split_once("\ncontexts:").expect("the harness writes a contexts section");
+        let acting = format!("{head}\n    as: {user}\ncontexts:{tail}");
+        std::fs::write(&path, acting).map_err(|e| HarnessError::io(&path, e))?;
+        Ok(path)
+    }
+
+    /// A new client acting as `user` (see [`ControlPlane::kubeconfig_as`]).
+    pub async fn client_as(&self, user: &str) -> Result<Client, HarnessError> {
+        client_from_kubeconfig(&self.kubeconfig_as(user)?).await
+    }
+
     /// The kubeconfig file of the admin user (for `kubectl --kubeconfig`).
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig

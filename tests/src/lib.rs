@@ -6,6 +6,7 @@
 //! never skip.
 
 pub mod certs;
+pub mod chart;
 pub mod controlplane;
 pub mod fixtures;
 pub mod hack;

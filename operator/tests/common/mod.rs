@@ -1,6 +1,8 @@
 //! Shared set-up of the operator's integration tests: one operator per test process, run
 //! in-process on its own runtime against the harness's control plane and a fresh database,
-//! with the example tiers installed and a clock the tests can set.
+//! with the example tiers installed and a clock the tests can set. The operator acts as the
+//! chart's ServiceAccount under the chart's RBAC, never as the admin: a verb the chart lacks
+//! fails the test that needs it.
 
 #![allow(dead_code)]
 
@@ -52,8 +54,8 @@ pub fn shared_operator() -> &'static SharedOperator {
                     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
                 runtime.block_on(async move {
                     let db = postgres.migrated_database().await.expect("operator database");
-                    let client = cluster.client().await.expect("operator client");
-                    install_platform(&client).await;
+                    install_platform(&cluster.client().await.expect("admin client")).await;
+                    let client = operator_client("inline").await;
                     let clock = ManualClock::new(Utc::now());
                     let options = RunOptions {
                         settings: Settings {
@@ -93,8 +95,18 @@ pub fn shared_operator() -> &'static SharedOperator {
     })
 }
 
+// Each test file uses some of these.
+#[allow(unused_imports)]
 pub use prospector_tests::eventually;
+#[allow(unused_imports)]
 pub use prospector_tests::fixtures::{PLATFORM_NAMESPACE, install_platform, unique};
+
+/// A client acting as the chart's operator ServiceAccount, with the chart's RBAC for this
+/// embedder mode applied: the operator under test has exactly the rights a Helm install gives.
+pub async fn operator_client(embedder_mode: &str) -> Client {
+    use prospector_tests::chart::{OPERATOR_ACCOUNT, client_under_chart_rbac};
+    client_under_chart_rbac(shared_cluster(), OPERATOR_ACCOUNT, embedder_mode).await.expect("the chart's RBAC applies")
+}
 
 /// A new client for this test's runtime.
 pub async fn client() -> Client {

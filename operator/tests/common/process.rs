@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use prospector_tests::chart::{OPERATOR_ACCOUNT, kubeconfig_under_chart_rbac};
 use prospector_tests::process::{ManagedProcess, RunAs, free_port};
 use prospector_tests::{process_dir, random_suffix, shared_cluster};
 
@@ -22,7 +23,9 @@ pub struct OperatorProcess {
 pub fn start_operator(database_url: &str, leader_election: bool, identity: &str) -> OperatorProcess {
     let http_port = free_port().unwrap();
     let log = process_dir().join(format!("operator-{identity}-{}.log", random_suffix(4)));
-    let kubeconfig = shared_cluster().kubeconfig().display().to_string();
+    // As the chart's ServiceAccount, under the chart's RBAC (the mode below starts no Jobs).
+    let kubeconfig = kubeconfig_under_chart_rbac(shared_cluster(), OPERATOR_ACCOUNT, "external").unwrap();
+    let kubeconfig = kubeconfig.display().to_string();
     let args = vec![
         "run".to_owned(),
         format!("--http-addr=127.0.0.1:{http_port}"),
