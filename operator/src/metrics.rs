@@ -1,6 +1,7 @@
 //! Prometheus metrics of the operator: reconciles, errors and reconcile duration per
-//! controller; the embedding queue's depth and age; documents by phase. Labels are bounded
-//! (controller names, error kinds, phases), never per tenant.
+//! controller; the embedding queue's depth and age; documents by phase; customers near each
+//! quota. Labels are bounded (controller names, error kinds, phases, quota names), never per
+//! tenant: which customers are near a limit is `kubectl get customers`' job.
 
 use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
@@ -17,6 +18,7 @@ pub struct Metrics {
     pub oldest_queued: Gauge,
     pub documents: IntGaugeVec,
     pub tenant_indexes: IntGauge,
+    pub customers_near_limit: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -54,6 +56,14 @@ impl Metrics {
             .expect("valid metric");
         let tenant_indexes =
             IntGauge::new("tenant_vector_indexes", "Customers with a vector index of their own").expect("valid metric");
+        let customers_near_limit = IntGaugeVec::new(
+            Opts::new(
+                "customers_near_quota_limit",
+                "Live customers using at least the operator's --quota-near-limit-ratio of a quota, by quota",
+            ),
+            &["quota"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
@@ -64,6 +74,7 @@ impl Metrics {
             Box::new(oldest_queued.clone()),
             Box::new(documents.clone()),
             Box::new(tenant_indexes.clone()),
+            Box::new(customers_near_limit.clone()),
         ] {
             registry.register(collector).expect("metrics register once");
         }
@@ -78,6 +89,18 @@ impl Metrics {
             oldest_queued,
             documents,
             tenant_indexes,
+            customers_near_limit,
+        }
+    }
+
+    /// Starts each controller's counters at zero for the usual error kinds, so that `rate()` sees
+    /// the first failure and the series exist before anything fails.
+    pub fn start_controllers(&self, controllers: &[&str]) {
+        for controller in controllers {
+            self.reconciles.with_label_values(&[controller]);
+            for error in ["kube", "database"] {
+                self.errors.with_label_values(&[controller, error]);
+            }
         }
     }
 

@@ -167,6 +167,26 @@ async fn observe_documents(pool: PgPool, metrics: Metrics) {
     }
 }
 
+/// Keeps `customers_near_quota_limit` current: every 30 seconds, how many customers use at
+/// least `ratio` of each quota (the month and day by the operator's clock).
+async fn observe_quotas(pool: PgPool, metrics: Metrics, clock: Arc<dyn Clock>, ratio: f64) {
+    loop {
+        let now = clock.now();
+        let today = now.date_naive();
+        match prospector_store::customers::customers_near_limits(&pool, ratio, today, crate::quota::month_start(now))
+            .await
+        {
+            Ok(counts) => {
+                for (quota, count) in counts {
+                    metrics.customers_near_limit.with_label_values(&[&quota]).set(count);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot count customers near their limits"),
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+}
+
 /// Inline mode: the embedding worker loop in this process, with the model and ONNX Runtime
 /// found as `prospector-embedder` finds them. Without them documents wait in the queue (and
 /// say so), and the log says why.
@@ -280,6 +300,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OperatorError> {
     let metrics = Metrics::new();
+    metrics.start_controllers(&[tier::CONTROLLER, customer::CONTROLLER, agent::CONTROLLER, document::CONTROLLER]);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -435,6 +456,12 @@ pub async fn run(
         .for_each(|_| async {});
     let notifications = tokio::spawn(forward_finished_documents(pool.clone(), ctx.clone()));
     let document_metrics = tokio::spawn(observe_documents(pool.clone(), metrics.clone()));
+    let quota_metrics = tokio::spawn(observe_quotas(
+        pool.clone(),
+        metrics.clone(),
+        ctx.clock.clone(),
+        options.settings.quota_near_limit_ratio,
+    ));
     let tenant_indexes = tokio::spawn(crate::tenant_index::manage_tenant_indexes(
         pool.clone(),
         options.settings.documents.tenant_indexes.clone(),
@@ -471,6 +498,7 @@ pub async fn run(
     metrics.leader.set(0);
     notifications.abort();
     document_metrics.abort();
+    quota_metrics.abort();
     tenant_indexes.abort();
     if let Some(embedding) = embedding {
         embedding.abort();

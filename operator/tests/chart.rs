@@ -1,12 +1,15 @@
 //! The Helm chart installed for real, on a control plane of its own (the release owns the Tiers,
 //! which the shared cluster's tests install themselves): `helm install --wait` runs the migration
 //! hook Job and schedules the Deployments' pods (kwok plays the nodes), the CRDs are served and
-//! the Tiers exist; `helm upgrade` reaches a tier's limit and the embedder mode; `helm uninstall`
+//! the Tiers exist and the agent catalog is one the operator parses; `helm upgrade` reaches a
+//! tier's limit, the embedder mode and the catalog (rolling the operator); `helm uninstall`
 //! keeps the CRDs and removes the rest. And the RBAC proven with `kubectl auth can-i` against
 //! that apiserver: each ServiceAccount may do what its binary does, and nothing next to it.
 //!
-//! There is no container runtime here, so the hook's container does not run: the test runs the
-//! same binary with the hook's own arguments and the database URL from the Secret the hook reads.
+//! The release reads Postgres from a Secret with one key per part (CloudNativePG's layout, as
+//! libpq variables) rather than a URL. There is no container runtime here, so the hook's
+//! container does not run: the test runs the same binary with the hook's own arguments and
+//! exactly the variables its pod would get from that Secret.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -16,11 +19,12 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::api::rbac::v1::Role;
 use kube::api::{Api, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use prospector_crds::{Customer, Tier};
+use prospector_crds::{AgentType, Customer, Tier};
+use prospector_operator::catalog::AgentCatalog;
 use prospector_tests::controlplane::ControlPlane;
 use prospector_tests::hack::{hack_path, repo_root};
 use prospector_tests::{process_dir, random_suffix, shared_postgres};
@@ -63,11 +67,17 @@ async fn helm_installs_upgrades_and_uninstalls_the_platform_with_least_privilege
     let chart = chart.to_str().unwrap();
 
     succeeded("create the namespace", run("kubectl", kubeconfig, &["create", "namespace", NAMESPACE]));
-    let url = format!("--from-literal=url={}", db.url);
-    succeeded(
-        "create the database Secret",
-        run("kubectl", kubeconfig, &["-n", NAMESPACE, "create", "secret", "generic", "prospector-database", &url]),
-    );
+    let options: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
+    let parts = [
+        format!("--from-literal=host={}", options.get_host()),
+        format!("--from-literal=port={}", options.get_port()),
+        format!("--from-literal=username={}", options.get_username()),
+        format!("--from-literal=dbname={}", options.get_database().unwrap()),
+        "--from-literal=password=p@ss/w:rd".to_owned(),
+    ];
+    let mut create = vec!["-n", NAMESPACE, "create", "secret", "generic", "prospector-database"];
+    create.extend(parts.iter().map(String::as_str));
+    succeeded("create the database Secret", run("kubectl", kubeconfig, &create));
 
     // Every Job the install starts, as it goes (the hook's is deleted once it succeeded).
     let jobs_seen: Arc<Mutex<Vec<Job>>> = Arc::default();
@@ -80,7 +90,8 @@ async fn helm_installs_upgrades_and_uninstalls_the_platform_with_least_privilege
             }
         })
     };
-    let install = ["install", "prospector", chart, "-n", NAMESPACE, "--wait", "--timeout", "180s"];
+    let install =
+        ["install", "prospector", chart, "-n", NAMESPACE, "--set", "database.urlKey=", "--wait", "--timeout", "180s"];
     succeeded("helm install", run("helm", kubeconfig, &install));
     watching.abort();
 
@@ -92,12 +103,22 @@ async fn helm_installs_upgrades_and_uninstalls_the_platform_with_least_privilege
     let container = &hook.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
     let args = container.args.clone().unwrap_or_default();
     assert_eq!(args, ["migrate"]);
-    let env = container.env.as_ref().unwrap();
-    let secret =
-        env.iter().find(|e| e.name == "DATABASE_URL").and_then(|e| e.value_from.as_ref()?.secret_key_ref.clone());
-    assert_eq!(secret.map(|s| (s.name, s.key)), Some(("prospector-database".to_owned(), "url".to_owned())));
-    let migrated =
-        Command::new(env!("CARGO_BIN_EXE_prospector-operator")).args(&args).env("DATABASE_URL", &db.url).output();
+    let secrets = Api::<Secret>::namespaced(client.clone(), NAMESPACE);
+    let database_secret = secrets.get("prospector-database").await.unwrap().data.unwrap();
+    let mut from_secret = Vec::new();
+    for variable in container.env.as_ref().unwrap() {
+        let selector = variable.value_from.as_ref().and_then(|v| v.secret_key_ref.clone()).expect("from a Secret");
+        assert_eq!(selector.name, "prospector-database");
+        let value = String::from_utf8(database_secret[&selector.key].0.clone()).unwrap();
+        from_secret.push((variable.name.clone(), value));
+    }
+    let names: BTreeSet<&str> = from_secret.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["PGDATABASE", "PGHOST", "PGPASSWORD", "PGPORT", "PGUSER"].into());
+    let migrated = Command::new(env!("CARGO_BIN_EXE_prospector-operator"))
+        .args(&args)
+        .env_remove("DATABASE_URL")
+        .envs(from_secret)
+        .output();
     succeeded("the hook's command", migrated.unwrap());
     let applied = prospector_store::applied_migrations(&db.pool).await.unwrap();
     assert_eq!(applied.len(), prospector_store::MIGRATOR.iter().count());
@@ -120,6 +141,20 @@ async fn helm_installs_upgrades_and_uninstalls_the_platform_with_least_privilege
         assert_eq!(list.len(), 2, "{component}: two replicas");
         assert!(list.iter().all(|p| p.spec.as_ref().unwrap().node_name.is_some()), "{component}: scheduled");
     }
+
+    // The agent catalog reaches the operator as a file its own parser accepts.
+    let catalog_of = |client: kube::Client| async move {
+        let map = Api::<ConfigMap>::namespaced(client, NAMESPACE).get("prospector-agent-catalog").await.unwrap();
+        AgentCatalog::parse(&map.data.unwrap()["catalog.yaml"]).expect("the operator reads the chart's catalog")
+    };
+    let catalog = catalog_of(client.clone()).await;
+    assert_eq!(catalog.image_for(AgentType::LeadQualifier, None), "ghcr.io/prospector-dev/agent-lead-qualifier:0.1.0");
+    let catalog_checksum = |deployment: &Deployment| {
+        let template = deployment.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
+        template.annotations.as_ref().unwrap()["checksum/agent-catalog"].clone()
+    };
+    let deployments = Api::<Deployment>::namespaced(client.clone(), NAMESPACE);
+    let checksum_before = catalog_checksum(&deployments.get("prospector-operator").await.unwrap());
 
     // Least privilege, asked of the real apiserver.
     for (verb, resource, namespace) in [
@@ -195,14 +230,24 @@ async fn helm_installs_upgrades_and_uninstalls_the_platform_with_least_privilege
         "tiers.free.maxAgents=3",
         "--set",
         "operator.embedder.mode=inline",
+        "--set",
+        "agentCatalog.custom.image=registry.example/agents/custom:9",
     ];
     succeeded("helm upgrade", run("helm", kubeconfig, &upgrade));
     let free = Api::<Tier>::all(client.clone()).get("free").await.unwrap();
     assert_eq!(free.spec.max_agents, 3);
     let operator = Api::<Deployment>::namespaced(client.clone(), NAMESPACE).get("prospector-operator").await.unwrap();
     let env = operator.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
-    let mode = env.iter().find(|e| e.name == "PROSPECTOR_EMBEDDER_MODE").and_then(|e| e.value.clone());
-    assert_eq!(mode.as_deref(), Some("inline"));
+    let value = |name: &str| env.iter().find(|e| e.name == name).and_then(|e| e.value.clone());
+    assert_eq!(value("PROSPECTOR_EMBEDDER_MODE").as_deref(), Some("inline"));
+    // The operator hands embedder Jobs the same keys of the same Secret.
+    let keys = value("PROSPECTOR_DATABASE_SECRET_KEYS").unwrap();
+    let keys = prospector_operator::context::parse_database_secret_keys(&keys).unwrap();
+    assert_eq!(keys.len(), 5, "{keys:?}");
+    assert!(keys.contains(&("PGUSER".to_owned(), "username".to_owned())), "{keys:?}");
+    // A new catalog image reaches the file, and rolls the operator (its pod template changed).
+    assert_eq!(catalog_of(client.clone()).await.image_for(AgentType::Custom, None), "registry.example/agents/custom:9");
+    assert_ne!(catalog_checksum(&deployments.get("prospector-operator").await.unwrap()), checksum_before);
     let role = Api::<Role>::namespaced(client.clone(), NAMESPACE).get("prospector-operator").await.unwrap();
     let rules = role.rules.unwrap_or_default();
     assert!(!rules.iter().any(|r| r.resources.as_ref().is_some_and(|r| r.contains(&"jobs".to_owned()))), "{rules:?}");

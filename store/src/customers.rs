@@ -229,6 +229,50 @@ pub async fn usage_snapshot(
     Ok(snapshot)
 }
 
+/// The quotas [`customers_near_limits`] reports on, in its order.
+pub const NEAR_LIMIT_QUOTAS: [&str; 6] =
+    ["agents", "concurrent_agents", "documents", "storage", "api_calls_today", "cost_this_month"];
+
+/// How many live customers use at least `ratio` of each quota (limits of 0 are left out): the
+/// operator's alerting gauge, counted in the database so that no per-customer series exists.
+pub async fn customers_near_limits(
+    pool: &PgPool,
+    ratio: f64,
+    today: NaiveDate,
+    month_start: NaiveDate,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let counts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT u.quota, count(*) FILTER (WHERE u.used >= $1 * u.quota_limit AND u.quota_limit > 0)
+           FROM customer_quotas q
+           JOIN customers c ON c.id = q.customer_id AND c.deleted_at IS NULL
+           LEFT JOIN usage_daily d ON d.customer_id = q.customer_id AND d.day = $2
+           LEFT JOIN LATERAL (
+                SELECT sum(cost_usd) AS cost_usd FROM usage_daily WHERE customer_id = q.customer_id AND day >= $3) m
+             ON true
+           CROSS JOIN LATERAL (VALUES
+                ('agents', q.active_agents_count::float8, q.max_agents::float8),
+                ('concurrent_agents', q.active_replicas::float8, q.max_concurrent_agents::float8),
+                ('documents', q.documents_count::float8, q.max_documents::float8),
+                ('storage', q.storage_used_bytes::float8, q.max_storage_bytes::float8),
+                ('api_calls_today', coalesce(d.api_calls, 0)::float8, q.max_api_calls_per_day::float8),
+                ('cost_this_month', coalesce(m.cost_usd, 0)::float8, q.max_cost_per_month_usd::float8)
+           ) AS u(quota, used, quota_limit)
+          GROUP BY u.quota",
+    )
+    .bind(ratio)
+    .bind(today)
+    .bind(month_start)
+    .fetch_all(pool)
+    .await?;
+    Ok(NEAR_LIMIT_QUOTAS
+        .iter()
+        .map(|quota| {
+            let count = counts.iter().find(|(q, _)| q == quota).map_or(0, |(_, n)| *n);
+            ((*quota).to_owned(), count)
+        })
+        .collect())
+}
+
 /// Adds `calls` API calls to the customer's row for `day` (the REST server's flush).
 pub async fn add_api_calls(pool: &PgPool, customer_id: i64, day: NaiveDate, calls: i64) -> Result<(), StoreError> {
     sqlx::query(

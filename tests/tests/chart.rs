@@ -1,5 +1,6 @@
 //! The Helm chart (`charts/prospector`): `helm lint`, and what `helm template` renders for the
-//! default values and for GPU Jobs (`ci/gpu-job-values.yaml`), validated by the harness's real
+//! default values, for GPU Jobs (`ci/gpu-job-values.yaml`) and for the Prometheus Operator's
+//! objects and an agent catalog (`ci/monitoring-values.yaml`), validated by the harness's real
 //! kube-apiserver (a server-side dry run with strict field validation, after the chart's own
 //! CRDs), and by `kubeconform -strict` with the schemas that apiserver serves (its built-in kinds
 //! and the chart's CRDs); and `values.schema.json` refusing each kind of bad value with a message
@@ -19,6 +20,41 @@ fn chart() -> PathBuf {
 fn helm(args: &[&str]) -> Output {
     let helm = hack_path("helm.sh").expect("hack/helm.sh builds helm");
     Command::new(helm).args(args).output().expect("run helm")
+}
+
+/// The `-f` arguments of each values set the tests render: the defaults and `ci/*.yaml`.
+fn value_sets() -> Vec<Vec<String>> {
+    let ci = repo_root().join("charts/prospector/ci");
+    let mut sets = vec![vec![]];
+    for file in ["gpu-job-values.yaml", "monitoring-values.yaml"] {
+        sets.push(vec!["-f".to_owned(), ci.join(file).display().to_string()]);
+    }
+    sets
+}
+
+/// The chart's CRDs and the Prometheus Operator's (for the optional ServiceMonitor and
+/// PrometheusRule), applied to the shared cluster as an install would find them.
+fn apply_crds() {
+    let crds =
+        kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &format!("{}/crds", chart().display())], None);
+    assert!(crds.status.success(), "{}", text(&crds));
+    let dir = hack_path("prometheus-crds.sh").expect("hack/prometheus-crds.sh fetches the Prometheus Operator's CRDs");
+    for kind in ["servicemonitors", "prometheusrules"] {
+        let file = dir.join(format!("monitoring.coreos.com_{kind}.yaml"));
+        let applied = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", file.to_str().unwrap()], None);
+        assert!(applied.status.success(), "{}", text(&applied));
+    }
+    let established = kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/servicemonitors.monitoring.coreos.com",
+            "crd/prometheusrules.monitoring.coreos.com",
+        ],
+        None,
+    );
+    assert!(established.status.success(), "{}", text(&established));
 }
 
 fn kubectl(args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -45,24 +81,28 @@ fn text(output: &Output) -> String {
 fn the_chart_lints_and_renders_what_the_real_apiserver_accepts() {
     let chart = chart();
     let chart = chart.to_str().unwrap();
-    let gpu_values = repo_root().join("charts/prospector/ci/gpu-job-values.yaml");
-    let gpu_values = gpu_values.to_str().unwrap();
-    for extra in [vec![], vec!["-f", gpu_values]] {
+    for extra in value_sets() {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let lint = helm(&[&["lint", "--strict", chart][..], &extra].concat());
         assert!(lint.status.success(), "helm lint {extra:?}:\n{}", text(&lint));
     }
 
     // The CRDs first (Helm installs crds/ before anything else), as the chart ships them.
-    let crds = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &format!("{chart}/crds")], None);
-    assert!(crds.status.success(), "{}", text(&crds));
+    apply_crds();
     let namespace = format!("chart-{}", random_suffix(6).to_lowercase());
     let created = kubectl(&["create", "namespace", &namespace], None);
     assert!(created.status.success(), "{}", text(&created));
-    for extra in [vec![], vec!["-f", gpu_values]] {
+    for extra in value_sets() {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let rendered = helm(&[&["template", "prospector", chart, "--namespace", &namespace][..], &extra].concat());
         assert!(rendered.status.success(), "helm template {extra:?}:\n{}", text(&rendered));
         let manifest = String::from_utf8(rendered.stdout).unwrap();
-        for kind in ["ClusterRole", "Role", "Deployment", "Tier", "Job", "NetworkPolicy", "PodDisruptionBudget"] {
+        let mut kinds =
+            vec!["ClusterRole", "Role", "Deployment", "Tier", "Job", "NetworkPolicy", "PodDisruptionBudget"];
+        if extra.iter().any(|e| e.ends_with("monitoring-values.yaml")) {
+            kinds.extend(["ServiceMonitor", "PrometheusRule"]);
+        }
+        for kind in kinds {
             assert!(manifest.contains(&format!("\nkind: {kind}\n")), "{extra:?}: no {kind} rendered");
         }
         // Every pod of the chart meets the restricted Pod Security Standard.
@@ -108,10 +148,11 @@ fn served_schemas() -> PathBuf {
         for _ in 0..60 {
             let _ = std::fs::remove_dir_all(&dir);
             let kinds = write_kubeconform_schemas(&client, &dir).await.expect("write the served schemas");
-            if ["tier", "customer", "agentdeployment", "knowledgedocument"]
+            let published = ["tier", "customer", "agentdeployment", "knowledgedocument"]
                 .iter()
-                .all(|kind| dir.join(format!("{kind}-prospector-v1alpha1-strict.json")).exists())
-            {
+                .map(|kind| format!("{kind}-prospector-v1alpha1-strict.json"))
+                .chain(["servicemonitor", "prometheusrule"].map(|kind| format!("{kind}-monitoring-v1-strict.json")));
+            if published.collect::<Vec<_>>().iter().all(|file| dir.join(file).exists()) {
                 assert!(kinds > 50, "only {kinds} kinds served");
                 return;
             }
@@ -127,9 +168,9 @@ fn kubeconform_strict_accepts_what_the_chart_renders_and_refuses_what_the_schema
     let schemas = served_schemas();
     let chart = chart();
     let chart = chart.to_str().unwrap();
-    let gpu_values = repo_root().join("charts/prospector/ci/gpu-job-values.yaml");
     let mut manifests = Vec::new();
-    for extra in [vec![], vec!["-f", gpu_values.to_str().unwrap()]] {
+    for extra in value_sets() {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let rendered =
             helm(&[&["template", "prospector", chart, "--namespace", "prospector-system"][..], &extra].concat());
         assert!(rendered.status.success(), "helm template {extra:?}:\n{}", text(&rendered));

@@ -280,3 +280,72 @@ async fn uploads_racing_the_storage_limit_end_exactly_at_it_and_leave_nothing_wh
     assert!(!cancel_upload(&db.pool, reserved[0]).await.unwrap());
     assert_eq!(usage().await, (900, 9, 9, 9));
 }
+
+#[tokio::test]
+async fn customers_near_limits_are_counted_per_quota_by_the_database() {
+    use chrono::NaiveDate;
+    use prospector_store::customers::{NEAR_LIMIT_QUOTAS, add_api_calls, customers_near_limits};
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let limits = QuotaLimits {
+        max_api_calls_per_day: 1000,
+        max_api_calls_per_month: 30000,
+        rate_limit_per_second: 10,
+        rate_limit_per_minute: 100,
+        max_agents: 2,
+        max_concurrent_agents: 4,
+        max_storage_bytes: 1000,
+        max_documents: 0,
+        max_leads_per_month: 1000,
+        max_cost_per_month_usd: 100.0,
+    };
+    let (today, month_start) =
+        (NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(), NaiveDate::from_ymd_opt(2026, 11, 1).unwrap());
+    let last_month = NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
+    let mut ids = Vec::new();
+    for name in ["full", "busy", "spender", "gone"] {
+        let id = customer(&db.pool, name).await;
+        set_quota_limits(&db.pool, id, &limits).await.unwrap();
+        ids.push(id);
+    }
+    let set = |sql: &'static str, id: i64| {
+        let pool = db.pool.clone();
+        async move { sqlx::query(sql).bind(id).execute(&pool).await.unwrap() }
+    };
+    // full: 2 of 2 agents, 3 of 4 replicas (75%).
+    set("UPDATE customer_quotas SET active_agents_count = 2, active_replicas = 3 WHERE customer_id = $1", ids[0]).await;
+    // busy: 950 of 1,000 API calls today, 1 of 2 agents; yesterday's calls do not count.
+    add_api_calls(&db.pool, ids[1], today, 950).await.unwrap();
+    add_api_calls(&db.pool, ids[1], today.pred_opt().unwrap(), 1000).await.unwrap();
+    set("UPDATE customer_quotas SET active_agents_count = 1 WHERE customer_id = $1", ids[1]).await;
+    // spender: $95 this month of $100; last month's $80 does not count.
+    for (day, cost) in [(month_start, 45.0), (today, 50.0), (last_month, 80.0)] {
+        sqlx::query("INSERT INTO usage_daily (customer_id, day, cost_usd) VALUES ($1, $2, $3)")
+            .bind(ids[2])
+            .bind(day)
+            .bind(cost)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+    // gone: at every limit, but deleted.
+    set("UPDATE customer_quotas SET active_agents_count = 2, storage_used_bytes = 1000 WHERE customer_id = $1", ids[3])
+        .await;
+    set("UPDATE customers SET status = 'deleted', deleted_at = now() WHERE id = $1", ids[3]).await;
+
+    let counts: std::collections::BTreeMap<String, i64> =
+        customers_near_limits(&db.pool, 0.9, today, month_start).await.unwrap().into_iter().collect();
+    assert_eq!(counts.len(), NEAR_LIMIT_QUOTAS.len(), "every quota is reported, zero or not");
+    let expected = [
+        ("agents", 1),
+        ("concurrent_agents", 0),
+        ("documents", 0), // a limit of 0 counts nobody
+        ("storage", 0),
+        ("api_calls_today", 1),
+        ("cost_this_month", 1),
+    ];
+    assert_eq!(counts, expected.into_iter().map(|(q, n)| (q.to_owned(), n)).collect());
+    // At 50%, the busy customer's one agent of two counts too, and the 3 of 4 replicas.
+    let half: std::collections::BTreeMap<String, i64> =
+        customers_near_limits(&db.pool, 0.5, today, month_start).await.unwrap().into_iter().collect();
+    assert_eq!((half["agents"], half["concurrent_agents"]), (2, 1));
+}
