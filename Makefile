@@ -1,6 +1,6 @@
 # The two commands of the README quickstart, plus helpers. Everything they need is installed by
 # the scripts under hack/ and cached under ~/.cache/prospector.
-.PHONY: dev dev-down test crds deps
+.PHONY: dev dev-down test crds deps openapi
 
 ## Bring up a local Prospector: control plane, Postgres, CRDs and the four tiers.
 dev:
@@ -21,3 +21,7 @@ crds:
 ## Fetch or build every pinned dependency.
 deps:
 	bash hack/deps.sh
+
+## Regenerate docs/openapi.json from the REST server's handlers.
+openapi:
+	cargo run --quiet -p prospector-apiserver --bin openapi

@@ -66,9 +66,29 @@ pub async fn serve() -> axum::Json<Document> {
     axum::Json(ApiDoc::openapi())
 }
 
+/// The document as `docs/openapi.json` holds it (written by the `openapi` binary; a test fails
+/// when the committed file differs).
+pub fn document_json() -> String {
+    let mut json = serde_json::to_string_pretty(&ApiDoc::openapi()).expect("the document serializes");
+    json.push('\n');
+    json
+}
+
+/// Where the committed copy lives.
+pub const COMMITTED_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_committed_openapi_document_is_current() {
+        let committed = std::fs::read_to_string(COMMITTED_PATH).unwrap_or_default();
+        assert!(
+            committed == document_json(),
+            "docs/openapi.json is out of date: run `cargo run -p prospector-apiserver --bin openapi` and commit it"
+        );
+    }
 
     #[test]
     fn every_endpoint_is_described_with_its_errors() {
