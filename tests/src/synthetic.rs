@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use prospector_store::chunks::NewChunk;
 use prospector_store::documents::{DocumentRecord, SourceKind, insert_blob, upsert_document};
-use prospector_store::queue::{CommitOutcome, DocumentIcp, ProcessedDocument, claim, commit, enqueue};
+use prospector_store::queue::{ClaimedTask, CommitOutcome, DocumentIcp, ProcessedDocument, claim, commit, enqueue};
 use rand::Rng;
 use rand::rngs::StdRng;
 use sha2::{Digest, Sha256};
@@ -53,7 +53,7 @@ pub struct StoredDocument {
 
 /// Writes one document of `customer_id` with these chunks the way a worker does: its blob and
 /// row, an embedding task, the claim, and the commit that stores the chunks and marks it
-/// processed.
+/// processed. For one writer at a time: another's claim could take this task.
 pub async fn commit_document(
     pool: &PgPool,
     customer_id: i64,
@@ -61,6 +61,14 @@ pub async fn commit_document(
     name: &str,
     chunks: Vec<NewChunk>,
 ) -> StoredDocument {
+    let stored = queue_document(pool, customer_id, namespace, name).await;
+    let task = claim(pool, "bench", 1, Duration::from_secs(600)).await.expect("claim").remove(0);
+    commit_chunks(pool, &task, chunks).await;
+    stored
+}
+
+/// What the operator does for a new document: its blob and row, and an embedding task.
+pub async fn queue_document(pool: &PgPool, customer_id: i64, namespace: &str, name: &str) -> StoredDocument {
     let bytes = format!("{namespace}/{name}").into_bytes();
     let sha = Sha256::digest(&bytes).to_vec();
     insert_blob(pool, customer_id, &sha, &bytes, Some("text/plain")).await.expect("blob");
@@ -83,7 +91,12 @@ pub async fn commit_document(
     .await
     .expect("document");
     enqueue(pool, customer_id, row.id, 3).await.expect("enqueue");
-    let task = claim(pool, "bench", 1, Duration::from_secs(600)).await.expect("claim").remove(0);
+    StoredDocument { document_id: row.document_id, row_id: row.id }
+}
+
+/// What a worker does with a claimed task: one commit that stores the chunks and marks the
+/// document processed.
+pub async fn commit_chunks(pool: &PgPool, task: &ClaimedTask, chunks: Vec<NewChunk>) {
     let result = ProcessedDocument {
         fetched: None,
         text: String::new(),
@@ -91,6 +104,5 @@ pub async fn commit_document(
         embedding_model: "all-MiniLM-L6-v2".into(),
         icp: DocumentIcp::default(),
     };
-    assert_eq!(commit(pool, &task, &result).await.expect("commit"), CommitOutcome::Committed);
-    StoredDocument { document_id: row.document_id, row_id: row.id }
+    assert_eq!(commit(pool, task, &result).await.expect("commit"), CommitOutcome::Committed);
 }
