@@ -43,8 +43,6 @@ pub mod reasons {
     pub const STORAGE_LIMIT_REACHED: &str = "StorageLimitReached";
     /// The monthly cost cap is reached.
     pub const COST_CAP_REACHED: &str = "CostCapReached";
-    /// A customer is at one or more of its limits (the message lists them).
-    pub const LIMIT_REACHED: &str = "LimitReached";
     /// Something the customer asked for was refused: agents wait for quota (the message says
     /// how many, and which limits are full).
     pub const AGENTS_WAITING: &str = "AgentsWaiting";
