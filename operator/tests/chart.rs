@@ -1,4 +1,4 @@
-//! The Helm chart installed for real, on a control plane of its own (the release owns the Tiers,
+//! The Helm chart installed for real with Helm 3 and with Helm 4, each on a control plane of its own (the release owns the Tiers,
 //! which the shared cluster's tests install themselves): `helm install --wait` runs the migration
 //! hook Job and schedules the Deployments' pods (kwok plays the nodes), the CRDs are served and
 //! the Tiers exist and the agent catalog is one the operator parses; `helm upgrade` reaches a
@@ -57,7 +57,20 @@ fn can(kubeconfig: &Path, account: &str, verb: &str, resource: &str, namespace: 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn helm_installs_upgrades_and_uninstalls_the_platform_with_least_privilege() {
+async fn helm_3_installs_upgrades_and_uninstalls_the_platform_with_least_privilege() {
+    install_upgrade_uninstall("helm").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_4_installs_upgrades_and_uninstalls_the_platform_with_least_privilege() {
+    install_upgrade_uninstall("helm4").await;
+}
+
+/// The whole life of a release, with `helm` (`hack/<helm>.sh`), on a control plane of its own;
+/// one at a time, since two control planes at once crowd two cores.
+async fn install_upgrade_uninstall(helm: &str) {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = process_dir().join(format!("chart-cluster-{}", random_suffix(6).to_lowercase()));
     let cluster = ControlPlane::start(&dir).await.expect("a control plane of its own");
     let kubeconfig = cluster.kubeconfig();
@@ -92,7 +105,7 @@ async fn helm_installs_upgrades_and_uninstalls_the_platform_with_least_privilege
     };
     let install =
         ["install", "prospector", chart, "-n", NAMESPACE, "--set", "database.urlKey=", "--wait", "--timeout", "180s"];
-    succeeded("helm install", run("helm", kubeconfig, &install));
+    succeeded("helm install", run(helm, kubeconfig, &install));
     watching.abort();
 
     // The hook Job ran to completion before the release's objects, with `migrate`; the same
@@ -233,7 +246,7 @@ async fn helm_installs_upgrades_and_uninstalls_the_platform_with_least_privilege
         "--set",
         "agentCatalog.custom.image=registry.example/agents/custom:9",
     ];
-    succeeded("helm upgrade", run("helm", kubeconfig, &upgrade));
+    succeeded("helm upgrade", run(helm, kubeconfig, &upgrade));
     let free = Api::<Tier>::all(client.clone()).get("free").await.unwrap();
     assert_eq!(free.spec.max_agents, 3);
     let operator = Api::<Deployment>::namespaced(client.clone(), NAMESPACE).get("prospector-operator").await.unwrap();
@@ -254,7 +267,7 @@ async fn helm_installs_upgrades_and_uninstalls_the_platform_with_least_privilege
     assert!(!can(kubeconfig, "operator", "create", "jobs.batch", NAMESPACE));
 
     // Uninstall: the CRDs stay (Helm's rule for crds/), the rest goes.
-    succeeded("helm uninstall", run("helm", kubeconfig, &["uninstall", "prospector", "-n", NAMESPACE, "--wait"]));
+    succeeded("helm uninstall", run(helm, kubeconfig, &["uninstall", "prospector", "-n", NAMESPACE, "--wait"]));
     Api::<Customer>::all(client.clone()).list(&ListParams::default()).await.expect("the CRDs stay");
     assert!(Api::<Tier>::all(client.clone()).list(&ListParams::default()).await.unwrap().items.is_empty());
     let deployments = Api::<Deployment>::namespaced(client.clone(), NAMESPACE).list(&ListParams::default()).await;

@@ -1,6 +1,7 @@
-//! The Helm chart (`charts/prospector`): `helm lint`, and what `helm template` renders for the
-//! default values, for GPU Jobs (`ci/gpu-job-values.yaml`) and for the Prometheus Operator's
-//! objects and an agent catalog (`ci/monitoring-values.yaml`), validated by the harness's real
+//! The Helm chart (`charts/prospector`), with Helm 3 and Helm 4: `helm lint`, and what `helm
+//! template` renders for the default values, for GPU Jobs (`ci/gpu-job-values.yaml`) and for the
+//! Prometheus Operator's objects and an agent catalog (`ci/monitoring-values.yaml`), validated
+//! by the harness's real
 //! kube-apiserver (a server-side dry run with strict field validation, after the chart's own
 //! CRDs), and by `kubeconform -strict` with the schemas that apiserver serves (its built-in kinds
 //! and the chart's CRDs); and `values.schema.json` refusing each kind of bad value with a message
@@ -17,8 +18,11 @@ fn chart() -> PathBuf {
     repo_root().join("charts/prospector")
 }
 
-fn helm(args: &[&str]) -> Output {
-    let helm = hack_path("helm.sh").expect("hack/helm.sh builds helm");
+/// The chart supports Helm 3 and Helm 4: every check runs with both.
+const HELMS: [&str; 2] = ["helm.sh", "helm4.sh"];
+
+fn helm(script: &str, args: &[&str]) -> Output {
+    let helm = hack_path(script).unwrap_or_else(|e| panic!("hack/{script} builds helm: {e}"));
     Command::new(helm).args(args).output().expect("run helm")
 }
 
@@ -81,10 +85,10 @@ fn text(output: &Output) -> String {
 fn the_chart_lints_and_renders_what_the_real_apiserver_accepts() {
     let chart = chart();
     let chart = chart.to_str().unwrap();
-    for extra in value_sets() {
+    for (h, extra) in HELMS.iter().flat_map(|h| value_sets().into_iter().map(move |e| (*h, e))) {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let lint = helm(&[&["lint", "--strict", chart][..], &extra].concat());
-        assert!(lint.status.success(), "helm lint {extra:?}:\n{}", text(&lint));
+        let lint = helm(h, &[&["lint", "--strict", chart][..], &extra].concat());
+        assert!(lint.status.success(), "{h} lint {extra:?}:\n{}", text(&lint));
     }
 
     // The CRDs first (Helm installs crds/ before anything else), as the chart ships them.
@@ -92,10 +96,10 @@ fn the_chart_lints_and_renders_what_the_real_apiserver_accepts() {
     let namespace = format!("chart-{}", random_suffix(6).to_lowercase());
     let created = kubectl(&["create", "namespace", &namespace], None);
     assert!(created.status.success(), "{}", text(&created));
-    for extra in value_sets() {
+    for (h, extra) in HELMS.iter().flat_map(|h| value_sets().into_iter().map(move |e| (*h, e))) {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let rendered = helm(&[&["template", "prospector", chart, "--namespace", &namespace][..], &extra].concat());
-        assert!(rendered.status.success(), "helm template {extra:?}:\n{}", text(&rendered));
+        let rendered = helm(h, &[&["template", "prospector", chart, "--namespace", &namespace][..], &extra].concat());
+        assert!(rendered.status.success(), "{h} template {extra:?}:\n{}", text(&rendered));
         let manifest = String::from_utf8(rendered.stdout).unwrap();
         let mut kinds =
             vec!["ClusterRole", "Role", "Deployment", "Tier", "Job", "NetworkPolicy", "PodDisruptionBudget"];
@@ -169,15 +173,15 @@ fn kubeconform_strict_accepts_what_the_chart_renders_and_refuses_what_the_schema
     let chart = chart();
     let chart = chart.to_str().unwrap();
     let mut manifests = Vec::new();
-    for extra in value_sets() {
+    for (h, extra) in HELMS.iter().flat_map(|h| value_sets().into_iter().map(move |e| (*h, e))) {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let rendered =
-            helm(&[&["template", "prospector", chart, "--namespace", "prospector-system"][..], &extra].concat());
-        assert!(rendered.status.success(), "helm template {extra:?}:\n{}", text(&rendered));
+            helm(h, &[&["template", "prospector", chart, "--namespace", "prospector-system"][..], &extra].concat());
+        assert!(rendered.status.success(), "{h} template {extra:?}:\n{}", text(&rendered));
         let manifest = String::from_utf8(rendered.stdout).unwrap();
         let checked = kubeconform(&schemas, &manifest);
         let summary = text(&checked);
-        assert!(checked.status.success(), "kubeconform refuses {extra:?}:\n{summary}");
+        assert!(checked.status.success(), "kubeconform refuses {h} {extra:?}:\n{summary}");
         // Every object had a schema: none was skipped, none was missing.
         let objects = manifest.matches("\nkind: ").count();
         assert!(summary.contains(&format!("{objects} resources found")), "{summary}");
@@ -206,13 +210,20 @@ fn the_values_schema_refuses_each_kind_of_bad_value_and_names_it() {
         ("tiers.Bad_Name.maxAgents=1", "/tiers"),
         ("database.existingSecret=", "/database/existingSecret"),
         ("operator.unknownSetting=1", "additional properties 'unknownSetting' not allowed"),
+        ("database.urlKey=,database.keys.host=", "/database/keys/host"),
+        ("monitoring.prometheusRule.quotaNearLimitRatio=1.5", "/monitoring/prometheusRule/quotaNearLimitRatio"),
+        ("agentCatalog.custom.image=", "/agentCatalog/custom/image"),
     ] {
-        let rendered = helm(&["template", "prospector", chart, "--set", value]);
-        assert!(!rendered.status.success(), "{value} was accepted");
-        let error = text(&rendered);
-        assert!(error.contains("don't meet the specifications of the schema"), "{value}: {error}");
-        assert!(error.contains(says), "{value}: the error should say {says:?}:\n{error}");
+        for h in HELMS {
+            let rendered = helm(h, &["template", "prospector", chart, "--set", value]);
+            assert!(!rendered.status.success(), "{h}: {value} was accepted");
+            let error = text(&rendered);
+            assert!(error.contains("don't meet the specifications of the schema"), "{h} {value}: {error}");
+            assert!(error.contains(says), "{h} {value}: the error should say {says:?}:\n{error}");
+        }
     }
     // And the defaults pass.
-    assert!(helm(&["template", "prospector", chart]).status.success());
+    for h in HELMS {
+        assert!(helm(h, &["template", "prospector", chart]).status.success());
+    }
 }
