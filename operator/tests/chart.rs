@@ -1,10 +1,11 @@
-//! The Helm chart installed for real with Helm 3 and with Helm 4, each on a control plane of its own (the release owns the Tiers,
-//! which the shared cluster's tests install themselves): `helm install --wait` runs the migration
-//! hook Job and schedules the Deployments' pods (kwok plays the nodes), the CRDs are served and
-//! the Tiers exist and the agent catalog is one the operator parses; `helm upgrade` reaches a
-//! tier's limit, the embedder mode and the catalog (rolling the operator); `helm uninstall`
-//! keeps the CRDs and removes the rest. And the RBAC proven with `kubectl auth can-i` against
-//! that apiserver: each ServiceAccount may do what its binary does, and nothing next to it.
+//! The Helm chart installed for real with Helm 3 and with Helm 4, each on a control plane of its
+//! own (the release owns the Tiers, which the shared cluster's tests install themselves): `helm
+//! install --wait` runs the migration hook Job and schedules the Deployments' pods (kwok plays the
+//! nodes), the CRDs are served and the Tiers exist and the agent catalog is one the operator
+//! parses; `helm upgrade` reaches a tier's limit, the embedder mode and the catalog (rolling the
+//! operator); `helm uninstall` keeps the CRDs and removes the rest. And the RBAC proven with
+//! `kubectl auth can-i` against that apiserver: each ServiceAccount may do what its binary does,
+//! and nothing next to it.
 //!
 //! The release reads Postgres from a Secret with one key per part (CloudNativePG's layout, as
 //! libpq variables) rather than a URL. There is no container runtime here, so the hook's
