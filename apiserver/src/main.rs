@@ -12,7 +12,7 @@ use prospector_apiserver::query_embedding::QueryEmbedders;
 use prospector_apiserver::{ApiSettings, AppState, router};
 use prospector_embedder::embed::EmbedderConfig;
 use prospector_embedder::paths::{self, ProcessEnv};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 /// Not `Debug`: it holds the database URL and the admin token.
 #[derive(Parser)]
@@ -29,6 +29,10 @@ struct Cli {
     /// search load leaves the primary to writes. Never logged. Without it, search uses the primary.
     #[arg(long, env = "PROSPECTOR_SEARCH_DATABASE_URL", hide_env_values = true)]
     search_database_url: Option<String>,
+    /// Or: a read-only host for search with the primary's other settings (a replica's Service,
+    /// e.g. CloudNativePG's `<cluster>-ro`), for databases configured by parts.
+    #[arg(long, env = "PROSPECTOR_SEARCH_DATABASE_HOST", conflicts_with = "search_database_url")]
+    search_database_host: Option<String>,
     /// The platform admin token. Never logged; prefer --admin-token-file.
     #[arg(long, env = "PROSPECTOR_ADMIN_TOKEN", hide_env_values = true, conflicts_with = "admin_token_file")]
     admin_token: Option<String>,
@@ -76,23 +80,15 @@ async fn main() -> ExitCode {
         tracing::warn!("no admin token: only customers' API keys authenticate");
     }
     // Lazy: the server starts (and reports not-ready) while the database is down.
-    let pool = match lazy_pool(cli.database_url.as_deref()) {
-        Ok(pool) => pool,
+    let (primary, search) = match database_options(&cli) {
+        Ok(options) => options,
         Err(e) => {
             tracing::error!(error = %e, "cannot configure the database");
             return ExitCode::FAILURE;
         }
     };
-    let search_pool = match &cli.search_database_url {
-        Some(url) => match lazy_pool(Some(url)) {
-            Ok(pool) => Some(pool),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot configure the search database");
-                return ExitCode::FAILURE;
-            }
-        },
-        None => None,
-    };
+    let pool = lazy_pool(primary);
+    let search_pool = search.map(lazy_pool);
     let client = match kube::Client::try_default().await {
         Ok(client) => client,
         Err(e) => {
@@ -164,8 +160,45 @@ fn load_embedder(sessions: usize) -> Result<QueryEmbedders, String> {
     QueryEmbedders::load(&config, sessions).map_err(|e| e.to_string())
 }
 
+/// The primary's connection settings, and search's when it reads elsewhere.
+fn database_options(cli: &Cli) -> Result<(PgConnectOptions, Option<PgConnectOptions>), prospector_store::StoreError> {
+    let primary = prospector_store::connect_options(cli.database_url.as_deref())?;
+    let search = match (&cli.search_database_url, &cli.search_database_host) {
+        (Some(url), _) => Some(prospector_store::connect_options(Some(url))?),
+        (None, Some(host)) => Some(primary.clone().host(host)),
+        (None, None) => None,
+    };
+    Ok((primary, search))
+}
+
 /// A pool that connects on first use.
-fn lazy_pool(database_url: Option<&str>) -> Result<PgPool, prospector_store::StoreError> {
-    let options = prospector_store::connect_options(database_url)?;
-    Ok(PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(5)).connect_lazy_with(options))
+fn lazy_pool(options: PgConnectOptions) -> PgPool {
+    PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(5)).connect_lazy_with(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_can_read_from_another_host_with_the_primarys_credentials() {
+        let cli = Cli::parse_from([
+            "prospector-apiserver",
+            "--database-url=postgres://app:pw@primary:5432/prospector",
+            "--search-database-host=replica-ro",
+        ]);
+        let (primary, search) = database_options(&cli).unwrap();
+        let search = search.expect("a search pool");
+        assert_eq!((primary.get_host(), search.get_host()), ("primary", "replica-ro"));
+        assert_eq!((search.get_username(), search.get_database()), ("app", Some("prospector")));
+        let cli = Cli::parse_from(["prospector-apiserver", "--database-url=postgres://app:pw@primary/prospector"]);
+        assert!(database_options(&cli).unwrap().1.is_none(), "without either flag, search reads the primary");
+        let both = Cli::try_parse_from([
+            "prospector-apiserver",
+            "--database-url=postgres://a@p/d",
+            "--search-database-url=postgres://a@r/d",
+            "--search-database-host=r",
+        ]);
+        assert!(both.is_err(), "a URL and a host for search conflict");
+    }
 }

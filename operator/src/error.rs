@@ -21,6 +21,22 @@ pub enum OperatorError {
     Leadership(String),
 }
 
+/// Every label [`OperatorError::metric_label`] returns (the store's kinds included), so the
+/// error counters can start at zero for each.
+pub const ERROR_KINDS: [&str; 11] = [
+    "kube",
+    "finalizer",
+    "missing_field",
+    "serialization",
+    "config",
+    "leadership",
+    "database",
+    "email_in_use",
+    "timeout",
+    "gone",
+    "migrate",
+];
+
 impl OperatorError {
     /// A bounded label for the `errors_total` metric.
     pub fn metric_label(&self) -> &'static str {
@@ -47,3 +63,26 @@ impl From<kube::runtime::finalizer::Error<OperatorError>> for OperatorError {
 }
 
 pub type Result<T, E = OperatorError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_kind_is_listed() {
+        let errors = [
+            OperatorError::MissingField("uid"),
+            OperatorError::Config("x".into()),
+            OperatorError::Leadership("x".into()),
+            OperatorError::Serialization(serde_json::from_str::<u8>("x").unwrap_err()),
+            OperatorError::Kube(kube::Error::LinesCodecMaxLineLengthExceeded),
+        ];
+        for error in &errors {
+            assert!(ERROR_KINDS.contains(&error.metric_label()), "{}", error.metric_label());
+        }
+        for kind in prospector_store::STORE_ERROR_KINDS {
+            assert!(ERROR_KINDS.contains(&kind), "{kind}");
+        }
+        assert!(ERROR_KINDS.contains(&"finalizer"));
+    }
+}

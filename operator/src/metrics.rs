@@ -16,6 +16,7 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     pub queue_running: IntGauge,
     pub oldest_queued: Gauge,
+    pub oldest_running: Gauge,
     pub documents: IntGaugeVec,
     pub tenant_indexes: IntGauge,
     pub customers_near_limit: IntGaugeVec,
@@ -52,6 +53,11 @@ impl Metrics {
         let oldest_queued =
             Gauge::new("embedding_queue_oldest_seconds", "Seconds the oldest waiting document has waited")
                 .expect("valid metric");
+        let oldest_running = Gauge::new(
+            "embedding_queue_oldest_running_seconds",
+            "Seconds the longest-held document has been processed",
+        )
+        .expect("valid metric");
         let documents = IntGaugeVec::new(Opts::new("documents", "Live knowledge documents, by phase"), &["phase"])
             .expect("valid metric");
         let tenant_indexes =
@@ -72,6 +78,7 @@ impl Metrics {
             Box::new(queue_depth.clone()),
             Box::new(queue_running.clone()),
             Box::new(oldest_queued.clone()),
+            Box::new(oldest_running.clone()),
             Box::new(documents.clone()),
             Box::new(tenant_indexes.clone()),
             Box::new(customers_near_limit.clone()),
@@ -87,18 +94,19 @@ impl Metrics {
             queue_depth,
             queue_running,
             oldest_queued,
+            oldest_running,
             documents,
             tenant_indexes,
             customers_near_limit,
         }
     }
 
-    /// Starts each controller's counters at zero for the usual error kinds, so that `rate()` sees
-    /// the first failure and the series exist before anything fails.
+    /// Starts each controller's counters at zero for every error kind, so that `rate()` sees the
+    /// first failure and the series exist before anything fails.
     pub fn start_controllers(&self, controllers: &[&str]) {
         for controller in controllers {
             self.reconciles.with_label_values(&[controller]);
-            for error in ["kube", "database"] {
+            for error in crate::error::ERROR_KINDS {
                 self.errors.with_label_values(&[controller, error]);
             }
         }

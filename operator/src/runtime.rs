@@ -148,6 +148,7 @@ async fn observe_documents(pool: PgPool, metrics: Metrics) {
                 metrics.queue_depth.set(stats.queued);
                 metrics.queue_running.set(stats.running);
                 metrics.oldest_queued.set(stats.oldest_queued_seconds);
+                metrics.oldest_running.set(stats.oldest_running_seconds);
             }
             Err(e) => tracing::debug!(error = %e, "cannot read the embedding queue"),
         }
@@ -181,7 +182,8 @@ async fn observe_quotas(pool: PgPool, metrics: Metrics, clock: Arc<dyn Clock>, r
                     metrics.customers_near_limit.with_label_values(&[&quota]).set(count);
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "cannot count customers near their limits"),
+            // A warning, not debug: while this fails the quota alert sees stale counts.
+            Err(e) => tracing::warn!(error = %e, "cannot count customers near their limits"),
         }
         tokio::time::sleep(Duration::from_secs(30)).await;
     }

@@ -23,6 +23,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// Every label [`StoreError::metric_label`] returns.
+pub const STORE_ERROR_KINDS: [&str; 6] = ["database", "email_in_use", "timeout", "gone", "migrate", "config"];
+
 impl StoreError {
     /// A bounded label for the `errors_total` metric.
     pub fn metric_label(&self) -> &'static str {
@@ -33,6 +36,18 @@ impl StoreError {
             StoreError::Gone => "gone",
             StoreError::Migrate(_) => "migrate",
             StoreError::Config(_) => "config",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_label_is_listed() {
+        for error in [StoreError::EmailInUse, StoreError::Timeout, StoreError::Gone, StoreError::Config("x".into())] {
+            assert!(STORE_ERROR_KINDS.contains(&error.metric_label()), "{}", error.metric_label());
         }
     }
 }

@@ -16,7 +16,7 @@ pub mod queue;
 pub mod search;
 pub mod tenant_index;
 
-pub use error::StoreError;
+pub use error::{STORE_ERROR_KINDS, StoreError};
 
 use std::time::Duration;
 
@@ -49,11 +49,35 @@ pub fn connect_options(database_url: Option<&str>) -> Result<PgConnectOptions, S
     match database_url.filter(|url| !url.trim().is_empty()) {
         // The parse error names the part that is wrong, never the URL (it holds the password).
         Some(url) => url.parse().map_err(|e: sqlx::Error| StoreError::Config(format!("the database URL: {e}"))),
-        None if std::env::var_os("PGHOST").is_some() => Ok(PgConnectOptions::new()),
-        None => Err(StoreError::Config(
-            "no database: set DATABASE_URL, or PGHOST with PGUSER, PGPASSWORD and PGDATABASE".into(),
-        )),
+        None => {
+            check_libpq_environment(|name| std::env::var(name).ok())?;
+            Ok(PgConnectOptions::new())
+        }
     }
+}
+
+/// What sqlx would otherwise let pass quietly: it reads an unknown `PGSSLMODE` as `prefer` (a
+/// typo would weaken TLS), a malformed `PGPORT` as 5432, and lets `PGHOSTADDR` replace `PGHOST`.
+fn check_libpq_environment(var: impl Fn(&str) -> Option<String>) -> Result<(), StoreError> {
+    if var("PGHOST").is_none_or(|host| host.trim().is_empty()) {
+        return Err(StoreError::Config(
+            "no database: set DATABASE_URL, or PGHOST with PGUSER, PGPASSWORD and PGDATABASE".into(),
+        ));
+    }
+    if let Some(mode) = var("PGSSLMODE")
+        && !["disable", "allow", "prefer", "require", "verify-ca", "verify-full"].contains(&mode.as_str())
+    {
+        return Err(StoreError::Config(format!("PGSSLMODE {mode:?} is not a libpq SSL mode")));
+    }
+    if let Some(port) = var("PGPORT")
+        && port.parse::<u16>().is_err()
+    {
+        return Err(StoreError::Config(format!("PGPORT {port:?} is not a port")));
+    }
+    if var("PGHOSTADDR").is_some() {
+        return Err(StoreError::Config("PGHOSTADDR is not supported: name the server in PGHOST".into()));
+    }
+    Ok(())
 }
 
 /// Applies every pending migration.
@@ -78,4 +102,37 @@ pub async fn applied_migrations(pool: &PgPool) -> Result<Vec<i64>, StoreError> {
 pub async fn ping(pool: &PgPool) -> Result<(), StoreError> {
     sqlx::query("SELECT 1").execute(pool).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn libpq_variables_that_sqlx_would_misread_are_refused() {
+        assert!(
+            check_libpq_environment(env(&[("PGHOST", "db"), ("PGPORT", "5433"), ("PGSSLMODE", "verify-full")])).is_ok()
+        );
+        for (vars, says) in [
+            (vec![], "no database"),
+            (vec![("PGHOST", " ")], "no database"),
+            (vec![("PGHOST", "db"), ("PGSSLMODE", "requried")], "PGSSLMODE"),
+            (vec![("PGHOST", "db"), ("PGPORT", "5432x")], "PGPORT"),
+            (vec![("PGHOST", "db"), ("PGHOSTADDR", "10.0.0.1")], "PGHOSTADDR"),
+        ] {
+            let error = check_libpq_environment(env(&vars)).unwrap_err().to_string();
+            assert!(error.contains(says), "{vars:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_url_is_refused_without_echoing_it() {
+        let error = connect_options(Some("postgres://user:s3cret@[bad")).unwrap_err().to_string();
+        assert!(!error.contains("s3cret"), "{error}");
+    }
 }

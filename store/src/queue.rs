@@ -379,6 +379,8 @@ pub struct QueueStats {
     pub running: i64,
     /// Seconds the oldest waiting task has waited; 0 when none waits.
     pub oldest_queued_seconds: f64,
+    /// Seconds the longest-held task has been processed; 0 when none is.
+    pub oldest_running_seconds: f64,
 }
 
 /// Reads [`QueueStats`].
@@ -388,7 +390,9 @@ pub async fn stats(pool: &PgPool) -> Result<QueueStats, StoreError> {
                 count(*) FILTER (WHERE status = 'queued' AND not_before <= now()) AS claimable,
                 count(*) FILTER (WHERE status = 'running') AS running,
                 coalesce(extract(epoch FROM now() - min(enqueued_at) FILTER (WHERE status = 'queued')), 0)::float8
-                    AS oldest_queued_seconds
+                    AS oldest_queued_seconds,
+                coalesce(extract(epoch FROM now() - min(started_at) FILTER (WHERE status = 'running')), 0)::float8
+                    AS oldest_running_seconds
            FROM embedding_tasks WHERE status IN ('queued', 'running')",
     )
     .fetch_one(pool)
