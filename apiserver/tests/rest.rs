@@ -1332,3 +1332,25 @@ async fn search_reads_through_the_read_only_database_url_when_one_is_given() {
     let refused = sqlx::query("DELETE FROM document_chunks").execute(&mut reader).await.unwrap_err();
     assert!(refused.to_string().contains("read-only transaction"), "{refused}");
 }
+
+/// What the chart's alerts read of the apiserver, it exports: every `prospector_apiserver_*`
+/// metric the PrometheusRule names, with the `status` label its 5xx ratio selects on.
+#[tokio::test]
+async fn the_apiserver_exports_every_metric_the_charts_alerts_read() {
+    let stack = stack();
+    let (status, _) = get(stack, "/api/customers/1/quotas", "not-a-token").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "one answered request, so the counters have a series");
+    let wanted = prospector_tests::chart::alert_metrics("prospector_apiserver_").expect("render the chart's alerts");
+    assert!(!wanted.is_empty());
+    let body = reqwest::get(format!("{}/metrics", stack.base)).await.unwrap().text().await.unwrap();
+    for name in &wanted {
+        assert!(
+            body.contains(&format!("# TYPE {name} ")),
+            "the alerts read {name}, which the apiserver does not export"
+        );
+    }
+    assert!(
+        body.lines().any(|l| l.starts_with("prospector_apiserver_requests_total{") && l.contains("status=\"401\"")),
+        "requests are counted by status: {body}"
+    );
+}

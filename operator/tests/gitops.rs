@@ -1,7 +1,8 @@
 //! GitOps: `examples/kustomization.yaml`, applied the way Argo CD and Flux apply it (rendered by
 //! kustomize, server-side apply), reaches Ready with the operator running under the chart's
 //! RBAC. And the Argo CD health check Prospector ships (`examples/gitops/argocd/health.lua`, run
-//! by the gopher-lua Argo CD embeds) reads each real object's state: Progressing before the
+//! by `hack/argocd-health`: the gopher-lua library Argo CD embeds, with the object as the global
+//! `obj`, as Argo CD passes it) reads each real object's state: Progressing before the
 //! operator has seen it, Healthy once Ready, Degraded for a customer whose tier does not exist,
 //! Progressing for a document waiting for its ConfigMap, Suspended for a suspended customer.
 
@@ -126,7 +127,7 @@ async fn the_examples_sync_and_argo_cd_reads_their_health() {
     eventually("the document to wait for its source", WAIT, || async {
         let document = live("knowledgedocument", Some("cust-acme"), "later");
         let conditions = document["status"]["conditions"].as_array()?.clone();
-        conditions.iter().any(|c| c["reason"] == "SourceNotFound").then_some(())
+        conditions.iter().any(|c| c["type"] == "Ready" && c["reason"] == "SourceNotFound").then_some(())
     })
     .await;
     assert_eq!(health(&live("knowledgedocument", Some("cust-acme"), "later")).0, "Progressing");

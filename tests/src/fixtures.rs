@@ -47,11 +47,17 @@ pub async fn apply_tiers(client: &Client, tiers: &[Tier]) {
     }
 }
 
-/// Installs the example tiers and the platform namespace, as Helm would.
+/// Installs the example tiers and the platform namespace, as Helm would. The namespace enforces
+/// the restricted Pod Security Standard (as docs/operations.md asks), so a pod the platform
+/// starts there that breaks it, such as an embedder Job's, is refused in the tests too.
 pub async fn install_platform(client: &Client) {
     apply_tiers(client, &example_tiers()).await;
+    let labels = ["enforce", "audit", "warn"]
+        .map(|mode| (format!("pod-security.kubernetes.io/{mode}"), "restricted".to_owned()))
+        .into_iter()
+        .collect();
     let platform = Namespace {
-        metadata: ObjectMeta { name: Some(PLATFORM_NAMESPACE.into()), ..Default::default() },
+        metadata: ObjectMeta { name: Some(PLATFORM_NAMESPACE.into()), labels: Some(labels), ..Default::default() },
         ..Default::default()
     };
     let _ = Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &platform).await;

@@ -1,6 +1,7 @@
 //! The Helm chart (`charts/prospector`), with Helm 3 and Helm 4: `helm lint`, and what `helm
 //! template` renders for the default values, for GPU Jobs (`ci/gpu-job-values.yaml`) and for the
-//! Prometheus Operator's objects and an agent catalog (`ci/monitoring-values.yaml`), validated
+//! Prometheus Operator's objects and an agent catalog (`ci/monitoring-values.yaml`) and for
+//! Postgres by parts with search on a replica (`ci/external-database-values.yaml`), validated
 //! by the harness's real
 //! kube-apiserver (a server-side dry run with strict field validation, after the chart's own
 //! CRDs), and by `kubeconform -strict` with the schemas that apiserver serves (its built-in kinds
@@ -30,7 +31,7 @@ fn helm(script: &str, args: &[&str]) -> Output {
 fn value_sets() -> Vec<Vec<String>> {
     let ci = repo_root().join("charts/prospector/ci");
     let mut sets = vec![vec![]];
-    for file in ["gpu-job-values.yaml", "monitoring-values.yaml"] {
+    for file in ["gpu-job-values.yaml", "monitoring-values.yaml", "external-database-values.yaml"] {
         sets.push(vec!["-f".to_owned(), ci.join(file).display().to_string()]);
     }
     sets
@@ -96,6 +97,11 @@ fn the_chart_lints_and_renders_what_the_real_apiserver_accepts() {
     let namespace = format!("chart-{}", random_suffix(6).to_lowercase());
     let created = kubectl(&["create", "namespace", &namespace], None);
     assert!(created.status.success(), "{}", text(&created));
+    // PodSecurity admission warns about every workload whose pod template breaks the restricted
+    // standard in a namespace labelled so.
+    let labelled = kubectl(&["label", "namespace", &namespace, "pod-security.kubernetes.io/warn=restricted"], None);
+    assert!(labelled.status.success(), "{}", text(&labelled));
+    let mut first_manifest = None;
     for (h, extra) in HELMS.iter().flat_map(|h| value_sets().into_iter().map(move |e| (*h, e))) {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let rendered = helm(h, &[&["template", "prospector", chart, "--namespace", &namespace][..], &extra].concat());
@@ -105,6 +111,17 @@ fn the_chart_lints_and_renders_what_the_real_apiserver_accepts() {
             vec!["ClusterRole", "Role", "Deployment", "Tier", "Job", "NetworkPolicy", "PodDisruptionBudget"];
         if extra.iter().any(|e| e.ends_with("monitoring-values.yaml")) {
             kinds.extend(["ServiceMonitor", "PrometheusRule"]);
+        }
+        // Each way of reaching Postgres renders its own variables.
+        let expected: &[&str] = match extra.last().copied().unwrap_or_default() {
+            e if e.ends_with("external-database-values.yaml") => {
+                &["name: PGHOST", "name: PGSSLMODE", "name: PROSPECTOR_SEARCH_DATABASE_HOST"]
+            }
+            e if e.ends_with("gpu-job-values.yaml") => &["name: DATABASE_URL", "name: PROSPECTOR_SEARCH_DATABASE_URL"],
+            _ => &["name: DATABASE_URL"],
+        };
+        for variable in expected {
+            assert!(manifest.contains(variable), "{h} {extra:?}: no {variable}");
         }
         for kind in kinds {
             assert!(manifest.contains(&format!("\nkind: {kind}\n")), "{extra:?}: no {kind} rendered");
@@ -119,7 +136,15 @@ fn the_chart_lints_and_renders_what_the_real_apiserver_accepts() {
         assert!(applied.status.success(), "the apiserver refuses {extra:?}:\n{}", text(&applied));
         let accepted = text(&applied);
         assert!(accepted.contains("tier.prospector.dev/pro") && accepted.contains("(server dry run)"), "{accepted}");
+        assert!(!accepted.contains("would violate PodSecurity"), "{h} {extra:?}: {accepted}");
+        first_manifest.get_or_insert(manifest);
     }
+    // The same check speaks up for a pod template that breaks the standard.
+    let escalating =
+        first_manifest.unwrap().replacen("allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true", 1);
+    let applied =
+        kubectl(&["apply", "--dry-run=server", "--namespace", &namespace, "-f", "-"], Some(escalating.as_bytes()));
+    assert!(text(&applied).contains("would violate PodSecurity \"restricted"), "{}", text(&applied));
     let _ = kubectl(&["delete", "namespace", &namespace, "--wait=false"], None);
 }
 
