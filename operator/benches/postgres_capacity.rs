@@ -40,36 +40,45 @@ fn env<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// CPU seconds (user + system) spent so far by the processes whose ids `pids` yields.
-fn cpu_seconds(pids: impl Iterator<Item = u32>) -> f64 {
-    let ticks: u64 = pids
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|stat| {
-            // Fields after the command (which may hold spaces) start after the last ')'.
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .sum();
-    ticks as f64 / 100.0
+/// Clock ticks per second, the unit of /proc's CPU times.
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        let out = std::process::Command::new("getconf").arg("CLK_TCK").output().expect("getconf CLK_TCK");
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("CLK_TCK is a number")
+    })
 }
 
-/// The postmaster and its children: every process of the Postgres server.
-fn postgres_pids(postmaster: u32) -> Vec<u32> {
-    let mut pids = vec![postmaster];
+/// Fields 3 on of /proc/<pid>/stat (after the command, which may hold spaces); `None` once the
+/// process is gone.
+fn stat_fields(pid: u32) -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat.rsplit_once(')')?.1.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect())
+}
+
+/// CPU seconds (user + system) that `pid` has spent so far.
+fn cpu_seconds_of(pid: u32) -> f64 {
+    stat_fields(pid).map_or(0.0, |f| (f[10] + f[11]) as f64 / clock_ticks())
+}
+
+/// CPU seconds the whole Postgres server has spent so far: the postmaster, its live children,
+/// and (from the postmaster's cutime/cstime) every child it has reaped, so that an autovacuum
+/// or parallel worker that starts and exits between two readings is counted too.
+fn postgres_cpu_seconds(postmaster: u32) -> f64 {
+    let fields = stat_fields(postmaster).expect("the postmaster runs");
+    let own_and_reaped = (fields[10] + fields[11] + fields[12] + fields[13]) as f64 / clock_ticks();
+    let mut live_children = 0.0;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok());
-        if parent == Some(postmaster) {
-            pids.push(pid);
+        if stat_fields(pid).is_some_and(|f| f.first() == Some(&u64::from(postmaster))) {
+            live_children += cpu_seconds_of(pid);
         }
     }
-    pids
+    own_and_reaped + live_children
 }
 
 fn own_cpu_seconds() -> f64 {
-    cpu_seconds(std::iter::once(std::process::id()))
+    cpu_seconds_of(std::process::id())
 }
 
 struct Corpus {
@@ -146,8 +155,7 @@ async fn write(
         let n = QUEUED.fetch_add(1, Ordering::Relaxed);
         synthetic::queue_document(pool, customer_id, &format!("cust-{customer_id}"), &format!("doc-{n}")).await;
     }
-    let (pg_before, own_before, started) =
-        (cpu_seconds(postgres_pids(postmaster).into_iter()), own_cpu_seconds(), Instant::now());
+    let (pg_before, own_before, started) = (postgres_cpu_seconds(postmaster), own_cpu_seconds(), Instant::now());
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
             let (pool, corpus) = (pool.clone(), corpus.clone());
@@ -174,7 +182,7 @@ async fn write(
     Measured {
         operations: documents * CHUNKS_PER_DOCUMENT,
         seconds: started.elapsed().as_secs_f64(),
-        postgres_cpu: cpu_seconds(postgres_pids(postmaster).into_iter()) - pg_before,
+        postgres_cpu: postgres_cpu_seconds(postmaster) - pg_before,
         client_cpu: own_cpu_seconds() - own_before,
         latencies_ms,
     }
@@ -191,8 +199,7 @@ async fn read(
     seconds: f64,
 ) -> Measured {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let (pg_before, own_before, started) =
-        (cpu_seconds(postgres_pids(postmaster).into_iter()), own_cpu_seconds(), Instant::now());
+    let (pg_before, own_before, started) = (postgres_cpu_seconds(postmaster), own_cpu_seconds(), Instant::now());
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
             let (pool, corpus, customers) = (pool.clone(), corpus.clone(), customers.to_vec());
@@ -222,7 +229,7 @@ async fn read(
     Measured {
         operations: latencies_ms.len(),
         seconds: started.elapsed().as_secs_f64(),
-        postgres_cpu: cpu_seconds(postgres_pids(postmaster).into_iter()) - pg_before,
+        postgres_cpu: postgres_cpu_seconds(postmaster) - pg_before,
         client_cpu: own_cpu_seconds() - own_before,
         latencies_ms,
     }

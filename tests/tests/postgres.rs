@@ -109,6 +109,23 @@ async fn customer(pool: &PgPool, name: &str) -> i64 {
     .unwrap()
 }
 
+/// Limits small enough for a test to reach: 2 agents, 3 replicas, 1,000 bytes, 100 documents,
+/// 1,000 API calls a day, $100 a month.
+fn small_limits() -> QuotaLimits {
+    QuotaLimits {
+        max_api_calls_per_day: 1000,
+        max_api_calls_per_month: 30000,
+        rate_limit_per_second: 10,
+        rate_limit_per_minute: 100,
+        max_agents: 2,
+        max_concurrent_agents: 3,
+        max_storage_bytes: 1000,
+        max_documents: 100,
+        max_leads_per_month: 1000,
+        max_cost_per_month_usd: 100.0,
+    }
+}
+
 #[tokio::test]
 async fn the_quota_guard_refuses_growth_past_a_limit_but_allows_downgrades() {
     let db = shared_postgres().migrated_database().await.unwrap();
@@ -214,18 +231,7 @@ async fn uploads_racing_the_storage_limit_end_exactly_at_it_and_leave_nothing_wh
     use sha2::{Digest, Sha256};
     let db = shared_postgres().migrated_database().await.unwrap();
     let id = customer(&db.pool, "uploads").await;
-    let limits = QuotaLimits {
-        max_api_calls_per_day: 1000,
-        max_api_calls_per_month: 30000,
-        rate_limit_per_second: 10,
-        rate_limit_per_minute: 100,
-        max_agents: 2,
-        max_concurrent_agents: 3,
-        max_storage_bytes: 1000,
-        max_documents: 100,
-        max_leads_per_month: 1000,
-        max_cost_per_month_usd: 100.0,
-    };
+    let limits = small_limits();
     set_quota_limits(&db.pool, id, &limits).await.unwrap();
     // 20 uploads of 100 distinct bytes at once against 1,000 bytes of storage.
     let uploads = (0..20).map(|i| {
@@ -286,18 +292,7 @@ async fn customers_near_limits_are_counted_per_quota_by_the_database() {
     use chrono::NaiveDate;
     use prospector_store::customers::{NEAR_LIMIT_QUOTAS, add_api_calls, customers_near_limits};
     let db = shared_postgres().migrated_database().await.unwrap();
-    let limits = QuotaLimits {
-        max_api_calls_per_day: 1000,
-        max_api_calls_per_month: 30000,
-        rate_limit_per_second: 10,
-        rate_limit_per_minute: 100,
-        max_agents: 2,
-        max_concurrent_agents: 4,
-        max_storage_bytes: 1000,
-        max_documents: 0,
-        max_leads_per_month: 1000,
-        max_cost_per_month_usd: 100.0,
-    };
+    let limits = QuotaLimits { max_concurrent_agents: 4, max_documents: 0, ..small_limits() };
     let (today, month_start) =
         (NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(), NaiveDate::from_ymd_opt(2026, 11, 1).unwrap());
     let last_month = NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
