@@ -53,7 +53,7 @@ pub(crate) async fn write_chunks(
         "INSERT INTO document_chunks (customer_id, document_id, chunk_index, content, token_count, embedding)
          SELECT $1, $2, c.chunk_index, c.content, c.token_count, c.embedding
            FROM unnest($3::int4[], $4::text[], $5::int4[], $6::vector[]) AS c(chunk_index, content, token_count, embedding)
-         ON CONFLICT (document_id, chunk_index) DO UPDATE
+         ON CONFLICT (customer_id, document_id, chunk_index) DO UPDATE
             SET content = EXCLUDED.content, token_count = EXCLUDED.token_count, embedding = EXCLUDED.embedding",
     )
     .bind(customer_id)

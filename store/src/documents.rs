@@ -294,7 +294,11 @@ pub async fn release_failed_document(pool: &PgPool, k8s_uid: Uuid) -> Result<boo
     .bind(held.id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM document_chunks WHERE document_id = $1").bind(held.id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM document_chunks WHERE customer_id = $1 AND document_id = $2")
+        .bind(held.customer_id)
+        .bind(held.id)
+        .execute(&mut *tx)
+        .await?;
     if let Some(sha) = &held.blob_sha256 {
         delete_blob_if_unreferenced(&mut tx, held.customer_id, sha).await?;
     }

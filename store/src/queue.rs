@@ -257,7 +257,8 @@ pub async fn commit(
         return Ok(CommitOutcome::LeaseLost);
     }
     crate::chunks::write_chunks(&mut tx, task.customer_id, task.document_row, &result.chunks).await?;
-    sqlx::query("DELETE FROM document_chunks WHERE document_id = $1 AND chunk_index >= $2")
+    sqlx::query("DELETE FROM document_chunks WHERE customer_id = $1 AND document_id = $2 AND chunk_index >= $3")
+        .bind(task.customer_id)
         .bind(task.document_row)
         .bind(chunk_count)
         .execute(&mut *tx)

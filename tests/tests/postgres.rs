@@ -344,3 +344,21 @@ async fn customers_near_limits_are_counted_per_quota_by_the_database() {
         customers_near_limits(&db.pool, 0.5, today, month_start).await.unwrap().into_iter().collect();
     assert_eq!((half["agents"], half["concurrent_agents"]), (2, 1));
 }
+
+/// Partition-ready: a table partitioned by customer can only hold unique keys that include the
+/// customer, and every key of `document_chunks` but the surrogate id leads with it.
+#[tokio::test]
+async fn the_chunks_unique_keys_lead_with_the_customer() {
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let keys: Vec<(String, String)> = sqlx::query_as(
+        "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+          WHERE conrelid = 'document_chunks'::regclass AND contype = 'u'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(!keys.is_empty(), "the re-indexing key exists");
+    for (name, definition) in keys {
+        assert!(definition.starts_with("UNIQUE (customer_id, "), "{name}: {definition}");
+    }
+}
