@@ -35,6 +35,10 @@ enum Command {
         /// PGPASSWORD, PGDATABASE and PGSSLMODE apply.
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
+        /// Hash partitions of `document_chunks` by customer (1: one table). Chosen at install:
+        /// a table that holds chunks keeps its layout, and a different count is refused.
+        #[arg(long, env = "PROSPECTOR_CHUNK_PARTITIONS", default_value_t = 1)]
+        chunk_partitions: u32,
     },
     /// Runs the controllers (after applying the migrations).
     Run(Box<RunArgs>),
@@ -155,7 +159,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     let result = match cli.command {
-        Command::Migrate { database_url } => migrate(database_url.as_deref()).await,
+        Command::Migrate { database_url, chunk_partitions } => migrate(database_url.as_deref(), chunk_partitions).await,
         Command::Run(args) => run(*args).await,
     };
     match result {
@@ -167,11 +171,12 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn migrate(database_url: Option<&str>) -> Result<(), OperatorError> {
+async fn migrate(database_url: Option<&str>, chunk_partitions: u32) -> Result<(), OperatorError> {
     let pool = prospector_store::connect_with(prospector_store::connect_options(database_url)?, 2).await?;
     prospector_store::migrate(&pool).await?;
     let applied = prospector_store::applied_migrations(&pool).await?;
-    tracing::info!(latest = applied.last().copied(), count = applied.len(), "migrations applied");
+    let layout = prospector_store::partitions::set_chunk_partitions(&pool, chunk_partitions).await?;
+    tracing::info!(latest = applied.last().copied(), count = applied.len(), ?layout, "migrations applied");
     Ok(())
 }
 

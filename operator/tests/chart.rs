@@ -108,8 +108,9 @@ async fn install_upgrade_uninstall(helm: &str) {
             }
         })
     };
-    let install =
-        ["install", "prospector", chart, "-n", NAMESPACE, "--set", "database.urlKey=", "--wait", "--timeout", "180s"];
+    // Postgres by parts, and document_chunks in 4 hash partitions (the database is new).
+    let values = "database.urlKey=,database.chunkPartitions=4";
+    let install = ["install", "prospector", chart, "-n", NAMESPACE, "--set", values, "--wait", "--timeout", "180s"];
     succeeded("helm install", run(helm, kubeconfig, &install));
     watching.abort();
 
@@ -120,7 +121,7 @@ async fn install_upgrade_uninstall(helm: &str) {
     assert_eq!(hook.status.as_ref().and_then(|s| s.succeeded), Some(1), "the hook Job completed");
     let container = &hook.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
     let args = container.args.clone().unwrap_or_default();
-    assert_eq!(args, ["migrate"]);
+    assert_eq!(args, ["migrate", "--chunk-partitions=4"]);
     let secrets = Api::<Secret>::namespaced(client.clone(), NAMESPACE);
     let database_secret = secrets.get("prospector-database").await.unwrap().data.unwrap();
     let mut from_secret = Vec::new();
@@ -140,6 +141,8 @@ async fn install_upgrade_uninstall(helm: &str) {
     succeeded("the hook's command", migrated.unwrap());
     let applied = prospector_store::applied_migrations(&db.pool).await.unwrap();
     assert_eq!(applied.len(), prospector_store::MIGRATOR.iter().count());
+    let layout = prospector_store::partitions::chunk_layout(&db.pool).await.unwrap();
+    assert_eq!(layout, prospector_store::partitions::ChunkLayout::Partitioned(4));
 
     // The CRDs are served, the Tiers exist, and every pod of the release has a node.
     Api::<Customer>::all(client.clone()).list(&ListParams::default()).await.expect("customers are served");

@@ -12,6 +12,7 @@ pub mod customers;
 pub mod documents;
 mod error;
 pub mod idempotency;
+pub mod partitions;
 pub mod queue;
 pub mod search;
 pub mod tenant_index;

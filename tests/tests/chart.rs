@@ -238,6 +238,7 @@ fn the_values_schema_refuses_each_kind_of_bad_value_and_names_it() {
         ("database.urlKey=,database.keys.host=", "/database/keys/host"),
         ("monitoring.prometheusRule.quotaNearLimitRatio=1.5", "/monitoring/prometheusRule/quotaNearLimitRatio"),
         ("agentCatalog.custom.image=", "/agentCatalog/custom/image"),
+        ("database.chunkPartitions=0", "/database/chunkPartitions"),
     ] {
         for h in HELMS {
             let rendered = helm(h, &["template", "prospector", chart, "--set", value]);

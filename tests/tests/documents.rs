@@ -313,7 +313,17 @@ async fn failures_retry_with_backoff_then_fail_for_good_with_the_message() {
 
 #[tokio::test]
 async fn deletion_in_any_state_leaves_no_rows_and_keeps_shared_blobs() {
-    let db = shared_postgres().migrated_database().await.unwrap();
+    deletion_in_any_state_leaves_no_rows_and_keeps_shared_blobs_with(1).await;
+}
+
+/// The same on `document_chunks` in 8 hash partitions by customer.
+#[tokio::test]
+async fn deletion_in_any_state_leaves_no_rows_and_keeps_shared_blobs_in_partitions() {
+    deletion_in_any_state_leaves_no_rows_and_keeps_shared_blobs_with(8).await;
+}
+
+async fn deletion_in_any_state_leaves_no_rows_and_keeps_shared_blobs_with(partitions: u32) {
+    let db = database(partitions).await;
     let mut rng = StdRng::seed_from_u64(5);
     let customer_id = customer(&db.pool, "tidy", 100, 1_000_000).await;
     // Pending, queued, processing and ready documents; two of them share their bytes.
@@ -385,13 +395,30 @@ async fn ready_document(pool: &PgPool, customer_id: i64, tags: &[&str], chunks: 
     row.document_id
 }
 
+/// A migrated database with `document_chunks` in `partitions` hash partitions (1: one table).
+async fn database(partitions: u32) -> prospector_tests::TestDatabase {
+    let db = shared_postgres().migrated_database().await.unwrap();
+    prospector_store::partitions::set_chunk_partitions(&db.pool, partitions).await.unwrap();
+    db
+}
+
 fn request<'a>(customer_id: i64, embedding: &'a [f32], text: &'a str, mode: SearchMode) -> SearchRequest<'a> {
     SearchRequest { top_k: 10, mode, ..SearchRequest::new(customer_id, embedding, text) }
 }
 
 #[tokio::test]
 async fn search_is_exact_within_one_customer_and_never_crosses_customers() {
-    let db = shared_postgres().migrated_database().await.unwrap();
+    search_is_exact_within_one_customer_and_never_crosses_customers_with(1).await;
+}
+
+/// The same on `document_chunks` in 8 hash partitions by customer.
+#[tokio::test]
+async fn search_is_exact_within_one_customer_and_never_crosses_customers_in_partitions() {
+    search_is_exact_within_one_customer_and_never_crosses_customers_with(8).await;
+}
+
+async fn search_is_exact_within_one_customer_and_never_crosses_customers_with(partitions: u32) {
+    let db = database(partitions).await;
     let mut rng = StdRng::seed_from_u64(7);
     let alice = customer(&db.pool, "alice", 100, 1_000_000).await;
     let bob = customer(&db.pool, "bob", 100, 1_000_000).await;
@@ -428,7 +455,17 @@ async fn search_is_exact_within_one_customer_and_never_crosses_customers() {
 
 #[tokio::test]
 async fn hybrid_search_lifts_keyword_matches_and_filters_by_tag_and_document() {
-    let db = shared_postgres().migrated_database().await.unwrap();
+    hybrid_search_lifts_keyword_matches_and_filters_by_tag_and_document_with(1).await;
+}
+
+/// The same on `document_chunks` in 8 hash partitions by customer.
+#[tokio::test]
+async fn hybrid_search_lifts_keyword_matches_and_filters_by_tag_and_document_in_partitions() {
+    hybrid_search_lifts_keyword_matches_and_filters_by_tag_and_document_with(8).await;
+}
+
+async fn hybrid_search_lifts_keyword_matches_and_filters_by_tag_and_document_with(partitions: u32) {
+    let db = database(partitions).await;
     let mut rng = StdRng::seed_from_u64(11);
     let customer_id = customer(&db.pool, "hybrid", 100, 1_000_000).await;
     let query = random_unit_vector(&mut rng);
@@ -511,7 +548,17 @@ async fn results_are_looked_up_by_id_even_before_statistics_know_a_bulk_load() {
 
 #[tokio::test]
 async fn a_customers_own_index_serves_its_searches_and_filtered_or_unindexed_searches_are_exact() {
-    let db = shared_postgres().migrated_database().await.unwrap();
+    a_customers_own_index_serves_its_searches_and_filtered_or_unindexed_searches_are_exact_with(1).await;
+}
+
+/// The same on `document_chunks` in 8 hash partitions by customer.
+#[tokio::test]
+async fn a_customers_own_index_serves_its_searches_and_filtered_or_unindexed_searches_are_exact_in_partitions() {
+    a_customers_own_index_serves_its_searches_and_filtered_or_unindexed_searches_are_exact_with(8).await;
+}
+
+async fn a_customers_own_index_serves_its_searches_and_filtered_or_unindexed_searches_are_exact_with(partitions: u32) {
+    let db = database(partitions).await;
     let mut rng = StdRng::seed_from_u64(23);
     let topics: Vec<Vec<f32>> = (0..12).map(|_| random_unit_vector(&mut rng)).collect();
     let large = customer(&db.pool, "large", 100, 1_000_000).await;

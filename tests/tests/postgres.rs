@@ -362,3 +362,51 @@ async fn the_chunks_unique_keys_lead_with_the_customer() {
         assert!(definition.starts_with("UNIQUE (customer_id, "), "{name}: {definition}");
     }
 }
+
+/// The partition count is chosen on an empty table, kept when asked again, and never changed
+/// under rows or after the fact: each refusal says why.
+#[tokio::test]
+async fn chunk_partitions_are_chosen_on_an_empty_table_and_then_kept() {
+    use prospector_store::chunks::NewChunk;
+    use prospector_store::partitions::{ChunkLayout, chunk_layout, set_chunk_partitions};
+    let refused = |e: prospector_store::StoreError| e.to_string();
+
+    let db = shared_postgres().migrated_database().await.unwrap();
+    assert_eq!(chunk_layout(&db.pool).await.unwrap(), ChunkLayout::Plain);
+    assert_eq!(set_chunk_partitions(&db.pool, 1).await.unwrap(), ChunkLayout::Plain);
+    assert!(refused(set_chunk_partitions(&db.pool, 0).await.unwrap_err()).contains("1 to 1024"));
+    assert_eq!(set_chunk_partitions(&db.pool, 8).await.unwrap(), ChunkLayout::Partitioned(8));
+    assert_eq!(set_chunk_partitions(&db.pool, 8).await.unwrap(), ChunkLayout::Partitioned(8), "idempotent");
+    assert!(refused(set_chunk_partitions(&db.pool, 4).await.unwrap_err()).contains("has 8 partitions, not 4"));
+    assert!(refused(set_chunk_partitions(&db.pool, 1).await.unwrap_err()).contains("has 8 partitions, not 1"));
+
+    // Customers' chunks land in the partitions, each customer's in one.
+    let chunk = |i: i32| NewChunk {
+        chunk_index: i,
+        content: format!("chunk {i}"),
+        token_count: 3,
+        embedding: (0..384).map(|d| if d == i as usize { 1.0 } else { 0.0 }).collect(),
+    };
+    for name in ["p1", "p2", "p3", "p4", "p5", "p6"] {
+        let id = customer(&db.pool, name).await;
+        set_quota_limits(&db.pool, id, &small_limits()).await.unwrap();
+        prospector_tests::synthetic::commit_document(&db.pool, id, "cust-x", name, vec![chunk(0), chunk(1)]).await;
+    }
+    let (partitions_used, most_per_customer): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(DISTINCT tableoid) FROM document_chunks),
+                (SELECT max(n) FROM (SELECT count(DISTINCT tableoid) n FROM document_chunks GROUP BY customer_id) x)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(partitions_used > 1, "six customers in one partition of eight");
+    assert_eq!(most_per_customer, 1, "a customer's chunks share one partition");
+
+    // A one-table database with chunks keeps its layout.
+    let used = shared_postgres().migrated_database().await.unwrap();
+    let id = customer(&used.pool, "used").await;
+    set_quota_limits(&used.pool, id, &small_limits()).await.unwrap();
+    prospector_tests::synthetic::commit_document(&used.pool, id, "cust-used", "d", vec![chunk(0)]).await;
+    assert!(refused(set_chunk_partitions(&used.pool, 4).await.unwrap_err()).contains("holds rows"));
+    assert_eq!(chunk_layout(&used.pool).await.unwrap(), ChunkLayout::Plain);
+}
