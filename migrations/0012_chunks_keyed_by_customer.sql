@@ -7,6 +7,8 @@
 ALTER TABLE document_chunks
     ADD CONSTRAINT document_chunks_customer_document_chunk_key UNIQUE (customer_id, document_id, chunk_index);
 ALTER TABLE document_chunks DROP CONSTRAINT document_chunks_document_chunk_key;
+COMMENT ON COLUMN document_chunks.chunk_index IS
+    '0-based position of the chunk in the document; with customer_id and document_id the idempotency key of re-indexing.';
 
 -- The purge names the customer too, so it reaches the chunks through the new key (and, once
 -- partitioned, one partition).

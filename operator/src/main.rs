@@ -37,8 +37,9 @@ enum Command {
         database_url: Option<String>,
         /// Hash partitions of `document_chunks` by customer (1: one table). Chosen at install:
         /// a table that holds chunks keeps its layout, and a different count is refused.
-        #[arg(long, env = "PROSPECTOR_CHUNK_PARTITIONS", default_value_t = 1)]
-        chunk_partitions: u32,
+        /// Without it, the layout stays as it is.
+        #[arg(long, env = "PROSPECTOR_CHUNK_PARTITIONS")]
+        chunk_partitions: Option<u32>,
     },
     /// Runs the controllers (after applying the migrations).
     Run(Box<RunArgs>),
@@ -171,11 +172,14 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn migrate(database_url: Option<&str>, chunk_partitions: u32) -> Result<(), OperatorError> {
+async fn migrate(database_url: Option<&str>, chunk_partitions: Option<u32>) -> Result<(), OperatorError> {
     let pool = prospector_store::connect_with(prospector_store::connect_options(database_url)?, 2).await?;
     prospector_store::migrate(&pool).await?;
     let applied = prospector_store::applied_migrations(&pool).await?;
-    let layout = prospector_store::partitions::set_chunk_partitions(&pool, chunk_partitions).await?;
+    let layout = match chunk_partitions {
+        Some(partitions) => prospector_store::partitions::set_chunk_partitions(&pool, partitions).await?,
+        None => prospector_store::partitions::chunk_layout(&pool).await?,
+    };
     tracing::info!(latest = applied.last().copied(), count = applied.len(), ?layout, "migrations applied");
     Ok(())
 }

@@ -53,6 +53,15 @@ pub async fn set_chunk_partitions(pool: &PgPool, partitions: u32) -> Result<Chun
     }
     let mut tx = pool.begin().await?;
     sqlx::query("LOCK TABLE document_chunks IN ACCESS EXCLUSIVE MODE").execute(&mut *tx).await?;
+    // Another migrate may have converted the table between the check above and this lock.
+    let partitioned_meanwhile: bool =
+        sqlx::query_scalar("SELECT relkind = 'p' FROM pg_class WHERE oid = 'document_chunks'::regclass")
+            .fetch_one(&mut *tx)
+            .await?;
+    if partitioned_meanwhile {
+        tx.rollback().await?;
+        return Box::pin(set_chunk_partitions(pool, partitions)).await;
+    }
     let has_rows: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM document_chunks)").fetch_one(&mut *tx).await?;
     if has_rows {
@@ -65,6 +74,10 @@ pub async fn set_chunk_partitions(pool: &PgPool, partitions: u32) -> Result<Chun
     // The same columns, defaults, generated column, identity, storage, checks and comments as
     // the migrations made; the keys are the migrations' too, with the customer in the primary key
     // (a partitioned table's unique keys must hold its partition key).
+    let table_comment: Option<String> =
+        sqlx::query_scalar("SELECT obj_description('document_chunks'::regclass, 'pg_class')")
+            .fetch_one(&mut *tx)
+            .await?;
     let statements = [
         "ALTER TABLE document_chunks RENAME TO document_chunks_plain".to_owned(),
         "CREATE TABLE document_chunks (LIKE document_chunks_plain INCLUDING DEFAULTS INCLUDING GENERATED \
@@ -91,18 +104,34 @@ pub async fn set_chunk_partitions(pool: &PgPool, partitions: u32) -> Result<Chun
     for statement in statements {
         sqlx::query(&statement).persistent(false).execute(&mut *tx).await?;
     }
+    // LIKE copies the columns' comments, not the table's.
+    if let Some(comment) = table_comment {
+        sqlx::query("SELECT set_config('prospector.chunks_comment', $1, true)")
+            .bind(&comment)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DO $$ BEGIN EXECUTE format('COMMENT ON TABLE document_chunks IS %L', current_setting('prospector.chunks_comment')); END $$")
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     Ok(ChunkLayout::Partitioned(partitions))
 }
 
-/// The table a customer's chunks are stored in: `document_chunks` itself, or its partition.
-/// `None` when the table is partitioned and the customer has no chunks (so no partition to name).
-pub async fn chunks_table_of(pool: &PgPool, customer_id: i64) -> Result<Option<String>, StoreError> {
-    if chunk_layout(pool).await? == ChunkLayout::Plain {
-        return Ok(Some("document_chunks".into()));
-    }
-    Ok(sqlx::query_scalar("SELECT tableoid::regclass::text FROM document_chunks WHERE customer_id = $1 LIMIT 1")
-        .bind(customer_id)
-        .fetch_optional(pool)
-        .await?)
+/// The table a customer's chunks are stored in: `document_chunks` itself, or the partition
+/// its id hashes to (named `document_chunks_p<remainder>` by [`set_chunk_partitions`]), whether
+/// or not it holds chunks yet.
+pub async fn chunks_table_of(pool: &PgPool, customer_id: i64) -> Result<String, StoreError> {
+    let ChunkLayout::Partitioned(partitions) = chunk_layout(pool).await? else {
+        return Ok("document_chunks".into());
+    };
+    let table: Option<String> = sqlx::query_scalar(
+        "SELECT format('document_chunks_p%s', r) FROM generate_series(0, $2 - 1) r
+          WHERE satisfies_hash_partition('document_chunks'::regclass, $2, r, $1::bigint)",
+    )
+    .bind(customer_id)
+    .bind(partitions as i32)
+    .fetch_optional(pool)
+    .await?;
+    table.ok_or_else(|| StoreError::Config(format!("no partition of document_chunks takes customer {customer_id}")))
 }

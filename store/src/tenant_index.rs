@@ -89,7 +89,7 @@ pub async fn build_index(pool: &PgPool, customer_id: i64, maintenance_work_mem_m
     }
     // On a partitioned table the index goes on the customer's partition: `CONCURRENTLY` does not
     // work on a partitioned parent, and a search pruned to the partition uses it there.
-    let Some(table) = crate::partitions::chunks_table_of(pool, customer_id).await? else { return Ok(()) };
+    let table = crate::partitions::chunks_table_of(pool, customer_id).await?;
     // The memory setting and the customer id are numbers formatted here, and the table a name
     // the catalog gave, never outside text.
     let raise_memory = format!("SET maintenance_work_mem = '{maintenance_work_mem_mib}MB'");

@@ -398,7 +398,13 @@ async fn ready_document(pool: &PgPool, customer_id: i64, tags: &[&str], chunks: 
 /// A migrated database with `document_chunks` in `partitions` hash partitions (1: one table).
 async fn database(partitions: u32) -> prospector_tests::TestDatabase {
     let db = shared_postgres().migrated_database().await.unwrap();
-    prospector_store::partitions::set_chunk_partitions(&db.pool, partitions).await.unwrap();
+    let layout = prospector_store::partitions::set_chunk_partitions(&db.pool, partitions).await.unwrap();
+    let expected = match partitions {
+        1 => prospector_store::partitions::ChunkLayout::Plain,
+        n => prospector_store::partitions::ChunkLayout::Partitioned(n),
+    };
+    assert_eq!(layout, expected);
+    assert_eq!(prospector_store::partitions::chunk_layout(&db.pool).await.unwrap(), expected);
     db
 }
 

@@ -379,6 +379,19 @@ async fn chunk_partitions_are_chosen_on_an_empty_table_and_then_kept() {
     assert_eq!(set_chunk_partitions(&db.pool, 8).await.unwrap(), ChunkLayout::Partitioned(8), "idempotent");
     assert!(refused(set_chunk_partitions(&db.pool, 4).await.unwrap_err()).contains("has 8 partitions, not 4"));
     assert!(refused(set_chunk_partitions(&db.pool, 1).await.unwrap_err()).contains("has 8 partitions, not 1"));
+    // The partitioned table is the migrations' table: comment, checks, vector storage, identity.
+    let (comment, checks, storage, identity): (Option<String>, i64, String, String) = sqlx::query_as(
+        "SELECT obj_description('document_chunks'::regclass, 'pg_class'),
+                (SELECT count(*) FROM pg_constraint WHERE conrelid = 'document_chunks'::regclass AND contype = 'c'),
+                (SELECT attstorage::text FROM pg_attribute WHERE attrelid = 'document_chunks'::regclass AND attname = 'embedding'),
+                (SELECT attidentity::text FROM pg_attribute WHERE attrelid = 'document_chunks'::regclass AND attname = 'id')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(comment.is_some_and(|c| !c.is_empty()), "the table's comment is kept");
+    assert!(checks >= 3, "the CHECK constraints are kept: {checks}");
+    assert_eq!((storage.as_str(), identity.as_str()), ("p", "a"), "vectors inline, ids generated always");
 
     // Customers' chunks land in the partitions, each customer's in one.
     let chunk = |i: i32| NewChunk {
