@@ -8,12 +8,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::{eventually, shared_operator};
 use prospector_tests::hack::{hack_path, repo_root};
+use prospector_tests::process::output_with_input;
 use prospector_tests::shared_cluster;
 use serde::Deserialize;
 use serde_json::Value;
@@ -21,18 +21,7 @@ use serde_json::Value;
 const WAIT: Duration = Duration::from_secs(180);
 
 fn kubectl(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(hack_path("kubectl.sh").unwrap())
-        .arg("--kubeconfig")
-        .arg(shared_cluster().kubeconfig())
-        .args(args)
-        .current_dir(repo_root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+    shared_cluster().kubectl(args, stdin).expect("run kubectl")
 }
 
 fn succeeded(what: &str, output: Output) -> Vec<u8> {
@@ -43,16 +32,10 @@ fn succeeded(what: &str, output: Output) -> Vec<u8> {
 /// Argo CD's verdict on one object: `(status, message)`.
 fn health(object: &Value) -> (String, String) {
     let script = repo_root().join("examples/gitops/argocd/health.lua");
-    let mut child = Command::new(hack_path("argocd-health.sh").unwrap())
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(&serde_json::to_vec(object).unwrap()).unwrap();
-    let verdict: Value =
-        serde_json::from_slice(&succeeded("argocd-health", child.wait_with_output().unwrap())).unwrap();
+    let mut command = Command::new(hack_path("argocd-health.sh").unwrap());
+    command.arg(script);
+    let output = output_with_input(&mut command, &serde_json::to_vec(object).unwrap()).unwrap();
+    let verdict: Value = serde_json::from_slice(&succeeded("argocd-health", output)).unwrap();
     (verdict["status"].as_str().unwrap().to_owned(), verdict["message"].as_str().unwrap().to_owned())
 }
 

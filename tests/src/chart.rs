@@ -5,8 +5,7 @@
 //! alerts read, so a test can check the binaries export each one.
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 
 use crate::HarnessError;
@@ -30,22 +29,10 @@ pub fn apply_chart_rbac(cluster: &ControlPlane, embedder_mode: &str) -> Result<(
     }
     let mode = format!("operator.embedder.mode={embedder_mode}");
     let rendered = render(&["--show-only", "templates/rbac.yaml", "--set", &mode])?;
-    let mut kubectl = Command::new(hack_path("kubectl.sh")?)
-        .arg("--kubeconfig")
-        .arg(cluster.kubeconfig())
-        .args(["apply", "--server-side", "--force-conflicts", "--field-manager=prospector-tests", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| HarnessError::Start(format!("kubectl: {e}")))?;
-    kubectl
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(rendered.as_bytes())
-        .map_err(|e| HarnessError::Start(e.to_string()))?;
-    let output = kubectl.wait_with_output().map_err(|e| HarnessError::Start(e.to_string()))?;
+    let output = cluster.kubectl(
+        &["apply", "--server-side", "--force-conflicts", "--field-manager=prospector-tests", "-f", "-"],
+        rendered.as_bytes(),
+    )?;
     if !output.status.success() {
         return Err(HarnessError::Start(format!("kubectl apply: {}", String::from_utf8_lossy(&output.stderr))));
     }

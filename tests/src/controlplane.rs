@@ -218,6 +218,15 @@ impl ControlPlane {
         client_from_kubeconfig(&self.kubeconfig_as(user)?).await
     }
 
+    /// Runs `kubectl` (hack/kubectl.sh) as the admin against this control plane, from the
+    /// repository root, with `input` on its standard input.
+    pub fn kubectl(&self, args: &[&str], input: &[u8]) -> Result<std::process::Output, HarnessError> {
+        let mut command = std::process::Command::new(hack_path("kubectl.sh")?);
+        command.arg("--kubeconfig").arg(&self.kubeconfig).args(args).current_dir(repo_root());
+        crate::process::output_with_input(&mut command, input)
+            .map_err(|e| HarnessError::Start(format!("kubectl {}: {e}", args.join(" "))))
+    }
+
     /// The kubeconfig file of the admin user (for `kubectl --kubeconfig`).
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig

@@ -147,6 +147,22 @@ pub fn run_checked(command: &mut Command, what: &str) -> Result<std::process::Ou
     Ok(output)
 }
 
+/// Runs a command to completion with `input` on its standard input, collecting what it prints.
+/// The input is written from a thread of its own, so a command that prints before it has read
+/// everything cannot deadlock against a full pipe.
+pub fn output_with_input(command: &mut Command, input: &[u8]) -> std::io::Result<std::process::Output> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut pipe = child.stdin.take().expect("stdin is piped");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || pipe.write_all(&input));
+    let output = child.wait_with_output()?;
+    // A command that exits without reading all of its input closes the pipe: not an error here.
+    let _ = writer.join();
+    Ok(output)
+}
+
 /// Picks a free TCP port on the loopback interface.
 pub fn free_port() -> Result<u16, HarnessError> {
     let listener =

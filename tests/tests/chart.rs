@@ -13,6 +13,7 @@ use std::process::{Command, Output};
 
 use prospector_tests::hack::{hack_path, repo_root};
 use prospector_tests::kube_schemas::{schema_location, write_kubeconform_schemas};
+use prospector_tests::process::output_with_input;
 use prospector_tests::{process_dir, random_suffix, shared_cluster};
 
 fn chart() -> PathBuf {
@@ -63,19 +64,7 @@ fn apply_crds() {
 }
 
 fn kubectl(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    use std::io::Write;
-    let kubectl = hack_path("kubectl.sh").expect("hack/kubectl.sh fetches kubectl");
-    let mut command = Command::new(kubectl);
-    command.arg("--kubeconfig").arg(shared_cluster().kubeconfig()).args(args);
-    command
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().expect("run kubectl");
-    let input = stdin.unwrap_or_default().to_vec();
-    let mut pipe = child.stdin.take().unwrap();
-    std::thread::spawn(move || pipe.write_all(&input));
-    child.wait_with_output().unwrap()
+    shared_cluster().kubectl(args, stdin.unwrap_or_default()).expect("run kubectl")
 }
 
 fn text(output: &Output) -> String {
@@ -149,19 +138,10 @@ fn the_chart_lints_and_renders_what_the_real_apiserver_accepts() {
 }
 
 fn kubeconform(schemas: &std::path::Path, manifest: &str) -> Output {
-    use std::io::Write;
     let kubeconform = hack_path("kubeconform.sh").expect("hack/kubeconform.sh builds kubeconform");
-    let mut child = Command::new(kubeconform)
-        .args(["-strict", "-summary", "-output", "text", "-schema-location", &schema_location(schemas), "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run kubeconform");
-    let input = manifest.as_bytes().to_vec();
-    let mut pipe = child.stdin.take().unwrap();
-    std::thread::spawn(move || pipe.write_all(&input));
-    child.wait_with_output().unwrap()
+    let mut command = Command::new(kubeconform);
+    command.args(["-strict", "-summary", "-output", "text", "-schema-location", &schema_location(schemas), "-"]);
+    output_with_input(&mut command, manifest.as_bytes()).expect("run kubeconform")
 }
 
 /// The schemas of everything the shared apiserver serves, once the chart's CRDs are among them
