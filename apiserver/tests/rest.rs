@@ -12,6 +12,7 @@
 #[path = "../../embedder/tests/support/mod.rs"]
 mod support;
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -38,9 +39,31 @@ fn apiserver_kubeconfig() -> String {
     kubeconfig.display().to_string()
 }
 
+/// Starts a `prospector-apiserver` of this platform on a free port, as the chart's ServiceAccount,
+/// with `args` besides `--listen` and `env` besides `KUBECONFIG`; returns it, its base URL and its
+/// log file. Each caller waits for it as its test needs.
+fn start_apiserver(name: &str, log: PathBuf, args: &[&str], env: &[(&str, &str)]) -> (ManagedProcess, String, PathBuf) {
+    let port = free_port().unwrap();
+    let kubeconfig = apiserver_kubeconfig();
+    let mut all_args = vec![format!("--listen=127.0.0.1:{port}")];
+    all_args.extend(args.iter().map(|a| (*a).to_owned()));
+    let mut all_env = vec![("KUBECONFIG", kubeconfig.as_str())];
+    all_env.extend_from_slice(env);
+    let process = ManagedProcess::spawn(
+        name,
+        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-apiserver")),
+        &all_args,
+        RunAs::Current,
+        &log,
+        &all_env,
+    )
+    .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    (process, format!("http://127.0.0.1:{port}"), log)
+}
+
 struct Stack {
     base: String,
-    log: std::path::PathBuf,
+    log: PathBuf,
     database_url: String,
 }
 
@@ -70,23 +93,13 @@ fn stack() -> &'static Stack {
                     },
                     ..RunOptions::default()
                 };
-                let port = free_port().unwrap();
-                let log = process_dir().join(format!("apiserver-{}.log", random_suffix(4)));
-                let kubeconfig = apiserver_kubeconfig();
-                let _apiserver = ManagedProcess::spawn(
+                let (_apiserver, base, log) = start_apiserver(
                     "apiserver",
-                    std::path::Path::new(env!("CARGO_BIN_EXE_prospector-apiserver")),
-                    &[format!("--listen=127.0.0.1:{port}"), "--register-wait-seconds=30".into()],
-                    RunAs::Current,
-                    &log,
-                    &[
-                        ("DATABASE_URL", db.url.as_str()),
-                        ("KUBECONFIG", kubeconfig.as_str()),
-                        ("PROSPECTOR_ADMIN_TOKEN", ADMIN_TOKEN),
-                    ],
-                )
-                .expect("start the apiserver");
-                let stack = Stack { base: format!("http://127.0.0.1:{port}"), log, database_url: db.url.clone() };
+                    process_dir().join(format!("apiserver-{}.log", random_suffix(4))),
+                    &["--register-wait-seconds=30"],
+                    &[("DATABASE_URL", db.url.as_str()), ("PROSPECTOR_ADMIN_TOKEN", ADMIN_TOKEN)],
+                );
+                let stack = Stack { base, log, database_url: db.url.clone() };
                 ready_tx.send(stack).unwrap();
                 let result = run(client, db.pool, options, Arc::new(SystemClock), std::future::pending()).await;
                 panic!("the operator stopped: {result:?}");
@@ -1022,19 +1035,13 @@ async fn uploads_racing_the_document_limit_and_oversized_requests() {
 async fn open_self_registration_is_free_tier_only_and_reads_its_status_with_its_token() {
     let stack = stack();
     // A second server of the same platform, with self-registration on.
-    let port = free_port().unwrap();
-    let log = process_dir().join(format!("apiserver-open-{}.log", random_suffix(4)));
-    let kubeconfig = apiserver_kubeconfig();
-    let _open = ManagedProcess::spawn(
+    let (_open, base, log) = start_apiserver(
         "apiserver-open",
-        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-apiserver")),
-        &[format!("--listen=127.0.0.1:{port}"), "--open-registration".into(), "--search=false".into()],
-        RunAs::Current,
-        &log,
-        &[("DATABASE_URL", stack.database_url.as_str()), ("KUBECONFIG", kubeconfig.as_str())],
-    )
-    .expect("start the second apiserver");
-    let open = Stack { base: format!("http://127.0.0.1:{port}"), log, database_url: stack.database_url.clone() };
+        process_dir().join(format!("apiserver-open-{}.log", random_suffix(4))),
+        &["--open-registration", "--search=false"],
+        &[("DATABASE_URL", stack.database_url.as_str())],
+    );
+    let open = Stack { base, log, database_url: stack.database_url.clone() };
     eventually("the second apiserver to be ready", WAIT, || async {
         reqwest::get(format!("{}/readyz", open.base)).await.ok()?.status().is_success().then_some(())
     })
@@ -1223,27 +1230,17 @@ async fn a_rotated_admin_token_file_takes_effect_without_a_restart() {
     let file = dir.join("token");
     let (first, second) = (format!("first-{}", random_suffix(16)), format!("second-{}", random_suffix(16)));
     std::fs::write(&file, &first).unwrap();
-    let port = free_port().unwrap();
-    let log = dir.join("apiserver.log");
-    let kubeconfig = apiserver_kubeconfig();
-    let _server = ManagedProcess::spawn(
+    let (_server, base, log) = start_apiserver(
         "apiserver-token-file",
-        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-apiserver")),
-        &[format!("--listen=127.0.0.1:{port}"), "--search=false".into()],
-        RunAs::Current,
-        &log,
-        &[
-            ("DATABASE_URL", stack.database_url.as_str()),
-            ("KUBECONFIG", kubeconfig.as_str()),
-            ("PROSPECTOR_ADMIN_TOKEN_FILE", file.to_str().unwrap()),
-        ],
-    )
-    .expect("start the apiserver");
+        dir.join("apiserver.log"),
+        &["--search=false"],
+        &[("DATABASE_URL", stack.database_url.as_str()), ("PROSPECTOR_ADMIN_TOKEN_FILE", file.to_str().unwrap())],
+    );
     eventually("the apiserver to be ready", WAIT, || async {
-        reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.ok()?.status().is_success().then_some(())
+        reqwest::get(format!("{base}/readyz")).await.ok()?.status().is_success().then_some(())
     })
     .await;
-    let url = format!("http://127.0.0.1:{port}/api/customers/999999999");
+    let url = format!("{base}/api/customers/999999999");
     // A missing customer answers 404 to the admin and 401 to anyone else.
     eventually("the first token to work", WAIT, || async {
         (call(reqwest::Method::GET, url.clone(), Some(&first), None).await.0 == StatusCode::NOT_FOUND).then_some(())
@@ -1288,24 +1285,17 @@ async fn search_reads_through_the_read_only_database_url_when_one_is_given() {
     let primary: sqlx::postgres::PgConnectOptions = stack.database_url.parse().unwrap();
     let read_only_url =
         format!("postgres://{role}@{}:{}/{}", primary.get_host(), primary.get_port(), primary.get_database().unwrap());
-    let port = free_port().unwrap();
-    let log = process_dir().join(format!("apiserver-replica-{}.log", random_suffix(4)));
-    let kubeconfig = apiserver_kubeconfig();
-    let _replica_reader = ManagedProcess::spawn(
+    let (_replica_reader, base, log) = start_apiserver(
         "apiserver-replica",
-        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-apiserver")),
-        &[format!("--listen=127.0.0.1:{port}")],
-        RunAs::Current,
-        &log,
+        process_dir().join(format!("apiserver-replica-{}.log", random_suffix(4))),
+        &[],
         &[
             ("DATABASE_URL", stack.database_url.as_str()),
             ("PROSPECTOR_SEARCH_DATABASE_URL", read_only_url.as_str()),
-            ("KUBECONFIG", kubeconfig.as_str()),
             ("PROSPECTOR_ADMIN_TOKEN", ADMIN_TOKEN),
         ],
-    )
-    .unwrap();
-    let second = Stack { base: format!("http://127.0.0.1:{port}"), log, database_url: stack.database_url.clone() };
+    );
+    let second = Stack { base, log, database_url: stack.database_url.clone() };
     let found = eventually("the second apiserver to answer", WAIT, || async {
         let response = reqwest::Client::new()
             .post(format!("{}/api/knowledge/search", second.base))
