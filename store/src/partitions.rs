@@ -74,14 +74,14 @@ pub async fn set_chunk_partitions(pool: &PgPool, partitions: u32) -> Result<Chun
     // The same columns, defaults, generated column, identity, storage, checks and comments as
     // the migrations made; the keys are the migrations' too, with the customer in the primary key
     // (a partitioned table's unique keys must hold its partition key).
-    let table_comment: Option<String> =
-        sqlx::query_scalar("SELECT obj_description('document_chunks'::regclass, 'pg_class')")
-            .fetch_one(&mut *tx)
-            .await?;
     let statements = [
         "ALTER TABLE document_chunks RENAME TO document_chunks_plain".to_owned(),
         "CREATE TABLE document_chunks (LIKE document_chunks_plain INCLUDING DEFAULTS INCLUDING GENERATED \
          INCLUDING IDENTITY INCLUDING STORAGE INCLUDING CONSTRAINTS INCLUDING COMMENTS) PARTITION BY HASH (customer_id)"
+            .to_owned(),
+        // LIKE copies the columns' comments, not the table's.
+        "DO $$ BEGIN EXECUTE format('COMMENT ON TABLE document_chunks IS %L', \
+         obj_description('document_chunks_plain'::regclass, 'pg_class')); END $$"
             .to_owned(),
         "DROP TABLE document_chunks_plain".to_owned(),
         "ALTER TABLE document_chunks ADD CONSTRAINT document_chunks_pkey PRIMARY KEY (customer_id, id)".to_owned(),
@@ -103,16 +103,6 @@ pub async fn set_chunk_partitions(pool: &PgPool, partitions: u32) -> Result<Chun
     }));
     for statement in statements {
         sqlx::query(&statement).persistent(false).execute(&mut *tx).await?;
-    }
-    // LIKE copies the columns' comments, not the table's.
-    if let Some(comment) = table_comment {
-        sqlx::query("SELECT set_config('prospector.chunks_comment', $1, true)")
-            .bind(&comment)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DO $$ BEGIN EXECUTE format('COMMENT ON TABLE document_chunks IS %L', current_setting('prospector.chunks_comment')); END $$")
-            .execute(&mut *tx)
-            .await?;
     }
     tx.commit().await?;
     Ok(ChunkLayout::Partitioned(partitions))
