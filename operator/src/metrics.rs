@@ -1,7 +1,7 @@
 //! Prometheus metrics of the operator: reconciles, errors and reconcile duration per
 //! controller; the embedding queue's depth and age; documents by phase; customers near each
 //! quota. Labels are bounded (controller names, error kinds, phases, quota names), never per
-//! tenant: which customers are near a limit is `kubectl get customers`' job.
+//! tenant: which customers are near a limit, each Customer's `status.usage` says.
 
 use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
@@ -106,7 +106,7 @@ impl Metrics {
     pub fn start_controllers(&self, controllers: &[&str]) {
         for controller in controllers {
             self.reconciles.with_label_values(&[controller]);
-            for error in crate::error::ERROR_KINDS {
+            for error in crate::error::error_kinds() {
                 self.errors.with_label_values(&[controller, error]);
             }
         }
