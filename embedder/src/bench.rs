@@ -22,6 +22,11 @@ pub struct BenchReport {
     /// Lowest cosine to the sentence-transformers reference vectors, when given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_cosine_to_reference: Option<f32>,
+    /// Lowest cosine between a reference text embedded alone and the same text embedded in one
+    /// batch with the other reference texts and the first corpus chunks: 1 when a vector does
+    /// not depend on its batchmates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_cosine_alone_vs_batched: Option<f32>,
 }
 
 /// Texts with the vectors sentence-transformers gives them.
@@ -52,13 +57,20 @@ pub fn run(
         std::hint::black_box(vectors);
     }
     let seconds = start.elapsed().as_secs_f64();
-    let min_cosine_to_reference = match reference {
+    let (min_cosine_to_reference, min_cosine_alone_vs_batched) = match reference {
         Some(reference) => {
-            let refs: Vec<&str> = reference.items.iter().map(|i| i.text.as_str()).collect();
-            let vectors = embedder.embed(&refs)?;
-            Some(vectors.iter().zip(&reference.items).map(|(v, r)| cosine(v, &r.embedding)).fold(f32::MAX, f32::min))
+            let mut alone = Vec::with_capacity(reference.items.len());
+            for item in &reference.items {
+                alone.extend(embedder.embed(&[item.text.as_str()])?);
+            }
+            let to_reference = alone.iter().zip(&reference.items).map(|(v, r)| cosine(v, &r.embedding));
+            let mut batch: Vec<&str> = reference.items.iter().map(|i| i.text.as_str()).collect();
+            batch.extend(refs.iter().take(11));
+            let batched = embedder.embed(&batch)?;
+            let alone_vs_batched = alone.iter().zip(&batched).map(|(a, b)| cosine(a, b));
+            (Some(to_reference.fold(f32::MAX, f32::min)), Some(alone_vs_batched.fold(f32::MAX, f32::min)))
         }
-        None => None,
+        None => (None, None),
     };
     Ok(BenchReport {
         chunks: texts.len(),
@@ -70,6 +82,7 @@ pub fn run(
         device: format!("{:?}", embedder.device()).to_lowercase(),
         graph: format!("{:?}", embedder.graph()).to_lowercase(),
         min_cosine_to_reference,
+        min_cosine_alone_vs_batched,
     })
 }
 
