@@ -36,7 +36,7 @@ COPY hack hack
 RUN PROSPECTOR_CACHE=/cache bash hack/model.sh > /tmp/model-dir \
  && PROSPECTOR_CACHE=/cache bash hack/onnxruntime.sh > /tmp/ort-path \
  && mkdir -p /opt/prospector/model /opt/prospector/lib \
- && cp -L "$(cat /tmp/model-dir)"/tokenizer.json "$(cat /tmp/model-dir)"/model-mixed.onnx \
+ && cp -L "$(cat /tmp/model-dir)"/tokenizer.json "$(cat /tmp/model-dir)"/model-int8.onnx \
           "$(cat /tmp/model-dir)"/model-fused.onnx "$(cat /tmp/model-dir)"/model.onnx /opt/prospector/model/ \
  && cp -L "$(dirname "$(cat /tmp/ort-path)")"/libonnxruntime* /opt/prospector/lib/
 

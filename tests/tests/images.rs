@@ -148,7 +148,7 @@ fn the_dockerfile_builds_workspace_binaries_from_paths_that_exist() {
     let assets = stages["assets"].lines.join("\n");
     for file in [
         "tokenizer.json",
-        "model-mixed.onnx",
+        "model-int8.onnx",
         "/opt/prospector/model",
         "/opt/prospector/lib",
         "hack/model.sh",
