@@ -68,6 +68,60 @@ fn two_column_pdf_reads_column_by_column() {
 }
 
 #[test]
+fn a_table_keeps_each_row_on_one_line() {
+    // Drawn cell by cell, column after column, as table producers often do; each row must come
+    // out whole so that a chunk holds it.
+    let rows =
+        [["Plan", "Seats", "Price"], ["Starter", "5", "$49"], ["Growth", "25", "$199"], ["Scale", "100", "$699"]];
+    let mut page = vec![placed(72.0, 760.0, 12.0, "Our pricing plans for sales teams of every size are below.")];
+    for (column, x) in [72.0, 220.0, 340.0].into_iter().enumerate() {
+        for (row, cells) in rows.iter().enumerate() {
+            page.push(placed(x, 720.0 - 18.0 * row as f32, 10.0, cells[column]));
+        }
+    }
+    page.push(placed(72.0, 620.0, 12.0, "Prices are per month and exclude taxes."));
+    let text = extract("table", &support::pdf(&[page], false), None, &Limits::default()).unwrap().text;
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        lines,
+        [
+            "Our pricing plans for sales teams of every size are below.",
+            "Plan | Seats | Price",
+            "Starter | 5 | $49",
+            "Growth | 25 | $199",
+            "Scale | 100 | $699",
+            "Prices are per month and exclude taxes.",
+        ],
+        "{text}"
+    );
+}
+
+#[test]
+fn real_pdfs_keep_ligatures_greek_arabic_and_hyphenated_words() {
+    let read = |name: &str| {
+        let path = format!("{}/tests/fixtures/pdf/py-pdf-sample-files/{name}", env!("CARGO_MANIFEST_DIR"));
+        extract(name, &std::fs::read(&path).unwrap(), None, &Limits::default()).unwrap().text
+    };
+    // Computer Modern fonts with no /Encoding: ligatures and Greek come from the embedded
+    // program's built-in encoding.
+    let multicolumn = read("026-latex-multicolumn/multicolumn.pdf");
+    assert!(multicolumn.contains("filled"), "the fi ligature: {multicolumn}");
+    // Words hyphenated at line ends are whole again.
+    for word in ["Pellentesque", "Curabitur", "consectetuer"] {
+        assert!(multicolumn.contains(word), "{word} in {multicolumn}");
+    }
+    let geotopo = read("009-pdflatex-geotopo/GeoTopo-komprimiert.pdf");
+    for greek in ["γ", "φ", "σ", "π", "δ"] {
+        assert!(geotopo.matches(greek).count() >= 20, "{greek} in GeoTopo");
+    }
+    // A ToUnicode map with empty destinations (glyphs without text) is still read, in logical
+    // order: both words of each pair, not a stray pound sign.
+    let arabic = read("015-arabic/habibi.pdf");
+    assert_eq!(arabic.matches("حَبيبي").count(), 2, "{arabic}");
+    assert!(!arabic.contains('£'), "{arabic}");
+}
+
+#[test]
 fn text_inside_form_xobjects_is_read() {
     assert_eq!(text_of(&support::pdf_nested_forms(3, "Nested form text")), "Nested form text");
 }

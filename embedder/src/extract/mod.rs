@@ -7,6 +7,7 @@
 //! corrupt input.
 
 mod docx;
+mod fonts;
 mod guard;
 mod html;
 mod pdf;

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use lopdf::content::Content;
 use lopdf::{Dictionary, Document, Encoding, LoadOptions, Object, ObjectId};
 
+use super::fonts::{self, ToUnicode};
 use super::{Budget, DocumentKind, ExtractErrorKind};
 
 /// A string drawn on the page, in user-space points (y grows upwards).
@@ -43,9 +44,17 @@ pub(crate) fn extract(bytes: &[u8], budget: &mut Budget<'_>) -> Result<(String, 
     }
     let mut text = String::new();
     let mut images = 0usize;
+    let mut program_encodings = ProgramEncodings::new();
     for page_id in pages.values() {
         budget.check_time()?;
-        let mut reader = PageReader { doc: &doc, budget, spans: Vec::new(), images: 0, visited: HashSet::new() };
+        let mut reader = PageReader {
+            doc: &doc,
+            budget,
+            spans: Vec::new(),
+            images: 0,
+            visited: HashSet::new(),
+            program_encodings: &mut program_encodings,
+        };
         let content = match doc.get_page_content_with_limit(*page_id, reader.remaining_decompression()) {
             Ok(content) => content,
             Err(lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. })) => {
@@ -138,6 +147,12 @@ impl Matrix {
 /// A font as the text interpreter needs it: how to decode its codes and how wide they are.
 struct Font<'a> {
     encoding: Option<Encoding<'a>>,
+    /// The font's ToUnicode CMap, read by our own lenient parser; it wins over `encoding`.
+    to_unicode: Option<ToUnicode>,
+    /// Text by code that overrides `encoding` for simple fonts without ToUnicode: the embedded
+    /// program's built-in encoding (Type 1 or CFF; lopdf would read StandardEncoding), overlaid
+    /// with the /Differences names resolved one by one.
+    builtin: BTreeMap<u8, String>,
     /// Two-byte codes (Type0 fonts).
     two_byte: bool,
     widths: BTreeMap<u32, f64>,
@@ -145,7 +160,12 @@ struct Font<'a> {
 }
 
 impl<'a> Font<'a> {
-    fn load(doc: &'a Document, dict: &'a Dictionary, budget: &Budget<'_>) -> Result<Self, ExtractErrorKind> {
+    fn load(
+        doc: &'a Document,
+        dict: &'a Dictionary,
+        budget: &Budget<'_>,
+        program_encodings: &mut ProgramEncodings,
+    ) -> Result<Self, ExtractErrorKind> {
         let encoding = match dict.get_font_encoding_with_limit(doc, budget.limits.max_decompressed_bytes) {
             Ok(encoding) => Some(encoding),
             Err(lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. })) => {
@@ -155,6 +175,26 @@ impl<'a> Font<'a> {
         };
         let subtype = dict.get(b"Subtype").and_then(Object::as_name).unwrap_or_default();
         let two_byte = subtype == b"Type0";
+        let limit = budget.limits.max_decompressed_bytes;
+        let to_unicode = dict
+            .get(b"ToUnicode")
+            .and_then(|o| resolve(doc, o))
+            .and_then(Object::as_stream)
+            .ok()
+            .and_then(|stream| stream_content(stream, limit.min(MAX_FONT_STREAM_BYTES)))
+            .and_then(|data| ToUnicode::parse(&data));
+        let mut builtin = BTreeMap::new();
+        if to_unicode.is_none() && !two_byte {
+            // An embedded program's own encoding is the base unless /Encoding names another.
+            let names_base = dict
+                .get(b"Encoding")
+                .and_then(|o| resolve(doc, o))
+                .is_ok_and(|e| e.as_name().is_ok() || e.as_dict().is_ok_and(|d| d.has(b"BaseEncoding")));
+            if subtype == b"Type1" && !names_base {
+                builtin = builtin_encoding(doc, dict, limit, program_encodings);
+            }
+            builtin.extend(differences_text(doc, dict));
+        }
         let mut widths = BTreeMap::new();
         let mut default_width = 500.0;
         if two_byte {
@@ -186,15 +226,32 @@ impl<'a> Font<'a> {
                 default_width = 600.0;
             }
         }
-        Ok(Self { encoding, two_byte, widths, default_width })
+        Ok(Self { encoding, to_unicode, builtin, two_byte, widths, default_width })
     }
 
     fn decode(&self, bytes: &[u8]) -> String {
+        let text = match &self.to_unicode {
+            Some(map) => map.decode(bytes, if self.two_byte { 2 } else { 1 }, |code| self.decode_by_encoding(code)),
+            None => self.decode_by_encoding(bytes),
+        };
+        fonts::normalise(&text).chars().filter(|c| !c.is_control() && *c != '\u{fffd}').collect()
+    }
+
+    fn decode_by_encoding(&self, bytes: &[u8]) -> String {
+        if !self.builtin.is_empty() && !self.two_byte {
+            return bytes
+                .iter()
+                .map(|b| self.builtin.get(b).cloned().unwrap_or_else(|| self.decode_by_encoding_only(&[*b])))
+                .collect();
+        }
+        self.decode_by_encoding_only(bytes)
+    }
+
+    fn decode_by_encoding_only(&self, bytes: &[u8]) -> String {
         let decoded = self.encoding.as_ref().and_then(|e| e.bytes_to_string(bytes).ok());
-        let text = decoded.unwrap_or_else(|| {
+        decoded.unwrap_or_else(|| {
             bytes.iter().filter(|b| b.is_ascii_graphic() || **b == b' ').map(|b| *b as char).collect()
-        });
-        text.chars().filter(|c| !c.is_control() && *c != '\u{fffd}').collect()
+        })
     }
 
     /// Advance of `bytes` in text-space units (thousandths of the font size), with the number
@@ -221,6 +278,125 @@ impl<'a> Font<'a> {
         }
         (total, spaces)
     }
+}
+
+/// The largest ToUnicode CMap or font program read for its text mapping: real ones are well
+/// under a megabyte (a CJK font program can reach a few), and a larger one is read as if absent.
+const MAX_FONT_STREAM_BYTES: usize = 16 << 20;
+
+/// A stream's decoded bytes, or `None` when it cannot be decoded within `limit`.
+fn stream_content(stream: &lopdf::Stream, limit: usize) -> Option<Vec<u8>> {
+    if stream.is_compressed() {
+        stream.decompressed_content_with_limit(limit).ok()
+    } else {
+        (stream.content.len() <= limit).then(|| stream.content.clone())
+    }
+}
+
+/// Built-in encodings of font programs by the program stream's object, so that a font used on
+/// every page is decompressed and parsed once.
+type ProgramEncodings = std::collections::HashMap<ObjectId, BTreeMap<u8, String>>;
+
+/// The text of each code of an embedded Type 1 (or CFF) font's built-in encoding. Glyph names
+/// go through `glyph_text`.
+fn builtin_encoding(
+    doc: &Document,
+    font: &Dictionary,
+    limit: usize,
+    cache: &mut ProgramEncodings,
+) -> BTreeMap<u8, String> {
+    let descriptor = font.get(b"FontDescriptor").and_then(|o| resolve(doc, o)).and_then(Object::as_dict).ok();
+    // FontFile holds a Type 1 program; FontFile3 a bare CFF (Type1C) one.
+    for (key, cff) in [(&b"FontFile"[..], false), (&b"FontFile3"[..], true)] {
+        let Some(object) = descriptor.and_then(|d| d.get(key).ok()) else { continue };
+        let id = object.as_reference().ok();
+        if let Some(known) = id.and_then(|id| cache.get(&id)) {
+            return known.clone();
+        }
+        let program = resolve(doc, object)
+            .ok()
+            .and_then(|o| o.as_stream().ok())
+            .and_then(|s| stream_content(s, limit.min(MAX_FONT_STREAM_BYTES)));
+        let names =
+            program.and_then(|p| if cff { fonts::cff_builtin_encoding(&p) } else { fonts::type1_builtin_encoding(&p) });
+        let text: BTreeMap<u8, String> = names
+            .map(|names| names.into_iter().filter_map(|(code, name)| Some((code, glyph_text(doc, &name)?))).collect())
+            .unwrap_or_default();
+        if let Some(id) = id
+            && cache.len() < 4096
+        {
+            cache.insert(id, text.clone());
+        }
+        return text;
+    }
+    BTreeMap::new()
+}
+
+/// The text of each code a simple font's /Encoding /Differences names, one name at a time:
+/// lopdf drops a whole /Differences array (and falls back to StandardEncoding) when one name is
+/// not in the Adobe Glyph List, as TeX's names often are not.
+fn differences_text(doc: &Document, font: &Dictionary) -> BTreeMap<u8, String> {
+    let Some(differences) = font
+        .get(b"Encoding")
+        .and_then(|o| resolve(doc, o))
+        .and_then(Object::as_dict)
+        .and_then(|e| e.get(b"Differences"))
+        .and_then(|o| resolve(doc, o))
+        .and_then(Object::as_array)
+        .ok()
+    else {
+        return BTreeMap::new();
+    };
+    let mut out = BTreeMap::new();
+    let mut code: i64 = 0;
+    for item in differences.iter().take(4096) {
+        match item {
+            Object::Integer(start) => code = *start,
+            Object::Name(name) => {
+                if let (Ok(byte), Some(text)) =
+                    (u8::try_from(code), std::str::from_utf8(name).ok().and_then(|n| glyph_text(doc, n)))
+                {
+                    out.insert(byte, text);
+                }
+                code += 1;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The text of a glyph name: TeX's own names, `uniXXXX`, or the Adobe Glyph List (through lopdf,
+/// by decoding code 0 of a synthetic one-name /Differences encoding). Cached for the process.
+fn glyph_text(doc: &Document, name: &str) -> Option<String> {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Option<String>>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(known) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
+        return known.clone();
+    }
+    let text = if let Some(text) = fonts::tex_glyph_text(name) {
+        Some(text.to_owned())
+    } else if let Some(hex) = name.strip_prefix("uni").filter(|h| h.len() == 4) {
+        u32::from_str_radix(hex, 16).ok().and_then(char::from_u32).map(String::from)
+    } else {
+        let mut encoding = Dictionary::new();
+        encoding.set("Differences", Object::Array(vec![Object::Integer(0), Object::Name(name.as_bytes().to_vec())]));
+        let mut synthetic = Dictionary::new();
+        synthetic.set("Type", Object::Name(b"Font".to_vec()));
+        synthetic.set("Encoding", Object::Dictionary(encoding));
+        match synthetic.get_font_encoding(doc) {
+            Ok(Encoding::Differences(d)) => {
+                Encoding::Differences(d).bytes_to_string(&[0]).ok().filter(|t| !t.is_empty())
+            }
+            _ => None,
+        }
+    };
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() < 65_536 {
+        cache.insert(name.to_owned(), text.clone());
+    }
+    text
 }
 
 fn number(object: &Object) -> Option<f64> {
@@ -282,6 +458,8 @@ struct PageReader<'d, 'b, 'l> {
     images: usize,
     /// Form XObjects being drawn, to break reference cycles.
     visited: HashSet<ObjectId>,
+    /// Built-in encodings of embedded font programs, read once per document.
+    program_encodings: &'b mut ProgramEncodings,
 }
 
 impl<'d> PageReader<'d, '_, '_> {
@@ -345,7 +523,7 @@ impl<'d> PageReader<'d, '_, '_> {
                                 .and_then(|o| resolve(doc, o).ok())
                                 .and_then(|o| o.as_dict().ok());
                             let font = match dict {
-                                Some(dict) => Some(Font::load(doc, dict, self.budget)?),
+                                Some(dict) => Some(Font::load(doc, dict, self.budget, self.program_encodings)?),
                                 None => None,
                             };
                             font_cache.insert(name.to_vec(), font);
@@ -419,7 +597,16 @@ impl<'d> PageReader<'d, '_, '_> {
                         + chars as f64 * state.char_spacing
                         + spaces as f64 * state.word_spacing)
                         * state.horizontal_scale;
-                    text.push_str(&font.decode(bytes));
+                    let decoded = font.decode(bytes);
+                    let script_change = fonts::script_changes(&text, &decoded);
+                    // Glyphs that map to no text but advance (a space glyph whose ToUnicode entry is
+                    // empty) still separate words, and so does a switch between a left-to-right and
+                    // a right-to-left script, which no word makes.
+                    let blank_advance = decoded.is_empty() && tx > 0.15 * state.size && !text.is_empty();
+                    if (blank_advance || script_change) && !text.ends_with(' ') {
+                        text.push(' ');
+                    }
+                    text.push_str(&decoded);
                     *text_matrix = Matrix::translate(tx, 0.0).then(*text_matrix);
                 }
                 other => {
@@ -537,9 +724,10 @@ fn layout(mut spans: Vec<Span>) -> String {
             _ => rows.push(vec![span]),
         }
     }
-    let mut lines = Vec::new();
+    let mut segmented: Vec<Vec<Line>> = Vec::with_capacity(rows.len());
     for mut row in rows {
         row.sort_by(|a, b| a.x.total_cmp(&b.x));
+        let mut segments: Vec<Line> = Vec::new();
         let mut current: Option<Line> = None;
         for span in row {
             let size = span.size;
@@ -547,7 +735,8 @@ fn layout(mut spans: Vec<Span>) -> String {
                 // A gap wider than about an em splits the row: a column gutter or a table cell.
                 Some(line) if span.x - line.x1 <= 1.0 * size.max(line.size) => {
                     let gap = span.x - line.x1;
-                    if gap > 0.15 * size && !line.text.ends_with(' ') && !span.text.starts_with(' ') {
+                    let separate = gap > 0.15 * size || fonts::script_changes(&line.text, &span.text);
+                    if separate && !line.text.ends_with(' ') && !span.text.starts_with(' ') {
                         line.text.push(' ');
                     }
                     line.text.push_str(&span.text);
@@ -555,13 +744,19 @@ fn layout(mut spans: Vec<Span>) -> String {
                 }
                 _ => {
                     if let Some(line) = current.take() {
-                        lines.push(line);
+                        segments.push(line);
                     }
                     current = Some(Line { x0: span.x, x1: span.end_x, y: span.y, size, text: span.text });
                 }
             }
         }
-        lines.extend(current);
+        segments.extend(current);
+        segments.retain(|l| !l.text.trim().is_empty());
+        segmented.push(segments);
+    }
+    let mut lines = Vec::new();
+    for row in join_table_rows(segmented) {
+        lines.extend(row);
     }
     lines.retain(|l| !l.text.trim().is_empty());
 
@@ -585,11 +780,51 @@ fn layout(mut spans: Vec<Span>) -> String {
         }
     }
     order_blocks(&mut blocks);
-    blocks
-        .iter()
-        .map(|b| b.lines.iter().map(|l| l.text.trim()).collect::<Vec<_>>().join("\n"))
-        .collect::<Vec<_>>()
-        .join("\n\n")
+    blocks.iter().map(|b| join_lines(b.lines.iter().map(|l| l.text.trim()))).collect::<Vec<_>>().join("\n\n")
+}
+
+/// Rows of a table kept whole: where at least two consecutive rows are split into several
+/// segments of at most three words each on average (cells, not the lines of text columns), each
+/// such row becomes one line with its cells separated by " | ", so a chunk holds a whole row.
+/// Other rows keep their segments, which the block layout reads column by column.
+fn join_table_rows(rows: Vec<Vec<Line>>) -> Vec<Vec<Line>> {
+    let is_cells = |row: &Vec<Line>| {
+        let words: usize = row.iter().map(|l| l.text.split_whitespace().count()).sum();
+        row.len() >= 2 && words <= 3 * row.len()
+    };
+    let cells: Vec<bool> = rows.iter().map(is_cells).collect();
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let in_table = cells[i] && (i > 0 && cells[i - 1] || cells.get(i + 1).copied().unwrap_or(false));
+            if !in_table {
+                return row;
+            }
+            let first = &row[0];
+            let (x0, y, size) = (first.x0, first.y, row.iter().map(|l| l.size).fold(0.0, f64::max));
+            let x1 = row.iter().map(|l| l.x1).fold(f64::MIN, f64::max);
+            let text = row.iter().map(|l| l.text.trim()).collect::<Vec<_>>().join(" | ");
+            vec![Line { x0, x1, y, size, text }]
+        })
+        .collect()
+}
+
+/// A block's lines, one per line, except that a word hyphenated across a line break is joined
+/// again ("pellen-" + "tesque" -> "pellentesque"): a lower-case letter, a hyphen at the end of
+/// the line, and a lower-case letter starting the next, as typesetters break words.
+fn join_lines<'l>(lines: impl Iterator<Item = &'l str>) -> String {
+    let mut out = String::new();
+    for line in lines {
+        let mut tail = out.chars().rev();
+        let hyphenated = tail.next() == Some('-') && tail.next().is_some_and(char::is_lowercase);
+        if hyphenated && line.chars().next().is_some_and(char::is_lowercase) {
+            out.pop();
+        } else if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 /// Orders blocks for reading: the page is cut into bands at blocks that span the other blocks'
@@ -634,5 +869,16 @@ fn flush_band(band: &mut Vec<Block>, ordered: &mut Vec<Block>) {
     for (_, mut column) in columns {
         column.sort_by(|a, b| b.top.total_cmp(&a.top));
         ordered.extend(column);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join_lines;
+
+    #[test]
+    fn a_word_hyphenated_across_lines_is_joined_and_other_hyphens_stay() {
+        let lines = ["Pellen-", "tesque habitant", "state-of-the-", "art. The well-", "Known", "x -", "y"];
+        assert_eq!(join_lines(lines.into_iter()), "Pellentesque habitant\nstate-of-theart. The well-\nKnown\nx -\ny");
     }
 }

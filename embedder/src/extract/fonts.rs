@@ -1,0 +1,940 @@
+//! Text of font codes that lopdf does not decode on its own: ToUnicode CMaps parsed leniently
+//! (one empty destination, which producers write for glyphs that carry no text, makes lopdf
+//! drop the whole map and fall back to StandardEncoding), the built-in encoding of embedded
+//! Type 1 fonts (TeX's Computer Modern fonts carry their ligatures and Greek letters there,
+//! with no /Encoding in the PDF), and the normalisation of ligatures and Arabic presentation
+//! forms to the letters a reader searches for.
+
+use std::collections::BTreeMap;
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Most bfchar/bfrange entries one CMap may declare: a guard against a hostile map, far above
+/// what real fonts use (a few thousand).
+const MAX_CMAP_ENTRIES: usize = 100_000;
+
+/// A ToUnicode CMap: source codes, by byte length, to text.
+#[derive(Debug, Default)]
+pub(crate) struct ToUnicode {
+    chars: BTreeMap<(usize, u32), String>,
+    ranges: Vec<Range>,
+    /// Code lengths in bytes from the codespace ranges, ascending.
+    lengths: Vec<usize>,
+}
+
+#[derive(Debug)]
+struct Range {
+    length: usize,
+    low: u32,
+    high: u32,
+    destination: RangeDestination,
+}
+
+#[derive(Debug)]
+enum RangeDestination {
+    /// The text of `low`; each following code adds one to its last UTF-16 unit.
+    Start(Vec<u16>),
+    /// One text per code.
+    Each(Vec<String>),
+}
+
+#[derive(Debug, PartialEq)]
+enum Token<'a> {
+    Hex(Vec<u8>),
+    Open,
+    Close,
+    Word(&'a [u8]),
+}
+
+fn tokens(data: &[u8]) -> Vec<Token<'_>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < data.len() {
+        match data[i] {
+            b'%' => {
+                while i < data.len() && data[i] != b'\n' && data[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'<' if data.get(i + 1) == Some(&b'<') => i += 2,
+            b'>' if data.get(i + 1) == Some(&b'>') => i += 2,
+            b'<' => {
+                let end = data[i..].iter().position(|b| *b == b'>').map_or(data.len(), |p| i + p);
+                let digits: Vec<u8> = data[i + 1..end].iter().filter(|b| b.is_ascii_hexdigit()).copied().collect();
+                let bytes: Vec<u8> = digits
+                    .chunks(2)
+                    .map(|pair| {
+                        let text = std::str::from_utf8(pair).unwrap_or("0");
+                        // An odd last digit counts as followed by 0 (PDF 7.3.4.3).
+                        u8::from_str_radix(&format!("{text:0<2}"), 16).unwrap_or(0)
+                    })
+                    .collect();
+                out.push(Token::Hex(bytes));
+                i = end + 1;
+            }
+            b'[' => {
+                out.push(Token::Open);
+                i += 1;
+            }
+            b']' => {
+                out.push(Token::Close);
+                i += 1;
+            }
+            b if b.is_ascii_whitespace() => i += 1,
+            _ => {
+                let start = i;
+                while i < data.len() && !data[i].is_ascii_whitespace() && !b"<>[]%".contains(&data[i]) {
+                    i += 1;
+                }
+                out.push(Token::Word(&data[start..i]));
+                if i == start {
+                    i += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn code(bytes: &[u8]) -> u32 {
+    bytes.iter().take(4).fold(0u32, |acc, b| (acc << 8) | *b as u32)
+}
+
+fn utf16(bytes: &[u8]) -> Vec<u16> {
+    bytes
+        .chunks(2)
+        .map(|pair| if pair.len() == 2 { u16::from_be_bytes([pair[0], pair[1]]) } else { pair[0] as u16 })
+        .collect()
+}
+
+fn text_of(units: &[u16]) -> String {
+    char::decode_utf16(units.iter().copied()).filter_map(Result::ok).collect()
+}
+
+impl ToUnicode {
+    /// Parses a CMap stream; `None` when it declares no mapping at all.
+    pub(crate) fn parse(data: &[u8]) -> Option<Self> {
+        let tokens = tokens(data);
+        let mut map = Self::default();
+        let mut entries = 0usize;
+        let mut i = 0;
+        while i < tokens.len() && entries < MAX_CMAP_ENTRIES {
+            match tokens[i] {
+                Token::Word(b"begincodespacerange") => {
+                    i += 1;
+                    while let (Some(Token::Hex(low)), Some(Token::Hex(_))) = (tokens.get(i), tokens.get(i + 1)) {
+                        if !low.is_empty() && !map.lengths.contains(&low.len()) {
+                            map.lengths.push(low.len());
+                        }
+                        i += 2;
+                    }
+                }
+                Token::Word(b"beginbfchar") => {
+                    i += 1;
+                    while let (Some(Token::Hex(source)), Some(Token::Hex(destination))) =
+                        (tokens.get(i), tokens.get(i + 1))
+                    {
+                        if !source.is_empty() {
+                            map.chars.insert((source.len(), code(source)), text_of(&utf16(destination)));
+                            entries += 1;
+                        }
+                        i += 2;
+                    }
+                }
+                Token::Word(b"beginbfrange") => {
+                    i += 1;
+                    while let (Some(Token::Hex(low)), Some(Token::Hex(high))) = (tokens.get(i), tokens.get(i + 1)) {
+                        i += 2;
+                        let destination = match tokens.get(i) {
+                            Some(Token::Hex(start)) => {
+                                i += 1;
+                                RangeDestination::Start(utf16(start))
+                            }
+                            Some(Token::Open) => {
+                                let mut each = Vec::new();
+                                i += 1;
+                                while let Some(Token::Hex(text)) = tokens.get(i) {
+                                    each.push(text_of(&utf16(text)));
+                                    i += 1;
+                                }
+                                if tokens.get(i) == Some(&Token::Close) {
+                                    i += 1;
+                                }
+                                RangeDestination::Each(each)
+                            }
+                            _ => break,
+                        };
+                        if !low.is_empty() && code(low) <= code(high) {
+                            map.ranges.push(Range { length: low.len(), low: code(low), high: code(high), destination });
+                            entries += 1;
+                        }
+                    }
+                }
+                _ => i += 1,
+            }
+        }
+        if map.chars.is_empty() && map.ranges.is_empty() {
+            return None;
+        }
+        if map.lengths.is_empty() {
+            map.lengths =
+                map.chars.keys().map(|(length, _)| *length).chain(map.ranges.iter().map(|r| r.length)).collect();
+        }
+        map.lengths.sort_unstable();
+        map.lengths.dedup();
+        Some(map)
+    }
+
+    fn lookup(&self, length: usize, value: u32) -> Option<String> {
+        if let Some(text) = self.chars.get(&(length, value)) {
+            return Some(text.clone());
+        }
+        let range = self.ranges.iter().find(|r| r.length == length && r.low <= value && value <= r.high)?;
+        let offset = value - range.low;
+        match &range.destination {
+            RangeDestination::Start(units) => {
+                let mut units = units.clone();
+                if let Some(last) = units.last_mut() {
+                    *last = last.wrapping_add(offset as u16);
+                }
+                Some(text_of(&units))
+            }
+            RangeDestination::Each(each) => each.get(offset as usize).cloned(),
+        }
+    }
+
+    /// The text of `bytes`; codes the map lacks are read as `default_length`-byte codes and
+    /// decoded by `fallback`.
+    pub(crate) fn decode(&self, bytes: &[u8], default_length: usize, fallback: impl Fn(&[u8]) -> String) -> String {
+        let mut out = String::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            let hit = self
+                .lengths
+                .iter()
+                .filter(|l| i + **l <= bytes.len())
+                .find_map(|length| self.lookup(*length, code(&bytes[i..i + length])).map(|text| (*length, text)));
+            match hit {
+                Some((length, text)) => {
+                    out.push_str(&text);
+                    i += length;
+                }
+                None => {
+                    let length = default_length.clamp(1, bytes.len() - i);
+                    out.push_str(&fallback(&bytes[i..i + length]));
+                    i += length;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The glyph names of a Type 1 font program's built-in `/Encoding` (`dup CODE /name put`), by
+/// code; `None` when the program uses StandardEncoding or declares none.
+pub(crate) fn type1_builtin_encoding(program: &[u8]) -> Option<BTreeMap<u8, String>> {
+    let start = program.windows(9).position(|w| w == b"/Encoding")? + 9;
+    // The encoding ends where the private (encrypted) part begins, at the latest.
+    let end = program[start..].windows(5).position(|w| w == b"eexec").map_or(program.len(), |p| start + p);
+    let tokens = tokens(&program[start..end]);
+    if matches!(tokens.first(), Some(Token::Word(b"StandardEncoding"))) {
+        return None;
+    }
+    let mut names = BTreeMap::new();
+    for window in tokens.windows(4) {
+        if let [Token::Word(b"dup"), Token::Word(number), Token::Word(name), Token::Word(b"put")] = window
+            && let (Some(code), Some(name)) = (
+                std::str::from_utf8(number).ok().and_then(|n| n.parse::<u8>().ok()),
+                name.strip_prefix(b"/").and_then(|n| std::str::from_utf8(n).ok()),
+            )
+        {
+            names.insert(code, name.to_owned());
+        }
+        if let Token::Word(b"def") = window[0]
+            && !names.is_empty()
+        {
+            break;
+        }
+    }
+    (!names.is_empty()).then_some(names)
+}
+
+/// The glyph names of a bare CFF font program's (FontFile3, Type1C) built-in encoding, by
+/// code; `None` when it uses the standard encoding, or cannot be read.
+pub(crate) fn cff_builtin_encoding(cff: &[u8]) -> Option<BTreeMap<u8, String>> {
+    let header_size = *cff.get(2)? as usize;
+    let (_, after_names) = cff_index(cff, header_size)?;
+    let (top_dicts, after_top) = cff_index(cff, after_names)?;
+    let (strings, _) = cff_index(cff, after_top)?;
+    let top = top_dicts.first()?;
+    let operators = cff_dict(top);
+    let encoding_offset = operators.get(&16).and_then(|v| v.first()).copied().unwrap_or(0) as usize;
+    if encoding_offset <= 1 {
+        return None;
+    }
+    let charstrings_offset = *operators.get(&17)?.first()? as usize;
+    let charset_offset = operators.get(&15).and_then(|v| v.first()).copied().unwrap_or(0) as usize;
+    let (charstrings, _) = cff_index(cff, charstrings_offset)?;
+    let glyphs = charstrings.len();
+    // Glyph id -> string id.
+    let mut sids = vec![0u16; glyphs];
+    match charset_offset {
+        0 => sids.iter_mut().enumerate().for_each(|(gid, sid)| *sid = gid as u16),
+        1 | 2 => return None,
+        offset => {
+            let format = *cff.get(offset)?;
+            let mut at = offset + 1;
+            let mut gid = 1;
+            while gid < glyphs {
+                let first = u16::from_be_bytes([*cff.get(at)?, *cff.get(at + 1)?]);
+                match format {
+                    0 => {
+                        sids[gid] = first;
+                        gid += 1;
+                        at += 2;
+                    }
+                    1 | 2 => {
+                        let (left, width) = if format == 1 {
+                            (*cff.get(at + 2)? as usize, 3)
+                        } else {
+                            (u16::from_be_bytes([*cff.get(at + 2)?, *cff.get(at + 3)?]) as usize, 4)
+                        };
+                        for k in 0..=left {
+                            if gid >= glyphs {
+                                break;
+                            }
+                            sids[gid] = first.wrapping_add(k as u16);
+                            gid += 1;
+                        }
+                        at += width;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+    }
+    let name_of = |sid: u16| -> Option<String> {
+        let sid = sid as usize;
+        match CFF_STANDARD_STRINGS.get(sid) {
+            Some(name) => Some((*name).to_owned()),
+            None => strings.get(sid - CFF_STANDARD_STRINGS.len()).map(|s| String::from_utf8_lossy(s).into_owned()),
+        }
+    };
+    let format = *cff.get(encoding_offset)?;
+    let mut at = encoding_offset + 1;
+    let mut names = BTreeMap::new();
+    match format & 0x7f {
+        0 => {
+            let count = *cff.get(at)? as usize;
+            for gid in 1..=count {
+                let code = *cff.get(at + gid)?;
+                if let Some(name) = sids.get(gid).and_then(|sid| name_of(*sid)) {
+                    names.insert(code, name);
+                }
+            }
+            at += 1 + count;
+        }
+        1 => {
+            let ranges = *cff.get(at)? as usize;
+            let mut gid = 1;
+            for range in 0..ranges {
+                let first = *cff.get(at + 1 + 2 * range)?;
+                let left = *cff.get(at + 2 + 2 * range)?;
+                for k in 0..=left {
+                    if let Some(name) = sids.get(gid).and_then(|sid| name_of(*sid)) {
+                        names.insert(first.wrapping_add(k), name);
+                    }
+                    gid += 1;
+                }
+            }
+            at += 1 + 2 * ranges;
+        }
+        _ => return None,
+    }
+    if format & 0x80 != 0 {
+        let supplements = *cff.get(at)? as usize;
+        for s in 0..supplements {
+            let code = *cff.get(at + 1 + 3 * s)?;
+            let sid = u16::from_be_bytes([*cff.get(at + 2 + 3 * s)?, *cff.get(at + 3 + 3 * s)?]);
+            if let Some(name) = name_of(sid) {
+                names.insert(code, name);
+            }
+        }
+    }
+    (!names.is_empty()).then_some(names)
+}
+
+/// A CFF INDEX at `at`: its entries and the offset just past it.
+fn cff_index(cff: &[u8], at: usize) -> Option<(Vec<&[u8]>, usize)> {
+    let count = u16::from_be_bytes([*cff.get(at)?, *cff.get(at + 1)?]) as usize;
+    if count == 0 {
+        return Some((Vec::new(), at + 2));
+    }
+    let size = *cff.get(at + 2)? as usize;
+    if !(1..=4).contains(&size) {
+        return None;
+    }
+    let offset = |i: usize| -> Option<usize> {
+        let start = at + 3 + i * size;
+        Some(cff.get(start..start + size)?.iter().fold(0usize, |acc, b| (acc << 8) | *b as usize))
+    };
+    let data = at + 3 + (count + 1) * size - 1;
+    let mut entries = Vec::with_capacity(count);
+    for i in 0..count {
+        let (start, end) = (offset(i)?, offset(i + 1)?);
+        entries.push(cff.get(data + start..data + end)?);
+    }
+    Some((entries, data + offset(count)?))
+}
+
+/// A CFF DICT's integer operands by operator (two-byte operators as 1200 + the second byte).
+fn cff_dict(dict: &[u8]) -> BTreeMap<u16, Vec<i64>> {
+    let mut out = BTreeMap::new();
+    let mut operands = Vec::new();
+    let mut i = 0;
+    while i < dict.len() {
+        let b0 = dict[i];
+        let byte = |k: usize| dict.get(i + k).copied().unwrap_or(0) as i64;
+        match b0 {
+            0..=21 => {
+                let operator = if b0 == 12 { 1200 + byte(1) as u16 } else { b0 as u16 };
+                i += if b0 == 12 { 2 } else { 1 };
+                out.insert(operator, std::mem::take(&mut operands));
+            }
+            28 => {
+                operands.push(((byte(1) << 8) | byte(2)) as i16 as i64);
+                i += 3;
+            }
+            29 => {
+                operands.push(((byte(1) << 24) | (byte(2) << 16) | (byte(3) << 8) | byte(4)) as i32 as i64);
+                i += 5;
+            }
+            30 => {
+                // A real number: skip its nibbles up to the 0xf terminator.
+                i += 1;
+                while i < dict.len() && dict[i] & 0x0f != 0x0f && dict[i] >> 4 != 0x0f {
+                    i += 1;
+                }
+                i += 1;
+                operands.push(0);
+            }
+            32..=246 => {
+                operands.push(b0 as i64 - 139);
+                i += 1;
+            }
+            247..=250 => {
+                operands.push((b0 as i64 - 247) * 256 + byte(1) + 108);
+                i += 2;
+            }
+            251..=254 => {
+                operands.push(-(b0 as i64 - 251) * 256 - byte(1) - 108);
+                i += 2;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// The 391 standard strings of the Compact Font Format (Adobe TN 5176, appendix A), by SID.
+const CFF_STANDARD_STRINGS: [&str; 391] = [
+    ".notdef",
+    "space",
+    "exclam",
+    "quotedbl",
+    "numbersign",
+    "dollar",
+    "percent",
+    "ampersand",
+    "quoteright",
+    "parenleft",
+    "parenright",
+    "asterisk",
+    "plus",
+    "comma",
+    "hyphen",
+    "period",
+    "slash",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "colon",
+    "semicolon",
+    "less",
+    "equal",
+    "greater",
+    "question",
+    "at",
+    "A",
+    "B",
+    "C",
+    "D",
+    "E",
+    "F",
+    "G",
+    "H",
+    "I",
+    "J",
+    "K",
+    "L",
+    "M",
+    "N",
+    "O",
+    "P",
+    "Q",
+    "R",
+    "S",
+    "T",
+    "U",
+    "V",
+    "W",
+    "X",
+    "Y",
+    "Z",
+    "bracketleft",
+    "backslash",
+    "bracketright",
+    "asciicircum",
+    "underscore",
+    "quoteleft",
+    "a",
+    "b",
+    "c",
+    "d",
+    "e",
+    "f",
+    "g",
+    "h",
+    "i",
+    "j",
+    "k",
+    "l",
+    "m",
+    "n",
+    "o",
+    "p",
+    "q",
+    "r",
+    "s",
+    "t",
+    "u",
+    "v",
+    "w",
+    "x",
+    "y",
+    "z",
+    "braceleft",
+    "bar",
+    "braceright",
+    "asciitilde",
+    "exclamdown",
+    "cent",
+    "sterling",
+    "fraction",
+    "yen",
+    "florin",
+    "section",
+    "currency",
+    "quotesingle",
+    "quotedblleft",
+    "guillemotleft",
+    "guilsinglleft",
+    "guilsinglright",
+    "fi",
+    "fl",
+    "endash",
+    "dagger",
+    "daggerdbl",
+    "periodcentered",
+    "paragraph",
+    "bullet",
+    "quotesinglbase",
+    "quotedblbase",
+    "quotedblright",
+    "guillemotright",
+    "ellipsis",
+    "perthousand",
+    "questiondown",
+    "grave",
+    "acute",
+    "circumflex",
+    "tilde",
+    "macron",
+    "breve",
+    "dotaccent",
+    "dieresis",
+    "ring",
+    "cedilla",
+    "hungarumlaut",
+    "ogonek",
+    "caron",
+    "emdash",
+    "AE",
+    "ordfeminine",
+    "Lslash",
+    "Oslash",
+    "OE",
+    "ordmasculine",
+    "ae",
+    "dotlessi",
+    "lslash",
+    "oslash",
+    "oe",
+    "germandbls",
+    "onesuperior",
+    "logicalnot",
+    "mu",
+    "trademark",
+    "Eth",
+    "onehalf",
+    "plusminus",
+    "Thorn",
+    "onequarter",
+    "divide",
+    "brokenbar",
+    "degree",
+    "thorn",
+    "threequarters",
+    "twosuperior",
+    "registered",
+    "minus",
+    "eth",
+    "multiply",
+    "threesuperior",
+    "copyright",
+    "Aacute",
+    "Acircumflex",
+    "Adieresis",
+    "Agrave",
+    "Aring",
+    "Atilde",
+    "Ccedilla",
+    "Eacute",
+    "Ecircumflex",
+    "Edieresis",
+    "Egrave",
+    "Iacute",
+    "Icircumflex",
+    "Idieresis",
+    "Igrave",
+    "Ntilde",
+    "Oacute",
+    "Ocircumflex",
+    "Odieresis",
+    "Ograve",
+    "Otilde",
+    "Scaron",
+    "Uacute",
+    "Ucircumflex",
+    "Udieresis",
+    "Ugrave",
+    "Yacute",
+    "Ydieresis",
+    "Zcaron",
+    "aacute",
+    "acircumflex",
+    "adieresis",
+    "agrave",
+    "aring",
+    "atilde",
+    "ccedilla",
+    "eacute",
+    "ecircumflex",
+    "edieresis",
+    "egrave",
+    "iacute",
+    "icircumflex",
+    "idieresis",
+    "igrave",
+    "ntilde",
+    "oacute",
+    "ocircumflex",
+    "odieresis",
+    "ograve",
+    "otilde",
+    "scaron",
+    "uacute",
+    "ucircumflex",
+    "udieresis",
+    "ugrave",
+    "yacute",
+    "ydieresis",
+    "zcaron",
+    "exclamsmall",
+    "Hungarumlautsmall",
+    "dollaroldstyle",
+    "dollarsuperior",
+    "ampersandsmall",
+    "Acutesmall",
+    "parenleftsuperior",
+    "parenrightsuperior",
+    "twodotenleader",
+    "onedotenleader",
+    "zerooldstyle",
+    "oneoldstyle",
+    "twooldstyle",
+    "threeoldstyle",
+    "fouroldstyle",
+    "fiveoldstyle",
+    "sixoldstyle",
+    "sevenoldstyle",
+    "eightoldstyle",
+    "nineoldstyle",
+    "commasuperior",
+    "threequartersemdash",
+    "periodsuperior",
+    "questionsmall",
+    "asuperior",
+    "bsuperior",
+    "centsuperior",
+    "dsuperior",
+    "esuperior",
+    "isuperior",
+    "lsuperior",
+    "msuperior",
+    "nsuperior",
+    "osuperior",
+    "rsuperior",
+    "ssuperior",
+    "tsuperior",
+    "ff",
+    "ffi",
+    "ffl",
+    "parenleftinferior",
+    "parenrightinferior",
+    "Circumflexsmall",
+    "hyphensuperior",
+    "Gravesmall",
+    "Asmall",
+    "Bsmall",
+    "Csmall",
+    "Dsmall",
+    "Esmall",
+    "Fsmall",
+    "Gsmall",
+    "Hsmall",
+    "Ismall",
+    "Jsmall",
+    "Ksmall",
+    "Lsmall",
+    "Msmall",
+    "Nsmall",
+    "Osmall",
+    "Psmall",
+    "Qsmall",
+    "Rsmall",
+    "Ssmall",
+    "Tsmall",
+    "Usmall",
+    "Vsmall",
+    "Wsmall",
+    "Xsmall",
+    "Ysmall",
+    "Zsmall",
+    "colonmonetary",
+    "onefitted",
+    "rupiah",
+    "Tildesmall",
+    "exclamdownsmall",
+    "centoldstyle",
+    "Lslashsmall",
+    "Scaronsmall",
+    "Zcaronsmall",
+    "Dieresissmall",
+    "Brevesmall",
+    "Caronsmall",
+    "Dotaccentsmall",
+    "Macronsmall",
+    "figuredash",
+    "hypheninferior",
+    "Ogoneksmall",
+    "Ringsmall",
+    "Cedillasmall",
+    "questiondownsmall",
+    "oneeighth",
+    "threeeighths",
+    "fiveeighths",
+    "seveneighths",
+    "onethird",
+    "twothirds",
+    "zerosuperior",
+    "foursuperior",
+    "fivesuperior",
+    "sixsuperior",
+    "sevensuperior",
+    "eightsuperior",
+    "ninesuperior",
+    "zeroinferior",
+    "oneinferior",
+    "twoinferior",
+    "threeinferior",
+    "fourinferior",
+    "fiveinferior",
+    "sixinferior",
+    "seveninferior",
+    "eightinferior",
+    "nineinferior",
+    "centinferior",
+    "dollarinferior",
+    "periodinferior",
+    "commainferior",
+    "Agravesmall",
+    "Aacutesmall",
+    "Acircumflexsmall",
+    "Atildesmall",
+    "Adieresissmall",
+    "Aringsmall",
+    "AEsmall",
+    "Ccedillasmall",
+    "Egravesmall",
+    "Eacutesmall",
+    "Ecircumflexsmall",
+    "Edieresissmall",
+    "Igravesmall",
+    "Iacutesmall",
+    "Icircumflexsmall",
+    "Idieresissmall",
+    "Ethsmall",
+    "Ntildesmall",
+    "Ogravesmall",
+    "Oacutesmall",
+    "Ocircumflexsmall",
+    "Otildesmall",
+    "Odieresissmall",
+    "OEsmall",
+    "Oslashsmall",
+    "Ugravesmall",
+    "Uacutesmall",
+    "Ucircumflexsmall",
+    "Udieresissmall",
+    "Yacutesmall",
+    "Thornsmall",
+    "Ydieresissmall",
+    "001.000",
+    "001.001",
+    "001.002",
+    "001.003",
+    "Black",
+    "Bold",
+    "Book",
+    "Light",
+    "Medium",
+    "Regular",
+    "Roman",
+    "Semibold",
+];
+
+/// Letters of right-to-left scripts (Hebrew, Arabic, Syriac, Thaana, N'Ko and their
+/// presentation forms).
+pub(crate) fn is_rtl(c: char) -> bool {
+    matches!(c, '\u{0590}'..='\u{08ff}' | '\u{fb1d}'..='\u{fdff}' | '\u{fe70}'..='\u{feff}')
+}
+
+/// Whether `next` starts in a different direction's script than `before` ends (a Latin letter
+/// then an Arabic one, or back): no word does that, so the two are separate words.
+pub(crate) fn script_changes(before: &str, next: &str) -> bool {
+    match (before.chars().last(), next.chars().next()) {
+        (Some(last), Some(first)) => last.is_alphabetic() && first.is_alphabetic() && is_rtl(last) != is_rtl(first),
+        _ => false,
+    }
+}
+
+/// Glyph names of TeX's math fonts that the Adobe Glyph List does not have.
+pub(crate) fn tex_glyph_text(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "epsilon1" => "\u{3b5}",
+        "theta1" => "\u{3d1}",
+        "phi1" => "\u{3c6}",
+        "rho1" => "\u{3f1}",
+        "sigma1" => "\u{3c2}",
+        "omega1" => "\u{3d6}",
+        "dotlessj" => "\u{237}",
+        _ => return None,
+    })
+}
+
+/// Ligatures (U+FB00–FB06) as their letters, and Arabic presentation forms (U+FB50–FDFF,
+/// U+FE70–FEFF) as the letters they present: NFKC on those characters only, so that other
+/// compatibility characters (superscripts, full-width forms) keep their meaning.
+pub(crate) fn normalise(text: &str) -> String {
+    let needs = |c: char| matches!(c, '\u{fb00}'..='\u{fb06}' | '\u{fb50}'..='\u{fdff}' | '\u{fe70}'..='\u{feff}');
+    if !text.chars().any(needs) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if needs(c) && c != '\u{feff}' {
+            out.extend(c.to_string().nfkc());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HABIBI: &[u8] = b"/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n\
+        /CMapName /Adobe-Identity-UCS def\n1 begincodespacerange\n<0000> <ffff>\nendcodespacerange\n\
+        6 beginbfchar\n<0003> <>\n<03f2> <>\n<03a3> <062d064e0628064a0628064a0020>\nendbfchar\n\
+        2 beginbfrange\n<0010> <0012> <0041>\n<0020> <0021> [<0066006c> <0078>]\nendbfrange\nendcmap";
+
+    #[test]
+    fn an_empty_destination_does_not_cost_the_rest_of_the_map() {
+        let map = ToUnicode::parse(HABIBI).unwrap();
+        let text = map.decode(&[0x00, 0x03, 0x03, 0xf2, 0x03, 0xa3], 2, |_| "?".into());
+        assert_eq!(text, "حَبيبي ");
+    }
+
+    #[test]
+    fn ranges_count_up_or_list_each_text() {
+        let map = ToUnicode::parse(HABIBI).unwrap();
+        assert_eq!(map.decode(&[0x00, 0x10, 0x00, 0x12, 0x00, 0x20, 0x00, 0x21], 2, |_| "?".into()), "ACflx");
+        // A code outside the map goes to the fallback, at the default length.
+        assert_eq!(map.decode(&[0x00, 0x99], 2, |b| format!("<{}>", b.len())), "<2>");
+    }
+
+    #[test]
+    fn a_map_without_mappings_is_none() {
+        assert!(ToUnicode::parse(b"begincmap endcmap").is_none());
+        assert!(ToUnicode::parse(b"").is_none());
+    }
+
+    #[test]
+    fn the_builtin_encoding_of_a_type1_program() {
+        let program = b"%!PS-AdobeFont-1.0: CMR10\n/Encoding 256 array\n0 1 255 {1 index exch /.notdef put} for\n\
+            dup 12 /fi put\ndup 13 /gamma put\ndup 97 /a put\nreadonly def\ncurrentfile eexec\x80\x81dup 1 /x put";
+        let names = type1_builtin_encoding(program).unwrap();
+        assert_eq!(names.get(&12).map(String::as_str), Some("fi"));
+        assert_eq!(names.get(&13).map(String::as_str), Some("gamma"));
+        assert_eq!(names.len(), 3, "nothing after eexec: {names:?}");
+        assert!(type1_builtin_encoding(b"/Encoding StandardEncoding def").is_none());
+    }
+
+    #[test]
+    fn a_change_of_direction_between_letters_separates_words() {
+        assert!(script_changes("habibi", "\u{62d}\u{64e}"));
+        assert!(script_changes("\u{628}\u{64a}", "abc"));
+        assert!(!script_changes("habi", "bi"));
+        assert!(!script_changes("\u{628}", "\u{64a}"));
+        assert!(!script_changes("x2", "\u{62d}"));
+    }
+
+    #[test]
+    fn ligatures_and_presentation_forms_become_letters() {
+        assert_eq!(normalise("\u{fb01}lled e\u{fb00}ort \u{fb03}x"), "filled effort ffix");
+        // ARABIC LETTER HAH INITIAL FORM, BEH MEDIAL FORM -> HAH, BEH.
+        assert_eq!(normalise("\u{fea3}\u{fe92}"), "\u{62d}\u{628}");
+        // Other compatibility characters keep their form.
+        assert_eq!(normalise("x² ＡＢ"), "x² ＡＢ");
+    }
+}
