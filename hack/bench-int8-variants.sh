@@ -38,7 +38,7 @@ for variant in "${variants[@]}"; do
   rm -rf "$dir" && mkdir -p "$dir"
   for f in "$model_dir"/*.json "$model_dir"/model.onnx "$model_dir"/model-fused.onnx; do ln -s "$f" "$dir/"; done
   "$python" "$HACK_DIR/optimize_onnx.py" "$model_dir/model.onnx" "$dir/fused.tmp.onnx" "$dir/model-int8.onnx" \
-    "$HACK_DIR/model-calibration.json" "$model_dir/tokenizer.json" "$matmuls" 2>/dev/null
+    "$HACK_DIR/model-smoothing.json" "$matmuls" 2>/dev/null
   rm -f "$dir/fused.tmp.onnx"
   run "int8, $label" "$dir" int8
 done

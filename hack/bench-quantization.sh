@@ -9,4 +9,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 python="$("$HACK_DIR/python.sh")"
 model_dir="$("$HACK_DIR/model.sh")"
 "$python" "$HACK_DIR/bench/quantization_sensitivity.py" "$model_dir" \
-  "$REPO_ROOT/embedder/tests/fixtures/embeddings/reference.json" "$HACK_DIR/model-calibration.json"
+  "$REPO_ROOT/embedder/tests/fixtures/embeddings/reference.json" "$HACK_DIR/model-smoothing.json"

