@@ -161,9 +161,15 @@ impl Embedder {
             .map_err(|e| tokenizer_error(e.to_string()))?;
         tokenizer.with_padding(None);
 
-        // int8 pays on CPUs with VNNI; on a GPU the fp32 fused graph is the fast one.
+        // int8 pays on CPUs with VNNI; on a GPU the fp32 fused graph is the fast one. Without
+        // VNNI, ONNX Runtime's u8 x s8 kernels multiply through 16-bit sums that full-range
+        // activations can saturate, so the int8 graph's accuracy holds only with VNNI.
         let graph = match (config.device, config.graph) {
             (Device::Cuda, Graph::Int8) => Graph::Fused,
+            (Device::Cpu, Graph::Int8) if !cpu_has_vnni() => {
+                tracing::warn!("this CPU has no VNNI instructions; running the fp32 fused graph instead of int8");
+                Graph::Fused
+            }
             (_, graph) => graph,
         };
         let model_path = config.model_dir.join(graph.file_name());
@@ -292,6 +298,20 @@ impl Embedder {
             return Err(EmbedError::Inference(format!("unexpected output shape {out_shape:?}")));
         }
         Ok(mean_pool_normalize(hidden, &mask, rows, width))
+    }
+}
+
+/// Whether the CPU has the int8 dot-product instructions (AVX-512 VNNI or AVX-VNNI) that ONNX
+/// Runtime's int8 kernels need to add products without saturating.
+fn cpu_has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        // ARM's int8 kernels (SDOT/SMMLA) accumulate in 32 bits.
+        true
     }
 }
 
