@@ -1,9 +1,12 @@
-//! Text of font codes that lopdf does not decode on its own: ToUnicode CMaps parsed leniently
-//! (one empty destination, which producers write for glyphs that carry no text, makes lopdf
-//! drop the whole map and fall back to StandardEncoding), the built-in encoding of embedded
-//! Type 1 fonts (TeX's Computer Modern fonts carry their ligatures and Greek letters there,
-//! with no /Encoding in the PDF), and the normalisation of ligatures and Arabic presentation
-//! forms to the letters a reader searches for.
+//! Text of font codes that lopdf does not decode on its own, and the character-level rules of
+//! extraction: ToUnicode CMaps parsed leniently (one empty destination, which producers write
+//! for glyphs that carry no text, makes lopdf drop the whole map and fall back to
+//! StandardEncoding); the built-in encodings of embedded Type 1 and CFF (Type1C) font programs
+//! (TeX's Computer Modern fonts carry their ligatures and Greek letters there, with no /Encoding
+//! in the PDF), with TeX's glyph names that the Adobe Glyph List lacks; the normalisation of
+//! ligatures and Arabic presentation forms to the letters a reader searches for; and where a
+//! change of writing direction separates words. Every parser here reads hostile bytes: bounded
+//! work, no panics.
 
 use std::collections::BTreeMap;
 
@@ -12,13 +15,20 @@ use unicode_normalization::UnicodeNormalization;
 /// Most bfchar/bfrange entries one CMap may declare: a guard against a hostile map, far above
 /// what real fonts use (a few thousand).
 const MAX_CMAP_ENTRIES: usize = 100_000;
+/// Longest text one code may map to, in UTF-16 units: real maps give a ligature or a word; a
+/// longer destination is ignored rather than repeated for every glyph shown.
+const MAX_DESTINATION_UNITS: usize = 256;
 
 /// A ToUnicode CMap: source codes, by byte length, to text.
 #[derive(Debug, Default)]
 pub(crate) struct ToUnicode {
     chars: BTreeMap<(usize, u32), String>,
+    /// Sorted by (length, low), for binary search.
     ranges: Vec<Range>,
-    /// Code lengths in bytes from the codespace ranges, ascending.
+    /// The codespace ranges (low and high bytes of equal length): they decide how many bytes
+    /// the next code takes.
+    codespace: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Code lengths in bytes, ascending: the codespace's, or the mappings' when it has none.
     lengths: Vec<usize>,
 }
 
@@ -122,9 +132,12 @@ impl ToUnicode {
             match tokens[i] {
                 Token::Word(b"begincodespacerange") => {
                     i += 1;
-                    while let (Some(Token::Hex(low)), Some(Token::Hex(_))) = (tokens.get(i), tokens.get(i + 1)) {
-                        if !low.is_empty() && !map.lengths.contains(&low.len()) {
-                            map.lengths.push(low.len());
+                    while let (Some(Token::Hex(low)), Some(Token::Hex(high))) = (tokens.get(i), tokens.get(i + 1)) {
+                        if (1..=4).contains(&low.len()) && low.len() == high.len() && map.codespace.len() < 256 {
+                            map.codespace.push((low.clone(), high.clone()));
+                            if !map.lengths.contains(&low.len()) {
+                                map.lengths.push(low.len());
+                            }
                         }
                         i += 2;
                     }
@@ -134,7 +147,10 @@ impl ToUnicode {
                     while let (Some(Token::Hex(source)), Some(Token::Hex(destination))) =
                         (tokens.get(i), tokens.get(i + 1))
                     {
-                        if !source.is_empty() {
+                        if entries >= MAX_CMAP_ENTRIES {
+                            break;
+                        }
+                        if (1..=4).contains(&source.len()) && destination.len() <= 2 * MAX_DESTINATION_UNITS {
                             map.chars.insert((source.len(), code(source)), text_of(&utf16(destination)));
                             entries += 1;
                         }
@@ -144,6 +160,9 @@ impl ToUnicode {
                 Token::Word(b"beginbfrange") => {
                     i += 1;
                     while let (Some(Token::Hex(low)), Some(Token::Hex(high))) = (tokens.get(i), tokens.get(i + 1)) {
+                        if entries >= MAX_CMAP_ENTRIES {
+                            break;
+                        }
                         i += 2;
                         let destination = match tokens.get(i) {
                             Some(Token::Hex(start)) => {
@@ -154,7 +173,9 @@ impl ToUnicode {
                                 let mut each = Vec::new();
                                 i += 1;
                                 while let Some(Token::Hex(text)) = tokens.get(i) {
-                                    each.push(text_of(&utf16(text)));
+                                    if each.len() < 65_536 {
+                                        each.push(text_of(&utf16(text)));
+                                    }
                                     i += 1;
                                 }
                                 if tokens.get(i) == Some(&Token::Close) {
@@ -164,7 +185,11 @@ impl ToUnicode {
                             }
                             _ => break,
                         };
-                        if !low.is_empty() && code(low) <= code(high) {
+                        let short = match &destination {
+                            RangeDestination::Start(units) => units.len() <= MAX_DESTINATION_UNITS,
+                            RangeDestination::Each(each) => each.iter().all(|t| t.len() <= 4 * MAX_DESTINATION_UNITS),
+                        };
+                        if (1..=4).contains(&low.len()) && code(low) <= code(high) && short {
                             map.ranges.push(Range { length: low.len(), low: code(low), high: code(high), destination });
                             entries += 1;
                         }
@@ -182,14 +207,26 @@ impl ToUnicode {
         }
         map.lengths.sort_unstable();
         map.lengths.dedup();
+        map.ranges.sort_by_key(|r| (r.length, r.low));
         Some(map)
+    }
+
+    /// The length of the code at the start of `bytes` by the codespace ranges, if one matches.
+    fn codespace_length(&self, bytes: &[u8]) -> Option<usize> {
+        self.codespace
+            .iter()
+            .filter(|(low, _)| low.len() <= bytes.len())
+            .find(|(low, high)| (0..low.len()).all(|k| low[k] <= bytes[k] && bytes[k] <= high[k]))
+            .map(|(low, _)| low.len())
     }
 
     fn lookup(&self, length: usize, value: u32) -> Option<String> {
         if let Some(text) = self.chars.get(&(length, value)) {
             return Some(text.clone());
         }
-        let range = self.ranges.iter().find(|r| r.length == length && r.low <= value && value <= r.high)?;
+        // The last range starting at or below `value` (ranges of real maps do not overlap).
+        let after = self.ranges.partition_point(|r| (r.length, r.low) <= (length, value));
+        let range = self.ranges[..after].last().filter(|r| r.length == length && value <= r.high)?;
         let offset = value - range.low;
         match &range.destination {
             RangeDestination::Start(units) => {
@@ -209,11 +246,13 @@ impl ToUnicode {
         let mut out = String::new();
         let mut i = 0;
         while i < bytes.len() {
-            let hit = self
-                .lengths
-                .iter()
-                .filter(|l| i + **l <= bytes.len())
-                .find_map(|length| self.lookup(*length, code(&bytes[i..i + length])).map(|text| (*length, text)));
+            let hit =
+                match self.codespace_length(&bytes[i..]) {
+                    Some(length) => self.lookup(length, code(&bytes[i..i + length])).map(|text| (length, text)),
+                    None => self.lengths.iter().filter(|l| i + **l <= bytes.len()).find_map(|length| {
+                        self.lookup(*length, code(&bytes[i..i + length])).map(|text| (*length, text))
+                    }),
+                };
             match hit {
                 Some((length, text)) => {
                     out.push_str(&text);
@@ -262,6 +301,10 @@ pub(crate) fn type1_builtin_encoding(program: &[u8]) -> Option<BTreeMap<u8, Stri
 /// The glyph names of a bare CFF font program's (FontFile3, Type1C) built-in encoding, by
 /// code; `None` when it uses the standard encoding, or cannot be read.
 pub(crate) fn cff_builtin_encoding(cff: &[u8]) -> Option<BTreeMap<u8, String>> {
+    // Major version 1: a bare CFF program, not an OpenType one ("OTTO").
+    if cff.first() != Some(&1) {
+        return None;
+    }
     let header_size = *cff.get(2)? as usize;
     let (_, after_names) = cff_index(cff, header_size)?;
     let (top_dicts, after_top) = cff_index(cff, after_names)?;
@@ -901,6 +944,54 @@ mod tests {
         assert_eq!(map.decode(&[0x00, 0x10, 0x00, 0x12, 0x00, 0x20, 0x00, 0x21], 2, |_| "?".into()), "ACflx");
         // A code outside the map goes to the fallback, at the default length.
         assert_eq!(map.decode(&[0x00, 0x99], 2, |b| format!("<{}>", b.len())), "<2>");
+    }
+
+    #[test]
+    fn the_codespace_decides_how_long_a_code_is() {
+        // One-byte codes below 0x80, two-byte codes from 0x8000: a mapped one-byte 0x81 must
+        // not cut the two-byte code 0x8141 in half.
+        let map = ToUnicode::parse(
+            b"2 begincodespacerange <00> <7f> <8000> <ffff> endcodespacerange \
+              2 beginbfchar <41> <0041> <8141> <4e00> endbfchar 1 beginbfchar <81> <0078> endbfchar",
+        )
+        .unwrap();
+        assert_eq!(map.decode(&[0x41, 0x81, 0x41], 1, |_| "?".into()), "A\u{4e00}");
+    }
+
+    #[test]
+    fn an_overlong_destination_is_ignored() {
+        let long = "0041".repeat(MAX_DESTINATION_UNITS + 1);
+        let cmap = format!("1 beginbfchar <01> <{long}> endbfchar 1 beginbfchar <02> <0042> endbfchar");
+        let map = ToUnicode::parse(cmap.as_bytes()).unwrap();
+        assert_eq!(map.decode(&[1, 2], 1, |_| String::new()), "B");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_parsers_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            if let Some(map) = ToUnicode::parse(&bytes) {
+                let _ = map.decode(&bytes, 2, |_| String::new());
+            }
+            let _ = cff_builtin_encoding(&bytes);
+            let mut cff = vec![1, 0, 4, 1];
+            cff.extend_from_slice(&bytes);
+            let _ = cff_builtin_encoding(&cff);
+            let _ = type1_builtin_encoding(&bytes);
+        }
+
+        #[test]
+        fn cmap_shaped_input_never_panics(entries in proptest::collection::vec((proptest::num::u32::ANY, 1usize..5, proptest::collection::vec(proptest::num::u8::ANY, 0..8)), 0..64)) {
+            let mut cmap = String::from("1 begincodespacerange <0000> <ffff> endcodespacerange 1 beginbfrange ");
+            for (value, length, destination) in &entries {
+                let source = &format!("{value:08x}")[8 - 2 * length..];
+                let hex: String = destination.iter().map(|b| format!("{b:02x}")).collect();
+                cmap.push_str(&format!("<{source}> <{source}> <{hex}> <{source}> [<{hex}>] "));
+            }
+            cmap.push_str("endbfrange");
+            if let Some(map) = ToUnicode::parse(cmap.as_bytes()) {
+                let _ = map.decode(&[0, 1, 2, 3, 4, 5, 6, 7], 2, |_| String::new());
+            }
+        }
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! PDF text in reading order. lopdf parses the file and decodes fonts (including ToUnicode
-//! CMaps); this module interprets each page's content stream, and the form XObjects it draws,
-//! to place every shown string on the page, then rebuilds lines, blocks and columns from those
-//! positions, so that two-column layouts read column by column rather than across.
+//! PDF text in reading order. lopdf parses the file; `fonts` decodes what lopdf cannot (lenient
+//! ToUnicode maps, the encodings inside embedded font programs). This module interprets each
+//! page's content stream, and the form XObjects it draws, to place every shown string on the
+//! page, then rebuilds lines, blocks and columns from those positions, so that two-column
+//! layouts read column by column rather than across, table rows stay whole, and words
+//! hyphenated across lines are joined again.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
 
 use lopdf::content::Content;
 use lopdf::{Dictionary, Document, Encoding, LoadOptions, Object, ObjectId};
@@ -44,7 +47,7 @@ pub(crate) fn extract(bytes: &[u8], budget: &mut Budget<'_>) -> Result<(String, 
     }
     let mut text = String::new();
     let mut images = 0usize;
-    let mut program_encodings = ProgramEncodings::new();
+    let mut font_cache = FontCache::default();
     for page_id in pages.values() {
         budget.check_time()?;
         let mut reader = PageReader {
@@ -53,7 +56,7 @@ pub(crate) fn extract(bytes: &[u8], budget: &mut Budget<'_>) -> Result<(String, 
             spans: Vec::new(),
             images: 0,
             visited: HashSet::new(),
-            program_encodings: &mut program_encodings,
+            font_cache: &mut font_cache,
         };
         let content = match doc.get_page_content_with_limit(*page_id, reader.remaining_decompression()) {
             Ok(content) => content,
@@ -148,7 +151,7 @@ impl Matrix {
 struct Font<'a> {
     encoding: Option<Encoding<'a>>,
     /// The font's ToUnicode CMap, read by our own lenient parser; it wins over `encoding`.
-    to_unicode: Option<ToUnicode>,
+    to_unicode: Option<Rc<ToUnicode>>,
     /// Text by code that overrides `encoding` for simple fonts without ToUnicode: the embedded
     /// program's built-in encoding (Type 1 or CFF; lopdf would read StandardEncoding), overlaid
     /// with the /Differences names resolved one by one.
@@ -163,9 +166,10 @@ impl<'a> Font<'a> {
     fn load(
         doc: &'a Document,
         dict: &'a Dictionary,
-        budget: &Budget<'_>,
-        program_encodings: &mut ProgramEncodings,
+        budget: &mut Budget<'_>,
+        cache: &mut FontCache,
     ) -> Result<Self, ExtractErrorKind> {
+        budget.check_time()?;
         let encoding = match dict.get_font_encoding_with_limit(doc, budget.limits.max_decompressed_bytes) {
             Ok(encoding) => Some(encoding),
             Err(lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. })) => {
@@ -176,13 +180,10 @@ impl<'a> Font<'a> {
         let subtype = dict.get(b"Subtype").and_then(Object::as_name).unwrap_or_default();
         let two_byte = subtype == b"Type0";
         let limit = budget.limits.max_decompressed_bytes;
-        let to_unicode = dict
-            .get(b"ToUnicode")
-            .and_then(|o| resolve(doc, o))
-            .and_then(Object::as_stream)
-            .ok()
-            .and_then(|stream| stream_content(stream, limit.min(MAX_FONT_STREAM_BYTES)))
-            .and_then(|data| ToUnicode::parse(&data));
+        let to_unicode = match dict.get(b"ToUnicode") {
+            Ok(object) => cache.unicode_map(doc, object, budget)?,
+            Err(_) => None,
+        };
         let mut builtin = BTreeMap::new();
         if to_unicode.is_none() && !two_byte {
             // An embedded program's own encoding is the base unless /Encoding names another.
@@ -191,7 +192,7 @@ impl<'a> Font<'a> {
                 .and_then(|o| resolve(doc, o))
                 .is_ok_and(|e| e.as_name().is_ok() || e.as_dict().is_ok_and(|d| d.has(b"BaseEncoding")));
             if subtype == b"Type1" && !names_base {
-                builtin = builtin_encoding(doc, dict, limit, program_encodings);
+                builtin = cache.builtin_encoding(doc, dict, limit, budget)?;
             }
             builtin.extend(differences_text(doc, dict));
         }
@@ -280,10 +281,6 @@ impl<'a> Font<'a> {
     }
 }
 
-/// The largest ToUnicode CMap or font program read for its text mapping: real ones are well
-/// under a megabyte (a CJK font program can reach a few), and a larger one is read as if absent.
-const MAX_FONT_STREAM_BYTES: usize = 16 << 20;
-
 /// A stream's decoded bytes, or `None` when it cannot be decoded within `limit`.
 fn stream_content(stream: &lopdf::Stream, limit: usize) -> Option<Vec<u8>> {
     if stream.is_compressed() {
@@ -293,43 +290,103 @@ fn stream_content(stream: &lopdf::Stream, limit: usize) -> Option<Vec<u8>> {
     }
 }
 
-/// Built-in encodings of font programs by the program stream's object, so that a font used on
-/// every page is decompressed and parsed once.
-type ProgramEncodings = std::collections::HashMap<ObjectId, BTreeMap<u8, String>>;
+/// Font streams decoded once per document, by the stream's object: a font used on every page is
+/// decompressed and parsed once, and charged to the decompression budget once.
+#[derive(Default)]
+struct FontCache {
+    to_unicode: HashMap<ObjectId, Option<Rc<ToUnicode>>>,
+    programs: HashMap<ObjectId, BTreeMap<u8, String>>,
+}
 
-/// The text of each code of an embedded Type 1 (or CFF) font's built-in encoding. Glyph names
-/// go through `glyph_text`.
-fn builtin_encoding(
+/// The largest ToUnicode CMap read: real ones are well under a megabyte.
+const MAX_CMAP_BYTES: usize = 4 << 20;
+/// The largest font program read for its built-in encoding.
+const MAX_FONT_PROGRAM_BYTES: usize = 16 << 20;
+/// Font objects cached per document, at most.
+const MAX_CACHED_FONT_STREAMS: usize = 4096;
+
+/// The decoded bytes of the stream `object` (direct or referenced), at most `cap` of them,
+/// charged to the budget.
+fn font_stream(
     doc: &Document,
-    font: &Dictionary,
-    limit: usize,
-    cache: &mut ProgramEncodings,
-) -> BTreeMap<u8, String> {
-    let descriptor = font.get(b"FontDescriptor").and_then(|o| resolve(doc, o)).and_then(Object::as_dict).ok();
-    // FontFile holds a Type 1 program; FontFile3 a bare CFF (Type1C) one.
-    for (key, cff) in [(&b"FontFile"[..], false), (&b"FontFile3"[..], true)] {
-        let Some(object) = descriptor.and_then(|d| d.get(key).ok()) else { continue };
-        let id = object.as_reference().ok();
-        if let Some(known) = id.and_then(|id| cache.get(&id)) {
-            return known.clone();
-        }
-        let program = resolve(doc, object)
-            .ok()
-            .and_then(|o| o.as_stream().ok())
-            .and_then(|s| stream_content(s, limit.min(MAX_FONT_STREAM_BYTES)));
-        let names =
-            program.and_then(|p| if cff { fonts::cff_builtin_encoding(&p) } else { fonts::type1_builtin_encoding(&p) });
-        let text: BTreeMap<u8, String> = names
-            .map(|names| names.into_iter().filter_map(|(code, name)| Some((code, glyph_text(doc, &name)?))).collect())
-            .unwrap_or_default();
-        if let Some(id) = id
-            && cache.len() < 4096
-        {
-            cache.insert(id, text.clone());
-        }
-        return text;
+    object: &Object,
+    cap: usize,
+    budget: &mut Budget<'_>,
+) -> Result<Option<Vec<u8>>, ExtractErrorKind> {
+    let Some(stream) = resolve(doc, object).ok().and_then(|o| o.as_stream().ok()) else { return Ok(None) };
+    let limit = cap.min(budget.limits.max_decompressed_bytes.saturating_sub(budget.decompressed_so_far()));
+    let content = stream_content(stream, limit);
+    if let Some(content) = &content {
+        budget.decompressed(content.len())?;
     }
-    BTreeMap::new()
+    Ok(content)
+}
+
+impl FontCache {
+    fn unicode_map(
+        &mut self,
+        doc: &Document,
+        object: &Object,
+        budget: &mut Budget<'_>,
+    ) -> Result<Option<Rc<ToUnicode>>, ExtractErrorKind> {
+        let id = object.as_reference().ok();
+        if let Some(known) = id.and_then(|id| self.to_unicode.get(&id)) {
+            return Ok(known.clone());
+        }
+        let map =
+            font_stream(doc, object, MAX_CMAP_BYTES, budget)?.and_then(|data| ToUnicode::parse(&data)).map(Rc::new);
+        if let Some(id) = id
+            && self.to_unicode.len() < MAX_CACHED_FONT_STREAMS
+        {
+            self.to_unicode.insert(id, map.clone());
+        }
+        Ok(map)
+    }
+
+    /// The text of each code of an embedded Type 1 (or CFF) font's built-in encoding. Glyph
+    /// names go through `glyph_text`.
+    fn builtin_encoding(
+        &mut self,
+        doc: &Document,
+        font: &Dictionary,
+        limit: usize,
+        budget: &mut Budget<'_>,
+    ) -> Result<BTreeMap<u8, String>, ExtractErrorKind> {
+        let descriptor = font.get(b"FontDescriptor").and_then(|o| resolve(doc, o)).and_then(Object::as_dict).ok();
+        // FontFile holds a Type 1 program; FontFile3 with /Subtype /Type1C a bare CFF one (other
+        // FontFile3 programs are OpenType, whose encoding lives elsewhere).
+        for (key, cff) in [(&b"FontFile"[..], false), (&b"FontFile3"[..], true)] {
+            let Some(object) = descriptor.and_then(|d| d.get(key).ok()) else { continue };
+            if cff {
+                let subtype = resolve(doc, object)
+                    .and_then(Object::as_stream)
+                    .ok()
+                    .and_then(|s| s.dict.get(b"Subtype").and_then(Object::as_name).ok());
+                if subtype != Some(b"Type1C".as_slice()) {
+                    continue;
+                }
+            }
+            let id = object.as_reference().ok();
+            if let Some(known) = id.and_then(|id| self.programs.get(&id)) {
+                return Ok(known.clone());
+            }
+            let program = font_stream(doc, object, MAX_FONT_PROGRAM_BYTES.min(limit), budget)?;
+            let names = program
+                .and_then(|p| if cff { fonts::cff_builtin_encoding(&p) } else { fonts::type1_builtin_encoding(&p) });
+            let text: BTreeMap<u8, String> = names
+                .map(|names| {
+                    names.into_iter().filter_map(|(code, name)| Some((code, glyph_text(doc, &name)?))).collect()
+                })
+                .unwrap_or_default();
+            if let Some(id) = id
+                && self.programs.len() < MAX_CACHED_FONT_STREAMS
+            {
+                self.programs.insert(id, text.clone());
+            }
+            return Ok(text);
+        }
+        Ok(BTreeMap::new())
+    }
 }
 
 /// The text of each code a simple font's /Encoding /Differences names, one name at a time:
@@ -358,7 +415,7 @@ fn differences_text(doc: &Document, font: &Dictionary) -> BTreeMap<u8, String> {
                 {
                     out.insert(byte, text);
                 }
-                code += 1;
+                code = code.saturating_add(1);
             }
             _ => {}
         }
@@ -371,6 +428,9 @@ fn differences_text(doc: &Document, font: &Dictionary) -> BTreeMap<u8, String> {
 fn glyph_text(doc: &Document, name: &str) -> Option<String> {
     static CACHE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Option<String>>>> =
         std::sync::OnceLock::new();
+    if name.len() > 64 {
+        return None;
+    }
     let cache = CACHE.get_or_init(Default::default);
     if let Some(known) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
         return known.clone();
@@ -458,8 +518,8 @@ struct PageReader<'d, 'b, 'l> {
     images: usize,
     /// Form XObjects being drawn, to break reference cycles.
     visited: HashSet<ObjectId>,
-    /// Built-in encodings of embedded font programs, read once per document.
-    program_encodings: &'b mut ProgramEncodings,
+    /// Font streams decoded once per document.
+    font_cache: &'b mut FontCache,
 }
 
 impl<'d> PageReader<'d, '_, '_> {
@@ -523,7 +583,7 @@ impl<'d> PageReader<'d, '_, '_> {
                                 .and_then(|o| resolve(doc, o).ok())
                                 .and_then(|o| o.as_dict().ok());
                             let font = match dict {
-                                Some(dict) => Some(Font::load(doc, dict, self.budget, self.program_encodings)?),
+                                Some(dict) => Some(Font::load(doc, dict, self.budget, self.font_cache)?),
                                 None => None,
                             };
                             font_cache.insert(name.to_vec(), font);
@@ -608,6 +668,10 @@ impl<'d> PageReader<'d, '_, '_> {
                     }
                     text.push_str(&decoded);
                     *text_matrix = Matrix::translate(tx, 0.0).then(*text_matrix);
+                    // A runaway guard: one string operator cannot hold more than a document may.
+                    if text.len() / 4 > self.budget.limits.max_text_chars {
+                        break;
+                    }
                 }
                 other => {
                     if let Some(adjust) = number(other) {
@@ -783,20 +847,28 @@ fn layout(mut spans: Vec<Span>) -> String {
     blocks.iter().map(|b| join_lines(b.lines.iter().map(|l| l.text.trim()))).collect::<Vec<_>>().join("\n\n")
 }
 
-/// Rows of a table kept whole: where at least two consecutive rows are split into several
-/// segments of at most three words each on average (cells, not the lines of text columns), each
-/// such row becomes one line with its cells separated by " | ", so a chunk holds a whole row.
-/// Other rows keep their segments, which the block layout reads column by column.
+/// Rows of a table kept whole: where at least two consecutive rows are split into three or
+/// more segments of at most three words each on average (cells, not the lines of text columns)
+/// and at least two segments of each start where one of the other row's starts (aligned
+/// columns), each such row becomes one line with its cells separated by " | ", so a chunk holds
+/// a whole row. Other rows keep their segments, which the block layout reads column by column.
 fn join_table_rows(rows: Vec<Vec<Line>>) -> Vec<Vec<Line>> {
     let is_cells = |row: &Vec<Line>| {
         let words: usize = row.iter().map(|l| l.text.split_whitespace().count()).sum();
-        row.len() >= 2 && words <= 3 * row.len()
+        row.len() >= 3 && words <= 3 * row.len()
+    };
+    let aligned = |a: &Vec<Line>, b: &Vec<Line>| {
+        let em = a.iter().chain(b).map(|l| l.size).fold(1.0, f64::max);
+        a.iter().filter(|x| b.iter().any(|y| (x.x0 - y.x0).abs() <= 0.5 * em)).count() >= 2
     };
     let cells: Vec<bool> = rows.iter().map(is_cells).collect();
+    let linked: Vec<bool> = (0..rows.len())
+        .map(|i| i + 1 < rows.len() && cells[i] && cells[i + 1] && aligned(&rows[i], &rows[i + 1]))
+        .collect();
     rows.into_iter()
         .enumerate()
         .map(|(i, row)| {
-            let in_table = cells[i] && (i > 0 && cells[i - 1] || cells.get(i + 1).copied().unwrap_or(false));
+            let in_table = linked[i] || (i > 0 && linked[i - 1]);
             if !in_table {
                 return row;
             }
@@ -811,14 +883,18 @@ fn join_table_rows(rows: Vec<Vec<Line>>) -> Vec<Vec<Line>> {
 
 /// A block's lines, one per line, except that a word hyphenated across a line break is joined
 /// again ("pellen-" + "tesque" -> "pellentesque"): a lower-case letter, a hyphen at the end of
-/// the line, and a lower-case letter starting the next, as typesetters break words.
+/// the line, and a lower-case letter starting the next, as typesetters break words. A compound
+/// that already has a hyphen keeps the one at the break ("state-of-the-" + "art").
 fn join_lines<'l>(lines: impl Iterator<Item = &'l str>) -> String {
     let mut out = String::new();
     for line in lines {
         let mut tail = out.chars().rev();
         let hyphenated = tail.next() == Some('-') && tail.next().is_some_and(char::is_lowercase);
         if hyphenated && line.chars().next().is_some_and(char::is_lowercase) {
-            out.pop();
+            let word = out[..out.len() - 1].rsplit(char::is_whitespace).next().unwrap_or_default();
+            if !word.contains('-') {
+                out.pop();
+            }
         } else if !out.is_empty() {
             out.push('\n');
         }
@@ -879,6 +955,6 @@ mod tests {
     #[test]
     fn a_word_hyphenated_across_lines_is_joined_and_other_hyphens_stay() {
         let lines = ["Pellen-", "tesque habitant", "state-of-the-", "art. The well-", "Known", "x -", "y"];
-        assert_eq!(join_lines(lines.into_iter()), "Pellentesque habitant\nstate-of-theart. The well-\nKnown\nx -\ny");
+        assert_eq!(join_lines(lines.into_iter()), "Pellentesque habitant\nstate-of-the-art. The well-\nKnown\nx -\ny");
     }
 }
