@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """Extraction quality: word-level F1 of `prospector-embedder extract` against poppler's
-`pdftotext` (the reference) for every fixture PDF whose reference has at least 20 words (Python's
-`\\w+` runs, as issue 12 counted them; this keeps the Arabic file whose vowel marks split its
-words).
+`pdftotext` (the reference) for every fixture PDF whose reference has at least 20 words by
+Python's `\\w+` runs (which split Arabic words at vowel marks, so the Arabic file counts).
 
 Words are runs of letters, digits and combining marks (so an Arabic word keeps its vowel
 marks), case-folded, counted as a multiset: precision is the share of our words that the
