@@ -97,6 +97,16 @@ fn a_table_keeps_each_row_on_one_line() {
 }
 
 #[test]
+fn right_to_left_text_drawn_left_to_right_reads_in_logical_order() {
+    // Producers draw Arabic glyphs left to right on the page, so the string holds the word's
+    // letters last to first; the text must come out as it is read.
+    let logical = "\u{62d}\u{628}\u{64a}\u{628}\u{64a}"; // habibi
+    let drawn: String = logical.chars().rev().collect();
+    let bytes = support::pdf(&[vec![placed(72.0, 700.0, 12.0, &format!("Call {drawn} today"))]], false);
+    assert_eq!(text_of(&bytes), format!("Call {logical} today"));
+}
+
+#[test]
 fn real_pdfs_keep_ligatures_greek_arabic_and_hyphenated_words() {
     let read = |name: &str| {
         let path = format!("{}/tests/fixtures/pdf/py-pdf-sample-files/{name}", env!("CARGO_MANIFEST_DIR"));

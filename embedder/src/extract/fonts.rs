@@ -243,7 +243,17 @@ impl ToUnicode {
     /// The text of `bytes`; codes the map lacks are read as `default_length`-byte codes and
     /// decoded by `fallback`.
     pub(crate) fn decode(&self, bytes: &[u8], default_length: usize, fallback: impl Fn(&[u8]) -> String) -> String {
-        let mut out = String::new();
+        self.decode_glyphs(bytes, default_length, fallback).concat()
+    }
+
+    /// The text of each code of `bytes`, in drawing order.
+    pub(crate) fn decode_glyphs(
+        &self,
+        bytes: &[u8],
+        default_length: usize,
+        fallback: impl Fn(&[u8]) -> String,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
         let mut i = 0;
         while i < bytes.len() {
             let hit =
@@ -255,18 +265,69 @@ impl ToUnicode {
                 };
             match hit {
                 Some((length, text)) => {
-                    out.push_str(&text);
+                    out.push(text);
                     i += length;
                 }
                 None => {
                     let length = default_length.clamp(1, bytes.len() - i);
-                    out.push_str(&fallback(&bytes[i..i + length]));
+                    out.push(fallback(&bytes[i..i + length]));
                     i += length;
                 }
             }
         }
         out
     }
+}
+
+/// Hebrew points and Arabic vowel marks: they belong to the letter drawn before them.
+fn is_mark(c: char) -> bool {
+    matches!(c, '\u{0591}'..='\u{05c7}' | '\u{0610}'..='\u{061a}' | '\u{064b}'..='\u{065f}' | '\u{0670}' | '\u{06d6}'..='\u{06ed}')
+}
+
+/// Glyph texts in drawing order (left to right on the page, as producers place right-to-left
+/// text too) put into reading order: each run of right-to-left glyphs, with the spaces and
+/// punctuation between them, is reversed glyph by glyph. The text inside one glyph stays as the
+/// font maps it, since a font that maps one glyph to a whole word maps it in reading order; a
+/// vowel mark stays with the letter drawn before it.
+pub(crate) fn logical_order(glyphs: Vec<String>) -> String {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Direction {
+        RightToLeft,
+        LeftToRight,
+        Neutral,
+    }
+    let mut units: Vec<String> = Vec::with_capacity(glyphs.len());
+    for glyph in glyphs {
+        match units.last_mut() {
+            Some(previous) if !glyph.is_empty() && glyph.chars().all(is_mark) => previous.push_str(&glyph),
+            _ => units.push(glyph),
+        }
+    }
+    let direction = |text: &str| match text.chars().find(|c| c.is_alphabetic()) {
+        Some(c) if is_rtl(c) => Direction::RightToLeft,
+        Some(_) => Direction::LeftToRight,
+        None => Direction::Neutral,
+    };
+    let directions: Vec<Direction> = units.iter().map(|u| direction(u)).collect();
+    let mut i = 0;
+    while i < units.len() {
+        if directions[i] != Direction::RightToLeft {
+            i += 1;
+            continue;
+        }
+        // The run ends at its last right-to-left glyph before a left-to-right one.
+        let mut end = i;
+        let mut j = i + 1;
+        while j < units.len() && directions[j] != Direction::LeftToRight {
+            if directions[j] == Direction::RightToLeft {
+                end = j;
+            }
+            j += 1;
+        }
+        units[i..=end].reverse();
+        i = end + 1;
+    }
+    units.concat()
 }
 
 /// The glyph names of a Type 1 font program's built-in `/Encoding` (`dup CODE /name put`), by
@@ -1009,6 +1070,21 @@ mod tests {
         assert_eq!(names.get(&13).map(String::as_str), Some("gamma"));
         assert_eq!(names.len(), 3, "nothing after eexec: {names:?}");
         assert!(type1_builtin_encoding(b"/Encoding StandardEncoding def").is_none());
+    }
+
+    #[test]
+    fn right_to_left_glyphs_drawn_left_to_right_read_in_logical_order() {
+        let glyphs = |texts: &[&str]| texts.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>();
+        // "habibi" (HAH, FATHA, BEH, YEH, BEH, YEH) drawn left to right: YEH BEH YEH BEH HAH+FATHA.
+        let drawn = glyphs(&["Call ", "\u{64a}", "\u{628}", "\u{64a}", "\u{628}", "\u{62d}", "\u{64e}", " today"]);
+        assert_eq!(logical_order(drawn), "Call \u{62d}\u{64e}\u{628}\u{64a}\u{628}\u{64a} today");
+        // Two right-to-left words with a space between swap places too.
+        let drawn = glyphs(&["\u{628}", "\u{627}", " ", "\u{62c}", "\u{62f}"]);
+        assert_eq!(logical_order(drawn), "\u{62f}\u{62c} \u{627}\u{628}");
+        // A glyph that maps to a whole word keeps its text; left-to-right text is untouched.
+        let drawn = glyphs(&["\u{62d}\u{64e}\u{628}\u{64a}\u{628}\u{64a} h", "a", "b"]);
+        assert_eq!(logical_order(drawn), "\u{62d}\u{64e}\u{628}\u{64a}\u{628}\u{64a} hab");
+        assert_eq!(logical_order(glyphs(&["a", "b", " ", "c"])), "ab c");
     }
 
     #[test]

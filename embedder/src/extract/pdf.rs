@@ -231,10 +231,19 @@ impl<'a> Font<'a> {
     }
 
     fn decode(&self, bytes: &[u8]) -> String {
-        let text = match &self.to_unicode {
-            Some(map) => map.decode(bytes, if self.two_byte { 2 } else { 1 }, |code| self.decode_by_encoding(code)),
+        let code_length = if self.two_byte { 2 } else { 1 };
+        let mut text = match &self.to_unicode {
+            Some(map) => map.decode(bytes, code_length, |code| self.decode_by_encoding(code)),
             None => self.decode_by_encoding(bytes),
         };
+        // Right-to-left text is drawn left to right: decode glyph by glyph to reorder it.
+        if text.chars().any(fonts::is_rtl) {
+            let glyphs = match &self.to_unicode {
+                Some(map) => map.decode_glyphs(bytes, code_length, |code| self.decode_by_encoding(code)),
+                None => bytes.chunks(code_length).map(|code| self.decode_by_encoding(code)).collect(),
+            };
+            text = fonts::logical_order(glyphs);
+        }
         fonts::normalise(&text).chars().filter(|c| !c.is_control() && *c != '\u{fffd}').collect()
     }
 
