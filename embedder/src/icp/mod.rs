@@ -1,7 +1,8 @@
 //! ICP extraction: maps a knowledge document's chunks to the fixed vocabulary of DESIGN.md
 //! (industries, company sizes, decision makers, regions). Phrases come from a lexicon of
 //! synonyms and a gazetteer (countries, states, provinces and cities map to regions);
-//! headcounts ("200–800 employees", "over 5,000 staff") map to sizes; negated mentions ("we do
+//! headcounts ("200–800 employees", "over 5,000 staff", "several thousand employees") map to
+//! sizes; negated mentions ("we do
 //! not target government") are dropped; and where no industry phrase matches, the sentences
 //! about the author's customers are compared with embedded label descriptions. Every label carries a confidence and the chunk
 //! it came from.
@@ -408,6 +409,7 @@ fn scan(text: &str, chunk: usize) -> Vec<Hit> {
         i = end;
     }
     hits.extend(headcounts(&tokens, chunk));
+    hits.extend(headcounts_in_words(&tokens, chunk));
     hits
 }
 
@@ -447,11 +449,7 @@ fn headcounts(tokens: &[Token], chunk: usize) -> Vec<Hit> {
             j += 2;
         }
         // The count must be of people, within a few words ("200 full-time employees").
-        let counted = tokens[j..].iter().take(4).filter(|t| t.word).take(3).any(|t| {
-            HEADCOUNT_WORDS.iter().any(|w| !w.contains(' ') && word_matches(w, &t.lower))
-                || (t.lower == "team" && tokens.get(j + 1).is_some_and(|n| n.lower == "members"))
-        });
-        if !counted {
+        if !counts_people(tokens, j) {
             continue;
         }
         let before: Vec<&str> = tokens[..i].iter().rev().filter(|t| t.word).take(2).map(|t| t.lower.as_str()).collect();
@@ -483,6 +481,55 @@ fn headcounts(tokens: &[Token], chunk: usize) -> Vec<Hit> {
                 });
             }
         }
+    }
+    hits
+}
+
+/// Is a headcount word ("employees", "staff", ...) among the few words after token `from`?
+fn counts_people(tokens: &[Token], from: usize) -> bool {
+    tokens[from..].iter().take(4).filter(|t| t.word).take(3).any(|t| {
+        HEADCOUNT_WORDS.iter().any(|w| !w.contains(' ') && word_matches(w, &t.lower))
+            || (t.lower == "team" && tokens.get(from + 1).is_some_and(|n| n.lower == "members"))
+    })
+}
+
+/// Sizes from headcounts written in words: "several thousand employees", "a few hundred staff",
+/// "thousands of employees", "a dozen people", "tens of thousands of workers".
+fn headcounts_in_words(tokens: &[Token], chunk: usize) -> Vec<Hit> {
+    let mut hits = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        if !token.word {
+            continue;
+        }
+        let label = match token.lower.as_str() {
+            "hundred" | "hundreds" => "mid-market",
+            "thousand" | "thousands" => "enterprise",
+            "dozen" | "dozens" | "handful" => "smb",
+            _ => continue,
+        };
+        // "hundreds of employees": the count words may be followed by "of".
+        let mut end = i + 1;
+        if tokens.get(end).is_some_and(|t| t.lower == "of") {
+            end += 1;
+        }
+        if !counts_people(tokens, end) {
+            continue;
+        }
+        let start = i.saturating_sub(2);
+        let matched = tokens[start..(end + 1).min(tokens.len())]
+            .iter()
+            .map(|t| t.original.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        hits.push(Hit {
+            field: Field::Size,
+            label,
+            chunk,
+            matched,
+            evidence: Evidence::Headcount,
+            negated: negated(tokens, i, end),
+            score: 0.0,
+        });
     }
     hits
 }
@@ -650,6 +697,18 @@ mod tests {
         assert_eq!(icp("between 50 and 500 staff").company_sizes, vec!["smb", "mid-market"]);
         assert_eq!(icp("K-12 schools").company_sizes, Vec::<String>::new());
         assert_eq!(icp("We have 3 offices and 12 products").company_sizes, Vec::<String>::new());
+    }
+
+    #[test]
+    fn headcounts_in_words_map_to_sizes() {
+        assert_eq!(icp("hospital networks with several thousand employees").company_sizes, vec!["enterprise"]);
+        assert_eq!(icp("agencies with a few hundred staff").company_sizes, vec!["mid-market"]);
+        assert_eq!(icp("retailers with thousands of employees").company_sizes, vec!["enterprise"]);
+        assert_eq!(icp("studios of a dozen people").company_sizes, vec!["smb"]);
+        assert_eq!(icp("tens of thousands of workers").company_sizes, vec!["enterprise"]);
+        // Not a count of people, or negated.
+        assert_eq!(icp("thousands of transactions a day").company_sizes, Vec::<String>::new());
+        assert_eq!(icp("not firms with thousands of employees").company_sizes, Vec::<String>::new());
     }
 
     #[test]
