@@ -242,7 +242,9 @@ impl ToUnicode {
 
     /// The text of `bytes`; codes the map lacks are read as `default_length`-byte codes and
     /// decoded by `fallback`.
-    pub(crate) fn decode(&self, bytes: &[u8], default_length: usize, fallback: impl Fn(&[u8]) -> String) -> String {
+    /// The text of `bytes` in drawing order, for the tests.
+    #[cfg(test)]
+    fn decode(&self, bytes: &[u8], default_length: usize, fallback: impl Fn(&[u8]) -> String) -> String {
         self.decode_glyphs(bytes, default_length, fallback).concat()
     }
 

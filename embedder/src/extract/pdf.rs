@@ -179,7 +179,6 @@ impl<'a> Font<'a> {
         };
         let subtype = dict.get(b"Subtype").and_then(Object::as_name).unwrap_or_default();
         let two_byte = subtype == b"Type0";
-        let limit = budget.limits.max_decompressed_bytes;
         let to_unicode = match dict.get(b"ToUnicode") {
             Ok(object) => cache.unicode_map(doc, object, budget)?,
             Err(_) => None,
@@ -192,7 +191,7 @@ impl<'a> Font<'a> {
                 .and_then(|o| resolve(doc, o))
                 .is_ok_and(|e| e.as_name().is_ok() || e.as_dict().is_ok_and(|d| d.has(b"BaseEncoding")));
             if subtype == b"Type1" && !names_base {
-                builtin = cache.builtin_encoding(doc, dict, limit, budget)?;
+                builtin = cache.builtin_encoding(doc, dict, budget)?;
             }
             builtin.extend(differences_text(doc, dict));
         }
@@ -232,29 +231,38 @@ impl<'a> Font<'a> {
 
     fn decode(&self, bytes: &[u8]) -> String {
         let code_length = if self.two_byte { 2 } else { 1 };
-        let mut text = match &self.to_unicode {
-            Some(map) => map.decode(bytes, code_length, |code| self.decode_by_encoding(code)),
-            None => self.decode_by_encoding(bytes),
+        // Right-to-left text is drawn left to right, so it is reordered glyph by glyph; the
+        // encoding path decodes whole strings, and per glyph only when it meets such text.
+        let glyphs = match &self.to_unicode {
+            Some(map) => map.decode_glyphs(bytes, code_length, |code| self.decode_by_encoding(code)),
+            None => {
+                let text = self.decode_by_encoding(bytes);
+                if !text.chars().any(fonts::is_rtl) {
+                    return clean(&text);
+                }
+                bytes.chunks(code_length).map(|code| self.decode_by_encoding(code)).collect()
+            }
         };
-        // Right-to-left text is drawn left to right: decode glyph by glyph to reorder it.
-        if text.chars().any(fonts::is_rtl) {
-            let glyphs = match &self.to_unicode {
-                Some(map) => map.decode_glyphs(bytes, code_length, |code| self.decode_by_encoding(code)),
-                None => bytes.chunks(code_length).map(|code| self.decode_by_encoding(code)).collect(),
-            };
-            text = fonts::logical_order(glyphs);
-        }
-        fonts::normalise(&text).chars().filter(|c| !c.is_control() && *c != '\u{fffd}').collect()
+        let text = if glyphs.iter().any(|g| g.chars().any(fonts::is_rtl)) {
+            fonts::logical_order(glyphs)
+        } else {
+            glyphs.concat()
+        };
+        clean(&text)
     }
 
     fn decode_by_encoding(&self, bytes: &[u8]) -> String {
-        if !self.builtin.is_empty() && !self.two_byte {
-            return bytes
-                .iter()
-                .map(|b| self.builtin.get(b).cloned().unwrap_or_else(|| self.decode_by_encoding_only(&[*b])))
-                .collect();
+        if self.builtin.is_empty() || self.two_byte {
+            return self.decode_by_encoding_only(bytes);
         }
-        self.decode_by_encoding_only(bytes)
+        let mut out = String::new();
+        for byte in bytes {
+            match self.builtin.get(byte) {
+                Some(text) => out.push_str(text),
+                None => out.push_str(&self.decode_by_encoding_only(&[*byte])),
+            }
+        }
+        out
     }
 
     fn decode_by_encoding_only(&self, bytes: &[u8]) -> String {
@@ -288,6 +296,12 @@ impl<'a> Font<'a> {
         }
         (total, spaces)
     }
+}
+
+/// Decoded text as it enters a span: ligatures and presentation forms as letters, no control
+/// characters or replacement marks.
+fn clean(text: &str) -> String {
+    fonts::normalise(text).chars().filter(|c| !c.is_control() && *c != '\u{fffd}').collect()
 }
 
 /// A stream's decoded bytes, or `None` when it cannot be decoded within `limit`.
@@ -358,7 +372,6 @@ impl FontCache {
         &mut self,
         doc: &Document,
         font: &Dictionary,
-        limit: usize,
         budget: &mut Budget<'_>,
     ) -> Result<BTreeMap<u8, String>, ExtractErrorKind> {
         let descriptor = font.get(b"FontDescriptor").and_then(|o| resolve(doc, o)).and_then(Object::as_dict).ok();
@@ -379,7 +392,7 @@ impl FontCache {
             if let Some(known) = id.and_then(|id| self.programs.get(&id)) {
                 return Ok(known.clone());
             }
-            let program = font_stream(doc, object, MAX_FONT_PROGRAM_BYTES.min(limit), budget)?;
+            let program = font_stream(doc, object, MAX_FONT_PROGRAM_BYTES, budget)?;
             let names = program
                 .and_then(|p| if cff { fonts::cff_builtin_encoding(&p) } else { fonts::type1_builtin_encoding(&p) });
             let text: BTreeMap<u8, String> = names
@@ -435,8 +448,7 @@ fn differences_text(doc: &Document, font: &Dictionary) -> BTreeMap<u8, String> {
 /// The text of a glyph name: TeX's own names, `uniXXXX`, or the Adobe Glyph List (through lopdf,
 /// by decoding code 0 of a synthetic one-name /Differences encoding). Cached for the process.
 fn glyph_text(doc: &Document, name: &str) -> Option<String> {
-    static CACHE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Option<String>>>> =
-        std::sync::OnceLock::new();
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<HashMap<String, Option<String>>>> = std::sync::OnceLock::new();
     if name.len() > 64 {
         return None;
     }
