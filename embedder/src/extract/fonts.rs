@@ -70,15 +70,11 @@ fn tokens(data: &[u8]) -> Vec<Token<'_>> {
             b'>' if data.get(i + 1) == Some(&b'>') => i += 2,
             b'<' => {
                 let end = data[i..].iter().position(|b| *b == b'>').map_or(data.len(), |p| i + p);
-                let digits: Vec<u8> = data[i + 1..end].iter().filter(|b| b.is_ascii_hexdigit()).copied().collect();
-                let bytes: Vec<u8> = digits
-                    .chunks(2)
-                    .map(|pair| {
-                        let text = std::str::from_utf8(pair).unwrap_or("0");
-                        // An odd last digit counts as followed by 0 (PDF 7.3.4.3).
-                        u8::from_str_radix(&format!("{text:0<2}"), 16).unwrap_or(0)
-                    })
-                    .collect();
+                let nibbles: Vec<u8> =
+                    data[i + 1..end].iter().filter_map(|b| char::from(*b).to_digit(16)).map(|d| d as u8).collect();
+                // An odd last digit counts as followed by 0 (PDF 7.3.4.3).
+                let bytes: Vec<u8> =
+                    nibbles.chunks(2).map(|pair| pair[0] << 4 | pair.get(1).copied().unwrap_or(0)).collect();
                 out.push(Token::Hex(bytes));
                 i = end + 1;
             }
