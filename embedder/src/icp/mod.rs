@@ -2,10 +2,9 @@
 //! (industries, company sizes, decision makers, regions). Phrases come from a lexicon of
 //! synonyms and a gazetteer (countries, states, provinces and cities map to regions);
 //! headcounts ("200–800 employees", "over 5,000 staff", "several thousand employees") map to
-//! sizes; negated mentions ("we do
-//! not target government") are dropped; and where no industry phrase matches, the sentences
-//! about the author's customers are compared with embedded label descriptions. Every label carries a confidence and the chunk
-//! it came from.
+//! sizes; negated mentions ("we do not target government") are dropped; and where no industry
+//! phrase matches, the sentences about the author's customers are compared with embedded label
+//! descriptions. Every label carries a confidence and the chunk it came from.
 
 mod lexicon;
 
@@ -507,12 +506,14 @@ fn headcounts_in_words(tokens: &[Token], chunk: usize) -> Vec<Hit> {
             "dozen" | "dozens" | "handful" => "smb",
             _ => continue,
         };
-        // "hundreds of employees": the count words may be followed by "of".
+        // "hundreds of employees": the count words may be followed by "of". In "hundreds of
+        // thousands" the larger word that follows is the count.
         let mut end = i + 1;
         if tokens.get(end).is_some_and(|t| t.lower == "of") {
             end += 1;
         }
-        if !counts_people(tokens, end) {
+        let larger_follows = tokens.get(end).is_some_and(|t| matches!(t.lower.as_str(), "thousand" | "thousands"));
+        if larger_follows || !counts_people(tokens, end) {
             continue;
         }
         let start = i.saturating_sub(2);
@@ -706,6 +707,7 @@ mod tests {
         assert_eq!(icp("retailers with thousands of employees").company_sizes, vec!["enterprise"]);
         assert_eq!(icp("studios of a dozen people").company_sizes, vec!["smb"]);
         assert_eq!(icp("tens of thousands of workers").company_sizes, vec!["enterprise"]);
+        assert_eq!(icp("hundreds of thousands of employees").company_sizes, vec!["enterprise"]);
         // Not a count of people, or negated.
         assert_eq!(icp("thousands of transactions a day").company_sizes, Vec::<String>::new());
         assert_eq!(icp("not firms with thousands of employees").company_sizes, Vec::<String>::new());
