@@ -96,7 +96,10 @@ pub async fn build_index(pool: &PgPool, customer_id: i64, maintenance_work_mem_m
     // ef_construction 128, not pgvector's 64: on strongly clustered chunks (a customer with a few
     // topics) a graph built at 64 sometimes left a cluster unreachable, and a query on it then
     // got ten neighbours from another topic (1 run in 6 of the index test in
-    // tests/tests/documents.rs; none in 12 at 128). It costs about twice the build time.
+    // tests/tests/documents.rs). At 128 that test's orthogonal topics still trap about one query
+    // in a few thousand (1 build in ~100); ef_search 1000 found them all, but costs up to 1.4x
+    // the latency on the largest tenants (docs/benchmarks.md), whose real-embedding recall is
+    // ≥ 0.999 at 400. It costs about twice the build time.
     let create = format!(
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS \"{}\" ON {table}
            USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 128)
