@@ -4,8 +4,12 @@
 //! headcounts ("200–800 employees", "over 5,000 staff", "several thousand employees") map to
 //! sizes; negated mentions ("we do not target government") are dropped; and where no industry
 //! phrase matches, the sentences about the author's customers are compared with embedded label
-//! descriptions. Every label carries a confidence and the chunk it came from.
+//! descriptions. The `context` module says whose each mention is: the author's own description, its
+//! competitors, partners, investors, quoted people and contact footers are not its ICP, and a
+//! field's labels come from the passages about customers when the document has any. Every
+//! label carries a confidence and the chunk it came from.
 
+mod context;
 mod lexicon;
 
 use std::collections::BTreeMap;
@@ -13,9 +17,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::embed::{EmbedError, Embedder, cosine};
+use context::Subject;
 use lexicon::{
-    BLOCKED_AFTER, BLOCKED_BEFORE, HEADCOUNT_WORDS, INDUSTRIES, INDUSTRY_DESCRIPTIONS, PLACES, ROLES, SIZES,
-    TARGET_CUES,
+    BLOCKED_AFTER, BLOCKED_BEFORE, ENTERPRISE_NOUNS, HEADCOUNT_WORDS, INDUSTRIES, INDUSTRY_DESCRIPTIONS,
+    LANGUAGE_NAMES, PLACES, ROLES, SIZES, TARGET_CUES,
 };
 
 /// The ICP vocabulary, in output order.
@@ -117,12 +122,22 @@ struct Token {
     lower: String,
     original: String,
     word: bool,
+    /// The first token of a line: headings and bullets are read by line.
+    line_start: bool,
+    /// The first token after a blank line.
+    paragraph_start: bool,
 }
 
 fn tokenize(text: &str) -> Vec<Token> {
     let mut tokens = Vec::new();
     let chars: Vec<char> = text.chars().collect();
     let mut i = 0;
+    // Newlines since the last token: one starts a line, two a paragraph.
+    let mut newlines = 2;
+    fn push(tokens: &mut Vec<Token>, lower: String, original: String, word: bool, newlines: &mut usize) {
+        tokens.push(Token { lower, original, word, line_start: *newlines > 0, paragraph_start: *newlines > 1 });
+        *newlines = 0;
+    }
     while i < chars.len() {
         let c = chars[i];
         if c.is_alphanumeric() {
@@ -138,13 +153,15 @@ fn tokenize(text: &str) -> Vec<Token> {
                 i += 1;
             }
             let original: String = chars[start..i].iter().collect();
-            tokens.push(Token { lower: original.to_lowercase(), original, word: true });
+            push(&mut tokens, original.to_lowercase(), original, true, &mut newlines);
         } else if c == '&' {
-            tokens.push(Token { lower: "and".into(), original: "&".into(), word: true });
+            push(&mut tokens, "and".into(), "&".into(), true, &mut newlines);
             i += 1;
         } else {
-            if !c.is_whitespace() {
-                tokens.push(Token { lower: c.to_string(), original: c.to_string(), word: false });
+            if c == '\n' {
+                newlines += 1;
+            } else if !c.is_whitespace() {
+                push(&mut tokens, c.to_string(), c.to_string(), false, &mut newlines);
             }
             i += 1;
         }
@@ -352,11 +369,16 @@ struct Hit {
     negated: bool,
     /// The similarity, for [`Evidence::Similarity`].
     score: f32,
+    /// The token it starts at, in its chunk.
+    at: usize,
+    /// Whose it is: only the author's targets, or mentions without a cue, are its ICP.
+    subject: Subject,
 }
 
 /// Phrase and headcount hits of one chunk.
-fn scan(text: &str, chunk: usize) -> Vec<Hit> {
+fn scan(text: &str, chunk: usize) -> (Vec<Hit>, bool) {
     let tokens = tokenize(text);
+    let context = context::analyse(&tokens);
     let mut hits = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
@@ -385,12 +407,40 @@ fn scan(text: &str, chunk: usize) -> Vec<Hit> {
         let before = i.checked_sub(1).and_then(|b| tokens.get(b)).map(|t| t.lower.as_str()).unwrap_or_default();
         let after = tokens.get(end).map(|t| t.lower.as_str()).unwrap_or_default();
         let is_negated = negated(&tokens, i, end);
+        // "large insurers", "small law firms": the size of the customers named ("large farms"
+        // and "large estates" measure land, and "the largest automakers" are leaders, not a size).
+        if best.iter().any(|(p, _)| {
+            p.field == Field::Industry && !p.labels.iter().any(|l| matches!(*l, "agriculture" | "real_estate"))
+        }) {
+            let size = match before {
+                "large" | "big" => Some("enterprise"),
+                "small" | "smaller" => Some("smb"),
+                _ => None,
+            };
+            if let Some(label) = size {
+                hits.push(Hit {
+                    field: Field::Size,
+                    label,
+                    chunk,
+                    matched: format!("{} {matched}", tokens[i - 1].original),
+                    evidence: Evidence::Phrase,
+                    negated: is_negated,
+                    score: 0.0,
+                    at: i,
+                    subject: Subject::Unknown,
+                });
+            }
+        }
         for (phrase, _) in &best {
             for label in &phrase.labels {
                 let phrase_text = phrase.words.join(" ");
                 let applies = |l: &str| l == *label || l == phrase_text;
                 let blocked = BLOCKED_AFTER.iter().any(|(l, w)| applies(l) && *w == before)
-                    || BLOCKED_BEFORE.iter().any(|(l, w)| applies(l) && *w == after);
+                    || BLOCKED_BEFORE.iter().any(|(l, w)| applies(l) && *w == after)
+                    || (phrase_text == "enterprise" && enterprise_is_adjective(&tokens, end))
+                    || (phrase.field == Field::Region
+                        && LANGUAGE_NAMES.contains(&phrase_text.as_str())
+                        && context.about_languages(&tokens, i));
                 if blocked {
                     continue;
                 }
@@ -402,6 +452,8 @@ fn scan(text: &str, chunk: usize) -> Vec<Hit> {
                     evidence: Evidence::Phrase,
                     negated: is_negated,
                     score: 0.0,
+                    at: i,
+                    subject: Subject::Unknown,
                 });
             }
         }
@@ -409,7 +461,39 @@ fn scan(text: &str, chunk: usize) -> Vec<Hit> {
     }
     hits.extend(headcounts(&tokens, chunk));
     hits.extend(headcounts_in_words(&tokens, chunk));
-    hits
+    for hit in &mut hits {
+        hit.subject = match context.subject(hit.at) {
+            // A title inside quotation marks is the speaker's.
+            _ if hit.field == Field::Role && context.quoted(hit.at) => Subject::Other,
+            // "our VP of Sales", "my manager": the author's own staff.
+            _ if hit.field == Field::Role
+                && hit.at > 0
+                && matches!(tokens[hit.at - 1].lower.as_str(), "our" | "my") =>
+            {
+                Subject::Seller
+            }
+            // A job posting names the job and the team ("As Customer Success Manager you will",
+            // "report to the VP"); only a cued title is a buyer's.
+            Subject::Unknown if hit.field == Field::Role && context.job_posting => Subject::Other,
+            subject => subject,
+        };
+        hit.negated |= context.disqualified(hit.at);
+    }
+    (hits, context.untypical)
+}
+
+/// "enterprise" names a size as a noun ("SMB and enterprise", "large enterprise") or before a
+/// word for customers ("enterprise accounts"); before anything else it describes a product
+/// ("enterprise GIS", "enterprise merchants").
+fn enterprise_is_adjective(tokens: &[Token], mut end: usize) -> bool {
+    // "enterprise-grade"
+    while tokens.get(end).is_some_and(|t| matches!(t.lower.as_str(), "-" | "–")) {
+        end += 1;
+    }
+    match tokens.get(end) {
+        Some(next) if next.word => !ENTERPRISE_NOUNS.iter().any(|n| word_matches(n, &next.lower)),
+        _ => false,
+    }
 }
 
 fn parse_number(token: &str) -> Option<u64> {
@@ -477,6 +561,8 @@ fn headcounts(tokens: &[Token], chunk: usize) -> Vec<Hit> {
                     evidence: Evidence::Headcount,
                     negated,
                     score: 0.0,
+                    at: i,
+                    subject: Subject::Unknown,
                 });
             }
         }
@@ -530,6 +616,8 @@ fn headcounts_in_words(tokens: &[Token], chunk: usize) -> Vec<Hit> {
             evidence: Evidence::Headcount,
             negated: negated(tokens, i, end),
             score: 0.0,
+            at: i,
+            subject: Subject::Unknown,
         });
     }
     hits
@@ -539,13 +627,19 @@ fn headcounts_in_words(tokens: &[Token], chunk: usize) -> Vec<Hit> {
 /// matched, the sentences about the author's customers are compared with the label
 /// descriptions.
 pub fn extract(chunks: &[&str], embedder: Option<&Embedder>) -> Result<IcpExtraction, EmbedError> {
-    let mut hits: Vec<Hit> = chunks.iter().enumerate().flat_map(|(n, text)| scan(text, n)).collect();
+    let mut hits = Vec::new();
+    let mut untypical = false;
+    for (n, text) in chunks.iter().enumerate() {
+        let (chunk_hits, chunk_untypical) = scan(text, n);
+        hits.extend(chunk_hits);
+        untypical |= chunk_untypical;
+    }
     if let Some(embedder) = embedder
-        && !hits.iter().any(|h| h.field == Field::Industry && !h.negated)
+        && !hits.iter().any(|h| h.field == Field::Industry && !h.negated && counts(h, untypical))
     {
         hits.extend(similar_industries(chunks, embedder)?);
     }
-    Ok(aggregate(hits))
+    Ok(aggregate(hits, untypical))
 }
 
 /// Similarity below this is not evidence of an industry.
@@ -609,27 +703,69 @@ fn similar_industries(chunks: &[&str], embedder: &Embedder) -> Result<Vec<Hit>, 
                 evidence: Evidence::Similarity,
                 negated: false,
                 score: best,
+                at: 0,
+                // Only sentences about customers are compared.
+                subject: Subject::Target,
             });
         }
     }
     Ok(hits)
 }
 
-/// Merges hits per label: a label is kept when it has a mention that is not negated; its
-/// confidence grows with the number of mentions.
-fn aggregate(hits: Vec<Hit>) -> IcpExtraction {
+/// Can this hit be evidence of the ICP at all? Not when it is about the author, a competitor,
+/// partner, investor or a person quoted; and not without a cue in a document that calls its
+/// client untypical (the client's particulars are all it has without one).
+fn counts(hit: &Hit, untypical: bool) -> bool {
+    match hit.subject {
+        Subject::Target => true,
+        Subject::Unknown => !untypical,
+        Subject::Seller | Subject::Other => false,
+    }
+}
+
+/// Merges hits per label. A label is kept when a sentence about the author's customers names it
+/// and no instruction excludes it without one; a mention without any cue counts only in a
+/// field where no such sentence named anything (a short note, "CFOs at banks in Ohio"), so that
+/// a long document's ICP comes from its passages about customers and markets, not from every
+/// mention. Confidence grows with the mentions and is lower for uncued ones.
+fn aggregate(hits: Vec<Hit>, untypical: bool) -> IcpExtraction {
     let mut by_label: BTreeMap<(Field, &'static str), Vec<Hit>> = BTreeMap::new();
     for hit in hits {
         by_label.entry((hit.field, hit.label)).or_default().push(hit);
     }
+    let named_by_target = |field: Field| {
+        by_label
+            .iter()
+            .any(|((f, _), hits)| *f == field && hits.iter().any(|h| h.subject == Subject::Target && !h.negated))
+    };
+    let fields_with_targets: Vec<Field> = [Field::Industry, Field::Size, Field::Role, Field::Region]
+        .into_iter()
+        .filter(|f| named_by_target(*f))
+        .collect();
     let mut out = IcpExtraction::default();
     for ((field, label), hits) in by_label {
-        let positive: Vec<&Hit> = hits.iter().filter(|h| !h.negated).collect();
+        let relevant: Vec<&Hit> = hits.iter().filter(|h| counts(h, untypical)).collect();
+        let targeted: Vec<&Hit> =
+            relevant.iter().copied().filter(|h| !h.negated && h.subject == Subject::Target).collect();
+        // Excluded: the same words negated or disqualified somewhere ("Pharma: move on"), not
+        // merely another phrase of the label ("restaurants" stay when "hotel chains" do not).
+        let excluded = relevant
+            .iter()
+            .any(|h| h.negated && relevant.iter().any(|p| !p.negated && p.matched.eq_ignore_ascii_case(&h.matched)));
+        let positive: Vec<&Hit> = if !targeted.is_empty() {
+            targeted
+        } else if !excluded && !fields_with_targets.contains(&field) {
+            relevant.iter().copied().filter(|h| !h.negated).collect()
+        } else {
+            Vec::new()
+        };
         let Some(first) = positive.first() else { continue };
+        let cued = first.subject == Subject::Target;
         let (confidence, matched) = match first.evidence {
             Evidence::Similarity => (positive.iter().map(|h| h.score).fold(0.0, f32::max), first.matched.clone()),
-            Evidence::Headcount => (0.85, first.matched.clone()),
-            Evidence::Phrase => ((0.8 + 0.05 * positive.len() as f32).min(0.97), first.matched.clone()),
+            Evidence::Headcount => (if cued { 0.85 } else { 0.65 }, first.matched.clone()),
+            Evidence::Phrase if cued => ((0.8 + 0.05 * positive.len() as f32).min(0.97), first.matched.clone()),
+            Evidence::Phrase => ((0.6 + 0.05 * positive.len() as f32).min(0.75), first.matched.clone()),
         };
         let entry = IcpLabel { label, confidence, chunk: first.chunk, matched, evidence: first.evidence };
         match field {
@@ -717,7 +853,9 @@ mod tests {
     fn places_map_to_regions_and_the_longest_name_wins() {
         assert_eq!(icp("clients in New Mexico and Texas").target_regions, vec!["North America"]);
         assert_eq!(icp("clients in Mexico").target_regions, vec!["Latin America"]);
-        assert_eq!(icp("offices in the UK").target_regions, vec!["Europe"]);
+        assert_eq!(icp("customers in the UK").target_regions, vec!["Europe"]);
+        // The author's own offices are no market.
+        assert_eq!(icp("offices in the UK").target_regions, Vec::<String>::new());
         assert_eq!(icp("let us know").target_regions, Vec::<String>::new());
         assert_eq!(icp("customers across the US").target_regions, vec!["North America"]);
         assert_eq!(icp("EMEA").target_regions, vec!["Europe", "Middle East", "Africa"]);
@@ -738,6 +876,163 @@ mod tests {
         ];
         let candidates = similarity_candidates(&chunks);
         assert_eq!(candidates, vec![(0, "Our customers grow wheat and corn."), (1, "Built for fleet operators.")]);
+    }
+
+    #[test]
+    fn the_authors_own_description_is_not_its_target() {
+        let c = icp("We are a 300-person cybersecurity company. We sell to hospitals in Ohio.");
+        assert_eq!((c.target_industries, c.company_sizes), (vec!["healthcare".into()], vec![]));
+        assert_eq!(c.target_regions, vec!["North America"]);
+        let c = icp("As a SaaS vendor headquartered in London, we help regional banks in Brazil.");
+        assert_eq!((c.target_industries, c.target_regions), (vec!["banking".into()], vec!["Latin America".into()]));
+        let c = icp("Unlike Acme, a fintech, we focus on insurers.");
+        assert_eq!(c.target_industries, vec!["insurance"]);
+        let c = icp("The round was led by Foo Ventures, a healthcare investor. Our customers are law firms.");
+        assert_eq!(c.target_industries, vec!["legal"]);
+        // Without any cue, a mention is all there is: a short note still counts.
+        assert_eq!(icp("CFOs at banks in Ohio").target_industries, vec!["banking"]);
+    }
+
+    #[test]
+    fn enterprise_as_an_adjective_is_no_size() {
+        assert_eq!(icp("We sell enterprise GIS to city planners.").company_sizes, Vec::<String>::new());
+        assert_eq!(icp("Our enterprise-grade tool serves enterprise merchants.").company_sizes, Vec::<String>::new());
+        assert_eq!(
+            icp("We sell to enterprise customers and mid-sized banks.").company_sizes,
+            vec!["mid-market", "enterprise"]
+        );
+        assert_eq!(icp("Customers range from SMBs to enterprise.").company_sizes, vec!["smb", "enterprise"]);
+        assert_eq!(icp("Our customers are large insurers.").company_sizes, vec!["enterprise"]);
+    }
+
+    #[test]
+    fn languages_are_no_regions() {
+        let c = icp("Our customers are retailers in Mexico; support is available in English and Spanish.");
+        assert_eq!(c.target_regions, vec!["Latin America"]);
+        assert_eq!(icp("The app is available in Spanish and Portuguese.").target_regions, Vec::<String>::new());
+        assert_eq!(icp("We sell to Spanish retailers.").target_regions, vec!["Europe"]);
+    }
+
+    #[test]
+    fn datelines_quotes_and_footers_are_not_targets() {
+        let text = "Acme Launches Claims AI for Insurers\n\nBERLIN, May 2, 2025 — Acme, a 400-person fintech, \
+                    today announced ClaimsAI, built for insurers in Canada.\n\n\"Adjusters love it,\" said Jo \
+                    Park, CTO of Acme.\n\nMedia contact: Ann Lee, Director of Communications, press@acme.example";
+        let c = icp(text);
+        assert_eq!(c.target_industries, vec!["insurance"]);
+        assert_eq!(c.company_sizes, Vec::<String>::new());
+        assert_eq!(c.decision_makers, Vec::<String>::new());
+        assert_eq!(c.target_regions, vec!["North America"]);
+    }
+
+    #[test]
+    fn instructions_and_untypical_clients_exclude_labels() {
+        let c = icp("Our customers are hospitals and clinics.\n\nPharma companies: be polite and move on.");
+        assert_eq!(c.target_industries, vec!["healthcare"]);
+        let c = icp("Most of our customers are banks. Retailers ask for demos. They are not a fit.");
+        assert_eq!(c.target_industries, vec!["banking"]);
+        let text = "Northwind, a 40-person mine in Chile, cut costs by 30%. Northwind is not a typical \
+                    customer for us: most of our customers are logistics firms in Europe.";
+        let c = icp(text);
+        assert_eq!((c.company_sizes, c.target_regions), (vec![], vec!["Europe".into()]));
+    }
+
+    #[test]
+    fn a_job_postings_titles_are_the_jobs() {
+        let text = "Account Manager, Nordics\n\nAbout the role: you will sell to CFOs at mid-sized banks in \
+                    Sweden. You will report to our VP of Sales.\n\nRequirements: 3 years in SaaS sales.";
+        let c = icp(text);
+        assert_eq!(c.decision_makers, vec!["CFO"]);
+        assert_eq!(c.target_industries, vec!["banking"]);
+    }
+
+    /// Words and marks the context reader acts on, to build texts that exercise every rule.
+    const PIECES: &[&str] = &[
+        "Acme",
+        "About",
+        "about",
+        "Acme",
+        "we",
+        "We",
+        "are",
+        "our",
+        "Our",
+        "customers",
+        "sell",
+        "to",
+        "for",
+        "is",
+        "a",
+        "not",
+        "typical",
+        "fit",
+        "move",
+        "on",
+        "vs",
+        "Unlike",
+        "competitor",
+        "banks",
+        "hospitals",
+        "Ohio",
+        "Spanish",
+        "English",
+        "enterprise",
+        "grade",
+        "CFO",
+        "VP",
+        "founders",
+        "200",
+        "employees",
+        "several",
+        "thousand",
+        "MARCH",
+        "4,",
+        "2025",
+        "—",
+        "-",
+        "–",
+        ":",
+        ";",
+        ".",
+        ",",
+        "\"",
+        "“",
+        "”",
+        "'",
+        "\n",
+        "\n\n",
+        "Media",
+        "contact",
+        "Disqualifiers",
+        "announced",
+        "based",
+        "in",
+        "The",
+        "role",
+        "report",
+        "you",
+        "will",
+        "Requirements",
+        "(",
+        ")",
+        "•",
+        "large",
+        "small",
+        "and",
+        "or",
+    ];
+
+    proptest::proptest! {
+        /// Whatever order headings, labels, quotes, datelines and cues come in, reading them
+        /// never panics (a worker runs this on every document).
+        #[test]
+        fn extraction_never_panics_on_any_arrangement(picks in proptest::collection::vec(0..PIECES.len(), 0..120)) {
+            let text: Vec<&str> = picks.iter().map(|&i| PIECES[i]).collect();
+            let extraction = extract(&[&text.join(" "), &text.concat()], None).unwrap();
+            for label in extraction.target_industries.iter().chain(&extraction.target_regions) {
+                proptest::prop_assert!(label.confidence > 0.0 && label.confidence <= 1.0);
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,735 @@
+//! Whose a mention is. Sales documents name the author's own industry, size and offices, its
+//! customers, competitors, partners and investors, and the people they quote, all in the same
+//! prose; only what is said about the customers is the author's ICP. This module reads the cues
+//! around every word of a chunk (the sentence's verbs and nouns, headings, quotes, contact
+//! footers) and says, per token, whose it is, and whether an instruction excludes it
+//! ("Pharma companies: be polite and move on").
+
+use super::Token;
+use super::lexicon::{
+    ANNOUNCING_VERBS, BACKWARD_CUES, DISQUALIFY_CUES, DISQUALIFY_HEADINGS, FOOTER_HEADINGS, JOB_POSTING_CUES,
+    LANGUAGE_CUES, LANGUAGE_NAMES, NOT_CUES, OPENING_SELLER_CUES, OTHER_PARTY_CUES, OTHER_PARTY_HEADINGS, SELLER_CUES,
+    SELLER_HEADINGS, TARGET_CONTEXT_CUES, TARGET_HEADINGS, UNTYPICAL_CUES,
+};
+
+/// Whom a stretch of text is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Subject {
+    /// The author's customers or market: "we sell to", "our customers are", "ideal for".
+    Target,
+    /// The author itself: "we are a cybersecurity company", "headquartered in Berlin".
+    Seller,
+    /// Someone else: a competitor, partner, investor, a person quoted, a contact footer, or a
+    /// client the text calls untypical.
+    Other,
+    /// No cue either way.
+    Unknown,
+}
+
+/// A cue found in the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cue {
+    Subject(Subject),
+    /// The author's, when it opens the sentence or the sentence is the author's.
+    OpeningSeller,
+    Disqualify,
+    Untypical,
+    /// Words that look like a cue and are none.
+    None,
+}
+
+/// Whose each token of a chunk is.
+pub(super) struct Context {
+    subjects: Vec<Subject>,
+    /// Excluded by an instruction ("not a fit", "move on") or a "Disqualifiers" heading.
+    disqualified: Vec<bool>,
+    /// Inside quotation marks: a title there is a speaker's, not a buyer's.
+    quoted: Vec<bool>,
+    /// The sentence (start, end) of every token.
+    sentence_of: Vec<(usize, usize)>,
+    /// Some sentence says a client is untypical: mentions without a cue are its particulars.
+    pub(super) untypical: bool,
+    /// A job posting's title line.
+    job_title: Option<(usize, usize)>,
+    /// The chunk is a job posting: titles without a cue are the job's and its colleagues'.
+    pub(super) job_posting: bool,
+}
+
+impl Context {
+    pub(super) fn subject(&self, at: usize) -> Subject {
+        self.subjects.get(at).copied().unwrap_or(Subject::Unknown)
+    }
+
+    pub(super) fn disqualified(&self, at: usize) -> bool {
+        self.disqualified.get(at).copied().unwrap_or(false)
+    }
+
+    pub(super) fn quoted(&self, at: usize) -> bool {
+        self.quoted.get(at).copied().unwrap_or(false)
+    }
+
+    /// Does the sentence of token `at` speak of languages ("in English and Spanish")?
+    pub(super) fn about_languages(&self, tokens: &[Token], at: usize) -> bool {
+        let Some(&(start, end)) = self.sentence_of.get(at) else { return false };
+        let language = |i: usize| tokens.get(i).is_some_and(|t| LANGUAGE_NAMES.contains(&t.lower.as_str()));
+        let listed = |i: usize| tokens.get(i).is_some_and(|t| matches!(t.lower.as_str(), "and" | "or" | ","));
+        tokens[start..end].iter().any(|t| t.word && LANGUAGE_CUES.contains(&t.lower.as_str()))
+            // "in Spanish and Portuguese": two languages side by side.
+            || (listed(at + 1) && language(at + 2))
+            || (at >= 2 && listed(at - 1) && language(at - 2))
+            || tokens.get(at + 1).is_some_and(|t| t.lower == "speaking")
+            || (tokens.get(at + 1).is_some_and(|t| t.lower == "-")
+                && tokens.get(at + 2).is_some_and(|t| t.lower == "speaking"))
+    }
+}
+
+/// Words skipped inside a multi-word cue ("we're", "don't", "purpose-built").
+fn joiner(token: &Token) -> bool {
+    !token.word && matches!(token.lower.as_str(), "-" | "–" | "'" | "’" | "/")
+}
+
+/// The end of `cue` (space-separated words, plurals allowed; `=` first: its first word's case
+/// must match, "=Capital" is a fund's name, "capital" money) matched at `start`.
+fn cue_at(tokens: &[Token], start: usize, cue: &str) -> Option<usize> {
+    let (exact_case, cue) = match cue.strip_prefix('=') {
+        Some(rest) => (true, rest),
+        None => (false, cue),
+    };
+    let mut i = start;
+    for (n, word) in cue.split(' ').enumerate() {
+        if n > 0 {
+            while tokens.get(i).is_some_and(joiner) {
+                i += 1;
+            }
+        }
+        let token = tokens.get(i).filter(|t| t.word)?;
+        let matches = if exact_case && n == 0 {
+            token.original == word || token.original.strip_suffix('s') == Some(word)
+        } else {
+            super::word_matches(word, &token.lower)
+        };
+        if !matches {
+            return None;
+        }
+        i += 1;
+    }
+    Some(i)
+}
+
+/// A cue found at a token.
+#[derive(Clone, Copy, Debug)]
+struct Found {
+    start: usize,
+    end: usize,
+    cue: Cue,
+    phrase: &'static str,
+}
+
+/// The longest cue of any list starting at `start`.
+fn cue_starting(tokens: &[Token], start: usize) -> Option<Found> {
+    let lists: [(&[&str], Cue); 7] = [
+        (NOT_CUES, Cue::None),
+        (DISQUALIFY_CUES, Cue::Disqualify),
+        (UNTYPICAL_CUES, Cue::Untypical),
+        (OTHER_PARTY_CUES, Cue::Subject(Subject::Other)),
+        (OPENING_SELLER_CUES, Cue::OpeningSeller),
+        (SELLER_CUES, Cue::Subject(Subject::Seller)),
+        (TARGET_CONTEXT_CUES, Cue::Subject(Subject::Target)),
+    ];
+    let mut best: Option<Found> = None;
+    for (list, cue) in lists {
+        for phrase in list {
+            if let Some(end) = cue_at(tokens, start, phrase)
+                && best.is_none_or(|b| end > b.end)
+            {
+                best = Some(Found { start, end, cue, phrase });
+            }
+        }
+    }
+    best
+}
+
+const MONTHS: &[&str] = &[
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+];
+
+/// The end of a press release's dateline ("LONDON, March 4, 2025 —") opening the sentence at
+/// `start`: the author's city and the date, not a market.
+fn dateline_end(tokens: &[Token], start: usize, end: usize) -> Option<usize> {
+    let dash = (start..end.min(start + 14)).find(|&i| matches!(tokens[i].lower.as_str(), "—" | "–" | "-" | "/"))?;
+    let has_month = tokens[start..dash].iter().any(|t| MONTHS.contains(&t.lower.as_str()));
+    let has_year = tokens[start..dash].iter().any(|t| t.lower.len() == 4 && t.lower.starts_with("20"));
+    (has_month || has_year).then_some(dash + 1)
+}
+
+/// The first word of a sentence, past a dateline or a label ("The problem: Brennock ...").
+fn opening(tokens: &[Token], (start, end): (usize, usize)) -> usize {
+    if let Some(after) = dateline_end(tokens, start, end) {
+        return after;
+    }
+    let label = (start..end.min(start + 8)).find(|&i| tokens[i].lower == ":");
+    label.map_or(start, |colon| colon + 1)
+}
+
+fn capitalised(token: &Token) -> bool {
+    token.word && token.original.starts_with(char::is_uppercase)
+}
+
+/// Names of other companies, lowercased: the capitalised words after "vs", "unlike",
+/// "competitor" and the like ("Carto vs. ShopStack", "unlike Acme").
+fn other_names(tokens: &[Token]) -> Vec<String> {
+    let mut names = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        if matches!(t.lower.as_str(), "vs" | "versus" | "unlike" | "against" | "competitor" | "competitors" | "rival") {
+            names.extend(
+                tokens[i + 1..]
+                    .iter()
+                    .skip_while(|t| !t.word)
+                    .take_while(|t| capitalised(t))
+                    .take(1)
+                    .map(|t| t.lower.clone()),
+            );
+        }
+    }
+    names
+}
+
+/// The author's name, lowercased: the words of an "About Acme" heading, and the capitalised
+/// words that open a sentence announcing something ("Acme Robotics today announced"); never a
+/// competitor's ("About ShopStack" in a battlecard).
+fn seller_names(
+    tokens: &[Token],
+    headings: &[(usize, usize)],
+    sentences: &[(usize, usize)],
+    others: &[String],
+) -> Vec<String> {
+    let mut names = Vec::new();
+    for &(start, end) in headings {
+        if tokens[start].lower == "about" {
+            names.extend(
+                tokens[start + 1..end]
+                    .iter()
+                    .filter(|t| capitalised(t) && t.lower != "us")
+                    .take(1)
+                    .map(|t| t.lower.clone()),
+            );
+        }
+    }
+    let first_words = |&(start, end): &(usize, usize)| -> Vec<&Token> {
+        let first = opening(tokens, (start, end));
+        tokens[first..end].iter().filter(|t| t.word).collect()
+    };
+    for (n, sentence) in sentences.iter().enumerate() {
+        let words = first_words(sentence);
+        let announces = words.iter().take(20).any(|t| ANNOUNCING_VERBS.contains(&t.lower.as_str()));
+        // "Brightline is a fintech company of 200 people. We're growing fast": the name that
+        // describes itself right before the author speaks as "we" is the author's.
+        let describes_itself = words.get(1).is_some_and(|t| t.lower == "is")
+            && sentences.get(n + 1).is_some_and(|next| {
+                first_words(next).first().is_some_and(|t| matches!(t.lower.as_str(), "we" | "our"))
+            });
+        if announces || describes_itself {
+            names.extend(words.first().filter(|t| capitalised(t)).map(|t| t.lower.clone()));
+        }
+    }
+    // A document's title opens with the author's name ("Lessonloop District Sales Playbook"),
+    // unless it tells a customer's story; a name, because the body names it again.
+    if let Some(&(start, end)) = headings.first().filter(|(start, _)| *start == 0)
+        && !tokens[start..end].iter().any(|t| matches!(t.lower.as_str(), "case" | "customer" | "success" | "story"))
+    {
+        let line_end = (start + 1..tokens.len()).find(|&i| tokens[i].line_start).unwrap_or(tokens.len());
+        if let Some(name) = tokens[start..line_end].iter().find(|t| t.word).filter(|t| capitalised(t))
+            && tokens[line_end..].iter().any(|t| t.original == name.original)
+        {
+            names.push(name.lower.clone());
+        }
+    }
+    names.retain(|n| !TITLE_WORDS.contains(&n.as_str()) && !others.contains(n));
+    names
+}
+
+/// Capitalised words that open titles and sentences without naming anyone.
+const TITLE_WORDS: &[&str] = &[
+    "the",
+    "today",
+    "we",
+    "our",
+    "this",
+    "a",
+    "an",
+    "how",
+    "why",
+    "what",
+    "competitive",
+    "product",
+    "sales",
+    "job",
+    "senior",
+    "case",
+    "customer",
+    "about",
+    "new",
+    "it",
+    "its",
+    "their",
+    "they",
+    "in",
+    "at",
+    "for",
+];
+
+/// Names of clients the text calls untypical ("Brennock is not our usual fit"): every sentence
+/// naming one is about that client.
+fn untypical_names(tokens: &[Token], sentences: &[(usize, usize)], sellers: &[String]) -> Vec<String> {
+    let mut names = Vec::new();
+    for &(start, end) in sentences {
+        let Some(cue) =
+            (start..end).find(|&i| UNTYPICAL_CUES.iter().any(|c| cue_at(tokens, i, c).is_some_and(|e| e <= end)))
+        else {
+            continue;
+        };
+        // "Not our usual fit: Brennock ..." labels what follows; otherwise the clause says it.
+        let first = opening(tokens, (start, end));
+        let until = if cue < first { end } else { clause_end(tokens, cue, end) };
+        names.extend(
+            tokens[first.min(until)..until]
+                .iter()
+                .filter(|t| capitalised(t))
+                .map(|t| t.lower.clone())
+                .filter(|n| !TITLE_WORDS.contains(&n.as_str()) && !sellers.contains(n)),
+        );
+    }
+    names
+}
+
+/// Company names found in a chunk.
+struct Names {
+    sellers: Vec<String>,
+    others: Vec<String>,
+}
+
+/// Cues of a sentence, in order.
+/// Does the author speak in this sentence ("We ...", "Our ...", "Acme ...")?
+fn authors_sentence(tokens: &[Token], sentence: (usize, usize), names: &Names) -> bool {
+    let first = opening(tokens, sentence);
+    let first_word = tokens[first..sentence.1].iter().find(|t| t.word).map(|t| t.lower.as_str()).unwrap_or_default();
+    matches!(first_word, "we" | "our") || names.sellers.iter().any(|s| s == first_word)
+}
+
+fn sentence_cues(tokens: &[Token], (start, end): (usize, usize), names: &Names) -> Vec<Found> {
+    let mut cues: Vec<Found> = Vec::new();
+    // A dateline is the author's city.
+    if let Some(after) = dateline_end(tokens, start, end) {
+        cues.push(Found { start, end: start, cue: Cue::Subject(Subject::Seller), phrase: "" });
+        cues.push(Found { start: after, end: after, cue: Cue::Subject(Subject::Unknown), phrase: "" });
+    }
+    let first = opening(tokens, (start, end));
+    let first_word = tokens[first..end].iter().find(|t| t.word).map(|t| t.lower.as_str()).unwrap_or_default();
+    let authors_sentence = authors_sentence(tokens, (start, end), names);
+    // "Acme is a 300-person SaaS vendor": a sentence opened by the author's name is the author's,
+    // one opened by a competitor's name the competitor's.
+    let named = if names.sellers.iter().any(|s| s == first_word) {
+        Some(Subject::Seller)
+    } else if names.others.iter().any(|s| s == first_word) {
+        Some(Subject::Other)
+    } else {
+        None
+    };
+    if let Some(subject) = named
+        && let Some(at) = (first..end).find(|&i| tokens[i].word)
+    {
+        cues.push(Found { start: at, end: at + 1, cue: Cue::Subject(subject), phrase: "" });
+    }
+    let mut i = cues.last().map_or(start, |c| c.end);
+    while i < end {
+        let Some(found) = cue_starting(tokens, i).filter(|f| f.end <= end) else {
+            i += 1;
+            continue;
+        };
+        i = found.end;
+        let found = match found.cue {
+            Cue::OpeningSeller => {
+                let subject_before = cues.iter().any(|c| matches!(c.cue, Cue::Subject(_)));
+                let opens = words_between(tokens, start, found.start) <= 2;
+                if subject_before || !(opens || authors_sentence) {
+                    continue;
+                }
+                Found { cue: Cue::Subject(Subject::Seller), ..found }
+            }
+            Cue::None => continue,
+            _ => found,
+        };
+        cues.push(found);
+    }
+    cues
+}
+
+/// Can this cue govern the words just before it?
+fn governs_backward(found: &Found) -> bool {
+    matches!(found.cue, Cue::Subject(_)) && BACKWARD_CUES.contains(&found.phrase)
+}
+
+fn ends_sentence(token: &Token) -> bool {
+    !token.word && matches!(token.lower.as_str(), "." | "!" | "?" | ";")
+}
+
+fn bullet(token: &Token) -> bool {
+    !token.word && matches!(token.lower.as_str(), "-" | "•" | "*" | "–" | "·" | "▪" | "◦")
+}
+
+/// Token ranges of the lines of a chunk.
+fn lines(tokens: &[Token]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=tokens.len() {
+        if i == tokens.len() || tokens[i].line_start {
+            if start < i {
+                out.push((start, i));
+            }
+            start = i;
+        }
+    }
+    out
+}
+
+/// A heading's words ("Media contact", "About Acme", "Disqualifiers:"): a short line with no
+/// sentence-ending period that is not a bullet, or the label before a colon that opens a line.
+fn heading_words(tokens: &[Token], (start, end): (usize, usize)) -> Option<(String, usize)> {
+    let first = tokens.get(start)?;
+    if bullet(first) || !first.word {
+        return None;
+    }
+    let colon = (start..end).find(|&i| tokens[i].lower == ":");
+    let label_end = colon.unwrap_or(end);
+    let words: Vec<&str> = tokens[start..label_end].iter().filter(|t| t.word).map(|t| t.lower.as_str()).collect();
+    let ends_with_period = tokens[start..end].last().is_some_and(|t| matches!(t.lower.as_str(), "." | "!" | "?"));
+    let short = words.len() <= 6;
+    let heading = match colon {
+        Some(_) => short,
+        None => short && !ends_with_period && end - start <= 10,
+    };
+    heading.then(|| (words.join(" "), label_end))
+}
+
+/// The section a heading opens, and whether it is a footer (which runs to the end).
+fn section_of(heading: &str) -> Option<(Cue, bool)> {
+    let matches = |list: &[&str]| list.iter().any(|h| heading == *h || heading.starts_with(&format!("{h} ")));
+    if matches(FOOTER_HEADINGS) {
+        return Some((Cue::Subject(Subject::Other), true));
+    }
+    if matches(DISQUALIFY_HEADINGS) {
+        return Some((Cue::Disqualify, false));
+    }
+    // "About the role" is the job, "About Acme" the author: both the seller's own.
+    if matches(SELLER_HEADINGS) {
+        return Some((Cue::Subject(Subject::Seller), false));
+    }
+    if matches(OTHER_PARTY_HEADINGS) {
+        return Some((Cue::Subject(Subject::Other), false));
+    }
+    if matches(TARGET_HEADINGS) {
+        return Some((Cue::Subject(Subject::Target), false));
+    }
+    None
+}
+
+/// Sentence ranges: ends at `.`, `!`, `?` and `;`, at a bullet or heading line, and at a line
+/// after a short line (a paragraph's last).
+fn sentences(tokens: &[Token], headings: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut line_words = 0;
+    let mut previous_line_words = usize::MAX;
+    for i in 0..tokens.len() {
+        let token = &tokens[i];
+        if token.line_start && i > start {
+            let breaks = bullet(token)
+                || previous_line_words.min(line_words) <= 6
+                || headings.iter().any(|(s, _)| *s == i)
+                || tokens[i - 1].lower == ":";
+            previous_line_words = line_words;
+            line_words = 0;
+            if breaks {
+                out.push((start, i));
+                start = i;
+            }
+        } else if token.line_start {
+            previous_line_words = line_words;
+            line_words = 0;
+        }
+        if token.word {
+            line_words += 1;
+        }
+        if ends_sentence(token) {
+            out.push((start, i + 1));
+            start = i + 1;
+        }
+    }
+    if start < tokens.len() {
+        out.push((start, tokens.len()));
+    }
+    out
+}
+
+/// Reads a chunk's cues.
+pub(super) fn analyse(tokens: &[Token]) -> Context {
+    let n = tokens.len();
+    let mut context = Context {
+        subjects: vec![Subject::Unknown; n],
+        disqualified: vec![false; n],
+        quoted: vec![false; n],
+        sentence_of: vec![(0, 0); n],
+        untypical: false,
+        job_title: None,
+        job_posting: false,
+    };
+
+    // Sections: a heading sets whose the lines after it are; a contact footer runs to the end.
+    let mut section: Vec<Option<Cue>> = vec![None; n];
+    let mut headings = Vec::new();
+    let mut current: Option<Cue> = None;
+    let mut footer = false;
+    let others = other_names(tokens);
+    // A heading on a line of its own holds until the next heading; a label that opens a
+    // paragraph ("Who we sell to: our customers are ...") holds for that paragraph.
+    let mut standing: Option<Cue> = None;
+    for line in lines(tokens) {
+        if !footer && tokens[line.0].paragraph_start {
+            current = standing;
+        }
+        if !footer && let Some((words, label_end)) = heading_words(tokens, line) {
+            headings.push((line.0, label_end));
+            // "About ShopStack" in a battlecard is about the competitor.
+            let about_other =
+                words.strip_prefix("about ").is_some_and(|name| others.iter().any(|o| name.starts_with(o.as_str())));
+            let section = if about_other { Some((Cue::Subject(Subject::Other), false)) } else { section_of(&words) };
+            let (cue, is_footer) = section.map_or((None, false), |(cue, f)| (Some(cue), f));
+            current = cue;
+            footer = is_footer;
+            let inline = tokens[label_end..line.1].iter().any(|t| t.word);
+            if !inline {
+                standing = cue;
+            }
+        }
+        section[line.0..line.1].iter_mut().for_each(|s| *s = current);
+    }
+
+    // A job posting's title line is the job's ("Customer Success Manager, Latin America").
+    let job_posting = (0..n)
+        .any(|i| (i == 0 || !tokens[i - 1].word) && JOB_POSTING_CUES.iter().any(|c| cue_at(tokens, i, c).is_some()));
+    context.job_posting = job_posting;
+    if job_posting && let Some(&(start, end)) = headings.first().filter(|(start, _)| *start == 0) {
+        let line_end = (end..n).find(|&i| tokens[i].line_start).unwrap_or(n);
+        section[start..line_end].iter_mut().for_each(|s| *s = Some(Cue::Subject(Subject::Other)));
+        context.job_title = Some((start, line_end));
+    }
+
+    // Quotation marks: curly ones pair up; straight ones toggle.
+    let mut open = false;
+    for (i, t) in tokens.iter().enumerate() {
+        match t.lower.as_str() {
+            "“" => open = true,
+            "”" => open = false,
+            "\"" => open = !open,
+            _ => context.quoted[i] = open,
+        }
+    }
+
+    let sentences = sentences(tokens, &headings);
+    let names = Names { sellers: seller_names(tokens, &headings, &sentences, &others), others };
+    let untypical_clients = untypical_names(tokens, &sentences, &names.sellers);
+    // Every clause naming such a client, up to its colon or semicolon, is about the client.
+    let mut about_untypical_client: Vec<(usize, usize)> = Vec::new();
+    for &(start, end) in &sentences {
+        if let Some(named) =
+            (start..end).rev().find(|&i| capitalised(&tokens[i]) && untypical_clients.contains(&tokens[i].lower))
+        {
+            context.untypical = true;
+            about_untypical_client.push((start, clause_end(tokens, named, end)));
+        }
+    }
+    for (start, end) in sentences {
+        context.sentence_of[start..end].iter_mut().for_each(|s| *s = (start, end));
+        let found = sentence_cues(tokens, (start, end), &names);
+        let cues: Vec<(usize, usize, Cue)> = found.iter().map(|f| (f.start, f.end, f.cue)).collect();
+        let subject_cues: Vec<(usize, usize, Subject, bool)> = found
+            .iter()
+            .filter_map(|f| match f.cue {
+                Cue::Subject(subject) => Some((f.start, f.end, subject, governs_backward(f))),
+                _ => None,
+            })
+            .collect();
+        for at in start..end {
+            // The nearest cue before the word governs it ("we are a SaaS vendor that sells to
+            // banks"); with none, a cue shortly after it ("Hospitals are our best customers").
+            let before = subject_cues.iter().rev().find(|c| c.1 <= at).map(|c| c.2).filter(|s| *s != Subject::Unknown);
+            let after = || {
+                subject_cues
+                    .iter()
+                    .find(|c| c.0 > at && words_between(tokens, at, c.0) <= 12)
+                    // "As Customer Success Manager you will own these accounts": a new subject
+                    // between them ends the reach.
+                    .filter(|c| {
+                        !tokens[at..c.0].iter().any(|t| matches!(t.lower.as_str(), "you" | "we" | "they" | "i"))
+                    })
+                    .filter(|c| c.3)
+                    .map(|c| c.2)
+            };
+            let from_section = match section[at] {
+                Some(Cue::Subject(subject)) => Some(subject),
+                _ => None,
+            };
+            context.subjects[at] = before.or_else(after).or(from_section).unwrap_or(Subject::Unknown);
+            // Under "Competitors", "Partners" or a footer, even "for" and "customers" are the
+            // other party's ("Their pitch is one vendor for retail media"), unless the author
+            // speaks.
+            if from_section == Some(Subject::Other) && !authors_sentence(tokens, (start, end), &names) {
+                context.subjects[at] = Subject::Other;
+            }
+            if context.job_title.is_some_and(|(s, e)| (s..e).contains(&at)) {
+                context.subjects[at] = Subject::Other;
+            }
+            if section[at] == Some(Cue::Disqualify) {
+                context.disqualified[at] = true;
+            }
+        }
+        if let Some(&(_, clause_end)) = about_untypical_client.iter().find(|(s, _)| *s == start) {
+            context.subjects[start..clause_end].iter_mut().for_each(|s| *s = Subject::Other);
+        }
+        for &(cue_start, _, _) in cues.iter().filter(|c| c.2 == Cue::Untypical) {
+            // "Northwind is not a typical customer: most of our customers are ...": the clause
+            // that says so is about the client, what follows a colon is not.
+            context.untypical = true;
+            let clause_end = clause_end(tokens, cue_start, end);
+            context.subjects[start..clause_end].iter_mut().for_each(|s| *s = Subject::Other);
+        }
+        for &(cue_start, cue_end, _) in cues.iter().filter(|c| c.2 == Cue::Disqualify) {
+            // "Pharma companies: be polite and move on": everything before the instruction; and
+            // after it up to a turn ("not a fit for retail, but great for grocers").
+            context.disqualified[start..cue_start].iter_mut().for_each(|d| *d = true);
+            let mut at = cue_end;
+            while at < end && !turns(&tokens[at]) {
+                context.disqualified[at] = true;
+                at += 1;
+            }
+            // "They are not a fit.": the sentence before is the one excluded.
+            let pronoun = tokens[start..cue_start].iter().find(|t| t.word).is_some_and(|t| {
+                matches!(t.lower.as_str(), "they" | "these" | "those" | "such" | "this" | "that" | "it" | "both")
+            });
+            if pronoun && start > 0 {
+                let (previous, _) = context.sentence_of[start - 1];
+                context.disqualified[previous..start].iter_mut().for_each(|d| *d = true);
+            }
+        }
+    }
+    context
+}
+
+/// The end of the clause that runs through token `at`: a colon, semicolon or the sentence's end.
+fn clause_end(tokens: &[Token], at: usize, end: usize) -> usize {
+    (at..end).find(|&i| matches!(tokens[i].lower.as_str(), ":" | ";")).unwrap_or(end)
+}
+
+/// Words that end an exclusion's reach: what follows is wanted again.
+fn turns(token: &Token) -> bool {
+    matches!(token.lower.as_str(), "but" | "instead" | "rather" | "whereas" | "however" | "focus" | ";" | ".")
+}
+
+fn words_between(tokens: &[Token], from: usize, to: usize) -> usize {
+    tokens[from..to].iter().filter(|t| t.word).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tokenize;
+    use super::*;
+
+    fn subject_of(text: &str, word: &str) -> Subject {
+        let tokens = tokenize(text);
+        let context = analyse(&tokens);
+        let at = tokens.iter().position(|t| t.lower == word).unwrap_or_else(|| panic!("{word} in {text}"));
+        context.subject(at)
+    }
+
+    fn disqualified(text: &str, word: &str) -> bool {
+        let tokens = tokenize(text);
+        let context = analyse(&tokens);
+        let at = tokens.iter().position(|t| t.lower == word).unwrap();
+        context.disqualified(at)
+    }
+
+    #[test]
+    fn the_nearest_cue_before_a_word_says_whose_it_is() {
+        let text = "We are a cybersecurity company that sells to hospitals.";
+        assert_eq!(subject_of(text, "cybersecurity"), Subject::Seller);
+        assert_eq!(subject_of(text, "hospitals"), Subject::Target);
+        let text = "Unlike Acme, a fintech, we focus on insurers.";
+        assert_eq!(subject_of(text, "fintech"), Subject::Other);
+        assert_eq!(subject_of(text, "insurers"), Subject::Target);
+        assert_eq!(subject_of("Headquartered in Berlin, we sell across the Nordics.", "berlin"), Subject::Seller);
+        assert_eq!(subject_of("Hospitals are our best customers.", "hospitals"), Subject::Target);
+        assert_eq!(subject_of("Hospitals love the dashboard.", "hospitals"), Subject::Unknown);
+        assert_eq!(subject_of("The round was led by Foo Ventures, a fintech fund.", "fintech"), Subject::Other);
+    }
+
+    #[test]
+    fn headings_set_whose_the_lines_after_them_are() {
+        let text = "Acme launches triage for hospitals\n\nAbout Acme\nAcme is a SaaS vendor in Austin.\n\nMedia contact: Jane Roe, Director of Communications\njane@acme.example";
+        assert_eq!(subject_of(text, "hospitals"), Subject::Target);
+        assert_eq!(subject_of(text, "saas"), Subject::Seller);
+        assert_eq!(subject_of(text, "director"), Subject::Other);
+        let text = "Disqualifiers\n- Retailers\n- Agencies under 10 people\n\nGood fit\n- Banks";
+        assert!(disqualified(text, "retailers"));
+        assert!(!disqualified(text, "banks"));
+    }
+
+    #[test]
+    fn instructions_exclude_what_they_refer_to() {
+        assert!(disqualified("Pharma companies: be polite and move on.", "pharma"));
+        assert!(disqualified("Pharma firms ask for demos. They are not a fit.", "pharma"));
+        assert!(!disqualified("Pharma firms ask for demos. They are not a fit. Banks buy.", "banks"));
+        assert!(disqualified("Not a fit for retail, but great for grocers.", "retail"));
+        assert!(!disqualified("Not a fit for retail, but great for grocers.", "grocers"));
+    }
+
+    #[test]
+    fn an_untypical_client_is_someone_else() {
+        let tokens = tokenize("Northwind, a mine in Chile, is not a typical customer for us.");
+        let context = analyse(&tokens);
+        assert!(context.untypical);
+        assert_eq!(context.subject(tokens.iter().position(|t| t.lower == "chile").unwrap()), Subject::Other);
+    }
+
+    #[test]
+    fn languages_are_not_places() {
+        let tokens = tokenize("Support is available in English and Spanish.");
+        let context = analyse(&tokens);
+        assert!(context.about_languages(&tokens, tokens.iter().position(|t| t.lower == "spanish").unwrap()));
+        let tokens = tokenize("We sell to Spanish retailers.");
+        let context = analyse(&tokens);
+        assert!(!context.about_languages(&tokens, tokens.iter().position(|t| t.lower == "spanish").unwrap()));
+    }
+}
