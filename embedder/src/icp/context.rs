@@ -125,28 +125,67 @@ struct Found {
     phrase: &'static str,
 }
 
+/// Every cue, by its first word (lowercased, without the `=` of exact case): a token is
+/// compared with the few cues its word can open instead of all of them.
+fn cues_by_first_word() -> &'static std::collections::HashMap<String, Vec<(&'static str, Cue)>> {
+    static INDEX: std::sync::OnceLock<std::collections::HashMap<String, Vec<(&'static str, Cue)>>> =
+        std::sync::OnceLock::new();
+    INDEX.get_or_init(|| {
+        let lists: [(&[&str], Cue); 7] = [
+            (NOT_CUES, Cue::None),
+            (DISQUALIFY_CUES, Cue::Disqualify),
+            (UNTYPICAL_CUES, Cue::Untypical),
+            (OTHER_PARTY_CUES, Cue::Subject(Subject::Other)),
+            (OPENING_SELLER_CUES, Cue::OpeningSeller),
+            (SELLER_CUES, Cue::Subject(Subject::Seller)),
+            (TARGET_CONTEXT_CUES, Cue::Subject(Subject::Target)),
+        ];
+        let mut index: std::collections::HashMap<String, Vec<(&'static str, Cue)>> = Default::default();
+        for (list, cue) in lists {
+            for phrase in list {
+                let first = phrase.trim_start_matches('=').split(' ').next().unwrap_or_default().to_lowercase();
+                index.entry(first).or_default().push((phrase, cue));
+            }
+        }
+        index
+    })
+}
+
 /// The longest cue of any list starting at `start`.
 fn cue_starting(tokens: &[Token], start: usize) -> Option<Found> {
-    let lists: [(&[&str], Cue); 7] = [
-        (NOT_CUES, Cue::None),
-        (DISQUALIFY_CUES, Cue::Disqualify),
-        (UNTYPICAL_CUES, Cue::Untypical),
-        (OTHER_PARTY_CUES, Cue::Subject(Subject::Other)),
-        (OPENING_SELLER_CUES, Cue::OpeningSeller),
-        (SELLER_CUES, Cue::Subject(Subject::Seller)),
-        (TARGET_CONTEXT_CUES, Cue::Subject(Subject::Target)),
-    ];
+    let token = tokens.get(start).filter(|t| t.word)?;
+    let word = token.lower.as_str();
+    // The forms `word_matches` accepts: the word itself, and its singular ("customers",
+    // "businesses", "companies").
+    let singular_ies = word.strip_suffix("ies").map(|stem| format!("{stem}y"));
+    let keys = [Some(word), word.strip_suffix('s'), word.strip_suffix("es"), singular_ies.as_deref()];
+    let index = cues_by_first_word();
     let mut best: Option<Found> = None;
-    for (list, cue) in lists {
-        for phrase in list {
+    for key in keys.into_iter().flatten() {
+        for &(phrase, cue) in index.get(key).into_iter().flatten() {
             if let Some(end) = cue_at(tokens, start, phrase)
-                && best.is_none_or(|b| end > b.end)
+                && best.is_none_or(|b| end > b.end || (end == b.end && precedes(cue, b.cue)))
             {
                 best = Some(Found { start, end, cue, phrase });
             }
         }
     }
     best
+}
+
+/// Between cues of equal length, the list order of old: not-a-cue, exclusions, untypical,
+/// others, the author, targets.
+fn precedes(a: Cue, b: Cue) -> bool {
+    let rank = |c: Cue| match c {
+        Cue::None => 0,
+        Cue::Disqualify => 1,
+        Cue::Untypical => 2,
+        Cue::Subject(Subject::Other) => 3,
+        Cue::OpeningSeller => 4,
+        Cue::Subject(Subject::Seller) => 5,
+        Cue::Subject(_) => 6,
+    };
+    rank(a) < rank(b)
 }
 
 const MONTHS: &[&str] = &[
