@@ -108,8 +108,8 @@ fn micro_f1_on_held_out_cases() {
     assert_f1("holdout_cases.json", 0.85);
 }
 
-/// Scores `file` per field and holds each field's micro-F1 to `floor`.
-fn assert_f1_per_field(file: &str, floor: f64) {
+/// Scores `file` per field, holds each field's micro-F1 to `floor` and all fields' to `floor_all`.
+fn assert_f1_per_field(file: &str, floor: f64, floor_all: f64) {
     let counts = score_by_field(&cases(file));
     let mut low = Vec::new();
     for (field, counts) in FIELDS.iter().zip(counts) {
@@ -122,12 +122,40 @@ fn assert_f1_per_field(file: &str, floor: f64) {
     let all = score_by_field(&cases(file)).iter().fold((0, 0, 0), |(a, b, c), x| (a + x.0, b + x.1, c + x.2));
     eprintln!("{file}: all fields (tp, fp, fn) = {all:?}, micro-F1 {:.3}", f1(all));
     assert!(low.is_empty(), "{file}: fields below {floor}: {low:?}");
+    assert!(f1(all) >= floor_all, "{file}: micro-F1 {:.3}", f1(all));
 }
 
 /// Multi-paragraph sales documents the extractor was developed against.
 #[test]
 fn micro_f1_per_field_on_the_tuning_documents() {
-    assert_f1_per_field("documents_tuning.json", 0.9);
+    assert_f1_per_field("documents_tuning.json", 0.9, 0.95);
+}
+
+/// A second set, written from the same brief by a different hand after the context rules were
+/// first done: scored untuned it gave micro-F1 0.754 (docs/benchmarks.md), and the rules were
+/// then developed against it as well.
+#[test]
+fn micro_f1_per_field_on_the_round_one_documents() {
+    assert_f1_per_field("documents_round1.json", 0.85, 0.9);
+}
+
+/// Written by a different hand after the extractor's context rules were done, from the issue's
+/// brief alone, and never tuned against: the score a customer's own documents can expect.
+/// Issue 12's target is micro-F1 ≥ 0.9 over all fields, which is NOT met (docs/benchmarks.md
+/// records each round); this holds the level measured when the set was first scored, so that a
+/// change cannot lower it unnoticed.
+const UNTUNED_FLOOR: f64 = 0.78;
+
+#[test]
+fn micro_f1_on_the_untuned_documents() {
+    let counts = score_by_field(&cases("documents_untuned.json"));
+    for (field, counts) in FIELDS.iter().zip(counts) {
+        eprintln!("documents_untuned.json: {field:<10} (tp, fp, fn) = {counts:?}, micro-F1 {:.3}", f1(counts));
+    }
+    let all = counts.iter().fold((0, 0, 0), |(a, b, c), x| (a + x.0, b + x.1, c + x.2));
+    let f1 = f1(all);
+    eprintln!("documents_untuned.json: all fields (tp, fp, fn) = {all:?}, micro-F1 {f1:.3}");
+    assert!(f1 >= UNTUNED_FLOOR, "documents_untuned.json: micro-F1 {f1:.3}");
 }
 
 #[test]

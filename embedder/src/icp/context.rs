@@ -43,8 +43,6 @@ pub(super) struct Context {
     subjects: Vec<Subject>,
     /// Excluded by an instruction ("not a fit", "move on") or a "Disqualifiers" heading.
     disqualified: Vec<bool>,
-    /// Inside quotation marks: a title there is a speaker's, not a buyer's.
-    quoted: Vec<bool>,
     /// The sentence (start, end) of every token.
     sentence_of: Vec<(usize, usize)>,
     /// Some sentence says a client is untypical: mentions without a cue are its particulars.
@@ -64,13 +62,13 @@ impl Context {
         self.disqualified.get(at).copied().unwrap_or(false)
     }
 
-    pub(super) fn quoted(&self, at: usize) -> bool {
-        self.quoted.get(at).copied().unwrap_or(false)
-    }
-
     /// Does the sentence of token `at` speak of languages ("in English and Spanish")?
     pub(super) fn about_languages(&self, tokens: &[Token], at: usize) -> bool {
         let Some(&(start, end)) = self.sentence_of.get(at) else { return false };
+        // A job posting's "Dutch is useful" asks for a language.
+        if self.job_posting {
+            return true;
+        }
         let language = |i: usize| tokens.get(i).is_some_and(|t| LANGUAGE_NAMES.contains(&t.lower.as_str()));
         let listed = |i: usize| tokens.get(i).is_some_and(|t| matches!(t.lower.as_str(), "and" | "or" | ","));
         tokens[start..end].iter().any(|t| t.word && LANGUAGE_CUES.contains(&t.lower.as_str()))
@@ -267,6 +265,12 @@ fn seller_names(
 ) -> Vec<String> {
     let mut names = Vec::new();
     for &(start, end) in headings {
+        // A battlecard's "Rendi vs. CardOne": the author's product comes first.
+        let line_end = (start + 1..tokens.len()).find(|&i| tokens[i].line_start).unwrap_or(tokens.len());
+        if let Some(vs) = (start..line_end).find(|&i| matches!(tokens[i].lower.as_str(), "vs" | "versus")) {
+            let run_start = (start..vs).rev().take_while(|&i| capitalised(&tokens[i])).last().filter(|&i| i < vs);
+            names.extend(run_start.map(|i| tokens[i].lower.clone()));
+        }
         if tokens[start].lower == "about" {
             names.extend(
                 tokens[start + 1..end]
@@ -275,6 +279,17 @@ fn seller_names(
                     .take(1)
                     .map(|t| t.lower.clone()),
             );
+        }
+    }
+    for &(start, end) in sentences {
+        // "About Parcel." as a sentence of its own.
+        let all: Vec<&Token> = tokens[start..end].iter().filter(|t| t.word).collect();
+        if let [about, name] = all.as_slice()
+            && about.lower == "about"
+            && capitalised(name)
+            && name.lower != "us"
+        {
+            names.push(name.lower.clone());
         }
     }
     let first_words = |&(start, end): &(usize, usize)| -> Vec<&Token> {
@@ -344,7 +359,7 @@ const TITLE_WORDS: &[&str] = &[
 /// naming one is about that client.
 fn untypical_names(tokens: &[Token], sentences: &[(usize, usize)], sellers: &[String]) -> Vec<String> {
     let mut names = Vec::new();
-    for &(start, end) in sentences {
+    for (n, &(start, end)) in sentences.iter().enumerate() {
         let Some(cue) =
             (start..end).find(|&i| UNTYPICAL_CUES.iter().any(|c| cue_at(tokens, i, c).is_some_and(|e| e <= end)))
         else {
@@ -353,24 +368,79 @@ fn untypical_names(tokens: &[Token], sentences: &[(usize, usize)], sellers: &[St
         // "Not our usual fit: Brennock ..." labels what follows; otherwise the clause says it.
         let first = opening(tokens, (start, end));
         let until = if cue < first { end } else { clause_end(tokens, cue, end) };
-        names.extend(
-            tokens[first.min(until)..until]
-                .iter()
-                .filter(|t| capitalised(t))
-                .map(|t| t.lower.clone())
-                .filter(|n| !TITLE_WORDS.contains(&n.as_str()) && !sellers.contains(n)),
-        );
+        let mut named: Vec<String> = tokens[first.min(until)..until]
+            .iter()
+            .filter(|t| capitalised(t))
+            .map(|t| t.lower.clone())
+            .filter(|n| !TITLE_WORDS.contains(&n.as_str()) && !sellers.contains(n))
+            .collect();
+        // "Altamar, the 12,000-employee conglomerate, is our best-known logo. It is an
+        // exception": the client is the one the sentence before opens with.
+        let pronoun = tokens[first.min(until)..until]
+            .iter()
+            .find(|t| t.word)
+            .is_some_and(|t| matches!(t.lower.as_str(), "it" | "they" | "this" | "that" | "she" | "he"));
+        if named.is_empty()
+            && pronoun
+            && n > 0
+            && let Some(previous) = sentences.get(n - 1)
+        {
+            let opener = tokens[opening(tokens, *previous)..previous.1].iter().find(|t| t.word);
+            named.extend(
+                opener.filter(|t| capitalised(t) && !TITLE_WORDS.contains(&t.lower.as_str())).map(|t| t.lower.clone()),
+            );
+        }
+        names.extend(named.into_iter().filter(|n| !sellers.contains(n)));
     }
     names
 }
 
-/// Company names found in a chunk.
-struct Names {
-    sellers: Vec<String>,
-    others: Vec<String>,
+/// Names found anywhere in a document, lowercased: a name introduced in one chunk is the same
+/// company in the next.
+#[derive(Default)]
+pub(super) struct Names {
+    /// The author's.
+    pub(super) sellers: Vec<String>,
+    /// Competitors'.
+    pub(super) others: Vec<String>,
+    /// Clients the text calls untypical.
+    untypical_clients: Vec<String>,
 }
 
-/// Cues of a sentence, in order.
+/// The lines that are headings, as (start, end of the label).
+fn heading_lines(tokens: &[Token]) -> Vec<(usize, usize)> {
+    lines(tokens).into_iter().filter_map(|line| heading_words(tokens, line).map(|(_, end)| (line.0, end))).collect()
+}
+
+/// The names of a document's companies, from all its chunks.
+pub(super) fn document_names(chunks: &[Vec<Token>]) -> Names {
+    let mut names = Names::default();
+    for tokens in chunks {
+        names.others.extend(other_names(tokens));
+    }
+    // Per chunk: its heading lines and its sentences.
+    type Ranges = Vec<(usize, usize)>;
+    let structure: Vec<(Ranges, Ranges)> = chunks
+        .iter()
+        .map(|tokens| {
+            let headings = heading_lines(tokens);
+            let sentences = sentences(tokens, &headings);
+            (headings, sentences)
+        })
+        .collect();
+    for (tokens, (headings, sentences)) in chunks.iter().zip(&structure) {
+        names.sellers.extend(seller_names(tokens, headings, sentences, &names.others));
+    }
+    for (tokens, (_, sentences)) in chunks.iter().zip(&structure) {
+        names.untypical_clients.extend(untypical_names(tokens, sentences, &names.sellers));
+    }
+    for list in [&mut names.sellers, &mut names.others, &mut names.untypical_clients] {
+        list.sort();
+        list.dedup();
+    }
+    names
+}
+
 /// Does the author speak in this sentence ("We ...", "Our ...", "Acme ...")?
 fn authors_sentence(tokens: &[Token], sentence: (usize, usize), names: &Names) -> bool {
     let first = opening(tokens, sentence);
@@ -378,7 +448,8 @@ fn authors_sentence(tokens: &[Token], sentence: (usize, usize), names: &Names) -
     matches!(first_word, "we" | "our") || names.sellers.iter().any(|s| s == first_word)
 }
 
-fn sentence_cues(tokens: &[Token], (start, end): (usize, usize), names: &Names) -> Vec<Found> {
+/// Cues of a sentence, in order. `previous` is whose the sentence before was, at its start.
+fn sentence_cues(tokens: &[Token], (start, end): (usize, usize), names: &Names, previous: Subject) -> Vec<Found> {
     let mut cues: Vec<Found> = Vec::new();
     // A dateline is the author's city.
     if let Some(after) = dateline_end(tokens, start, end) {
@@ -394,9 +465,14 @@ fn sentence_cues(tokens: &[Token], (start, end): (usize, usize), names: &Names) 
         Some(Subject::Seller)
     } else if names.others.iter().any(|s| s == first_word) {
         Some(Subject::Other)
+    } else if matches!(first_word, "it" | "its" | "they" | "their") && previous == Subject::Other {
+        // "CardOne is a US neobank. Its home market is startups": still the competitor.
+        Some(Subject::Other)
     } else {
         None
     };
+    // In a sentence about another company, "market", "customers" and "for" are its own.
+    let about_other = named == Some(Subject::Other);
     if let Some(subject) = named
         && let Some(at) = (first..end).find(|&i| tokens[i].word)
     {
@@ -409,7 +485,19 @@ fn sentence_cues(tokens: &[Token], (start, end): (usize, usize), names: &Names) 
             continue;
         };
         i = found.end;
+        let last_subject = cues.iter().rev().find_map(|c| match c.cue {
+            Cue::Subject(subject) => Some(subject),
+            _ => None,
+        });
+        let possessive = tokens.get(found.end).is_some_and(|t| matches!(t.lower.as_str(), "'" | "’"))
+            && tokens.get(found.end + 1).is_some_and(|t| t.lower == "s");
         let found = match found.cue {
+            // "the customer's own bank" is another company than the customer.
+            Cue::Subject(Subject::Target) if possessive => continue,
+            // "a growth investor known for its bets on fintech", "a reseller of hardware for
+            // hospitals": "for" after another party is that party's.
+            Cue::Subject(Subject::Target) if found.phrase == "for" && last_subject == Some(Subject::Other) => continue,
+            Cue::Subject(Subject::Target) if about_other => Found { cue: Cue::Subject(Subject::Other), ..found },
             Cue::OpeningSeller => {
                 let subject_before = cues.iter().any(|c| matches!(c.cue, Cue::Subject(_)));
                 let opens = words_between(tokens, start, found.start) <= 2;
@@ -463,7 +551,13 @@ fn heading_words(tokens: &[Token], (start, end): (usize, usize)) -> Option<(Stri
     }
     let colon = (start..end).find(|&i| tokens[i].lower == ":");
     let label_end = colon.unwrap_or(end);
-    let words: Vec<&str> = tokens[start..label_end].iter().filter(|t| t.word).map(|t| t.lower.as_str()).collect();
+    // "6. Competitors", "3) Who buys": the number is no word of the heading.
+    let words: Vec<&str> = tokens[start..label_end]
+        .iter()
+        .filter(|t| t.word)
+        .map(|t| t.lower.as_str())
+        .skip_while(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .collect();
     let ends_with_period = tokens[start..end].last().is_some_and(|t| matches!(t.lower.as_str(), "." | "!" | "?"));
     let short = words.len() <= 6;
     let heading = match colon {
@@ -476,21 +570,40 @@ fn heading_words(tokens: &[Token], (start, end): (usize, usize)) -> Option<(Stri
 /// The section a heading opens, and whether it is a footer (which runs to the end).
 fn section_of(heading: &str) -> Option<(Cue, bool)> {
     let matches = |list: &[&str]| list.iter().any(|h| heading == *h || heading.starts_with(&format!("{h} ")));
+    let words: Vec<&str> = heading.split(' ').collect();
+    let has = |list: &[&str]| words.iter().any(|w| list.iter().any(|l| super::word_matches(l, w)));
     if matches(FOOTER_HEADINGS) {
         return Some((Cue::Subject(Subject::Other), true));
     }
-    if matches(DISQUALIFY_HEADINGS) {
+    // "Do not work", "Who not to call", "Avoid these", "Red flags".
+    if matches(DISQUALIFY_HEADINGS)
+        || has(&["not", "avoid", "disqualifier", "disqualify", "exclusion", "never", "flag"])
+    {
         return Some((Cue::Disqualify, false));
+    }
+    if matches(OTHER_PARTY_HEADINGS)
+        || has(&["competitor", "competition", "rival", "alternative", "investor", "partner", "against", "vs"])
+    {
+        return Some((Cue::Subject(Subject::Other), false));
+    }
+    // "Our target account", "Built for", "Who buys", "Ideal customers".
+    let target_words = [
+        "target", "ideal", "icp", "customer", "buyer", "persona", "segment", "fit", "sweet", "buys", "prospect",
+        "sell", "serve",
+    ];
+    // "Built for", "Who it's for" (not "What we're looking for").
+    let for_whom = words.len() >= 2
+        && words[words.len() - 1] == "for"
+        && matches!(
+            words[words.len() - 2],
+            "built" | "designed" | "made" | "ideal" | "perfect" | "tailored" | "s" | "is"
+        );
+    if matches(TARGET_HEADINGS) || has(&target_words) || for_whom {
+        return Some((Cue::Subject(Subject::Target), false));
     }
     // "About the role" is the job, "About Acme" the author: both the seller's own.
     if matches(SELLER_HEADINGS) {
         return Some((Cue::Subject(Subject::Seller), false));
-    }
-    if matches(OTHER_PARTY_HEADINGS) {
-        return Some((Cue::Subject(Subject::Other), false));
-    }
-    if matches(TARGET_HEADINGS) {
-        return Some((Cue::Subject(Subject::Target), false));
     }
     None
 }
@@ -534,12 +647,11 @@ fn sentences(tokens: &[Token], headings: &[(usize, usize)]) -> Vec<(usize, usize
 }
 
 /// Reads a chunk's cues.
-pub(super) fn analyse(tokens: &[Token]) -> Context {
+pub(super) fn analyse(tokens: &[Token], names: &Names) -> Context {
     let n = tokens.len();
     let mut context = Context {
         subjects: vec![Subject::Unknown; n],
         disqualified: vec![false; n],
-        quoted: vec![false; n],
         sentence_of: vec![(0, 0); n],
         untypical: false,
         job_title: None,
@@ -551,7 +663,7 @@ pub(super) fn analyse(tokens: &[Token]) -> Context {
     let mut headings = Vec::new();
     let mut current: Option<Cue> = None;
     let mut footer = false;
-    let others = other_names(tokens);
+    let others = &names.others;
     // A heading on a line of its own holds until the next heading; a label that opens a
     // paragraph ("Who we sell to: our customers are ...") holds for that paragraph.
     let mut standing: Option<Cue> = None;
@@ -580,39 +692,32 @@ pub(super) fn analyse(tokens: &[Token]) -> Context {
     let job_posting = (0..n)
         .any(|i| (i == 0 || !tokens[i - 1].word) && JOB_POSTING_CUES.iter().any(|c| cue_at(tokens, i, c).is_some()));
     context.job_posting = job_posting;
-    if job_posting && let Some(&(start, end)) = headings.first().filter(|(start, _)| *start == 0) {
-        let line_end = (end..n).find(|&i| tokens[i].line_start).unwrap_or(n);
-        section[start..line_end].iter_mut().for_each(|s| *s = Some(Cue::Subject(Subject::Other)));
-        context.job_title = Some((start, line_end));
-    }
-
-    // Quotation marks: curly ones pair up; straight ones toggle.
-    let mut open = false;
-    for (i, t) in tokens.iter().enumerate() {
-        match t.lower.as_str() {
-            "“" => open = true,
-            "”" => open = false,
-            "\"" => open = !open,
-            _ => context.quoted[i] = open,
+    // Its first line, when short, is the title ("Enterprise Account Executive — DACH (Frankfurt
+    // or remote in Germany)").
+    if job_posting && let Some(&(start, line_end)) = lines(tokens).first() {
+        let words = tokens[start..line_end].iter().filter(|t| t.word).count();
+        let sentence = tokens[line_end - 1].lower == ".";
+        if words <= 14 && !sentence {
+            section[start..line_end].iter_mut().for_each(|s| *s = Some(Cue::Subject(Subject::Other)));
+            context.job_title = Some((start, line_end));
         }
     }
 
     let sentences = sentences(tokens, &headings);
-    let names = Names { sellers: seller_names(tokens, &headings, &sentences, &others), others };
-    let untypical_clients = untypical_names(tokens, &sentences, &names.sellers);
     // Every clause naming such a client, up to its colon or semicolon, is about the client.
     let mut about_untypical_client: Vec<(usize, usize)> = Vec::new();
     for &(start, end) in &sentences {
         if let Some(named) =
-            (start..end).rev().find(|&i| capitalised(&tokens[i]) && untypical_clients.contains(&tokens[i].lower))
+            (start..end).rev().find(|&i| capitalised(&tokens[i]) && names.untypical_clients.contains(&tokens[i].lower))
         {
             context.untypical = true;
             about_untypical_client.push((start, clause_end(tokens, named, end)));
         }
     }
+    let mut previous = Subject::Unknown;
     for (start, end) in sentences {
         context.sentence_of[start..end].iter_mut().for_each(|s| *s = (start, end));
-        let found = sentence_cues(tokens, (start, end), &names);
+        let found = sentence_cues(tokens, (start, end), names, previous);
         let cues: Vec<(usize, usize, Cue)> = found.iter().map(|f| (f.start, f.end, f.cue)).collect();
         let subject_cues: Vec<(usize, usize, Subject, bool)> = found
             .iter()
@@ -645,7 +750,7 @@ pub(super) fn analyse(tokens: &[Token]) -> Context {
             // Under "Competitors", "Partners" or a footer, even "for" and "customers" are the
             // other party's ("Their pitch is one vendor for retail media"), unless the author
             // speaks.
-            if from_section == Some(Subject::Other) && !authors_sentence(tokens, (start, end), &names) {
+            if from_section == Some(Subject::Other) && !authors_sentence(tokens, (start, end), names) {
                 context.subjects[at] = Subject::Other;
             }
             if context.job_title.is_some_and(|(s, e)| (s..e).contains(&at)) {
@@ -674,15 +779,35 @@ pub(super) fn analyse(tokens: &[Token]) -> Context {
                 context.disqualified[at] = true;
                 at += 1;
             }
-            // "They are not a fit.": the sentence before is the one excluded.
-            let pronoun = tokens[start..cue_start].iter().find(|t| t.word).is_some_and(|t| {
-                matches!(t.lower.as_str(), "they" | "these" | "those" | "such" | "this" | "that" | "it" | "both")
+            // "They are not a fit.", "... but they are not our buyer", "Be polite and move on.":
+            // the sentence before is the one excluded.
+            let before: Vec<&str> =
+                tokens[start..cue_start].iter().filter(|t| t.word).map(|t| t.lower.as_str()).collect();
+            let refers_back =
+                |w: &&str| matches!(*w, "they" | "these" | "those" | "such" | "this" | "that" | "it" | "both" | "them");
+            let pronoun = before.first().is_some_and(refers_back) || before.iter().rev().take(3).any(refers_back);
+            let bare_instruction = before.iter().all(|w| {
+                matches!(
+                    *w,
+                    "be" | "polite" | "politely" | "and" | "just" | "then" | "simply" | "please" | "so" | "courteous"
+                )
             });
-            if pronoun && start > 0 {
+            if (pronoun || bare_instruction) && start > 0 {
                 let (previous, _) = context.sentence_of[start - 1];
                 context.disqualified[previous..start].iter_mut().for_each(|d| *d = true);
             }
         }
+        let first = opening(tokens, (start, end));
+        // Whose the sentence is: the cue its opening word is, or what governs that word.
+        let opener = (first..end).find(|&i| tokens[i].word);
+        previous = found
+            .iter()
+            .find_map(|f| match f.cue {
+                Cue::Subject(subject) if Some(f.start) == opener => Some(subject),
+                _ => None,
+            })
+            .or_else(|| opener.map(|i| context.subjects[i]))
+            .unwrap_or(Subject::Unknown);
     }
     context
 }
@@ -708,14 +833,14 @@ mod tests {
 
     fn subject_of(text: &str, word: &str) -> Subject {
         let tokens = tokenize(text);
-        let context = analyse(&tokens);
+        let context = analyse(&tokens, &document_names(std::slice::from_ref(&tokens)));
         let at = tokens.iter().position(|t| t.lower == word).unwrap_or_else(|| panic!("{word} in {text}"));
         context.subject(at)
     }
 
     fn disqualified(text: &str, word: &str) -> bool {
         let tokens = tokenize(text);
-        let context = analyse(&tokens);
+        let context = analyse(&tokens, &document_names(std::slice::from_ref(&tokens)));
         let at = tokens.iter().position(|t| t.lower == word).unwrap();
         context.disqualified(at)
     }
@@ -757,7 +882,7 @@ mod tests {
     #[test]
     fn an_untypical_client_is_someone_else() {
         let tokens = tokenize("Northwind, a mine in Chile, is not a typical customer for us.");
-        let context = analyse(&tokens);
+        let context = analyse(&tokens, &document_names(std::slice::from_ref(&tokens)));
         assert!(context.untypical);
         assert_eq!(context.subject(tokens.iter().position(|t| t.lower == "chile").unwrap()), Subject::Other);
     }
@@ -765,10 +890,10 @@ mod tests {
     #[test]
     fn languages_are_not_places() {
         let tokens = tokenize("Support is available in English and Spanish.");
-        let context = analyse(&tokens);
+        let context = analyse(&tokens, &document_names(std::slice::from_ref(&tokens)));
         assert!(context.about_languages(&tokens, tokens.iter().position(|t| t.lower == "spanish").unwrap()));
         let tokens = tokenize("We sell to Spanish retailers.");
-        let context = analyse(&tokens);
+        let context = analyse(&tokens, &document_names(std::slice::from_ref(&tokens)));
         assert!(!context.about_languages(&tokens, tokens.iter().position(|t| t.lower == "spanish").unwrap()));
     }
 }

@@ -376,9 +376,8 @@ struct Hit {
 }
 
 /// Phrase and headcount hits of one chunk.
-fn scan(text: &str, chunk: usize) -> (Vec<Hit>, bool) {
-    let tokens = tokenize(text);
-    let context = context::analyse(&tokens);
+fn scan(tokens: &[Token], chunk: usize, names: &context::Names) -> (Vec<Hit>, bool) {
+    let context = context::analyse(tokens, names);
     let mut hits = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
@@ -389,7 +388,7 @@ fn scan(text: &str, chunk: usize) -> (Vec<Hit>, bool) {
         // The longest phrase starting here wins; equally long phrases of other fields all count.
         let mut best: Vec<(&Phrase, usize)> = Vec::new();
         for phrase in phrases() {
-            if let Some(end) = match_at(&tokens, i, phrase) {
+            if let Some(end) = match_at(tokens, i, phrase) {
                 let longest = best.first().map_or(0, |(_, e)| *e);
                 if end > longest {
                     best.clear();
@@ -406,7 +405,7 @@ fn scan(text: &str, chunk: usize) -> (Vec<Hit>, bool) {
         let matched = tokens[i..end].iter().map(|t| t.original.as_str()).collect::<Vec<_>>().join(" ");
         let before = i.checked_sub(1).and_then(|b| tokens.get(b)).map(|t| t.lower.as_str()).unwrap_or_default();
         let after = tokens.get(end).map(|t| t.lower.as_str()).unwrap_or_default();
-        let is_negated = negated(&tokens, i, end);
+        let is_negated = negated(tokens, i, end);
         // "large insurers", "small law firms": the size of the customers named ("large farms"
         // and "large estates" measure land, and "the largest automakers" are leaders, not a size).
         if best.iter().any(|(p, _)| {
@@ -437,10 +436,15 @@ fn scan(text: &str, chunk: usize) -> (Vec<Hit>, bool) {
                 let applies = |l: &str| l == *label || l == phrase_text;
                 let blocked = BLOCKED_AFTER.iter().any(|(l, w)| applies(l) && *w == before)
                     || BLOCKED_BEFORE.iter().any(|(l, w)| applies(l) && *w == after)
-                    || (phrase_text == "enterprise" && enterprise_is_adjective(&tokens, end))
+                    || (phrase_text == "enterprise" && enterprise_is_adjective(tokens, end))
                     || (phrase.field == Field::Region
                         && LANGUAGE_NAMES.contains(&phrase_text.as_str())
-                        && context.about_languages(&tokens, i));
+                        && context.about_languages(tokens, i))
+                    // "Brazilian Portuguese" is a language.
+                    || (phrase.field == Field::Region && LANGUAGE_NAMES.contains(&after))
+                    // A company's name ("Parcel Lending Cloud") is no industry.
+                    || (tokens[i].original.starts_with(char::is_uppercase)
+                        && (names.sellers.contains(&tokens[i].lower) || names.others.contains(&tokens[i].lower)));
                 if blocked {
                     continue;
                 }
@@ -459,12 +463,11 @@ fn scan(text: &str, chunk: usize) -> (Vec<Hit>, bool) {
         }
         i = end;
     }
-    hits.extend(headcounts(&tokens, chunk));
-    hits.extend(headcounts_in_words(&tokens, chunk));
+    hits.extend(headcounts(tokens, chunk));
+    hits.extend(headcounts_in_words(tokens, chunk));
     for hit in &mut hits {
         hit.subject = match context.subject(hit.at) {
             // A title inside quotation marks is the speaker's.
-            _ if hit.field == Field::Role && context.quoted(hit.at) => Subject::Other,
             // "our VP of Sales", "my manager": the author's own staff.
             _ if hit.field == Field::Role
                 && hit.at > 0
@@ -472,14 +475,24 @@ fn scan(text: &str, chunk: usize) -> (Vec<Hit>, bool) {
             {
                 Subject::Seller
             }
-            // A job posting names the job and the team ("As Customer Success Manager you will",
-            // "report to the VP"); only a cued title is a buyer's.
-            Subject::Unknown if hit.field == Field::Role && context.job_posting => Subject::Other,
+            // A job posting names the job: "As Customer Success Manager you will ...".
+            Subject::Unknown if hit.field == Field::Role && context.job_posting && titled_as(tokens, hit.at) => {
+                Subject::Other
+            }
             subject => subject,
         };
         hit.negated |= context.disqualified(hit.at);
     }
     (hits, context.untypical)
+}
+
+/// Is the title at `at` introduced by "as" ("As Customer Success Manager")?
+fn titled_as(tokens: &[Token], at: usize) -> bool {
+    let mut i = at;
+    while i > 0 && tokens[i - 1].word && tokens[i - 1].original.starts_with(char::is_uppercase) {
+        i -= 1;
+    }
+    i > 0 && tokens[i - 1].lower == "as" || tokens.get(i).is_some_and(|t| t.lower == "as")
 }
 
 /// "enterprise" names a size as a noun ("SMB and enterprise", "large enterprise") or before a
@@ -510,7 +523,12 @@ fn parse_number(token: &str) -> Option<u64> {
 /// Sizes from employee counts: `N employees`, `N+`, `over/under N`, `N-M`, `between N and M`.
 fn headcounts(tokens: &[Token], chunk: usize) -> Vec<Hit> {
     let mut hits = Vec::new();
+    // The second number of a range read already ("150 and 1,000 employees").
+    let mut consumed_until = 0;
     for (i, token) in tokens.iter().enumerate() {
+        if i < consumed_until {
+            continue;
+        }
         let Some(first) = token.word.then(|| parse_number(&token.original)).flatten() else { continue };
         // A second number for a range: "200-800", "200 to 800", "between 200 and 800".
         let mut j = i + 1;
@@ -535,8 +553,14 @@ fn headcounts(tokens: &[Token], chunk: usize) -> Vec<Hit> {
         if !counts_people(tokens, j) {
             continue;
         }
+        consumed_until = j;
         let before: Vec<&str> = tokens[..i].iter().rev().filter(|t| t.word).take(2).map(|t| t.lower.as_str()).collect();
         let (low, high) = match (range_end, before.as_slice()) {
+            // "150 to 1,000 employees" is mid-market: a range ending on a size's bound stops
+            // below it.
+            (Some(end), _) if matches!(first.max(end), 100 | 1000) && first.min(end) < first.max(end) => {
+                (first.min(end), first.max(end) - 1)
+            }
             (Some(end), _) => (first.min(end), first.max(end)),
             (None, ["than", "more" | "greater"] | ["over" | "above" | "exceeding", ..] | ["least", "at"]) => {
                 (first + 1, u64::MAX)
@@ -629,8 +653,10 @@ fn headcounts_in_words(tokens: &[Token], chunk: usize) -> Vec<Hit> {
 pub fn extract(chunks: &[&str], embedder: Option<&Embedder>) -> Result<IcpExtraction, EmbedError> {
     let mut hits = Vec::new();
     let mut untypical = false;
-    for (n, text) in chunks.iter().enumerate() {
-        let (chunk_hits, chunk_untypical) = scan(text, n);
+    let tokens: Vec<Vec<Token>> = chunks.iter().map(|text| tokenize(text)).collect();
+    let names = context::document_names(&tokens);
+    for (n, chunk_tokens) in tokens.iter().enumerate() {
+        let (chunk_hits, chunk_untypical) = scan(chunk_tokens, n, &names);
         hits.extend(chunk_hits);
         untypical |= chunk_untypical;
     }
