@@ -7,9 +7,9 @@
 
 use super::Token;
 use super::lexicon::{
-    ANNOUNCING_VERBS, BACKWARD_CUES, DISQUALIFY_CUES, DISQUALIFY_HEADINGS, FOOTER_HEADINGS, JOB_POSTING_CUES,
-    LANGUAGE_CUES, LANGUAGE_NAMES, NOT_CUES, OPENING_SELLER_CUES, OTHER_PARTY_CUES, OTHER_PARTY_HEADINGS, SELLER_CUES,
-    SELLER_HEADINGS, TARGET_CONTEXT_CUES, TARGET_HEADINGS, UNTYPICAL_CUES,
+    ANNOUNCING_VERBS, BACKWARD_CUES, DISQUALIFY_CUES, DISQUALIFY_HEADINGS, FOOTER_HEADINGS, JOB_HEADINGS,
+    JOB_POSTING_CUES, LANGUAGE_CUES, LANGUAGE_NAMES, NOT_CUES, OPENING_SELLER_CUES, OTHER_PARTY_CUES,
+    OTHER_PARTY_HEADINGS, SELLER_CUES, SELLER_HEADINGS, TARGET_CONTEXT_CUES, TARGET_HEADINGS, UNTYPICAL_CUES,
 };
 
 /// Whom a stretch of text is about.
@@ -468,6 +468,10 @@ fn sentence_cues(tokens: &[Token], (start, end): (usize, usize), names: &Names, 
     } else if matches!(first_word, "it" | "its" | "they" | "their") && previous == Subject::Other {
         // "CardOne is a US neobank. Its home market is startups": still the competitor.
         Some(Subject::Other)
+    } else if matches!(first_word, "these" | "they" | "those" | "such") && previous == Subject::Target {
+        // "... operators in Southeast Asia. These are operators with tens of thousands of
+        // employees": still the customers.
+        Some(Subject::Target)
     } else {
         None
     };
@@ -491,9 +495,16 @@ fn sentence_cues(tokens: &[Token], (start, end): (usize, usize), names: &Names, 
         });
         let possessive = tokens.get(found.end).is_some_and(|t| matches!(t.lower.as_str(), "'" | "’"))
             && tokens.get(found.end + 1).is_some_and(|t| t.lower == "s");
+        // "a hosting provider whose customers are telecom carriers", "retailers delight their
+        // customers": someone else's customers.
+        // ("Its buyers are radiology directors" after the author's own sentence is the author's.)
+        let owner = found.start.checked_sub(1).map(|i| tokens[i].lower.as_str()).unwrap_or_default();
+        let someone_elses = matches!(found.phrase, "customer" | "client" | "clientele" | "customer base" | "buyer")
+            && (owner == "whose" || (matches!(owner, "their" | "its") && previous == Subject::Other));
         let found = match found.cue {
             // "the customer's own bank" is another company than the customer.
             Cue::Subject(Subject::Target) if possessive => continue,
+            Cue::Subject(Subject::Target) if someone_elses => Found { cue: Cue::Subject(Subject::Other), ..found },
             // "a growth investor known for its bets on fintech", "a reseller of hardware for
             // hospitals": "for" after another party is that party's.
             Cue::Subject(Subject::Target) if found.phrase == "for" && last_subject == Some(Subject::Other) => continue,
@@ -510,6 +521,15 @@ fn sentence_cues(tokens: &[Token], (start, end): (usize, usize), names: &Names, 
             _ => found,
         };
         cues.push(found);
+        // "for" reaches to the end of its phrase, lists and colons included ("in Toronto for
+        // historical reasons (both founders are Canadian)"): then whose it was before holds.
+        if found.phrase == "for"
+            && let Some(stop) = (found.end..end)
+                .find(|&i| matches!(tokens[i].lower.as_str(), "(" | ")" | ";" | "but" | "which" | "who" | "whose"))
+        {
+            let before = last_subject.unwrap_or(Subject::Unknown);
+            cues.push(Found { start: stop, end: stop, cue: Cue::Subject(before), phrase: "" });
+        }
     }
     cues
 }
@@ -589,7 +609,7 @@ fn section_of(heading: &str) -> Option<(Cue, bool)> {
     // "Our target account", "Built for", "Who buys", "Ideal customers".
     let target_words = [
         "target", "ideal", "icp", "customer", "buyer", "persona", "segment", "fit", "sweet", "buys", "prospect",
-        "sell", "serve",
+        "sell", "serve", "signs", "decides", "decision",
     ];
     // "Built for", "Who it's for" (not "What we're looking for").
     let for_whom = words.len() >= 2
@@ -601,7 +621,10 @@ fn section_of(heading: &str) -> Option<(Cue, bool)> {
     if matches(TARGET_HEADINGS) || has(&target_words) || for_whom {
         return Some((Cue::Subject(Subject::Target), false));
     }
-    // "About the role" is the job, "About Acme" the author: both the seller's own.
+    if matches(JOB_HEADINGS) {
+        return None;
+    }
+    // "About Acme", "Who we are": the author's own.
     if matches(SELLER_HEADINGS) {
         return Some((Cue::Subject(Subject::Seller), false));
     }
@@ -678,9 +701,13 @@ pub(super) fn analyse(tokens: &[Token], names: &Names) -> Context {
                 words.strip_prefix("about ").is_some_and(|name| others.iter().any(|o| name.starts_with(o.as_str())));
             let section = if about_other { Some((Cue::Subject(Subject::Other), false)) } else { section_of(&words) };
             let (cue, is_footer) = section.map_or((None, false), |(cue, f)| (Some(cue), f));
-            current = cue;
-            footer = is_footer;
             let inline = tokens[label_end..line.1].iter().any(|t| t.word);
+            // A label that says nothing of whose ("Keep this in your head:", "Day 1:") leaves the
+            // section as it was; a heading of its own starts a new topic.
+            if cue.is_some() || !inline {
+                current = cue;
+            }
+            footer = is_footer;
             if !inline {
                 standing = cue;
             }
@@ -737,7 +764,9 @@ pub(super) fn analyse(tokens: &[Token], names: &Names) -> Context {
                     // "As Customer Success Manager you will own these accounts": a new subject
                     // between them ends the reach.
                     .filter(|c| {
-                        !tokens[at..c.0].iter().any(|t| matches!(t.lower.as_str(), "you" | "we" | "they" | "i"))
+                        !tokens[at..c.0]
+                            .iter()
+                            .any(|t| matches!(t.lower.as_str(), "you" | "we" | "they" | "i" | "whose"))
                     })
                     .filter(|c| c.3)
                     .map(|c| c.2)
@@ -792,7 +821,8 @@ pub(super) fn analyse(tokens: &[Token], names: &Names) -> Context {
                     "be" | "polite" | "politely" | "and" | "just" | "then" | "simply" | "please" | "so" | "courteous"
                 )
             });
-            if (pronoun || bare_instruction) && start > 0 {
+            let in_heading = headings.iter().any(|&(s, e)| (s..e).contains(&cue_start));
+            if (pronoun || bare_instruction) && !in_heading && start > 0 {
                 let (previous, _) = context.sentence_of[start - 1];
                 context.disqualified[previous..start].iter_mut().for_each(|d| *d = true);
             }

@@ -660,6 +660,14 @@ pub const BLOCKED_BEFORE: &[(&str, &str)] = &[
     ("series b", "funding"),
     ("series a", "financing"),
     ("series b", "financing"),
+    // "bank transfers", "bank-account details": a way to pay, not a bank as a customer.
+    ("bank", "transfer"),
+    ("bank", "transfers"),
+    ("bank", "account"),
+    ("bank", "accounts"),
+    ("bank", "details"),
+    ("bank", "holiday"),
+    ("bank", "holidays"),
     // "small-business lending" is a loan product, not the lender's size.
     ("small business", "lending"),
     ("small business", "loans"),
@@ -1222,6 +1230,8 @@ pub const HEADCOUNT_WORDS: &[&str] = &[
     "users",
     "person",
     "persons",
+    "developers",
+    "engineers",
 ];
 
 /// Descriptions of the labels, embedded to catch phrasings the keywords miss.
@@ -1255,6 +1265,10 @@ pub const INDUSTRY_DESCRIPTIONS: &[(&str, &str)] = &[
 /// Cues that what follows in the sentence is about the author's customers or market ("we sell
 /// to hospitals", "our customers are regional banks", "ideal for logistics firms").
 pub const TARGET_CONTEXT_CUES: &[&str] = &[
+    "sell",
+    "sells",
+    "selling",
+    "sold",
     "sell to",
     "sell into",
     "sold to",
@@ -1303,6 +1317,8 @@ pub const TARGET_CONTEXT_CUES: &[&str] = &[
     "market",
     "pitching",
     "reach out to",
+    "present to",
+    "deals with",
     "business with",
     "calls with",
     "call with",
@@ -1319,6 +1335,8 @@ pub const TARGET_CONTEXT_CUES: &[&str] = &[
     "decision makers",
     "buying committee",
     "champion",
+    "evaluator",
+    "technical evaluator",
     "economic buyer",
     "signs off",
     "sign off",
@@ -1391,6 +1409,14 @@ pub const SELLER_CUES: &[&str] = &[
     "we make",
     "we grew",
     "we have grown",
+    // Where the author runs its service, not where its customers are.
+    "points of presence",
+    "data centers",
+    "data centres",
+    "data center",
+    "data centre",
+    "servers in",
+    "hosted in",
 ];
 
 /// Cues that what follows is about someone else: competitors, partners, investors, people
@@ -1473,6 +1499,8 @@ pub const BACKWARD_CUES: &[&str] = &[
     "decision makers",
     "economic buyer",
     "champion",
+    "evaluator",
+    "technical evaluator",
     "budget holder",
     "signs off",
     "sign off",
@@ -1526,6 +1554,10 @@ pub const NOT_CUES: &[&str] = &[
     "for example",
     "for instance",
     "for years",
+    // "X and Y partner to protect utilities": what follows is the target, not a partner.
+    "partner to",
+    "partners to",
+    "investor owned",
 ];
 
 /// Phrases of a job posting: its title line names the job, not a buyer.
@@ -1657,13 +1689,12 @@ pub const TARGET_HEADINGS: &[&str] = &[
     "qualification",
     "markets",
 ];
-pub const SELLER_HEADINGS: &[&str] = &[
-    "about",
-    "about us",
-    "company overview",
-    "our story",
-    "who we are",
-    "what we do",
+pub const SELLER_HEADINGS: &[&str] =
+    &["about", "about us", "company overview", "our story", "who we are", "what we do"];
+
+/// A job posting's headings: what follows describes the job, whose targets are its accounts
+/// ("Run deals with CFOs"), so they open no section of the author's own.
+pub const JOB_HEADINGS: &[&str] = &[
     "about the role",
     "about the job",
     "about you",

@@ -404,7 +404,12 @@ fn scan(tokens: &[Token], chunk: usize, names: &context::Names) -> (Vec<Hit>, bo
         };
         let matched = tokens[i..end].iter().map(|t| t.original.as_str()).collect::<Vec<_>>().join(" ");
         let before = i.checked_sub(1).and_then(|b| tokens.get(b)).map(|t| t.lower.as_str()).unwrap_or_default();
-        let after = tokens.get(end).map(|t| t.lower.as_str()).unwrap_or_default();
+        // The word after, past a hyphen ("bank-transfer slips", "enterprise-grade").
+        let after = tokens[end.min(tokens.len())..]
+            .iter()
+            .find(|t| !matches!(t.lower.as_str(), "-" | "–"))
+            .map(|t| t.lower.as_str())
+            .unwrap_or_default();
         let is_negated = negated(tokens, i, end);
         // "large insurers", "small law firms": the size of the customers named ("large farms"
         // and "large estates" measure land, and "the largest automakers" are leaders, not a size).
@@ -520,6 +525,36 @@ fn parse_number(token: &str) -> Option<u64> {
     Some((value * scale) as u64)
 }
 
+/// A number up to ninety written as a word.
+fn number_word(word: &str) -> Option<u64> {
+    const WORDS: [(&str, u64); 23] = [
+        ("one", 1),
+        ("two", 2),
+        ("three", 3),
+        ("four", 4),
+        ("five", 5),
+        ("six", 6),
+        ("seven", 7),
+        ("eight", 8),
+        ("nine", 9),
+        ("ten", 10),
+        ("eleven", 11),
+        ("twelve", 12),
+        ("fifteen", 15),
+        ("twenty", 20),
+        ("twenty-five", 25),
+        ("thirty", 30),
+        ("forty", 40),
+        ("fifty", 50),
+        ("sixty", 60),
+        ("seventy", 70),
+        ("eighty", 80),
+        ("ninety", 90),
+        ("hundred", 100),
+    ];
+    WORDS.iter().find(|(w, _)| *w == word).map(|(_, n)| *n)
+}
+
 /// Sizes from employee counts: `N employees`, `N+`, `over/under N`, `N-M`, `between N and M`.
 fn headcounts(tokens: &[Token], chunk: usize) -> Vec<Hit> {
     let mut hits = Vec::new();
@@ -529,13 +564,30 @@ fn headcounts(tokens: &[Token], chunk: usize) -> Vec<Hit> {
         if i < consumed_until {
             continue;
         }
-        let Some(first) = token.word.then(|| parse_number(&token.original)).flatten() else { continue };
+        let before: Vec<&str> = tokens[..i].iter().rev().filter(|t| t.word).take(2).map(|t| t.lower.as_str()).collect();
+        // A number written as a word counts after a comparison or in a range ("fewer than fifty
+        // staff", "between five and sixty staff"), not alone ("three people from their side").
+        let compared = matches!(
+            before.as_slice(),
+            ["than", ..]
+                | ["under" | "below" | "over" | "above" | "between" | "exceeding", ..]
+                | ["to", "up"]
+                | ["least", "at"]
+        );
+        let number = |t: &Token| parse_number(&t.original).or_else(|| number_word(&t.lower));
+        let Some(first) = token.word.then(|| parse_number(&token.original)).flatten().or_else(|| {
+            number_word(&token.lower).filter(|_| {
+                compared || tokens.get(i + 1).is_some_and(|t| matches!(t.lower.as_str(), "to" | "and" | "-" | "–"))
+            })
+        }) else {
+            continue;
+        };
         // A second number for a range: "200-800", "200 to 800", "between 200 and 800".
         let mut j = i + 1;
         let mut range_end = None;
         if let Some(t) = tokens.get(j)
             && matches!(t.lower.as_str(), "-" | "–" | "—" | "to" | "and")
-            && let Some(second) = tokens.get(j + 1).filter(|t| t.word).and_then(|t| parse_number(&t.original))
+            && let Some(second) = tokens.get(j + 1).filter(|t| t.word).and_then(number)
         {
             range_end = Some(second);
             j += 2;
@@ -554,7 +606,6 @@ fn headcounts(tokens: &[Token], chunk: usize) -> Vec<Hit> {
             continue;
         }
         consumed_until = j;
-        let before: Vec<&str> = tokens[..i].iter().rev().filter(|t| t.word).take(2).map(|t| t.lower.as_str()).collect();
         let (low, high) = match (range_end, before.as_slice()) {
             // "150 to 1,000 employees" is mid-market: a range ending on a size's bound stops
             // below it.
@@ -596,7 +647,7 @@ fn headcounts(tokens: &[Token], chunk: usize) -> Vec<Hit> {
 
 /// Is a headcount word ("employees", "staff", ...) among the few words after token `from`?
 fn counts_people(tokens: &[Token], from: usize) -> bool {
-    tokens[from..].iter().take(4).filter(|t| t.word).take(3).any(|t| {
+    tokens[from..].iter().take(5).filter(|t| t.word).take(4).any(|t| {
         HEADCOUNT_WORDS.iter().any(|w| !w.contains(' ') && word_matches(w, &t.lower))
             || (t.lower == "team" && tokens.get(from + 1).is_some_and(|n| n.lower == "members"))
     })
@@ -613,7 +664,10 @@ fn headcounts_in_words(tokens: &[Token], chunk: usize) -> Vec<Hit> {
         let label = match token.lower.as_str() {
             "hundred" | "hundreds" => "mid-market",
             "thousand" | "thousands" => "enterprise",
-            "dozen" | "dozens" | "handful" => "smb",
+            // "two-person indie teams", "forty employees".
+            "dozen" | "dozens" | "handful" | "one" | "two" | "three" | "four" | "five" | "six" | "seven" | "eight"
+            | "nine" | "ten" | "eleven" | "twelve" | "fifteen" | "twenty" | "thirty" | "forty" | "fifty" | "sixty"
+            | "seventy" | "eighty" | "ninety" => "smb",
             _ => continue,
         };
         // "hundreds of employees": the count words may be followed by "of". In "hundreds of
@@ -622,7 +676,13 @@ fn headcounts_in_words(tokens: &[Token], chunk: usize) -> Vec<Hit> {
         if tokens.get(end).is_some_and(|t| t.lower == "of") {
             end += 1;
         }
-        let larger_follows = tokens.get(end).is_some_and(|t| matches!(t.lower.as_str(), "thousand" | "thousands"));
+        // A small number counts only as a compound ("two-person teams"): "three people from the
+        // prospect's side" and "six hundred and fifty" are no company sizes.
+        let small_number = label == "smb" && !matches!(token.lower.as_str(), "dozen" | "dozens" | "handful");
+        let compound = tokens.get(i + 1).is_some_and(|t| t.lower == "-")
+            && tokens.get(i + 2).is_some_and(|t| matches!(t.lower.as_str(), "person" | "people" | "employee"));
+        let larger_follows = tokens.get(end).is_some_and(|t| matches!(t.lower.as_str(), "thousand" | "thousands"))
+            || (small_number && !compound);
         if larger_follows || !counts_people(tokens, end) {
             continue;
         }
