@@ -13,8 +13,9 @@ rev="${1:-}"
 dir="$REPO_ROOT"
 if [[ -n "$rev" ]]; then
   git rev-parse --verify --quiet "$rev^{commit}" >/dev/null || die "unknown revision: $rev"
-  dir="$(mktemp -d)/prospector"
-  trap 'git -C "$REPO_ROOT" worktree remove --force "$dir" >/dev/null 2>&1 || true' EXIT
+  parent="$(mktemp -d)"
+  dir="$parent/prospector"
+  trap 'git -C "$REPO_ROOT" worktree remove --force "$dir"; rm -rf "$parent"' EXIT
   git worktree add --quiet --detach "$dir" HEAD
   rm -rf "$dir/embedder/src/icp"
   mkdir -p "$dir/embedder/src/icp"
@@ -24,6 +25,15 @@ if [[ -n "$rev" ]]; then
   cp -r embedder/tests/fixtures/icp "$dir/embedder/tests/fixtures/icp"
 fi
 # The shared target directory keeps the dependencies built once; the extractor crate rebuilds.
-# Only the lines with scores are printed; the test's own floors do not apply to an old revision.
+# Only the score lines are printed (a revision's extractor may fall below the test's floors,
+# which is not an error here); a run that printed none failed to build or to load the model.
+log="$(mktemp)"
 (cd "$dir" && CARGO_TARGET_DIR="$REPO_ROOT/target" cargo test -p prospector-embedder --test icp -- \
-  --nocapture --test-threads 1 2>&1 || true) | grep -E 'micro-F1 [0-9]' | sort -u
+  --nocapture --test-threads 1 >"$log" 2>&1) || true
+if ! grep -qE '\(tp, fp, fn\) = .*micro-F1 [0-9]' "$log"; then
+  tail -30 "$log" >&2
+  rm -f "$log"
+  die "no scores: the ICP test did not run"
+fi
+grep -E '\(tp, fp, fn\) = .*micro-F1 [0-9]' "$log" | sed -E 's/^test [^ ]+ \.\.\. //' | sort -u
+rm -f "$log"

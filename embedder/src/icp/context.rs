@@ -1,15 +1,18 @@
 //! Whose a mention is. Sales documents name the author's own industry, size and offices, its
 //! customers, competitors, partners and investors, and the people they quote, all in the same
 //! prose; only what is said about the customers is the author's ICP. This module reads the cues
-//! around every word of a chunk (the sentence's verbs and nouns, headings, quotes, contact
-//! footers) and says, per token, whose it is, and whether an instruction excludes it
+//! around every word of a chunk (the sentence's verbs and nouns, headings, datelines, the
+//! attribution of quotes, contact footers) and says, per token, whose it is, and whether an instruction excludes it
 //! ("Pharma companies: be polite and move on").
+
+use std::collections::HashSet;
 
 use super::Token;
 use super::lexicon::{
     ANNOUNCING_VERBS, BACKWARD_CUES, DISQUALIFY_CUES, DISQUALIFY_HEADINGS, FOOTER_HEADINGS, JOB_HEADINGS,
-    JOB_POSTING_CUES, LANGUAGE_CUES, LANGUAGE_NAMES, NOT_CUES, OPENING_SELLER_CUES, OTHER_PARTY_CUES,
-    OTHER_PARTY_HEADINGS, SELLER_CUES, SELLER_HEADINGS, TARGET_CONTEXT_CUES, TARGET_HEADINGS, UNTYPICAL_CUES,
+    JOB_POSTING_CUES, LANGUAGE_CUES, LANGUAGE_NAMES, LEADING_DISQUALIFY_CUES, NOT_CUES, OPENING_SELLER_CUES,
+    OTHER_PARTY_CUES, OTHER_PARTY_HEADINGS, SELLER_CUES, SELLER_HEADINGS, TARGET_CONTEXT_CUES, TARGET_HEADINGS,
+    UNTYPICAL_CUES,
 };
 
 /// Whom a stretch of text is about.
@@ -261,7 +264,7 @@ fn seller_names(
     tokens: &[Token],
     headings: &[(usize, usize)],
     sentences: &[(usize, usize)],
-    others: &[String],
+    first_chunk: bool,
 ) -> Vec<String> {
     let mut names = Vec::new();
     for &(start, end) in headings {
@@ -310,8 +313,10 @@ fn seller_names(
         }
     }
     // A document's title opens with the author's name ("Lessonloop District Sales Playbook"),
-    // unless it tells a customer's story; a name, because the body names it again.
-    if let Some(&(start, end)) = headings.first().filter(|(start, _)| *start == 0)
+    // unless it tells a customer's story; a name, because the body names it again. Only the
+    // first chunk starts with the title.
+    if first_chunk
+        && let Some(&(start, end)) = headings.first().filter(|(start, _)| *start == 0)
         && !tokens[start..end].iter().any(|t| matches!(t.lower.as_str(), "case" | "customer" | "success" | "story"))
     {
         let line_end = (start + 1..tokens.len()).find(|&i| tokens[i].line_start).unwrap_or(tokens.len());
@@ -321,7 +326,7 @@ fn seller_names(
             names.push(name.lower.clone());
         }
     }
-    names.retain(|n| !TITLE_WORDS.contains(&n.as_str()) && !others.contains(n));
+    names.retain(|n| !TITLE_WORDS.contains(&n.as_str()));
     names
 }
 
@@ -357,7 +362,7 @@ const TITLE_WORDS: &[&str] = &[
 
 /// Names of clients the text calls untypical ("Brennock is not our usual fit"): every sentence
 /// naming one is about that client.
-fn untypical_names(tokens: &[Token], sentences: &[(usize, usize)], sellers: &[String]) -> Vec<String> {
+fn untypical_names(tokens: &[Token], sentences: &[(usize, usize)]) -> Vec<String> {
     let mut names = Vec::new();
     for (n, &(start, end)) in sentences.iter().enumerate() {
         let Some(cue) =
@@ -372,7 +377,7 @@ fn untypical_names(tokens: &[Token], sentences: &[(usize, usize)], sellers: &[St
             .iter()
             .filter(|t| capitalised(t))
             .map(|t| t.lower.clone())
-            .filter(|n| !TITLE_WORDS.contains(&n.as_str()) && !sellers.contains(n))
+            .filter(|n| !TITLE_WORDS.contains(&n.as_str()))
             .collect();
         // "Altamar, the 12,000-employee conglomerate, is our best-known logo. It is an
         // exception": the client is the one the sentence before opens with.
@@ -390,21 +395,20 @@ fn untypical_names(tokens: &[Token], sentences: &[(usize, usize)], sellers: &[St
                 opener.filter(|t| capitalised(t) && !TITLE_WORDS.contains(&t.lower.as_str())).map(|t| t.lower.clone()),
             );
         }
-        names.extend(named.into_iter().filter(|n| !sellers.contains(n)));
+        names.extend(named);
     }
     names
 }
 
 /// Names found anywhere in a document, lowercased: a name introduced in one chunk is the same
 /// company in the next.
-#[derive(Default)]
 pub(super) struct Names {
     /// The author's.
-    pub(super) sellers: Vec<String>,
+    pub(super) sellers: HashSet<String>,
     /// Competitors'.
-    pub(super) others: Vec<String>,
+    pub(super) others: HashSet<String>,
     /// Clients the text calls untypical.
-    untypical_clients: Vec<String>,
+    untypical_clients: HashSet<String>,
 }
 
 /// The lines that are headings, as (start, end of the label).
@@ -413,39 +417,30 @@ fn heading_lines(tokens: &[Token]) -> Vec<(usize, usize)> {
 }
 
 /// The names of a document's companies, from all its chunks.
-pub(super) fn document_names(chunks: &[Vec<Token>]) -> Names {
-    let mut names = Names::default();
-    for tokens in chunks {
-        names.others.extend(other_names(tokens));
+/// The names of a document's companies, from all its chunks (tokenized one at a time, so that
+/// a long document's tokens are never all held at once). A word of the ICP lexicon is never
+/// taken for a name ("Retail is changing fast", "Insurers launched portals").
+pub(super) fn document_names(chunks: impl Iterator<Item = Vec<Token>>) -> Names {
+    let (mut sellers, mut others, mut untypical) = (HashSet::new(), HashSet::new(), HashSet::new());
+    for (n, tokens) in chunks.enumerate() {
+        let headings = heading_lines(&tokens);
+        let sentences = sentences(&tokens, &headings);
+        others.extend(other_names(&tokens));
+        sellers.extend(seller_names(&tokens, &headings, &sentences, n == 0));
+        untypical.extend(untypical_names(&tokens, &sentences));
     }
-    // Per chunk: its heading lines and its sentences.
-    type Ranges = Vec<(usize, usize)>;
-    let structure: Vec<(Ranges, Ranges)> = chunks
-        .iter()
-        .map(|tokens| {
-            let headings = heading_lines(tokens);
-            let sentences = sentences(tokens, &headings);
-            (headings, sentences)
-        })
-        .collect();
-    for (tokens, (headings, sentences)) in chunks.iter().zip(&structure) {
-        names.sellers.extend(seller_names(tokens, headings, sentences, &names.others));
-    }
-    for (tokens, (_, sentences)) in chunks.iter().zip(&structure) {
-        names.untypical_clients.extend(untypical_names(tokens, sentences, &names.sellers));
-    }
-    for list in [&mut names.sellers, &mut names.others, &mut names.untypical_clients] {
-        list.sort();
-        list.dedup();
-    }
-    names
+    let named = |name: &String| !super::is_lexicon_word(name);
+    others.retain(named);
+    sellers.retain(|name| named(name) && !others.contains(name));
+    untypical.retain(|name| named(name) && !sellers.contains(name));
+    Names { sellers, others, untypical_clients: untypical }
 }
 
 /// Does the author speak in this sentence ("We ...", "Our ...", "Acme ...")?
 fn authors_sentence(tokens: &[Token], sentence: (usize, usize), names: &Names) -> bool {
     let first = opening(tokens, sentence);
     let first_word = tokens[first..sentence.1].iter().find(|t| t.word).map(|t| t.lower.as_str()).unwrap_or_default();
-    matches!(first_word, "we" | "our") || names.sellers.iter().any(|s| s == first_word)
+    matches!(first_word, "we" | "our") || names.sellers.contains(first_word)
 }
 
 /// Cues of a sentence, in order. `previous` is whose the sentence before was, at its start.
@@ -461,9 +456,9 @@ fn sentence_cues(tokens: &[Token], (start, end): (usize, usize), names: &Names, 
     let authors_sentence = authors_sentence(tokens, (start, end), names);
     // "Acme is a 300-person SaaS vendor": a sentence opened by the author's name is the author's,
     // one opened by a competitor's name the competitor's.
-    let named = if names.sellers.iter().any(|s| s == first_word) {
+    let named = if names.sellers.contains(first_word) {
         Some(Subject::Seller)
-    } else if names.others.iter().any(|s| s == first_word) {
+    } else if names.others.contains(first_word) {
         Some(Subject::Other)
     } else if matches!(first_word, "it" | "its" | "they" | "their") && previous == Subject::Other {
         // "CardOne is a US neobank. Its home market is startups": still the competitor.
@@ -508,10 +503,17 @@ fn sentence_cues(tokens: &[Token], (start, end): (usize, usize), names: &Names, 
             // "a growth investor known for its bets on fintech", "a reseller of hardware for
             // hospitals": "for" after another party is that party's.
             Cue::Subject(Subject::Target) if found.phrase == "for" && last_subject == Some(Subject::Other) => continue,
+            // "in business for 12 years": a duration.
+            Cue::Subject(Subject::Target)
+                if found.phrase == "for"
+                    && tokens.get(found.end).is_some_and(|t| t.lower.starts_with(|c: char| c.is_ascii_digit())) =>
+            {
+                continue;
+            }
             Cue::Subject(Subject::Target) if about_other => Found { cue: Cue::Subject(Subject::Other), ..found },
             Cue::OpeningSeller => {
                 let subject_before = cues.iter().any(|c| matches!(c.cue, Cue::Subject(_)));
-                let opens = words_between(tokens, start, found.start) <= 2;
+                let opens = words_between(tokens, opening(tokens, (start, end)), found.start) == 0;
                 if subject_before || !(opens || authors_sentence) {
                     continue;
                 }
@@ -597,7 +599,8 @@ fn section_of(heading: &str) -> Option<(Cue, bool)> {
     }
     // "Do not work", "Who not to call", "Avoid these", "Red flags".
     if matches(DISQUALIFY_HEADINGS)
-        || has(&["not", "avoid", "disqualifier", "disqualify", "exclusion", "never", "flag"])
+        || has(&["not", "avoid", "disqualifier", "disqualify", "exclusion", "never"])
+        || heading.contains("red flag")
     {
         return Some((Cue::Disqualify, false));
     }
@@ -670,7 +673,7 @@ fn sentences(tokens: &[Token], headings: &[(usize, usize)]) -> Vec<(usize, usize
 }
 
 /// Reads a chunk's cues.
-pub(super) fn analyse(tokens: &[Token], names: &Names) -> Context {
+pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Context {
     let n = tokens.len();
     let mut context = Context {
         subjects: vec![Subject::Unknown; n],
@@ -697,10 +700,11 @@ pub(super) fn analyse(tokens: &[Token], names: &Names) -> Context {
         if !footer && let Some((words, label_end)) = heading_words(tokens, line) {
             headings.push((line.0, label_end));
             // "About ShopStack" in a battlecard is about the competitor.
-            let about_other =
-                words.strip_prefix("about ").is_some_and(|name| others.iter().any(|o| name.starts_with(o.as_str())));
-            let section = if about_other { Some((Cue::Subject(Subject::Other), false)) } else { section_of(&words) };
-            let (cue, is_footer) = section.map_or((None, false), |(cue, f)| (Some(cue), f));
+            let about_other = words
+                .strip_prefix("about ")
+                .is_some_and(|name| others.iter().any(|o| name.split(' ').next() == Some(o)));
+            let opened = if about_other { Some((Cue::Subject(Subject::Other), false)) } else { section_of(&words) };
+            let (cue, is_footer) = opened.map_or((None, false), |(cue, f)| (Some(cue), f));
             let inline = tokens[label_end..line.1].iter().any(|t| t.word);
             // A label that says nothing of whose ("Keep this in your head:", "Day 1:") leaves the
             // section as it was; a heading of its own starts a new topic.
@@ -716,12 +720,20 @@ pub(super) fn analyse(tokens: &[Token], names: &Names) -> Context {
     }
 
     // A job posting's title line is the job's ("Customer Success Manager, Latin America").
-    let job_posting = (0..n)
-        .any(|i| (i == 0 || !tokens[i - 1].word) && JOB_POSTING_CUES.iter().any(|c| cue_at(tokens, i, c).is_some()));
+    // A job posting says two of its phrases ("The role", "Requirements", "reports to"); "We
+    // offer a free pilot" alone is no posting.
+    let job_cues: HashSet<&str> = (0..n)
+        .filter(|&i| i == 0 || !tokens[i - 1].word)
+        .flat_map(|i| JOB_POSTING_CUES.iter().copied().filter(move |c| cue_at(tokens, i, c).is_some()))
+        .collect();
+    let job_posting = job_cues.len() >= 2;
     context.job_posting = job_posting;
     // Its first line, when short, is the title ("Enterprise Account Executive — DACH (Frankfurt
-    // or remote in Germany)").
-    if job_posting && let Some(&(start, line_end)) = lines(tokens).first() {
+    // or remote in Germany)"); only the first chunk starts with it.
+    if job_posting
+        && first_chunk
+        && let Some(&(start, line_end)) = lines(tokens).first()
+    {
         let words = tokens[start..line_end].iter().filter(|t| t.word).count();
         let sentence = tokens[line_end - 1].lower == ".";
         if words <= 14 && !sentence {
@@ -744,7 +756,10 @@ pub(super) fn analyse(tokens: &[Token], names: &Names) -> Context {
     let mut previous = Subject::Unknown;
     for (start, end) in sentences {
         context.sentence_of[start..end].iter_mut().for_each(|s| *s = (start, end));
-        let found = sentence_cues(tokens, (start, end), names, previous);
+        let mut found = sentence_cues(tokens, (start, end), names, previous);
+        // Nearest means nearest in the text: a cue that ends a "for" phrase is pushed after the
+        // cues of that phrase.
+        found.sort_by_key(|f| (f.start, f.end));
         let cues: Vec<(usize, usize, Cue)> = found.iter().map(|f| (f.start, f.end, f.cue)).collect();
         let subject_cues: Vec<(usize, usize, Subject, bool)> = found
             .iter()
@@ -794,15 +809,26 @@ pub(super) fn analyse(tokens: &[Token], names: &Names) -> Context {
         }
         for &(cue_start, _, _) in cues.iter().filter(|c| c.2 == Cue::Untypical) {
             // "Northwind is not a typical customer: most of our customers are ...": the clause
-            // that says so is about the client, what follows a colon is not.
-            context.untypical = true;
+            // that says so is about the client, what follows a colon is not. (The document
+            // counts as telling an untypical client's story only where it names the client.)
             let clause_end = clause_end(tokens, cue_start, end);
             context.subjects[start..clause_end].iter_mut().for_each(|s| *s = Subject::Other);
         }
-        for &(cue_start, cue_end, _) in cues.iter().filter(|c| c.2 == Cue::Disqualify) {
-            // "Pharma companies: be polite and move on": everything before the instruction; and
-            // after it up to a turn ("not a fit for retail, but great for grocers").
-            context.disqualified[start..cue_start].iter_mut().for_each(|d| *d = true);
+        for exclusion in found.iter().filter(|f| f.cue == Cue::Disqualify) {
+            let (cue_start, cue_end) = (exclusion.start, exclusion.end);
+            // "Pharma companies: be polite and move on": what comes before the instruction, back
+            // to a turn ("We sell to hospitals but pharma is not a fit"); a verb with an object
+            // ("skip pharma", "not for retail") excludes only what follows it.
+            // ("Skip them." and "Politely decline." have no object: they refer back.)
+            let has_object = tokens[cue_end..end]
+                .iter()
+                .any(|t| t.word && !matches!(t.lower.as_str(), "them" | "it" | "those" | "these"));
+            let leading = LEADING_DISQUALIFY_CUES.contains(&exclusion.phrase) && has_object;
+            if !leading {
+                let from = (start..cue_start).rev().find(|&i| turns(&tokens[i])).map_or(start, |i| i + 1);
+                context.disqualified[from..cue_start].iter_mut().for_each(|d| *d = true);
+            }
+            // And after it up to a turn ("not a fit for retail, but great for grocers").
             let mut at = cue_end;
             while at < end && !turns(&tokens[at]) {
                 context.disqualified[at] = true;
@@ -815,14 +841,23 @@ pub(super) fn analyse(tokens: &[Token], names: &Names) -> Context {
             let refers_back =
                 |w: &&str| matches!(*w, "they" | "these" | "those" | "such" | "this" | "that" | "it" | "both" | "them");
             let pronoun = before.first().is_some_and(refers_back) || before.iter().rev().take(3).any(refers_back);
-            let bare_instruction = before.iter().all(|w| {
-                matches!(
-                    *w,
-                    "be" | "polite" | "politely" | "and" | "just" | "then" | "simply" | "please" | "so" | "courteous"
-                )
-            });
+            let bare_instruction = !before.is_empty()
+                && before.iter().all(|w| {
+                    matches!(
+                        *w,
+                        "be" | "polite"
+                            | "politely"
+                            | "and"
+                            | "just"
+                            | "then"
+                            | "simply"
+                            | "please"
+                            | "so"
+                            | "courteous"
+                    )
+                });
             let in_heading = headings.iter().any(|&(s, e)| (s..e).contains(&cue_start));
-            if (pronoun || bare_instruction) && !in_heading && start > 0 {
+            if (pronoun || bare_instruction) && !leading && !in_heading && start > 0 {
                 let (previous, _) = context.sentence_of[start - 1];
                 context.disqualified[previous..start].iter_mut().for_each(|d| *d = true);
             }
@@ -852,8 +887,9 @@ fn turns(token: &Token) -> bool {
     matches!(token.lower.as_str(), "but" | "instead" | "rather" | "whereas" | "however" | "focus" | ";" | ".")
 }
 
+/// Words from `from` up to `to`; none when `to` comes first.
 fn words_between(tokens: &[Token], from: usize, to: usize) -> usize {
-    tokens[from..to].iter().filter(|t| t.word).count()
+    tokens.get(from..to).map_or(0, |range| range.iter().filter(|t| t.word).count())
 }
 
 #[cfg(test)]
@@ -863,14 +899,14 @@ mod tests {
 
     fn subject_of(text: &str, word: &str) -> Subject {
         let tokens = tokenize(text);
-        let context = analyse(&tokens, &document_names(std::slice::from_ref(&tokens)));
+        let context = analyse(&tokens, &document_names(std::iter::once(tokens.clone())), true);
         let at = tokens.iter().position(|t| t.lower == word).unwrap_or_else(|| panic!("{word} in {text}"));
         context.subject(at)
     }
 
     fn disqualified(text: &str, word: &str) -> bool {
         let tokens = tokenize(text);
-        let context = analyse(&tokens, &document_names(std::slice::from_ref(&tokens)));
+        let context = analyse(&tokens, &document_names(std::iter::once(tokens.clone())), true);
         let at = tokens.iter().position(|t| t.lower == word).unwrap();
         context.disqualified(at)
     }
@@ -912,7 +948,7 @@ mod tests {
     #[test]
     fn an_untypical_client_is_someone_else() {
         let tokens = tokenize("Northwind, a mine in Chile, is not a typical customer for us.");
-        let context = analyse(&tokens, &document_names(std::slice::from_ref(&tokens)));
+        let context = analyse(&tokens, &document_names(std::iter::once(tokens.clone())), true);
         assert!(context.untypical);
         assert_eq!(context.subject(tokens.iter().position(|t| t.lower == "chile").unwrap()), Subject::Other);
     }
@@ -920,10 +956,10 @@ mod tests {
     #[test]
     fn languages_are_not_places() {
         let tokens = tokenize("Support is available in English and Spanish.");
-        let context = analyse(&tokens, &document_names(std::slice::from_ref(&tokens)));
+        let context = analyse(&tokens, &document_names(std::iter::once(tokens.clone())), true);
         assert!(context.about_languages(&tokens, tokens.iter().position(|t| t.lower == "spanish").unwrap()));
         let tokens = tokenize("We sell to Spanish retailers.");
-        let context = analyse(&tokens, &document_names(std::slice::from_ref(&tokens)));
+        let context = analyse(&tokens, &document_names(std::iter::once(tokens.clone())), true);
         assert!(!context.about_languages(&tokens, tokens.iter().position(|t| t.lower == "spanish").unwrap()));
     }
 }

@@ -1265,10 +1265,12 @@ pub const INDUSTRY_DESCRIPTIONS: &[(&str, &str)] = &[
 /// Cues that what follows in the sentence is about the author's customers or market ("we sell
 /// to hospitals", "our customers are regional banks", "ideal for logistics firms").
 pub const TARGET_CONTEXT_CUES: &[&str] = &[
-    "sell",
+    // The author selling ("we sell X to Y"); "wineries looking to sell direct" are customers.
+    "we sell",
+    "we re selling",
+    "we are selling",
+    "we sold",
     "sells",
-    "selling",
-    "sold",
     "sell to",
     "sell into",
     "sold to",
@@ -1332,7 +1334,6 @@ pub const TARGET_CONTEXT_CUES: &[&str] = &[
     "calling",
     "call on",
     "decision maker",
-    "decision makers",
     "buying committee",
     "champion",
     "evaluator",
@@ -1388,7 +1389,6 @@ pub const SELLER_CUES: &[&str] = &[
     "we have",
     "we employ",
     "employs",
-    "employing",
     "our team",
     "our staff",
     "our employees",
@@ -1444,7 +1444,6 @@ pub const OTHER_PARTY_CUES: &[&str] = &[
     "integration partner",
     "investor",
     "invested",
-    "investment",
     "backed by",
     "funded by",
     "funding",
@@ -1496,7 +1495,6 @@ pub const BACKWARD_CUES: &[&str] = &[
     "account",
     "persona",
     "decision maker",
-    "decision makers",
     "economic buyer",
     "champion",
     "evaluator",
@@ -1558,6 +1556,8 @@ pub const NOT_CUES: &[&str] = &[
     "partner to",
     "partners to",
     "investor owned",
+    "not for profit",
+    "not unusual",
 ];
 
 /// Phrases of a job posting: its title line names the job, not a buyer.
@@ -1645,11 +1645,33 @@ pub const DISQUALIFY_CUES: &[&str] = &[
     "not our market",
 ];
 
+/// Exclusions that are verbs with an object ("skip pharma", "not for retail"): they exclude what
+/// follows them, not what came before.
+pub const LEADING_DISQUALIFY_CUES: &[&str] = &[
+    "skip",
+    "pass on",
+    "steer clear",
+    "stay away",
+    "do not pursue",
+    "don t pursue",
+    "not for",
+    "not aimed at",
+    "not built for",
+    "not designed for",
+    "deprioritize",
+    "deprioritise",
+    "decline",
+    "politely decline",
+];
+
 /// Cues that a case study's client is not the usual customer: its particulars are not the ICP.
 pub const UNTYPICAL_CUES: &[&str] = &[
     "untypical",
     "atypical",
-    "unusual",
+    "an unusual customer",
+    "an unusual client",
+    "an unusual account",
+    "unusual for us",
     "not typical",
     "not a typical",
     "not our typical",

@@ -128,6 +128,11 @@ struct Token {
     paragraph_start: bool,
 }
 
+/// The most tokens read from one chunk. A chunk is cut by model tokens, and the model reads a
+/// run of symbols ("═══", "■■■") of up to 100 characters as one, so a chunk of a drawn table
+/// can hold tens of thousands of characters; the words an ICP comes from are well within this.
+const MAX_TOKENS_PER_CHUNK: usize = 4096;
+
 fn tokenize(text: &str) -> Vec<Token> {
     let mut tokens = Vec::new();
     let chars: Vec<char> = text.chars().collect();
@@ -138,7 +143,7 @@ fn tokenize(text: &str) -> Vec<Token> {
         tokens.push(Token { lower, original, word, line_start: *newlines > 0, paragraph_start: *newlines > 1 });
         *newlines = 0;
     }
-    while i < chars.len() {
+    while i < chars.len() && tokens.len() < MAX_TOKENS_PER_CHUNK {
         let c = chars[i];
         if c.is_alphanumeric() {
             let start = i;
@@ -162,6 +167,10 @@ fn tokenize(text: &str) -> Vec<Token> {
                 newlines += 1;
             } else if !c.is_whitespace() {
                 push(&mut tokens, c.to_string(), c.to_string(), false, &mut newlines);
+                // A run of one mark ("-----", "═══") is one token.
+                while i + 1 < chars.len() && chars[i + 1] == c {
+                    i += 1;
+                }
             }
             i += 1;
         }
@@ -202,6 +211,12 @@ fn phrases() -> &'static [Phrase] {
         }
         out
     })
+}
+
+/// Is `word` an ICP word of the lexicon ("retail", "insurers", "SMB")? Such a word that opens a
+/// title or an announcement is no company's name.
+fn is_lexicon_word(word: &str) -> bool {
+    phrases().iter().any(|p| p.words.len() == 1 && word_matches(p.words[0].trim_start_matches('='), word))
 }
 
 /// Does lexicon word `pattern` match text word `word` (plurals and `*` stems included)?
@@ -336,6 +351,12 @@ fn negated(tokens: &[Token], start: usize, end: usize) -> bool {
         {
             break;
         }
+        // "not-for-profit" names an organisation, it negates nothing.
+        let not_for_profit = t.lower == "not"
+            && tokens[i + 1..].iter().filter(|n| n.word).take(2).map(|n| n.lower.as_str()).eq(["for", "profit"]);
+        if not_for_profit {
+            continue;
+        }
         if NEGATION_CUES.contains(&t.lower.as_str()) || (t.lower == "than" && i > 0 && tokens[i - 1].lower == "other") {
             // "not only X" and "no longer" read differently: "only" breaks scope above;
             // "no" needs to govern a noun phrase, which it does here.
@@ -377,7 +398,7 @@ struct Hit {
 
 /// Phrase and headcount hits of one chunk.
 fn scan(tokens: &[Token], chunk: usize, names: &context::Names) -> (Vec<Hit>, bool) {
-    let context = context::analyse(tokens, names);
+    let context = context::analyse(tokens, names, chunk == 0);
     let mut hits = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
@@ -441,7 +462,7 @@ fn scan(tokens: &[Token], chunk: usize, names: &context::Names) -> (Vec<Hit>, bo
                 let applies = |l: &str| l == *label || l == phrase_text;
                 let blocked = BLOCKED_AFTER.iter().any(|(l, w)| applies(l) && *w == before)
                     || BLOCKED_BEFORE.iter().any(|(l, w)| applies(l) && *w == after)
-                    || (phrase_text == "enterprise" && enterprise_is_adjective(tokens, end))
+                    || (tokens[i].lower == "enterprise" && enterprise_is_adjective(tokens, end))
                     || (phrase.field == Field::Region
                         && LANGUAGE_NAMES.contains(&phrase_text.as_str())
                         && context.about_languages(tokens, i))
@@ -472,7 +493,6 @@ fn scan(tokens: &[Token], chunk: usize, names: &context::Names) -> (Vec<Hit>, bo
     hits.extend(headcounts_in_words(tokens, chunk));
     for hit in &mut hits {
         hit.subject = match context.subject(hit.at) {
-            // A title inside quotation marks is the speaker's.
             // "our VP of Sales", "my manager": the author's own staff.
             _ if hit.field == Field::Role
                 && hit.at > 0
@@ -500,21 +520,35 @@ fn titled_as(tokens: &[Token], at: usize) -> bool {
     i > 0 && tokens[i - 1].lower == "as" || tokens.get(i).is_some_and(|t| t.lower == "as")
 }
 
-/// "enterprise" names a size as a noun ("SMB and enterprise", "large enterprise") or before a
-/// word for customers ("enterprise accounts"); before anything else it describes a product
-/// ("enterprise GIS", "enterprise merchants").
+/// The singular "enterprise" names a size as a noun ("SMB and enterprise", "a large enterprise
+/// that ...") or before a word for customers ("enterprise accounts"); before any other content
+/// word it describes a product ("enterprise GIS", "enterprise merchants"). "enterprises" is
+/// always a size.
 fn enterprise_is_adjective(tokens: &[Token], mut end: usize) -> bool {
     // "enterprise-grade"
     while tokens.get(end).is_some_and(|t| matches!(t.lower.as_str(), "-" | "–")) {
         end += 1;
     }
+    const FUNCTION_WORDS: &[&str] = &[
+        "in", "with", "that", "who", "which", "are", "is", "across", "of", "on", "at", "to", "from", "we", "where",
+        "whose", "like", "such", "as",
+    ];
     match tokens.get(end) {
-        Some(next) if next.word => !ENTERPRISE_NOUNS.iter().any(|n| word_matches(n, &next.lower)),
+        Some(next) if next.word => {
+            !FUNCTION_WORDS.contains(&next.lower.as_str())
+                && !ENTERPRISE_NOUNS.iter().any(|n| word_matches(n, &next.lower))
+        }
         _ => false,
     }
 }
 
 fn parse_number(token: &str) -> Option<u64> {
+    // Digits, thousands separators, one decimal point and a "k": not "1e30" or "infinity".
+    if !token.starts_with(|c: char| c.is_ascii_digit())
+        || !token.chars().all(|c| c.is_ascii_digit() || matches!(c, ',' | '.' | 'k' | 'K'))
+    {
+        return None;
+    }
     let lower = token.to_lowercase();
     let (digits, scale) = match lower.strip_suffix('k') {
         Some(d) => (d.to_owned(), 1000.0),
@@ -527,7 +561,7 @@ fn parse_number(token: &str) -> Option<u64> {
 
 /// A number up to ninety written as a word.
 fn number_word(word: &str) -> Option<u64> {
-    const WORDS: [(&str, u64); 23] = [
+    const WORDS: [(&str, u64); 21] = [
         ("one", 1),
         ("two", 2),
         ("three", 3),
@@ -542,7 +576,6 @@ fn number_word(word: &str) -> Option<u64> {
         ("twelve", 12),
         ("fifteen", 15),
         ("twenty", 20),
-        ("twenty-five", 25),
         ("thirty", 30),
         ("forty", 40),
         ("fifty", 50),
@@ -550,7 +583,6 @@ fn number_word(word: &str) -> Option<u64> {
         ("seventy", 70),
         ("eighty", 80),
         ("ninety", 90),
-        ("hundred", 100),
     ];
     WORDS.iter().find(|(w, _)| *w == word).map(|(_, n)| *n)
 }
@@ -564,7 +596,18 @@ fn headcounts(tokens: &[Token], chunk: usize) -> Vec<Hit> {
         if i < consumed_until {
             continue;
         }
-        let before: Vec<&str> = tokens[..i].iter().rev().filter(|t| t.word).take(2).map(|t| t.lower.as_str()).collect();
+        if !token.word {
+            continue;
+        }
+        // "five thousand employees", "5 thousand staff": read by `headcounts_in_words`.
+        let scaled = tokens.get(i + 1).is_some_and(|t| {
+            matches!(t.lower.as_str(), "hundred" | "hundreds" | "thousand" | "thousands" | "million" | "millions")
+        });
+        if scaled || (parse_number(&token.original).is_none() && number_word(&token.lower).is_none()) {
+            continue;
+        }
+        let before: Vec<&str> =
+            tokens[i.saturating_sub(8)..i].iter().rev().filter(|t| t.word).take(2).map(|t| t.lower.as_str()).collect();
         // A number written as a word counts after a comparison or in a range ("fewer than fifty
         // staff", "between five and sixty staff"), not alone ("three people from their side").
         let compared = matches!(
@@ -614,7 +657,7 @@ fn headcounts(tokens: &[Token], chunk: usize) -> Vec<Hit> {
             }
             (Some(end), _) => (first.min(end), first.max(end)),
             (None, ["than", "more" | "greater"] | ["over" | "above" | "exceeding", ..] | ["least", "at"]) => {
-                (first + 1, u64::MAX)
+                (first.saturating_add(1), u64::MAX)
             }
             (None, ["than", "fewer" | "less"] | ["under" | "below", ..] | ["to", "up"]) => (0, first.saturating_sub(1)),
             (None, _) if open_above => (first, u64::MAX),
@@ -713,10 +756,10 @@ fn headcounts_in_words(tokens: &[Token], chunk: usize) -> Vec<Hit> {
 pub fn extract(chunks: &[&str], embedder: Option<&Embedder>) -> Result<IcpExtraction, EmbedError> {
     let mut hits = Vec::new();
     let mut untypical = false;
-    let tokens: Vec<Vec<Token>> = chunks.iter().map(|text| tokenize(text)).collect();
-    let names = context::document_names(&tokens);
-    for (n, chunk_tokens) in tokens.iter().enumerate() {
-        let (chunk_hits, chunk_untypical) = scan(chunk_tokens, n, &names);
+    // Two passes: the names of the document's companies first, then each chunk's hits.
+    let names = context::document_names(chunks.iter().map(|text| tokenize(text)));
+    for (n, text) in chunks.iter().enumerate() {
+        let (chunk_hits, chunk_untypical) = scan(&tokenize(text), n, &names);
         hits.extend(chunk_hits);
         untypical |= chunk_untypical;
     }
@@ -1106,6 +1149,37 @@ mod tests {
         "small",
         "and",
         "or",
+        "over",
+        "than",
+        "fewer",
+        "fifty",
+        "five",
+        "hundred",
+        "1e30",
+        "18446744073709551615",
+        "infinity",
+        "it",
+        "they",
+        "these",
+        "whose",
+        "their",
+        "As",
+        "as",
+        "an",
+        "unusual",
+        "exception",
+        "skip",
+        "said",
+        "Headquartered",
+        "Ventures",
+        "═",
+        "═══",
+        "between",
+        "person",
+        "Competitors",
+        "Built",
+        "Who",
+        "It",
     ];
 
     proptest::proptest! {
@@ -1119,6 +1193,41 @@ mod tests {
                 proptest::prop_assert!(label.confidence > 0.0 && label.confidence <= 1.0);
             }
         }
+    }
+
+    #[test]
+    fn review_cases_keep_what_they_should() {
+        // An exclusion verb excludes its object, not what came before it.
+        assert_eq!(icp("We sell to hospitals but skip pharma.").target_industries, vec!["healthcare"]);
+        let c = icp("Our customers are regional banks in Ohio. Skip retailers.");
+        assert_eq!((c.target_industries, c.target_regions), (vec!["banking".into()], vec!["North America".into()]));
+        let c = icp("We sell to not-for-profit organisations in the UK.");
+        assert_eq!((c.target_industries, c.target_regions), (vec!["nonprofit".into()], vec!["Europe".into()]));
+        // Counts in words with a scale, and numbers no count can be.
+        assert_eq!(icp("companies with more than five thousand employees").company_sizes, vec!["enterprise"]);
+        assert_eq!(icp("over 1e30 employees").company_sizes, Vec::<String>::new());
+        assert_eq!(icp("over 18446744073709551615 staff").company_sizes, vec!["enterprise"], "no overflow");
+        assert_eq!(icp("We sell to enterprises in Europe.").company_sizes, vec!["enterprise"]);
+        // "unusual" of a deal is no untypical client; a lexicon word is no company name.
+        let c = icp("It's not unusual for a deal to take nine months. Hospitals in Ohio buy from us.");
+        assert_eq!((c.target_industries, c.target_regions), (vec!["healthcare".into()], vec!["North America".into()]));
+        assert_eq!(icp("Retail is changing fast. We help retailers in Texas.").target_industries, vec!["retail"]);
+        assert_eq!(
+            icp("SMB vs. Enterprise\nWe sell to SMBs and enterprise accounts.").company_sizes,
+            vec!["smb", "enterprise"]
+        );
+        // A duration is no market.
+        let c = icp("We have been in business for 12 years. Our customers are clinics in Ohio.");
+        assert_eq!(c.target_industries, vec!["healthcare"]);
+    }
+
+    #[test]
+    fn a_drawn_table_stays_cheap_to_read() {
+        // One chunk of box-drawing runs: runs collapse and the tokens per chunk are capped.
+        let text = "═".repeat(100).repeat(256) + " customers in Ohio " + &"─ ".repeat(20_000);
+        let tokens = tokenize(&text);
+        assert!(tokens.len() <= MAX_TOKENS_PER_CHUNK, "{} tokens", tokens.len());
+        assert_eq!(tokenize("a ═══════ b").len(), 3);
     }
 
     #[test]
