@@ -146,6 +146,13 @@ fn micro_f1_per_field_on_the_round_two_documents() {
     assert_f1_per_field("documents_round2.json", 0.8, 0.9);
 }
 
+/// A fourth set from the same brief, scored untuned first (0.841) and developed against since
+/// (0.879 now); its industries (0.755) are the field the rules read worst.
+#[test]
+fn micro_f1_per_field_on_the_round_three_documents() {
+    assert_f1_per_field("documents_round3.json", 0.7, 0.85);
+}
+
 /// Written by a different hand after the extractor's context rules were done, from the issue's
 /// brief alone, and never tuned against: the score a customer's own documents can expect.
 /// Issue 12's target is micro-F1 ≥ 0.9 over all fields, which is NOT met (docs/benchmarks.md

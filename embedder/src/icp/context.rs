@@ -11,8 +11,8 @@ use super::Token;
 use super::lexicon::{
     ANNOUNCING_VERBS, BACKWARD_CUES, DISQUALIFY_CUES, DISQUALIFY_HEADINGS, FOOTER_HEADINGS, JOB_HEADINGS,
     JOB_POSTING_CUES, LANGUAGE_CUES, LANGUAGE_NAMES, LEADING_DISQUALIFY_CUES, NOT_CUES, OPENING_SELLER_CUES,
-    OTHER_PARTY_CUES, OTHER_PARTY_HEADINGS, SELLER_CUES, SELLER_HEADINGS, TARGET_CONTEXT_CUES, TARGET_HEADINGS,
-    UNTYPICAL_CUES,
+    OTHER_PARTY_CUES, OTHER_PARTY_HEADINGS, SELLER_CUES, SELLER_HEADINGS, SERVICE_VERBS, TARGET_CONTEXT_CUES,
+    TARGET_HEADINGS, UNTYPICAL_CUES,
 };
 
 /// Whom a stretch of text is about.
@@ -488,6 +488,15 @@ fn sentence_cues(tokens: &[Token], (start, end): (usize, usize), names: &Names, 
             Cue::Subject(subject) => Some(subject),
             _ => None,
         });
+        // "investors who focus on insurance", "a fund that invests in fintech": a customer word
+        // after another party, with no word of the author's between, is that party's.
+        let last_other = cues.iter().rev().find(|c| c.cue == Cue::Subject(Subject::Other)).map(|c| c.end);
+        let others_clause = last_other.is_some_and(|from| {
+            last_subject == Some(Subject::Other)
+                && !tokens[from..found.start].iter().any(|t| {
+                    matches!(t.lower.as_str(), "we" | "our" | "us" | ";" | "but") || names.sellers.contains(&t.lower)
+                })
+        });
         let possessive = tokens.get(found.end).is_some_and(|t| matches!(t.lower.as_str(), "'" | "’"))
             && tokens.get(found.end + 1).is_some_and(|t| t.lower == "s");
         // "a hosting provider whose customers are telecom carriers", "retailers delight their
@@ -510,7 +519,9 @@ fn sentence_cues(tokens: &[Token], (start, end): (usize, usize), names: &Names, 
             {
                 continue;
             }
-            Cue::Subject(Subject::Target) if about_other => Found { cue: Cue::Subject(Subject::Other), ..found },
+            Cue::Subject(Subject::Target) if about_other || others_clause => {
+                Found { cue: Cue::Subject(Subject::Other), ..found }
+            }
             Cue::OpeningSeller => {
                 let subject_before = cues.iter().any(|c| matches!(c.cue, Cue::Subject(_)));
                 let opens = words_between(tokens, opening(tokens, (start, end)), found.start) == 0;
@@ -599,7 +610,7 @@ fn section_of(heading: &str) -> Option<(Cue, bool)> {
     }
     // "Do not work", "Who not to call", "Avoid these", "Red flags".
     if matches(DISQUALIFY_HEADINGS)
-        || has(&["not", "avoid", "disqualifier", "disqualify", "exclusion", "never"])
+        || has(&["not", "avoid", "disqualifier", "disqualify", "exclusion", "never", "dq"])
         || heading.contains("red flag")
     {
         return Some((Cue::Disqualify, false));
@@ -723,7 +734,7 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
     // A job posting says two of its phrases ("The role", "Requirements", "reports to"); "We
     // offer a free pilot" alone is no posting.
     let job_cues: HashSet<&str> = (0..n)
-        .filter(|&i| i == 0 || !tokens[i - 1].word)
+        .filter(|&i| i == 0 || !tokens[i - 1].word || tokens[i].line_start)
         .flat_map(|i| JOB_POSTING_CUES.iter().copied().filter(move |c| cue_at(tokens, i, c).is_some()))
         .collect();
     let job_posting = job_cues.len() >= 2;
@@ -757,6 +768,20 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
     for (start, end) in sentences {
         context.sentence_of[start..end].iter_mut().for_each(|s| *s = (start, end));
         let mut found = sentence_cues(tokens, (start, end), names, previous);
+        // "MSSPs that watch over the networks of clinics and schools", "banks that serve small
+        // businesses": what the customers serve is not the customers.
+        if let Some(relative) = (start..end).find(|&i| {
+            matches!(tokens[i].lower.as_str(), "that" | "who" | "which")
+                && tokens.get(i + 1).is_some_and(|t| SERVICE_VERBS.iter().any(|v| super::word_matches(v, &t.lower)))
+        }) && found.iter().any(|f| f.cue == Cue::Subject(Subject::Target) && f.end <= relative)
+        {
+            found.push(Found { start: relative, end: relative + 2, cue: Cue::Subject(Subject::Other), phrase: "" });
+        }
+        // "Acme is a cybersecurity company, and so are our customers": the description is theirs too.
+        if (start..end).any(|i| cue_at(tokens, i, "so are our customers").is_some()) {
+            found.retain(|f| !matches!(f.cue, Cue::Subject(_)));
+            found.push(Found { start, end: start, cue: Cue::Subject(Subject::Target), phrase: "" });
+        }
         // Nearest means nearest in the text: a cue that ends a "for" phrase is pushed after the
         // cues of that phrase.
         found.sort_by_key(|f| (f.start, f.end));
@@ -808,6 +833,16 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
             context.subjects[start..clause_end].iter_mut().for_each(|s| *s = Subject::Other);
         }
         for &(cue_start, _, _) in cues.iter().filter(|c| c.2 == Cue::Untypical) {
+            // "A development bank moved its payroll to us. It is an exception.": the sentence
+            // before tells the untypical client's story.
+            let opener = tokens.get(opening(tokens, (start, end))..cue_start).and_then(|r| r.iter().find(|t| t.word));
+            if opener.is_some_and(|t| matches!(t.lower.as_str(), "it" | "this" | "that" | "she" | "he" | "they"))
+                && start > 0
+            {
+                let (previous_start, _) = context.sentence_of[start - 1];
+                context.subjects[previous_start..start].iter_mut().for_each(|s| *s = Subject::Other);
+                context.untypical = true;
+            }
             // "Northwind is not a typical customer: most of our customers are ...": the clause
             // that says so is about the client, what follows a colon is not. (The document
             // counts as telling an untypical client's story only where it names the client.)

@@ -1402,9 +1402,6 @@ pub const SELLER_CUES: &[&str] = &[
     "our offices",
     "a leading",
     "leading provider",
-    "provider of",
-    "maker of",
-    "developer of",
     "we build",
     "we make",
     "we grew",
@@ -1503,6 +1500,7 @@ pub const BACKWARD_CUES: &[&str] = &[
     "signs off",
     "sign off",
     "signs",
+    "sign",
     "good fit",
     "great fit",
     "best fit",
@@ -1556,6 +1554,7 @@ pub const NOT_CUES: &[&str] = &[
     "partner to",
     "partners to",
     "investor owned",
+    "priced for",
     "not for profit",
     "not unusual",
 ];
@@ -1636,6 +1635,7 @@ pub const DISQUALIFY_CUES: &[&str] = &[
     "not for",
     "not the kind of",
     "not the type of",
+    "never the buyer",
     "not our buyer",
     "not the buyer",
     "not a buyer",
@@ -1643,6 +1643,13 @@ pub const DISQUALIFY_CUES: &[&str] = &[
     "not our target",
     "not a target",
     "not our market",
+];
+
+/// Verbs of serving someone: after "that"/"who" in a sentence about the customers, what follows
+/// is the customers' own customers ("MSSPs that serve clinics").
+pub const SERVICE_VERBS: &[&str] = &[
+    "serve", "serves", "help", "helps", "sell", "sells", "watch", "watches", "protect", "protects", "supply",
+    "supplies", "support", "supports", "power", "powers", "manage", "manages",
 ];
 
 /// Exclusions that are verbs with an object ("skip pharma", "not for retail"): they exclude what

@@ -763,12 +763,41 @@ pub fn extract(chunks: &[&str], embedder: Option<&Embedder>) -> Result<IcpExtrac
         hits.extend(chunk_hits);
         untypical |= chunk_untypical;
     }
+    // "in every sector", "industry-agnostic": the industries it names are examples, not a market.
+    if chunks.iter().any(|text| industry_agnostic(text)) {
+        let mut targeted: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for hit in hits.iter().filter(|h| h.field == Field::Industry && h.subject == Subject::Target && !h.negated) {
+            *targeted.entry(hit.label).or_default() += 1;
+        }
+        hits.retain(|h| h.field != Field::Industry || targeted.get(h.label).is_some_and(|n| *n >= 2));
+    }
     if let Some(embedder) = embedder
+        && !chunks.iter().any(|text| industry_agnostic(text))
         && !hits.iter().any(|h| h.field == Field::Industry && !h.negated && counts(h, untypical))
     {
         hits.extend(similar_industries(chunks, embedder)?);
     }
     Ok(aggregate(hits, untypical))
+}
+
+/// Does the text say its product is for every industry ("in every sector", "industry-agnostic")?
+fn industry_agnostic(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    [
+        "every sector",
+        "any sector",
+        "every industry",
+        "any industry",
+        "all industries",
+        "all sectors",
+        "industry-agnostic",
+        "industry agnostic",
+        "sector-agnostic",
+        "not specialise by industry",
+        "not specialize by industry",
+    ]
+    .iter()
+    .any(|phrase| lower.contains(phrase))
 }
 
 /// Similarity below this is not evidence of an industry.
