@@ -131,7 +131,7 @@ fn micro_f1_per_field_on_the_tuning_documents() {
     assert_f1_per_field("documents_tuning.json", 0.9, 0.95);
 }
 
-/// A second set, written from the same brief by a different hand after the context rules were
+/// A second set, written from the same brief by another assistant after the context rules were
 /// first done: scored untuned it gave micro-F1 0.754 (docs/benchmarks.md), and the rules were
 /// then developed against it as well.
 #[test]
@@ -153,12 +153,12 @@ fn micro_f1_per_field_on_the_round_three_documents() {
     assert_f1_per_field("documents_round3.json", 0.7, 0.85);
 }
 
-/// Written by a different hand after the extractor's context rules were done, from the issue's
-/// brief alone, and never tuned against: the score a customer's own documents can expect.
+/// Written and labelled after the extractor's last round of rules, by an assistant given only the
+/// issue's brief and the labelling rules, and never tuned against: the score a customer's own documents can expect.
 /// Issue 12's target is micro-F1 ≥ 0.9 over all fields, which is NOT met (docs/benchmarks.md
 /// records each round); this holds the level measured when the set was first scored, so that a
 /// change cannot lower it unnoticed.
-const UNTUNED_FLOOR: f64 = 0.82;
+const UNTUNED_FLOOR: f64 = 0.88;
 
 #[test]
 fn micro_f1_on_the_untuned_documents() {
@@ -168,7 +168,8 @@ fn micro_f1_on_the_untuned_documents() {
     }
     let all = counts.iter().fold((0, 0, 0), |(a, b, c), x| (a + x.0, b + x.1, c + x.2));
     let f1 = f1(all);
-    eprintln!("documents_untuned.json: all fields (tp, fp, fn) = {all:?}, micro-F1 {f1:.3}");
+    // Four decimals: 0.8996 is below the target even where three round it up to 0.900.
+    eprintln!("documents_untuned.json: all fields (tp, fp, fn) = {all:?}, micro-F1 {f1:.3} ({f1:.4})");
     assert!(f1 >= UNTUNED_FLOOR, "documents_untuned.json: micro-F1 {f1:.3}");
 }
 
