@@ -153,6 +153,12 @@ fn micro_f1_per_field_on_the_round_three_documents() {
     assert_f1_per_field("documents_round3.json", 0.7, 0.85);
 }
 
+/// A fifth set from the same brief, scored untuned first (0.8996) and developed against since.
+#[test]
+fn micro_f1_per_field_on_the_round_four_documents() {
+    assert_f1_per_field("documents_round4.json", 0.8, 0.9);
+}
+
 /// Written and labelled after the extractor's last round of rules, by an assistant given only the
 /// issue's brief and the labelling rules, and never tuned against: the score a customer's own documents can expect.
 /// Issue 12's target is micro-F1 ≥ 0.9 over all fields, which is NOT met (docs/benchmarks.md

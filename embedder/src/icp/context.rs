@@ -156,6 +156,16 @@ fn cues_by_first_word() -> &'static std::collections::HashMap<String, Vec<(&'sta
 fn cue_starting(tokens: &[Token], start: usize) -> Option<Found> {
     let token = tokens.get(start).filter(|t| t.word)?;
     let word = token.lower.as_str();
+    // "We sell a lighter platform to biotechs", "will sell the service to CISOs": the author
+    // selling, up to its "to" ("looking to sell direct to consumers" is someone else selling).
+    if matches!(word, "sell" | "sells" | "selling" | "sold")
+        && start.checked_sub(1).is_none_or(|i| tokens[i].lower != "to")
+        && let Some(to) = (start + 1..tokens.len().min(start + 8))
+            .take_while(|&i| tokens[i].word || matches!(tokens[i].lower.as_str(), "," | "-"))
+            .find(|&i| matches!(tokens[i].lower.as_str(), "to" | "into"))
+    {
+        return Some(Found { start, end: to + 1, cue: Cue::Subject(Subject::Target), phrase: "sell to" });
+    }
     // The forms `word_matches` accepts: the word itself, and its singular ("customers",
     // "businesses", "companies").
     let singular_ies = word.strip_suffix("ies").map(|stem| format!("{stem}y"));
@@ -436,6 +446,12 @@ pub(super) fn document_names(chunks: impl Iterator<Item = Vec<Token>>) -> Names 
     Names { sellers, others, untypical_clients: untypical }
 }
 
+/// Does the sentence open with an answer's label ("A:", "Answer:")?
+fn answers_question(tokens: &[Token], start: usize) -> bool {
+    tokens.get(start).is_some_and(|t| matches!(t.lower.as_str(), "a" | "answer"))
+        && tokens.get(start + 1).is_some_and(|t| t.lower == ":")
+}
+
 /// Does the author speak in this sentence ("We ...", "Our ...", "Acme ...")?
 fn authors_sentence(tokens: &[Token], sentence: (usize, usize), names: &Names) -> bool {
     let first = opening(tokens, sentence);
@@ -444,7 +460,13 @@ fn authors_sentence(tokens: &[Token], sentence: (usize, usize), names: &Names) -
 }
 
 /// Cues of a sentence, in order. `previous` is whose the sentence before was, at its start.
-fn sentence_cues(tokens: &[Token], (start, end): (usize, usize), names: &Names, previous: Subject) -> Vec<Found> {
+fn sentence_cues(
+    tokens: &[Token],
+    (start, end): (usize, usize),
+    names: &Names,
+    previous: Subject,
+    in_answer_about_buyers: bool,
+) -> Vec<Found> {
     let mut cues: Vec<Found> = Vec::new();
     // A dateline is the author's city.
     if let Some(after) = dateline_end(tokens, start, end) {
@@ -463,6 +485,13 @@ fn sentence_cues(tokens: &[Token], (start, end): (usize, usize), names: &Names, 
     } else if matches!(first_word, "it" | "its" | "they" | "their") && previous == Subject::Other {
         // "CardOne is a US neobank. Its home market is startups": still the competitor.
         Some(Subject::Other)
+    } else if first_word == "who" && end > start && tokens[end - 1].lower == "?" {
+        // "Q: Who at the studio?": a question about the buyers.
+        Some(Subject::Target)
+    } else if (answers_question(tokens, start) && previous == Subject::Target) || in_answer_about_buyers {
+        // "Q: Who are we calling? A: Independent game studios ...": the answer is about whom
+        // the question asked.
+        Some(Subject::Target)
     } else if matches!(first_word, "these" | "they" | "those" | "such") && previous == Subject::Target {
         // "... operators in Southeast Asia. These are operators with tens of thousands of
         // employees": still the customers.
@@ -765,9 +794,19 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
         }
     }
     let mut previous = Subject::Unknown;
+    // Inside an answer to a question about the buyers, until the next paragraph.
+    let mut answer_about_buyers = false;
     for (start, end) in sentences {
+        if tokens[start].paragraph_start && !answers_question(tokens, start) {
+            answer_about_buyers = false;
+        }
+        let opens_answer = answers_question(tokens, start) && previous == Subject::Target;
         context.sentence_of[start..end].iter_mut().for_each(|s| *s = (start, end));
-        let mut found = sentence_cues(tokens, (start, end), names, previous);
+        let mut found = sentence_cues(tokens, (start, end), names, previous, answer_about_buyers);
+        answer_about_buyers |= opens_answer;
+        if answers_question(tokens, start) && !opens_answer {
+            answer_about_buyers = false;
+        }
         // "MSSPs that watch over the networks of clinics and schools", "banks that serve small
         // businesses": what the customers serve is not the customers.
         if let Some(relative) = (start..end).find(|&i| {
