@@ -9,10 +9,10 @@ use std::collections::HashSet;
 
 use super::Token;
 use super::lexicon::{
-    ANNOUNCING_VERBS, BACKWARD_CUES, DISQUALIFY_CUES, DISQUALIFY_HEADINGS, FOOTER_HEADINGS, JOB_HEADINGS,
-    JOB_POSTING_CUES, LANGUAGE_CUES, LANGUAGE_NAMES, LEADING_DISQUALIFY_CUES, NOT_CUES, OPENING_SELLER_CUES,
-    OTHER_PARTY_CUES, OTHER_PARTY_HEADINGS, SELLER_CUES, SELLER_HEADINGS, SERVICE_VERBS, TARGET_CONTEXT_CUES,
-    TARGET_HEADINGS, UNTYPICAL_CUES,
+    ANNOUNCING_VERBS, DISQUALIFY_CUES, DISQUALIFY_HEADINGS, FOOTER_HEADINGS, JOB_HEADINGS, JOB_POSTING_CUES,
+    LANGUAGE_CUES, LANGUAGE_NAMES, LEADING_DISQUALIFY_CUES, NOT_CUES, OPENING_SELLER_CUES, OTHER_PARTY_CUES,
+    OTHER_PARTY_HEADINGS, SELLER_CUES, SELLER_HEADINGS, SERVICE_VERBS, TARGET_CONTEXT_CUES, TARGET_HEADINGS,
+    UNTYPICAL_CUES,
 };
 
 /// Whom a stretch of text is about.
@@ -124,13 +124,17 @@ struct Found {
     end: usize,
     cue: Cue,
     phrase: &'static str,
+    /// Also governs the words just before it (`<` in the lexicon).
+    backward: bool,
 }
+
+/// A cue of the lexicon: its phrase (without the `<` mark), kind, and whether it governs backward.
+type IndexedCue = (&'static str, Cue, bool);
 
 /// Every cue, by its first word (lowercased, without the `=` of exact case): a token is
 /// compared with the few cues its word can open instead of all of them.
-fn cues_by_first_word() -> &'static std::collections::HashMap<String, Vec<(&'static str, Cue)>> {
-    static INDEX: std::sync::OnceLock<std::collections::HashMap<String, Vec<(&'static str, Cue)>>> =
-        std::sync::OnceLock::new();
+fn cues_by_first_word() -> &'static std::collections::HashMap<String, Vec<IndexedCue>> {
+    static INDEX: std::sync::OnceLock<std::collections::HashMap<String, Vec<IndexedCue>>> = std::sync::OnceLock::new();
     INDEX.get_or_init(|| {
         let lists: [(&[&str], Cue); 7] = [
             (NOT_CUES, Cue::None),
@@ -141,11 +145,15 @@ fn cues_by_first_word() -> &'static std::collections::HashMap<String, Vec<(&'sta
             (SELLER_CUES, Cue::Subject(Subject::Seller)),
             (TARGET_CONTEXT_CUES, Cue::Subject(Subject::Target)),
         ];
-        let mut index: std::collections::HashMap<String, Vec<(&'static str, Cue)>> = Default::default();
+        let mut index: std::collections::HashMap<String, Vec<IndexedCue>> = Default::default();
         for (list, cue) in lists {
-            for phrase in list {
+            for marked in list {
+                let (backward, phrase) = match marked.strip_prefix('<') {
+                    Some(rest) => (true, rest),
+                    None => (false, *marked),
+                };
                 let first = phrase.trim_start_matches('=').split(' ').next().unwrap_or_default().to_lowercase();
-                index.entry(first).or_default().push((phrase, cue));
+                index.entry(first).or_default().push((phrase, cue, backward));
             }
         }
         index
@@ -164,7 +172,13 @@ fn cue_starting(tokens: &[Token], start: usize) -> Option<Found> {
             .take_while(|&i| tokens[i].word || matches!(tokens[i].lower.as_str(), "," | "-"))
             .find(|&i| matches!(tokens[i].lower.as_str(), "to" | "into"))
     {
-        return Some(Found { start, end: to + 1, cue: Cue::Subject(Subject::Target), phrase: "sell to" });
+        return Some(Found {
+            start,
+            end: to + 1,
+            cue: Cue::Subject(Subject::Target),
+            phrase: "sell to",
+            backward: false,
+        });
     }
     // The forms `word_matches` accepts: the word itself, and its singular ("customers",
     // "businesses", "companies").
@@ -173,11 +187,11 @@ fn cue_starting(tokens: &[Token], start: usize) -> Option<Found> {
     let index = cues_by_first_word();
     let mut best: Option<Found> = None;
     for key in keys.into_iter().flatten() {
-        for &(phrase, cue) in index.get(key).into_iter().flatten() {
+        for &(phrase, cue, backward) in index.get(key).into_iter().flatten() {
             if let Some(end) = cue_at(tokens, start, phrase)
                 && best.is_none_or(|b| end > b.end || (end == b.end && precedes(cue, b.cue)))
             {
-                best = Some(Found { start, end, cue, phrase });
+                best = Some(Found { start, end, cue, phrase, backward });
             }
         }
     }
@@ -470,8 +484,8 @@ fn sentence_cues(
     let mut cues: Vec<Found> = Vec::new();
     // A dateline is the author's city.
     if let Some(after) = dateline_end(tokens, start, end) {
-        cues.push(Found { start, end: start, cue: Cue::Subject(Subject::Seller), phrase: "" });
-        cues.push(Found { start: after, end: after, cue: Cue::Subject(Subject::Unknown), phrase: "" });
+        cues.push(Found { start, end: start, cue: Cue::Subject(Subject::Seller), phrase: "", backward: false });
+        cues.push(Found { start: after, end: after, cue: Cue::Subject(Subject::Unknown), phrase: "", backward: false });
     }
     let first = opening(tokens, (start, end));
     let first_word = tokens[first..end].iter().find(|t| t.word).map(|t| t.lower.as_str()).unwrap_or_default();
@@ -504,7 +518,7 @@ fn sentence_cues(
     if let Some(subject) = named
         && let Some(at) = (first..end).find(|&i| tokens[i].word)
     {
-        cues.push(Found { start: at, end: at + 1, cue: Cue::Subject(subject), phrase: "" });
+        cues.push(Found { start: at, end: at + 1, cue: Cue::Subject(subject), phrase: "", backward: false });
     }
     let mut i = cues.last().map_or(start, |c| c.end);
     while i < end {
@@ -570,7 +584,7 @@ fn sentence_cues(
                 .find(|&i| matches!(tokens[i].lower.as_str(), "(" | ")" | ";" | "but" | "which" | "who" | "whose"))
         {
             let before = last_subject.unwrap_or(Subject::Unknown);
-            cues.push(Found { start: stop, end: stop, cue: Cue::Subject(before), phrase: "" });
+            cues.push(Found { start: stop, end: stop, cue: Cue::Subject(before), phrase: "", backward: false });
         }
     }
     cues
@@ -578,7 +592,7 @@ fn sentence_cues(
 
 /// Can this cue govern the words just before it?
 fn governs_backward(found: &Found) -> bool {
-    matches!(found.cue, Cue::Subject(_)) && BACKWARD_CUES.contains(&found.phrase)
+    matches!(found.cue, Cue::Subject(_)) && found.backward
 }
 
 fn ends_sentence(token: &Token) -> bool {
@@ -814,12 +828,18 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
                 && tokens.get(i + 1).is_some_and(|t| SERVICE_VERBS.iter().any(|v| super::word_matches(v, &t.lower)))
         }) && found.iter().any(|f| f.cue == Cue::Subject(Subject::Target) && f.end <= relative)
         {
-            found.push(Found { start: relative, end: relative + 2, cue: Cue::Subject(Subject::Other), phrase: "" });
+            found.push(Found {
+                start: relative,
+                end: relative + 2,
+                cue: Cue::Subject(Subject::Other),
+                phrase: "",
+                backward: false,
+            });
         }
         // "Acme is a cybersecurity company, and so are our customers": the description is theirs too.
         if (start..end).any(|i| cue_at(tokens, i, "so are our customers").is_some()) {
             found.retain(|f| !matches!(f.cue, Cue::Subject(_)));
-            found.push(Found { start, end: start, cue: Cue::Subject(Subject::Target), phrase: "" });
+            found.push(Found { start, end: start, cue: Cue::Subject(Subject::Target), phrase: "", backward: false });
         }
         // Nearest means nearest in the text: a cue that ends a "for" phrase is pushed after the
         // cues of that phrase.
@@ -832,6 +852,7 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
                 _ => None,
             })
             .collect();
+        let authors = authors_sentence(tokens, (start, end), names);
         for at in start..end {
             // The nearest cue before the word governs it ("we are a SaaS vendor that sells to
             // banks"); with none, a cue shortly after it ("Hospitals are our best customers").
@@ -858,7 +879,7 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
             // Under "Competitors", "Partners" or a footer, even "for" and "customers" are the
             // other party's ("Their pitch is one vendor for retail media"), unless the author
             // speaks.
-            if from_section == Some(Subject::Other) && !authors_sentence(tokens, (start, end), names) {
+            if from_section == Some(Subject::Other) && !authors {
                 context.subjects[at] = Subject::Other;
             }
             if context.job_title.is_some_and(|(s, e)| (s..e).contains(&at)) {

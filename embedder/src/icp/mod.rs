@@ -764,7 +764,8 @@ pub fn extract(chunks: &[&str], embedder: Option<&Embedder>) -> Result<IcpExtrac
         untypical |= chunk_untypical;
     }
     // "in every sector", "industry-agnostic": the industries it names are examples, not a market.
-    if chunks.iter().any(|text| industry_agnostic(text)) {
+    let agnostic = chunks.iter().any(|text| industry_agnostic(text));
+    if agnostic {
         let mut targeted: BTreeMap<&'static str, usize> = BTreeMap::new();
         for hit in hits.iter().filter(|h| h.field == Field::Industry && h.subject == Subject::Target && !h.negated) {
             *targeted.entry(hit.label).or_default() += 1;
@@ -772,7 +773,7 @@ pub fn extract(chunks: &[&str], embedder: Option<&Embedder>) -> Result<IcpExtrac
         hits.retain(|h| h.field != Field::Industry || targeted.get(h.label).is_some_and(|n| *n >= 2));
     }
     if let Some(embedder) = embedder
-        && !chunks.iter().any(|text| industry_agnostic(text))
+        && !agnostic
         && !hits.iter().any(|h| h.field == Field::Industry && !h.negated && counts(h, untypical))
     {
         hits.extend(similar_industries(chunks, embedder)?);
