@@ -19,7 +19,10 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY crds crds
 COPY store store
+COPY kernels kernels
 COPY migrations migrations
+# The native engine compiles in the smoothing exponents calibrated for the model.
+COPY hack/model-smoothing.json hack/model-smoothing.json
 COPY embedder embedder
 COPY operator operator
 COPY apiserver apiserver
@@ -36,7 +39,8 @@ COPY hack hack
 RUN PROSPECTOR_CACHE=/cache bash hack/model.sh > /tmp/model-dir \
  && PROSPECTOR_CACHE=/cache bash hack/onnxruntime.sh > /tmp/ort-path \
  && mkdir -p /opt/prospector/model /opt/prospector/lib \
- && cp -L "$(cat /tmp/model-dir)"/tokenizer.json "$(cat /tmp/model-dir)"/model-int8.onnx \
+ && cp -L "$(cat /tmp/model-dir)"/tokenizer.json "$(cat /tmp/model-dir)"/config.json \
+          "$(cat /tmp/model-dir)"/model.safetensors "$(cat /tmp/model-dir)"/model-int8.onnx \
           "$(cat /tmp/model-dir)"/model-fused.onnx "$(cat /tmp/model-dir)"/model.onnx /opt/prospector/model/ \
  && cp -L "$(dirname "$(cat /tmp/ort-path)")"/libonnxruntime* /opt/prospector/lib/
 

@@ -1,8 +1,9 @@
-//! Sentence embeddings with all-MiniLM-L6-v2 on ONNX Runtime: tokenisation with the model's own
-//! tokenizer (truncated at 256 tokens), batches of similar lengths so padding is not computed,
-//! mean pooling over the attention mask and L2 normalisation, as sentence-transformers does.
-//! The ONNX Runtime library is loaded at run time (`ort`'s load-dynamic); the session is built
-//! once and reused.
+//! Sentence embeddings with all-MiniLM-L6-v2: tokenisation with the model's own tokenizer
+//! (truncated at 256 tokens), then either the native kernels (`prospector-kernels`, the CPU
+//! default where the CPU has AVX-512 VNNI and BF16) or ONNX Runtime (batches of similar lengths
+//! so little padding is computed, mean pooling over the attention mask and L2 normalisation, as
+//! sentence-transformers does). The ONNX Runtime library is loaded at run time (`ort`'s
+//! load-dynamic), only when a graph needs it; the session is built once and reused.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -18,8 +19,8 @@ use tokenizers::{Tokenizer, TruncationParams};
 pub const DIMENSIONS: usize = 384;
 /// sentence-transformers' `max_seq_length` for the model.
 pub const MAX_TOKENS: usize = 256;
-/// Padded tokens per inference call: eight full-length chunks, the fastest setting measured
-/// on 2 cores (docs/benchmarks.md).
+/// Padded tokens per ONNX Runtime call: eight full-length chunks, the fastest setting measured
+/// on 2 cores (docs/benchmarks.md). The native engine groups unpadded tokens by itself.
 pub const DEFAULT_BATCH_TOKENS: usize = 8 * MAX_TOKENS;
 
 /// Why the embedder could not load or run.
@@ -58,14 +59,19 @@ pub enum Device {
     Cuda,
 }
 
-/// Which ONNX graph of the model to run (all made by `hack/model.sh`).
+/// Which form of the model to run (all made or fetched by `hack/model.sh`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Graph {
+    /// `model.safetensors` run by Prospector's own AVX-512 kernels (`native`), without ONNX
+    /// Runtime: int8 projections with per-row scales in the GEMM's epilogue, the feed-forward
+    /// output in bf16, unpadded attention. Needs AVX-512 VNNI and BF16; elsewhere the int8
+    /// graph runs instead. The CPU default.
+    #[default]
+    Native,
     /// `model-int8.onnx`: the attention projections and the feed-forward input MatMuls in int8
     /// with per-row activation scales and calibrated smoothing (`hack/optimize_onnx.py`), the rest
     /// fp32; cosine >= 0.999 to sentence-transformers, and a text's vector does not depend on
-    /// its batchmates. The CPU default.
-    #[default]
+    /// its batchmates. The CPU default where the native kernels cannot run.
     Int8,
     /// `model-fused.onnx`: fp32, with attention, LayerNorm and GELU fused by ONNX Runtime's
     /// transformer optimizer. The CUDA default.
@@ -77,6 +83,7 @@ pub enum Graph {
 impl Graph {
     pub fn file_name(self) -> &'static str {
         match self {
+            Self::Native => "model.safetensors",
             Self::Int8 => "model-int8.onnx",
             Self::Fused => "model-fused.onnx",
             Self::Plain => "model.onnx",
@@ -106,7 +113,7 @@ impl EmbedderConfig {
             onnxruntime: onnxruntime.into(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             device: Device::Cpu,
-            graph: Graph::Int8,
+            graph: Graph::default(),
             batch_tokens: DEFAULT_BATCH_TOKENS,
         }
     }
@@ -120,11 +127,22 @@ pub struct Tokens {
     pub truncated: bool,
 }
 
-/// The loaded model: tokenizer and ONNX Runtime session.
+/// What runs the model.
+#[derive(Debug)]
+enum Engine {
+    Onnx(Mutex<Session>),
+    #[cfg(target_arch = "x86_64")]
+    Native {
+        model: prospector_kernels::NativeModel,
+        threads: usize,
+    },
+}
+
+/// The loaded model: tokenizer and the engine that runs it.
 #[derive(Debug)]
 pub struct Embedder {
     tokenizer: Tokenizer,
-    session: Mutex<Session>,
+    engine: Engine,
     batch_tokens: usize,
     device: Device,
     graph: Graph,
@@ -150,7 +168,6 @@ impl Embedder {
     /// Loads the tokenizer and builds the session. With [`Device::Cuda`], uses the CUDA
     /// execution provider when this ONNX Runtime has it, and otherwise logs the fallback to CPU.
     pub fn load(config: &EmbedderConfig) -> Result<Self, EmbedError> {
-        let environment = init_runtime(&config.onnxruntime)?;
         let tokenizer_path = config.model_dir.join("tokenizer.json");
         let tokenizer_error = |detail: String| EmbedError::Tokenizer { path: tokenizer_path.clone(), detail };
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| tokenizer_error(e.to_string()))?;
@@ -165,7 +182,13 @@ impl Embedder {
         // VNNI, ONNX Runtime's u8 x s8 kernels multiply through 16-bit sums that full-range
         // activations can saturate, so the int8 graph's accuracy holds only with VNNI.
         let graph = match (config.device, config.graph) {
-            (Device::Cuda, Graph::Int8) => Graph::Fused,
+            (Device::Cuda, Graph::Int8 | Graph::Native) => Graph::Fused,
+            (Device::Cpu, Graph::Native) if !native_supported() => {
+                tracing::warn!(
+                    "this CPU has no AVX-512 VNNI and BF16; running the ONNX int8 graph instead of the native kernels"
+                );
+                if cpu_has_vnni() { Graph::Int8 } else { Graph::Fused }
+            }
             (Device::Cpu, Graph::Int8) if !cpu_has_vnni() => {
                 tracing::warn!("this CPU has no VNNI instructions; running the fp32 fused graph instead of int8");
                 Graph::Fused
@@ -179,6 +202,20 @@ impl Embedder {
                 detail: "the file does not exist (run hack/model.sh, or choose the other graph)".into(),
             });
         }
+        #[cfg(target_arch = "x86_64")]
+        if graph == Graph::Native {
+            let model = prospector_kernels::NativeModel::load(&config.model_dir)
+                .map_err(|e| EmbedError::Model { path: model_path.clone(), detail: e.to_string() })?;
+            return Ok(Self {
+                tokenizer,
+                engine: Engine::Native { model, threads: config.threads.max(1) },
+                batch_tokens: config.batch_tokens.max(MAX_TOKENS),
+                device: Device::Cpu,
+                graph,
+                industry_vectors: OnceLock::new(),
+            });
+        }
+        let environment = init_runtime(&config.onnxruntime)?;
         let model_error = |e: ort::Error| EmbedError::Model { path: model_path.clone(), detail: e.to_string() };
         let builder = || -> Result<SessionBuilder, EmbedError> {
             Session::builder(environment)
@@ -207,7 +244,7 @@ impl Embedder {
         };
         Ok(Self {
             tokenizer,
-            session: Mutex::new(session),
+            engine: Engine::Onnx(Mutex::new(session)),
             batch_tokens: config.batch_tokens.max(MAX_TOKENS),
             device,
             graph,
@@ -256,48 +293,69 @@ impl Embedder {
 
     /// Normalised embeddings of already tokenised texts, in order.
     pub fn embed_tokens(&self, tokens: &[Tokens]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let session = match &self.engine {
+            Engine::Onnx(session) => session,
+            #[cfg(target_arch = "x86_64")]
+            Engine::Native { model, threads } => {
+                let sequences: Vec<&[u32]> = tokens.iter().map(|t| t.ids.as_slice()).collect();
+                return model.embed(&sequences, *threads).map_err(|e| EmbedError::Inference(e.to_string()));
+            }
+        };
         let mut out = vec![Vec::new(); tokens.len()];
         for batch in plan_batches(tokens, self.batch_tokens) {
-            let vectors = self.run_batch(batch.iter().map(|i| &tokens[*i]))?;
+            let vectors = run_batch(session, batch.iter().map(|i| &tokens[*i]))?;
             for (index, vector) in batch.into_iter().zip(vectors) {
                 out[index] = vector;
             }
         }
         Ok(out)
     }
+}
 
-    fn run_batch<'t>(
-        &self,
-        batch: impl ExactSizeIterator<Item = &'t Tokens> + Clone,
-    ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let rows = batch.len();
-        let width = batch.clone().map(|t| t.ids.len()).max().unwrap_or(0).max(1);
-        let mut ids = vec![0i64; rows * width];
-        let mut mask = vec![0i64; rows * width];
-        for (row, tokens) in batch.enumerate() {
-            for (col, id) in tokens.ids.iter().enumerate() {
-                ids[row * width + col] = *id as i64;
-                mask[row * width + col] = 1;
-            }
+/// One padded batch through an ONNX Runtime session.
+fn run_batch<'t>(
+    session: &Mutex<Session>,
+    batch: impl ExactSizeIterator<Item = &'t Tokens> + Clone,
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let rows = batch.len();
+    let width = batch.clone().map(|t| t.ids.len()).max().unwrap_or(0).max(1);
+    let mut ids = vec![0i64; rows * width];
+    let mut mask = vec![0i64; rows * width];
+    for (row, tokens) in batch.enumerate() {
+        for (col, id) in tokens.ids.iter().enumerate() {
+            ids[row * width + col] = *id as i64;
+            mask[row * width + col] = 1;
         }
-        let inference = |e: ort::Error| EmbedError::Inference(e.to_string());
-        let shape = [rows, width];
-        let input_ids = Tensor::from_array((shape, ids)).map_err(inference)?;
-        let attention = Tensor::from_array((shape, mask.clone())).map_err(inference)?;
-        let token_types = Tensor::from_array((shape, vec![0i64; rows * width])).map_err(inference)?;
-        let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let outputs = session
-            .run(ort::inputs![
-                "input_ids" => input_ids,
-                "attention_mask" => attention,
-                "token_type_ids" => token_types,
-            ])
-            .map_err(inference)?;
-        let (out_shape, hidden) = outputs[0].try_extract_tensor::<f32>().map_err(inference)?;
-        if out_shape.len() != 3 || out_shape[2] as usize != DIMENSIONS {
-            return Err(EmbedError::Inference(format!("unexpected output shape {out_shape:?}")));
-        }
-        Ok(mean_pool_normalize(hidden, &mask, rows, width))
+    }
+    let inference = |e: ort::Error| EmbedError::Inference(e.to_string());
+    let shape = [rows, width];
+    let input_ids = Tensor::from_array((shape, ids)).map_err(inference)?;
+    let attention = Tensor::from_array((shape, mask.clone())).map_err(inference)?;
+    let token_types = Tensor::from_array((shape, vec![0i64; rows * width])).map_err(inference)?;
+    let mut session = session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let outputs = session
+        .run(ort::inputs![
+            "input_ids" => input_ids,
+            "attention_mask" => attention,
+            "token_type_ids" => token_types,
+        ])
+        .map_err(inference)?;
+    let (out_shape, hidden) = outputs[0].try_extract_tensor::<f32>().map_err(inference)?;
+    if out_shape.len() != 3 || out_shape[2] as usize != DIMENSIONS {
+        return Err(EmbedError::Inference(format!("unexpected output shape {out_shape:?}")));
+    }
+    Ok(mean_pool_normalize(hidden, &mask, rows, width))
+}
+
+/// Whether this CPU runs the native kernels (AVX-512 VNNI and BF16 on x86-64).
+pub fn native_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        prospector_kernels::NativeModel::supported()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 

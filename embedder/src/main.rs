@@ -179,16 +179,17 @@ impl LimitArgs {
 
 #[derive(Debug, Args)]
 struct ModelArgs {
-    /// ONNX Runtime intra-op threads (default: all cores).
+    /// Inference threads (default: all cores).
     #[arg(long, env = "PROSPECTOR_EMBED_THREADS")]
     threads: Option<usize>,
     #[arg(long, value_enum, env = "PROSPECTOR_EMBED_DEVICE", default_value = "cpu")]
     device: Device,
-    /// Which ONNX graph to run: int8 (the CPU default), fused fp32 (the CUDA
-    /// default), or the plain fp32 export.
-    #[arg(long, value_enum, env = "PROSPECTOR_EMBED_GRAPH", default_value = "int8")]
+    /// Which form of the model to run: native (Prospector's AVX-512 kernels, the CPU
+    /// default; int8 where the CPU lacks AVX-512 VNNI and BF16), the ONNX int8 graph, fused
+    /// fp32 (the CUDA default), or the plain fp32 export.
+    #[arg(long, value_enum, env = "PROSPECTOR_EMBED_GRAPH", default_value = "native")]
     graph: Graph,
-    /// Padded tokens per inference call.
+    /// Padded tokens per ONNX Runtime call (the native engine does not pad).
     #[arg(long, env = "PROSPECTOR_EMBED_BATCH_TOKENS", default_value_t = DEFAULT_BATCH_TOKENS)]
     batch_tokens: usize,
 }

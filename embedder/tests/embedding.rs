@@ -1,6 +1,6 @@
-//! The embedder against sentence-transformers: the real model through the real ONNX Runtime
-//! (installed by `hack/model.sh` and `hack/onnxruntime.sh`), compared with the reference vectors
-//! and token ids in `fixtures/embeddings/reference.json`.
+//! The embedder against sentence-transformers: the real model through the native kernels and
+//! through the real ONNX Runtime (installed by `hack/model.sh` and `hack/onnxruntime.sh`),
+//! compared with the reference vectors and token ids in `fixtures/embeddings/reference.json`.
 
 use std::sync::OnceLock;
 
@@ -26,17 +26,27 @@ fn reference() -> Reference {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn load(graph: Graph) -> Embedder {
+fn load_with(graph: Graph, threads: usize) -> Embedder {
     let resolved = paths::resolve(&ProcessEnv).unwrap();
     resolved.check().unwrap_or_else(|e| panic!("{e}: run `make deps` (hack/deps.sh) first"));
     let mut config = EmbedderConfig::new(&resolved.model_dir, &resolved.onnxruntime);
-    config.threads = 2;
+    config.threads = threads;
     config.graph = graph;
     Embedder::load(&config).unwrap()
 }
 
-/// The default (int8) graph.
+fn load(graph: Graph) -> Embedder {
+    load_with(graph, 2)
+}
+
+/// The default: the native kernels where the CPU has them.
 fn embedder() -> &'static Embedder {
+    static EMBEDDER: OnceLock<Embedder> = OnceLock::new();
+    EMBEDDER.get_or_init(|| load(Graph::default()))
+}
+
+/// The ONNX int8 graph, the fallback on CPUs without AVX-512 VNNI and BF16.
+fn int8() -> &'static Embedder {
     static EMBEDDER: OnceLock<Embedder> = OnceLock::new();
     EMBEDDER.get_or_init(|| load(Graph::Int8))
 }
@@ -65,9 +75,44 @@ fn token_ids_equal_the_reference() {
 }
 
 #[test]
+fn the_default_is_the_native_engine_where_the_cpu_has_avx512_vnni_and_bf16() {
+    let expected = if prospector_embedder::embed::native_supported() { Graph::Native } else { Graph::Int8 };
+    eprintln!("this CPU runs {expected:?} by default");
+    assert_eq!(Graph::default(), Graph::Native);
+    assert_eq!(embedder().graph(), expected);
+}
+
+#[test]
 fn vectors_match_sentence_transformers() {
-    // The int8 graph scales each token's row by itself, so batchmates cannot move a vector.
+    // Both int8 forms scale each token's row by itself, so batchmates cannot move a vector.
     check_against_reference(embedder(), 0.9999);
+    check_against_reference(int8(), 0.9999);
+}
+
+#[test]
+fn native_vectors_are_the_same_bits_on_one_thread_or_two_and_in_any_group() {
+    // Each row is computed by the same instructions whichever thread and group it falls in.
+    let reference = reference();
+    let mut texts: Vec<&str> = reference.items.iter().map(|i| i.text.as_str()).collect();
+    let two = embedder().embed(&texts).unwrap();
+    let one = load_with(Graph::default(), 1).embed(&texts).unwrap();
+    assert_eq!(one, two);
+    texts.reverse();
+    let mut reversed = embedder().embed(&texts).unwrap();
+    reversed.reverse();
+    assert_eq!(reversed, two);
+}
+
+#[test]
+fn token_ids_the_model_cannot_read_are_an_error_not_a_crash() {
+    let outside = prospector_embedder::embed::Tokens { ids: vec![101, 40_000, 102], truncated: false };
+    let too_long = prospector_embedder::embed::Tokens { ids: vec![1000; 600], truncated: false };
+    for embedder in [embedder(), int8()] {
+        for tokens in [&outside, &too_long] {
+            let outcome = embedder.embed_tokens(std::slice::from_ref(tokens));
+            assert!(outcome.is_err(), "{:?} accepted {} ids", embedder.graph(), tokens.ids.len());
+        }
+    }
 }
 
 #[test]
@@ -79,7 +124,7 @@ fn a_vector_does_not_depend_on_its_batchmates() {
     let long = "Our agents research each account, score its fit against the ideal customer profile, and draft \
                 a first email grounded in the customer's own case studies and pricing sheets. "
         .repeat(6);
-    for embedder in [embedder(), fused()] {
+    for embedder in [embedder(), int8(), fused()] {
         let mut batch = texts.clone();
         batch.extend(std::iter::repeat_n(long.as_str(), 6));
         let together = embedder.embed(&batch).unwrap();
@@ -100,16 +145,18 @@ fn the_fp32_graphs_match_too() {
 }
 
 #[test]
-fn int8_agrees_with_fp32_on_long_prose() {
+fn both_int8_forms_agree_with_fp32_on_long_prose() {
     // Beyond the 21 reference texts: full-length chunks, where int8 error would accumulate.
     let sentence = "Our agents research each account, score its fit against the ideal customer profile, and draft a \
                     first email grounded in the customer's own case studies and pricing sheets.";
     let texts: Vec<String> = (1..=12).map(|n| std::iter::repeat_n(sentence, n).collect::<Vec<_>>().join(" ")).collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let int8 = embedder().embed(&refs).unwrap();
     let exact = plain().embed(&refs).unwrap();
-    for (m, e) in int8.iter().zip(&exact) {
-        assert!(cosine(m, e) >= 0.999, "cosine {}", cosine(m, e));
+    for embedder in [embedder(), int8()] {
+        let vectors = embedder.embed(&refs).unwrap();
+        for (m, e) in vectors.iter().zip(&exact) {
+            assert!(cosine(m, e) >= 0.999, "{:?}: cosine {}", embedder.graph(), cosine(m, e));
+        }
     }
 }
 

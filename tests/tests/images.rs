@@ -138,6 +138,44 @@ fn the_dockerfile_builds_workspace_binaries_from_paths_that_exist() {
         let dir = dir.strip_prefix(root.canonicalize().unwrap()).unwrap().display().to_string();
         assert!(copied.contains(&dir), "the workspace member {dir} is not copied into the build");
     }
+    // Files the sources compile in from outside their crate are copied too.
+    let mut included = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            if path.is_dir() && !name.starts_with('.') && name != "target" {
+                dirs.push(path);
+            } else if name.ends_with(".rs") {
+                let source = std::fs::read_to_string(&path).unwrap();
+                let pieces = ["include_str!(\"", "include_bytes!(\""].map(|m| source.split(m).skip(1));
+                for piece in pieces.into_iter().flatten() {
+                    let Some((relative, _)) = piece.split_once('"') else { continue };
+                    if relative.starts_with("../") && !relative.contains('{') {
+                        let target = path.parent().unwrap().join(relative).canonicalize().unwrap();
+                        included.push(target.strip_prefix(root.canonicalize().unwrap()).unwrap().display().to_string());
+                    }
+                }
+            }
+        }
+    }
+    assert!(included.iter().any(|i| i == "hack/model-smoothing.json"), "the scan found {included:?}");
+    let build_copies: Vec<&str> = build
+        .lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .flat_map(|args| {
+            let words: Vec<&str> = args.split_whitespace().collect();
+            words[..words.len() - 1].to_vec()
+        })
+        .collect();
+    for file in included {
+        assert!(
+            build_copies.iter().any(|c| file == *c || file.starts_with(&format!("{c}/"))),
+            "{file} is compiled in but not copied into the build stage"
+        );
+    }
     // The baked model and runtime are where the images point the embedder.
     for image in ["apiserver", "embedder"] {
         let with_model = &stages[&stages[image].base];
@@ -148,6 +186,8 @@ fn the_dockerfile_builds_workspace_binaries_from_paths_that_exist() {
     let assets = stages["assets"].lines.join("\n");
     for file in [
         "tokenizer.json",
+        "config.json",
+        "model.safetensors",
         "model-int8.onnx",
         "/opt/prospector/model",
         "/opt/prospector/lib",
