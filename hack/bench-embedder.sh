@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Embedding benchmark: `prospector-embedder bench` against the peers a user would otherwise run,
-# on the same corpus and the same number of threads, one after the other in one run:
+# Embedding benchmark: `prospector-embedder bench` (the default native engine, and the ONNX
+# graphs) against the peers a user would otherwise run, on the same corpus and the same number
+# of threads, one after the other in one run:
 #   - sentence-transformers on PyTorch (the peer the speed target is set against);
 #   - sentence-transformers' ONNX backend with export_dynamic_quantized_onnx_model(...,
 #     "avx512_vnni"), what its documentation offers for CPU speed (venv: hack/python-embed-peers.sh);
@@ -49,6 +50,9 @@ echo "== sentence-transformers on PyTorch, $threads threads" >&2
 echo "== sentence-transformers ONNX backend, qint8 (avx512_vnni), $threads threads" >&2
 "$st_python" "$HACK_DIR/bench/embed_st_peer.py" onnx-qint8 "$model_dir" "$corpus" "$reference" "$threads" "$passes" \
   "$work" 2>/dev/null | tee "$work/embed-st-qint8.json"
+echo "== prospector-embedder bench --graph int8 (the ONNX int8 graph: the fallback without AVX-512 VNNI and BF16)" >&2
+"$bin" bench --corpus "$corpus" --threads "$threads" --repeat "$passes" --reference "$reference" --graph int8 \
+  | tee "$work/embed-rust-int8.json"
 echo "== prospector-embedder bench --graph fused (fp32 only)" >&2
 "$bin" bench --corpus "$corpus" --threads "$threads" --repeat "$passes" --reference "$reference" --graph fused \
   | tee "$work/embed-rust-fused.json"
@@ -61,9 +65,9 @@ a = np.random.rand(4096, 4096).astype(np.float32); b = np.random.rand(4096, 4096
 a @ b; start = time.perf_counter()
 for _ in range(5): a @ b
 print(json.dumps({"sgemm_gflops": 2 * 4096**3 * 5 / (time.perf_counter() - start) / 1e9}))' | tee "$work/sgemm.json"
-"$python" - "$work"/embed-{rust,st-torch,st-qint8,rust-fused,peer}.json "$work/sgemm.json" <<'PY'
+"$python" - "$work"/embed-{rust,st-torch,st-qint8,rust-int8,rust-fused,peer}.json "$work/sgemm.json" <<'PY'
 import json, sys
-rust, st, qint8, rust_fused, peer, sgemm = (json.load(open(p)) for p in sys.argv[1:7])
+rust, st, qint8, rust_int8, rust_fused, peer, sgemm = (json.load(open(p)) for p in sys.argv[1:8])
 # FLOPs per real token of all-MiniLM-L6-v2 (6 layers, hidden 384, FFN 1536) at this corpus's mean
 # length: projections and FFN 2*(4*384*384 + 2*384*1536) per layer, attention 2*2*L*384.
 mean_len = rust["real_tokens"] / rust["chunks"]
@@ -78,7 +82,8 @@ def row(name, r):
 print("| configuration | tokens/s | chunks/s | vs sentence-transformers (PyTorch) | vs its qint8 ONNX path | "
       "GFLOP/s equivalent (of sgemm peak) | min cosine to sentence-transformers | min cosine alone vs batched |")
 print("|---|---|---|---|---|---|---|---|")
-row(f"prospector-embedder, default ({rust['graph']} graph)", rust)
+row(f"prospector-embedder, default ({rust['graph']})", rust)
+row(f"prospector-embedder, --graph {rust_int8['graph']} (ONNX Runtime)", rust_int8)
 row(f"prospector-embedder, --graph {rust_fused['graph']} (fp32)", rust_fused)
 row(st["peer"], st)
 row(qint8["peer"], qint8)
