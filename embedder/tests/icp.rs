@@ -160,6 +160,13 @@ fn micro_f1_per_field_on_the_round_four_documents() {
     assert_f1_per_field("documents_round4.json", 0.8, 0.9);
 }
 
+/// A sixth set from the same brief, written after the fifth round and scored untuned first
+/// (0.894, short of the 0.9 target), then developed against in the sixth round (0.977 now).
+#[test]
+fn micro_f1_per_field_on_the_round_five_documents() {
+    assert_f1_per_field("documents_round5.json", 0.9, 0.95);
+}
+
 /// Written and labelled after the extractor's last round of rules, by an assistant given only the
 /// issue's brief and the labelling rules, and never tuned against: the score a customer's own documents can expect.
 /// Issue 12's target is micro-F1 ≥ 0.9 over all fields, which is NOT met (docs/benchmarks.md

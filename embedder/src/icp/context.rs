@@ -172,13 +172,17 @@ fn cue_starting(tokens: &[Token], start: usize) -> Option<Found> {
             .take_while(|&i| tokens[i].word || matches!(tokens[i].lower.as_str(), "," | "-"))
             .find(|&i| matches!(tokens[i].lower.as_str(), "to" | "into"))
     {
-        return Some(Found {
-            start,
-            end: to + 1,
-            cue: Cue::Subject(Subject::Target),
-            phrase: "sell to",
-            backward: false,
-        });
+        // "They started in streaming and still sell mostly to media companies": someone else.
+        let seller = tokens[start.saturating_sub(8)..start]
+            .iter()
+            .rev()
+            .take_while(|t| !ends_sentence(t))
+            .find(|t| matches!(t.lower.as_str(), "we" | "our" | "us" | "i" | "they" | "he" | "she"));
+        let subject = match seller.map(|t| t.lower.as_str()) {
+            Some("they" | "he" | "she") => Subject::Other,
+            _ => Subject::Target,
+        };
+        return Some(Found { start, end: to + 1, cue: Cue::Subject(subject), phrase: "sell to", backward: false });
     }
     // The forms `word_matches` accepts: the word itself, and its singular ("customers",
     // "businesses", "companies").
@@ -534,12 +538,20 @@ fn sentence_cues(
         // "investors who focus on insurance", "a fund that invests in fintech": a customer word
         // after another party, with no word of the author's between, is that party's.
         let last_other = cues.iter().rev().find(|c| c.cue == Cue::Subject(Subject::Other)).map(|c| c.end);
-        let others_clause = last_other.is_some_and(|from| {
-            last_subject == Some(Subject::Other)
-                && !tokens[from..found.start].iter().any(|t| {
-                    matches!(t.lower.as_str(), "we" | "our" | "us" | ";" | "but") || names.sellers.contains(&t.lower)
-                })
-        });
+        // "The partnership is aimed at ministries of education": the author's partnership.
+        let partnership_aims = cues
+            .iter()
+            .rev()
+            .find(|c| c.cue == Cue::Subject(Subject::Other))
+            .is_some_and(|c| c.phrase == "partnership" && words_between(tokens, c.end, found.start) <= 3);
+        let others_clause = !partnership_aims
+            && last_other.is_some_and(|from| {
+                last_subject == Some(Subject::Other)
+                    && !tokens[from..found.start].iter().any(|t| {
+                        matches!(t.lower.as_str(), "we" | "our" | "us" | ";" | "but")
+                            || names.sellers.contains(&t.lower)
+                    })
+            });
         let possessive = tokens.get(found.end).is_some_and(|t| matches!(t.lower.as_str(), "'" | "’"))
             && tokens.get(found.end + 1).is_some_and(|t| t.lower == "s");
         // "a hosting provider whose customers are telecom carriers", "retailers delight their
@@ -653,20 +665,30 @@ fn section_of(heading: &str) -> Option<(Cue, bool)> {
     }
     // "Do not work", "Who not to call", "Avoid these", "Red flags".
     if matches(DISQUALIFY_HEADINGS)
-        || has(&["not", "avoid", "disqualifier", "disqualify", "exclusion", "never", "dq"])
+        || has(&["not", "avoid", "disqualifier", "disqualify", "exclusion", "never", "dq", "skip"])
         || heading.contains("red flag")
     {
         return Some((Cue::Disqualify, false));
     }
     if matches(OTHER_PARTY_HEADINGS)
-        || has(&["competitor", "competition", "rival", "alternative", "investor", "partner", "against", "vs"])
+        || has(&[
+            "competitor",
+            "competition",
+            "competitive",
+            "rival",
+            "alternative",
+            "investor",
+            "partner",
+            "against",
+            "vs",
+        ])
     {
         return Some((Cue::Subject(Subject::Other), false));
     }
     // "Our target account", "Built for", "Who buys", "Ideal customers".
     let target_words = [
         "target", "ideal", "icp", "customer", "buyer", "persona", "segment", "fit", "sweet", "buys", "prospect",
-        "sell", "serve", "signs", "decides", "decision",
+        "sell", "serve", "signs", "decides", "decision", "buying",
     ];
     // "Built for", "Who it's for" (not "What we're looking for").
     let for_whom = words.len() >= 2
@@ -796,6 +818,19 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
         }
     }
 
+    // "Tomás Riedel, Chief Executive Officer: Thanks, Dana": a transcript's speaker label names
+    // a speaker, not a buyer.
+    let speaker_labels: Vec<(usize, usize)> = lines(tokens)
+        .into_iter()
+        .filter_map(|(start, end)| {
+            let colon = (start..end).find(|&i| tokens[i].lower == ":")?;
+            let comma = (start..colon).find(|&i| tokens[i].lower == ",")?;
+            let name: Vec<&Token> = tokens[start..comma].iter().filter(|t| t.word).collect();
+            let label_words = tokens[start..colon].iter().filter(|t| t.word).count();
+            ((2..=3).contains(&name.len()) && name.iter().all(|t| capitalised(t)) && label_words <= 10)
+                .then_some((start, colon + 1))
+        })
+        .collect();
     let sentences = sentences(tokens, &headings);
     // Every clause naming such a client, up to its colon or semicolon, is about the client.
     let mut about_untypical_client: Vec<(usize, usize)> = Vec::new();
@@ -882,7 +917,9 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
             if from_section == Some(Subject::Other) && !authors {
                 context.subjects[at] = Subject::Other;
             }
-            if context.job_title.is_some_and(|(s, e)| (s..e).contains(&at)) {
+            if context.job_title.is_some_and(|(s, e)| (s..e).contains(&at))
+                || speaker_labels.iter().any(|(s, e)| (*s..*e).contains(&at))
+            {
                 context.subjects[at] = Subject::Other;
             }
             if section[at] == Some(Cue::Disqualify) {
@@ -908,6 +945,16 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
             // counts as telling an untypical client's story only where it names the client.)
             let clause_end = clause_end(tokens, cue_start, end);
             context.subjects[start..clause_end].iter_mut().for_each(|s| *s = Subject::Other);
+            // "One exception worth mentioning: our largest customer is a telecom operator": a
+            // label that opens the sentence announces the client after its colon.
+            if clause_end < end
+                && tokens[clause_end].lower == ":"
+                && words_between(tokens, opening(tokens, (start, end)), cue_start) <= 2
+                && tokens[cue_start..clause_end].iter().filter(|t| t.word).count() <= 5
+            {
+                context.subjects[clause_end..end].iter_mut().for_each(|s| *s = Subject::Other);
+                context.untypical = true;
+            }
         }
         for exclusion in found.iter().filter(|f| f.cue == Cue::Disqualify) {
             let (cue_start, cue_end) = (exclusion.start, exclusion.end);

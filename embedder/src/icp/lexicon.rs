@@ -628,6 +628,17 @@ pub const BLOCKED_AFTER: &[(&str, &str)] = &[
     ("supply chain", "head"),
     ("supply chain", "director"),
     ("supply chain", "chief"),
+    // Software, not people: "channel managers" (hotels), "password managers".
+    ("Manager", "channel"),
+    ("Manager", "password"),
+    ("Manager", "package"),
+    ("Manager", "task"),
+    ("Manager", "file"),
+    ("Manager", "window"),
+    ("Manager", "download"),
+    ("Manager", "tag"),
+    ("Manager", "certificate"),
+    ("Manager", "secrets"),
 ];
 
 /// `(label or phrase, word)`: a match right before this word is not that label
@@ -1374,6 +1385,15 @@ pub const TARGET_CONTEXT_CUES: &[&str] = &[
     "<approve",
     "<approves",
     "<qualified",
+    "<owns the budget",
+    "<owned the budget",
+    "<holds the budget",
+    "<owns the decision",
+    "<owned the decision",
+    "<built the business case",
+    "who sign",
+    "<final approver",
+    "<approver",
     "<good fit",
     "<great fit",
     "<best fit",
@@ -1595,6 +1615,9 @@ pub const DISQUALIFY_CUES: &[&str] = &[
     "not our target",
     "not a target",
     "not our market",
+    "can t buy",
+    "cannot buy",
+    "can not buy",
 ];
 
 /// Verbs of serving someone: after "that"/"who" in a sentence about the customers, what follows
@@ -1638,6 +1661,7 @@ pub const UNTYPICAL_CUES: &[&str] = &[
     "outside our usual",
     "not representative",
     "an exception",
+    "one exception",
     "the exception",
     "outlier",
     "one off",
@@ -1669,6 +1693,11 @@ pub const TARGET_HEADINGS: &[&str] = &[
     "sweet spot",
     "qualification",
     "markets",
+    "going after",
+    "who we re going after",
+    "who to contact",
+    "who to call",
+    "who to email",
 ];
 pub const SELLER_HEADINGS: &[&str] =
     &["about", "about us", "company overview", "our story", "who we are", "what we do"];

@@ -338,6 +338,16 @@ fn negated(tokens: &[Token], start: usize, end: usize) -> bool {
             if t.lower == "," && tokens.get(i + 1).is_some_and(|n| CLAUSE_STARTERS.contains(&n.lower.as_str())) {
                 break;
             }
+            // "where there isn't one, the IT director signs": the negation took its object.
+            if t.lower == ","
+                && tokens[..i]
+                    .iter()
+                    .rev()
+                    .find(|p| p.word)
+                    .is_some_and(|p| matches!(p.lower.as_str(), "one" | "any" | "it"))
+            {
+                break;
+            }
             continue;
         }
         words_back += 1;
@@ -468,6 +478,17 @@ fn scan(tokens: &[Token], chunk: usize, names: &context::Names) -> (Vec<Hit>, bo
                         && context.about_languages(tokens, i))
                     // "Brazilian Portuguese" is a language.
                     || (phrase.field == Field::Region && LANGUAGE_NAMES.contains(&after))
+                    // "outgrown their first payment provider": what the customers buy, not what they are.
+                    || (phrase.field == Field::Industry
+                        && tokens[end - 1].word
+                        && matches!(
+                            tokens[end - 1].lower.as_str(),
+                            "provider" | "providers" | "vendor" | "vendors" | "processor" | "processors" | "supplier" | "suppliers"
+                        )
+                        && matches!(
+                            before,
+                            "their" | "your" | "its" | "first" | "current" | "existing" | "incumbent" | "legacy" | "old" | "previous"
+                        ))
                     // A company's name ("Parcel Lending Cloud") is no industry.
                     || (tokens[i].original.starts_with(char::is_uppercase)
                         && (names.sellers.contains(&tokens[i].lower) || names.others.contains(&tokens[i].lower)));
@@ -493,10 +514,10 @@ fn scan(tokens: &[Token], chunk: usize, names: &context::Names) -> (Vec<Hit>, bo
     hits.extend(headcounts_in_words(tokens, chunk));
     for hit in &mut hits {
         hit.subject = match context.subject(hit.at) {
-            // "our VP of Sales", "my manager": the author's own staff.
+            // "our VP of Sales", "my manager", a playbook's "your manager": the author's own staff.
             _ if hit.field == Field::Role
                 && hit.at > 0
-                && matches!(tokens[hit.at - 1].lower.as_str(), "our" | "my") =>
+                && matches!(tokens[hit.at - 1].lower.as_str(), "our" | "my" | "your") =>
             {
                 Subject::Seller
             }
@@ -507,6 +528,7 @@ fn scan(tokens: &[Token], chunk: usize, names: &context::Names) -> (Vec<Hit>, bo
             subject => subject,
         };
         hit.negated |= context.disqualified(hit.at);
+        tracing::trace!(field = ?hit.field, label = hit.label, matched = %hit.matched, subject = ?hit.subject, negated = hit.negated, "icp mention");
     }
     (hits, context.untypical)
 }
@@ -604,6 +626,19 @@ fn headcounts(tokens: &[Token], chunk: usize) -> Vec<Hit> {
             matches!(t.lower.as_str(), "hundred" | "hundreds" | "thousand" | "thousands" | "million" | "millions")
         });
         if scaled || (parse_number(&token.original).is_none() && number_word(&token.lower).is_none()) {
+            continue;
+        }
+        // "founded in 2020 and employs 45 people": a year.
+        let year =
+            token.original.len() == 4 && parse_number(&token.original).is_some_and(|n| (1900..=2100).contains(&n));
+        let dated = i > 0
+            && tokens[..i].iter().rev().find(|t| t.word).is_some_and(|t| {
+                matches!(
+                    t.lower.as_str(),
+                    "in" | "since" | "founded" | "from" | "by" | "until" | "during" | "year" | "of"
+                )
+            });
+        if year && dated {
             continue;
         }
         let before: Vec<&str> =
@@ -726,7 +761,13 @@ fn headcounts_in_words(tokens: &[Token], chunk: usize) -> Vec<Hit> {
             && tokens.get(i + 2).is_some_and(|t| matches!(t.lower.as_str(), "person" | "people" | "employee"));
         let larger_follows = tokens.get(end).is_some_and(|t| matches!(t.lower.as_str(), "thousand" | "thousands"))
             || (small_number && !compound);
-        if larger_follows || !counts_people(tokens, end) {
+        // "between two hundred and a few thousand employees": the count ends the range.
+        let range_to_count = tokens.get(end).is_some_and(|t| matches!(t.lower.as_str(), "and" | "to" | "-" | "–"))
+            && (end + 1..tokens.len().min(end + 6)).any(|k| {
+                matches!(tokens[k].lower.as_str(), "hundred" | "hundreds" | "thousand" | "thousands")
+                    && counts_people(tokens, k + 1)
+            });
+        if larger_follows || !(counts_people(tokens, end) || range_to_count) {
             continue;
         }
         let start = i.saturating_sub(2);
@@ -784,7 +825,13 @@ pub fn extract(chunks: &[&str], embedder: Option<&Embedder>) -> Result<IcpExtrac
 /// Does the text say its product is for every industry ("in every sector", "industry-agnostic")?
 fn industry_agnostic(text: &str) -> bool {
     let lower = text.to_lowercase();
-    [
+    // "You've spent a year in an outbound role, any industry": the candidate's experience.
+    let about_candidate = |sentence: &str| {
+        sentence
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|w| matches!(w, "you" | "your" | "experience" | "background"))
+    };
+    let phrases = [
         "every sector",
         "any sector",
         "every industry",
@@ -796,9 +843,10 @@ fn industry_agnostic(text: &str) -> bool {
         "sector-agnostic",
         "not specialise by industry",
         "not specialize by industry",
-    ]
-    .iter()
-    .any(|phrase| lower.contains(phrase))
+    ];
+    lower
+        .split(['.', '!', '?', '\n'])
+        .any(|sentence| !about_candidate(sentence) && phrases.iter().any(|phrase| sentence.contains(phrase)))
 }
 
 /// Similarity below this is not evidence of an industry.
@@ -1249,6 +1297,61 @@ mod tests {
         // A duration is no market.
         let c = icp("We have been in business for 12 years. Our customers are clinics in Ohio.");
         assert_eq!(c.target_industries, vec!["healthcare"]);
+    }
+
+    #[test]
+    fn sixth_round_cases_keep_what_they_should() {
+        // A transcript's speaker labels and the author's executives are no buyers.
+        let c = icp("Tomás Riedel, Chief Executive Officer: Thanks. Our customers are online merchants.\n\n\
+                     Helen Marsh, Chief Financial Officer: Margins rose.");
+        assert_eq!((c.decision_makers, c.target_industries), (vec![], vec!["ecommerce".to_string()]));
+        // What the customers have outgrown is what they buy, not what they are.
+        let c = icp("Our sweet spot: online merchants that have outgrown their first payment provider.");
+        assert_eq!(c.target_industries, vec!["ecommerce"]);
+        // A range from a count in words to a count in words.
+        let c = icp("Our customers are businesses with somewhere between two hundred and a few thousand employees.");
+        assert_eq!(c.company_sizes, vec!["mid-market", "enterprise"]);
+        // A year is no headcount.
+        assert_eq!(icp("We sell to agencies founded in 2015 with 40 staff.").company_sizes, vec!["smb"]);
+        // The author's partnership aims at its own market.
+        let c = icp("Acme today announced a partnership with Savanna Mobile. The partnership is aimed at \
+                     ministries of education in Kenya.");
+        assert_eq!(
+            (c.target_industries, c.target_regions),
+            (vec!["education".into(), "government".into()], vec!["Africa".into()])
+        );
+        // A negation that took its object ("isn't one") stops at its comma.
+        let c = icp("The economic buyer is the CISO; where there isn't one, the IT director owns the budget.");
+        assert_eq!(c.decision_makers, vec!["CISO", "Director"]);
+        // Someone else selling ("they sell ... to").
+        let c = icp("Our customers are small hotels in Spain. StayCore's parent also does tills: they sell \
+                     point-of-sale systems to restaurants and retailers too.");
+        assert_eq!(c.target_industries, vec!["hospitality"]);
+        // Software is no buyer; a playbook's "your manager" is the author's.
+        assert_eq!(
+            icp("Our customers are hotels. We connect to channel managers.").decision_makers,
+            Vec::<String>::new()
+        );
+        assert_eq!(icp("Your manager will review the hotels you call.").decision_makers, Vec::<String>::new());
+        // A candidate's "any industry" does not make the author industry-agnostic.
+        let c =
+            icp("You'll prospect into fintechs and digital-only banks.\n\nYou've spent a year in sales, any industry.");
+        assert_eq!(c.target_industries, vec!["fintech", "banking"]);
+        // The client after "One exception worth mentioning:" is the untypical one.
+        let c = icp("Our customers are publishers in Europe. One exception worth mentioning: our largest \
+                     customer is a national telecom operator.");
+        assert_eq!(c.target_industries, vec!["media"]);
+        // Headings: whom we go after, whom to contact, whom to skip, the competition.
+        let c = icp("1. Who we're going after\nMid-sized game studios.\n\n2. Who to contact\nThe CTO. Community \
+                     managers can't buy.\n\n3. Who to skip\nIndie studios under twenty people.\n\n4. Competitive \
+                     context\nShieldPlay sells mostly to media companies.");
+        assert_eq!(
+            (c.target_industries, c.company_sizes, c.decision_makers),
+            (vec!["gaming".into()], vec!["mid-market".into()], vec!["CTO".into()])
+        );
+        // The buying team's roles, by what they did.
+        let c = icp("Plant managers built the business case; the VP of Quality owned the budget.");
+        assert_eq!(c.decision_makers, vec!["VP", "Manager"]);
     }
 
     #[test]
