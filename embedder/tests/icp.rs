@@ -167,6 +167,15 @@ fn micro_f1_per_field_on_the_round_five_documents() {
     assert_f1_per_field("documents_round5.json", 0.9, 0.95);
 }
 
+/// Two sets from a rewritten brief (more traps per document), written after the sixth round by
+/// two assistants and scored untuned first (0.855 and 0.858), then developed against in the
+/// seventh round.
+#[test]
+fn micro_f1_per_field_on_the_round_six_documents() {
+    assert_f1_per_field("documents_round6a.json", 0.85, 0.9);
+    assert_f1_per_field("documents_round6b.json", 0.85, 0.9);
+}
+
 /// Two sets written and labelled after the extractor's last round of rules, each by its own
 /// assistant given only the issue's brief and the labelling rules, and never tuned against: the
 /// score a customer's own documents can expect. Issue 12's target is micro-F1 ≥ 0.9 over all
@@ -174,7 +183,7 @@ fn micro_f1_per_field_on_the_round_five_documents() {
 /// measured when the sets were first scored (0.857: NOT the target), so that a change cannot
 /// lower it unnoticed.
 const UNTUNED_FLOOR: f64 = 0.84;
-const UNTUNED_SETS: [&str; 2] = ["documents_untuned_a.json", "documents_untuned_b.json"];
+const UNTUNED_SETS: [&str; 2] = ["documents_untuned_c.json", "documents_untuned_d.json"];
 
 #[test]
 fn micro_f1_on_the_untuned_documents() {

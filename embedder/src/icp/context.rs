@@ -178,7 +178,12 @@ fn cue_starting(tokens: &[Token], start: usize) -> Option<Found> {
             .rev()
             .take_while(|t| !ends_sentence(t))
             .find(|t| matches!(t.lower.as_str(), "we" | "our" | "us" | "i" | "they" | "he" | "she"));
+        // "Our customers sell to trading houses": the customers' own customers.
+        let customers_sell = start.checked_sub(1).is_some_and(|i| {
+            matches!(tokens[i].lower.as_str(), "customers" | "clients" | "members" | "users" | "partners" | "resellers")
+        });
         let subject = match seller.map(|t| t.lower.as_str()) {
+            _ if customers_sell => Subject::Other,
             Some("they" | "he" | "she") => Subject::Other,
             _ => Subject::Target,
         };
@@ -247,10 +252,14 @@ const MONTHS: &[&str] = &[
 /// The end of a press release's dateline ("LONDON, March 4, 2025 —") opening the sentence at
 /// `start`: the author's city and the date, not a market.
 fn dateline_end(tokens: &[Token], start: usize, end: usize) -> Option<usize> {
-    let dash = (start..end.min(start + 14)).find(|&i| matches!(tokens[i].lower.as_str(), "—" | "–" | "-" | "/"))?;
-    let has_month = tokens[start..dash].iter().any(|t| MONTHS.contains(&t.lower.as_str()));
-    let has_year = tokens[start..dash].iter().any(|t| t.lower.len() == 4 && t.lower.starts_with("20"));
-    (has_month || has_year).then_some(dash + 1)
+    // The first dash with a date before it ("WAGENINGEN, Netherlands — 4 March 2025 — ").
+    (start..end.min(start + 16)).filter(|&i| matches!(tokens[i].lower.as_str(), "—" | "–" | "-" | "/")).find_map(
+        |dash| {
+            let has_month = tokens[start..dash].iter().any(|t| MONTHS.contains(&t.lower.as_str()));
+            let has_year = tokens[start..dash].iter().any(|t| t.lower.len() == 4 && t.lower.starts_with("20"));
+            (has_month || has_year).then_some(dash + 1)
+        },
+    )
 }
 
 /// The first word of a sentence, past a dateline or a label ("The problem: Brennock ...").
@@ -328,7 +337,12 @@ fn seller_names(
         tokens[first..end].iter().filter(|t| t.word).collect()
     };
     for (n, sentence) in sentences.iter().enumerate() {
-        let words = first_words(sentence);
+        // "WAGENINGEN, Netherlands — 4 March 2025 — Veldmark, a 75-person agritech company, today
+        // announced": the name comes after the dateline.
+        let words = match dateline_end(tokens, sentence.0, sentence.1) {
+            Some(after) => tokens[after..sentence.1].iter().filter(|t| t.word).collect(),
+            None => first_words(sentence),
+        };
         let announces = words.iter().take(20).any(|t| ANNOUNCING_VERBS.contains(&t.lower.as_str()));
         // "Brightline is a fintech company of 200 people. We're growing fast": the name that
         // describes itself right before the author speaks as "we" is the author's.
@@ -503,7 +517,7 @@ fn sentence_cues(
     } else if matches!(first_word, "it" | "its" | "they" | "their") && previous == Subject::Other {
         // "CardOne is a US neobank. Its home market is startups": still the competitor.
         Some(Subject::Other)
-    } else if first_word == "who" && end > start && tokens[end - 1].lower == "?" {
+    } else if matches!(first_word, "who" | "where" | "which") && end > start && tokens[end - 1].lower == "?" {
         // "Q: Who at the studio?": a question about the buyers.
         Some(Subject::Target)
     } else if (answers_question(tokens, start) && previous == Subject::Target) || in_answer_about_buyers {
@@ -522,7 +536,7 @@ fn sentence_cues(
     if let Some(subject) = named
         && let Some(at) = (first..end).find(|&i| tokens[i].word)
     {
-        cues.push(Found { start: at, end: at + 1, cue: Cue::Subject(subject), phrase: "", backward: false });
+        cues.push(Found { start: at, end: at + 1, cue: Cue::Subject(subject), phrase: "opener", backward: false });
     }
     let mut i = cues.last().map_or(start, |c| c.end);
     while i < end {
@@ -552,14 +566,19 @@ fn sentence_cues(
                             || names.sellers.contains(&t.lower)
                     })
             });
+        // "the customer's own bank", "our customers' suppliers": another company than the customer.
         let possessive = tokens.get(found.end).is_some_and(|t| matches!(t.lower.as_str(), "'" | "’"))
-            && tokens.get(found.end + 1).is_some_and(|t| t.lower == "s");
+            && (tokens.get(found.end + 1).is_some_and(|t| t.lower == "s")
+                || tokens.get(found.end - 1).is_some_and(|t| t.lower.ends_with('s')));
         // "a hosting provider whose customers are telecom carriers", "retailers delight their
         // customers": someone else's customers.
         // ("Its buyers are radiology directors" after the author's own sentence is the author's.)
         let owner = found.start.checked_sub(1).map(|i| tokens[i].lower.as_str()).unwrap_or_default();
+        // "a Ledgerline customer": the competitor's.
+        let named_owner =
+            found.start.checked_sub(1).is_some_and(|i| capitalised(&tokens[i]) && names.others.contains(owner));
         let someone_elses = matches!(found.phrase, "customer" | "client" | "clientele" | "customer base" | "buyer")
-            && (owner == "whose" || (matches!(owner, "their" | "its") && previous == Subject::Other));
+            && (owner == "whose" || named_owner || (matches!(owner, "their" | "its") && previous == Subject::Other));
         let found = match found.cue {
             // "the customer's own bank" is another company than the customer.
             Cue::Subject(Subject::Target) if possessive => continue,
@@ -639,12 +658,12 @@ fn heading_words(tokens: &[Token], (start, end): (usize, usize)) -> Option<(Stri
     }
     let colon = (start..end).find(|&i| tokens[i].lower == ":");
     let label_end = colon.unwrap_or(end);
-    // "6. Competitors", "3) Who buys": the number is no word of the heading.
+    // "6. Competitors", "3) Who buys", "2.3 Who to call": the number is no word of the heading.
     let words: Vec<&str> = tokens[start..label_end]
         .iter()
         .filter(|t| t.word)
         .map(|t| t.lower.as_str())
-        .skip_while(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .skip_while(|w| w.chars().all(|c| c.is_ascii_digit() || c == '.'))
         .collect();
     let ends_with_period = tokens[start..end].last().is_some_and(|t| matches!(t.lower.as_str(), "." | "!" | "?"));
     let short = words.len() <= 6;
@@ -667,6 +686,9 @@ fn section_of(heading: &str) -> Option<(Cue, bool)> {
     if matches(DISQUALIFY_HEADINGS)
         || has(&["not", "avoid", "disqualifier", "disqualify", "exclusion", "never", "dq", "skip"])
         || heading.contains("red flag")
+        || ["leave alone", "stay away", "walk away", "pass on", "steer clear", "do not", "don t", "won t", "say no"]
+            .iter()
+            .any(|p| heading.contains(p))
     {
         return Some((Cue::Disqualify, false));
     }
@@ -687,8 +709,25 @@ fn section_of(heading: &str) -> Option<(Cue, bool)> {
     }
     // "Our target account", "Built for", "Who buys", "Ideal customers".
     let target_words = [
-        "target", "ideal", "icp", "customer", "buyer", "persona", "segment", "fit", "sweet", "buys", "prospect",
-        "sell", "serve", "signs", "decides", "decision", "buying",
+        "target",
+        "ideal",
+        "icp",
+        "customer",
+        "buyer",
+        "persona",
+        "segment",
+        "fit",
+        "sweet",
+        "buys",
+        "prospect",
+        "sell",
+        "serve",
+        "signs",
+        "decides",
+        "decision",
+        "buying",
+        "territory",
+        "territories",
     ];
     // "Built for", "Who it's for" (not "What we're looking for").
     let for_whom = words.len() >= 2
@@ -845,7 +884,28 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
     let mut previous = Subject::Unknown;
     // Inside an answer to a question about the buyers, until the next paragraph.
     let mut answer_about_buyers = false;
+    // "Q: Who should I politely exit? A: Banks and insurers.": the answer is excluded.
+    let mut answer_excluded = false;
+    let mut excluding_question = false;
     for (start, end) in sentences {
+        let question = end > start && tokens[end - 1].lower == "?";
+        if tokens[start].paragraph_start && !answers_question(tokens, start) {
+            answer_excluded = false;
+        }
+        if answers_question(tokens, start) {
+            answer_excluded = excluding_question;
+        }
+        if answer_excluded {
+            context.disqualified[start..end].iter_mut().for_each(|d| *d = true);
+        }
+        if question {
+            excluding_question = tokens[start..end].iter().any(|t| {
+                matches!(
+                    t.lower.as_str(),
+                    "exit" | "skip" | "avoid" | "not" | "never" | "disqualify" | "decline" | "pass"
+                )
+            });
+        }
         if tokens[start].paragraph_start && !answers_question(tokens, start) {
             answer_about_buyers = false;
         }
@@ -887,6 +947,10 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
                 _ => None,
             })
             .collect();
+        // Where the author's name opens the sentence ("Ardmore expects Heads of HSE to drive
+        // evaluations"), a buyer cue after a word says more of it than the name before.
+        let opener_at =
+            found.iter().find(|f| f.phrase == "opener" && f.cue == Cue::Subject(Subject::Seller)).map(|f| f.start);
         let authors = authors_sentence(tokens, (start, end), names);
         for at in start..end {
             // The nearest cue before the word governs it ("we are a SaaS vendor that sells to
@@ -910,7 +974,14 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
                 Some(Cue::Subject(subject)) => Some(subject),
                 _ => None,
             };
-            context.subjects[at] = before.or_else(after).or(from_section).unwrap_or(Subject::Unknown);
+            let governed_by_opener =
+                opener_at.is_some_and(|o| subject_cues.iter().rev().find(|c| c.1 <= at).is_some_and(|c| c.0 == o));
+            let after_target = || after().filter(|s| *s == Subject::Target);
+            context.subjects[at] = if governed_by_opener && after_target().is_some() {
+                Subject::Target
+            } else {
+                before.or_else(after).or(from_section).unwrap_or(Subject::Unknown)
+            };
             // Under "Competitors", "Partners" or a footer, even "for" and "customers" are the
             // other party's ("Their pitch is one vendor for retail media"), unless the author
             // speaks.

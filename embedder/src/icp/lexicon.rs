@@ -869,6 +869,8 @@ pub const PLACES: &[(&str, &[&str])] = &[
     ("middle east", &[MIDDLE_EAST]),
     ("middle eastern", &[MIDDLE_EAST]),
     ("gulf", &[MIDDLE_EAST]),
+    ("gulf coast", &[NORTH_AMERICA]),
+    ("gulf of mexico", &[NORTH_AMERICA]),
     ("gcc", &[MIDDLE_EAST]),
     ("mena", &[MIDDLE_EAST, AFRICA]),
     ("levant", &[MIDDLE_EAST]),
@@ -1354,6 +1356,7 @@ pub const TARGET_CONTEXT_CUES: &[&str] = &[
     "<technical evaluator",
     "<economic buyer",
     "<signs off",
+    "<signed off",
     "<sign off",
     "signs the",
     "<signs",
@@ -1385,6 +1388,21 @@ pub const TARGET_CONTEXT_CUES: &[&str] = &[
     "<approve",
     "<approves",
     "<qualified",
+    "open doors at",
+    "signed by",
+    "approved by",
+    "championed by",
+    "project was led by",
+    "evaluation was led by",
+    "pilot was led by",
+    "rollout was led by",
+    "sponsored by",
+    "evaluated by",
+    "prospect into",
+    "prospecting into",
+    "<evaluation",
+    "<drive evaluations",
+    "<signing off",
     "<owns the budget",
     "<owned the budget",
     "<holds the budget",
@@ -1442,6 +1460,18 @@ pub const SELLER_CUES: &[&str] = &[
 /// Cues that what follows is about someone else: competitors, partners, investors, people
 /// quoted, the job being hired for.
 pub const OTHER_PARTY_CUES: &[&str] = &[
+    // "Our carriers haul for supermarkets and pharmacies": the customers' own customers.
+    "haul for",
+    "hauls for",
+    "deliver for",
+    "delivers for",
+    "ship for",
+    "ships for",
+    // "an investor known for its bets on fintech", "a firm best known for its work with banks"
+    // ("our work with", after it, is the author's again).
+    "known for",
+    "best known for",
+    "famous for",
     "unlike",
     "<competitor",
     "compete",
@@ -1497,6 +1527,13 @@ pub const OPENING_SELLER_CUES: &[&str] =
 
 /// Phrases that contain a cue word but are no cue ("the managing partner decides").
 pub const NOT_CUES: &[&str] = &[
+    "accounts payable",
+    "account manager",
+    "accounts manager",
+    "account executive",
+    "account director",
+    "accounts receivable",
+    "account payable",
     "managing partner",
     "senior partner",
     "equity partner",
@@ -1509,10 +1546,6 @@ pub const NOT_CUES: &[&str] = &[
     // "For a 60-person software company, every quarter counts": an example, not a market.
     "for a",
     "for an",
-    // "an investor known for its bets on fintech".
-    "known for",
-    "best known for",
-    "famous for",
     "responsible for",
     "for its",
     "for their",
@@ -1615,6 +1648,10 @@ pub const DISQUALIFY_CUES: &[&str] = &[
     "not our target",
     "not a target",
     "not our market",
+    "stopped prospecting",
+    "stopped selling to",
+    "no longer sell to",
+    "no longer seeking",
     "can t buy",
     "cannot buy",
     "can not buy",
@@ -1630,6 +1667,10 @@ pub const SERVICE_VERBS: &[&str] = &[
 /// Exclusions that are verbs with an object ("skip pharma", "not for retail"): they exclude what
 /// follows them, not what came before.
 pub const LEADING_DISQUALIFY_CUES: &[&str] = &[
+    "stopped prospecting",
+    "stopped selling to",
+    "no longer sell to",
+    "no longer seeking",
     "skip",
     "pass on",
     "steer clear",

@@ -338,13 +338,19 @@ fn negated(tokens: &[Token], start: usize, end: usize) -> bool {
             if t.lower == "," && tokens.get(i + 1).is_some_and(|n| CLAUSE_STARTERS.contains(&n.lower.as_str())) {
                 break;
             }
-            // "where there isn't one, the IT director signs": the negation took its object.
+            // "where there isn't one, the IT director signs": the negation took its object; and
+            // "without a CTO, the CEO signs": a phrase of "without" ends at its comma.
             if t.lower == ","
-                && tokens[..i]
+                && (tokens[..i]
                     .iter()
                     .rev()
                     .find(|p| p.word)
                     .is_some_and(|p| matches!(p.lower.as_str(), "one" | "any" | "it"))
+                    || tokens[..i]
+                        .iter()
+                        .rev()
+                        .take_while(|p| !matches!(p.lower.as_str(), "." | ";" | "," | ":"))
+                        .any(|p| p.lower == "without"))
             {
                 break;
             }
@@ -489,6 +495,15 @@ fn scan(tokens: &[Token], chunk: usize, names: &context::Names) -> (Vec<Hit>, bo
                             before,
                             "their" | "your" | "its" | "first" | "current" | "existing" | "incumbent" | "legacy" | "old" | "previous"
                         ))
+                    // "The firm builds hospitals, charter schools and warehouses": what the customer
+                    // builds, not whom the author sells to.
+                    || (phrase.field == Field::Industry && built_object(tokens, i))
+                    // "telecom procurement managers", "the legal team": a department, not an industry.
+                    || (phrase.field == Field::Industry
+                        && matches!(
+                            after,
+                            "procurement" | "team" | "teams" | "department" | "departments" | "expense" | "expenses" | "spend" | "budget" | "budgets"
+                        ))
                     // A company's name ("Parcel Lending Cloud") is no industry.
                     || (tokens[i].original.starts_with(char::is_uppercase)
                         && (names.sellers.contains(&tokens[i].lower) || names.others.contains(&tokens[i].lower)));
@@ -521,6 +536,9 @@ fn scan(tokens: &[Token], chunk: usize, names: &context::Names) -> (Vec<Hit>, bo
             {
                 Subject::Seller
             }
+            // "Joris van Dam, Head of Communications", "Co-founder and CEO Mei Tan": a named
+            // person's title is a speaker's, a contact's or the author's staff, not a buyer.
+            _ if hit.field == Field::Role && names_a_person(tokens, hit.at) => Subject::Other,
             // A job posting names the job: "As Customer Success Manager you will ...".
             Subject::Unknown if hit.field == Field::Role && context.job_posting && titled_as(tokens, hit.at) => {
                 Subject::Other
@@ -531,6 +549,65 @@ fn scan(tokens: &[Token], chunk: usize, names: &context::Names) -> (Vec<Hit>, bo
         tracing::trace!(field = ?hit.field, label = hit.label, matched = %hit.matched, subject = ?hit.subject, negated = hit.negated, "icp mention");
     }
     (hits, context.untypical)
+}
+
+/// Is the mention at `at` the object of a verb of building ("builds hospitals, charter schools
+/// and warehouses"), with no "for" or "to" between?
+fn built_object(tokens: &[Token], at: usize) -> bool {
+    for t in tokens[at.saturating_sub(10)..at].iter().rev() {
+        if matches!(t.lower.as_str(), "." | ";" | ":" | "!" | "?" | "for" | "to" | "with" | "who" | "that" | "which") {
+            return false;
+        }
+        if matches!(
+            t.lower.as_str(),
+            "build" | "builds" | "built" | "building" | "construct" | "constructs" | "constructed" | "constructing"
+        ) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Is the title at `at` a named person's: after "First Last," with at most a few title words
+/// between?
+fn names_a_person(tokens: &[Token], at: usize) -> bool {
+    let name_word = |t: &Token| t.word && t.original.starts_with(char::is_uppercase) && !is_lexicon_word(&t.lower);
+    let title_word = |t: &Token| {
+        !t.word && matches!(t.lower.as_str(), "-" | "&")
+            || t.word
+                && (t.original.starts_with(char::is_uppercase)
+                    || matches!(
+                        t.lower.as_str(),
+                        "and"
+                            | "of"
+                            | "co"
+                            | "founder"
+                            | "chief"
+                            | "officer"
+                            | "vice"
+                            | "president"
+                            | "senior"
+                            | "head"
+                            | "director"
+                            | "manager"
+                            | "lead"
+                    ))
+    };
+    // Back to a comma over title words only, then two name words before it.
+    let mut i = at;
+    let mut steps = 0;
+    while i > 0 && steps < 6 {
+        i -= 1;
+        steps += 1;
+        if tokens[i].lower == "," {
+            let before: Vec<&Token> = tokens[..i].iter().rev().take(2).collect();
+            return before.len() == 2 && before.iter().all(|t| name_word(t));
+        }
+        if !title_word(&tokens[i]) {
+            break;
+        }
+    }
+    false
 }
 
 /// Is the title at `at` introduced by "as" ("As Customer Success Manager")?
@@ -626,6 +703,22 @@ fn headcounts(tokens: &[Token], chunk: usize) -> Vec<Hit> {
             matches!(t.lower.as_str(), "hundred" | "hundreds" | "thousand" | "thousands" | "million" | "millions")
         });
         if scaled || (parse_number(&token.original).is_none() && number_word(&token.lower).is_none()) {
+            continue;
+        }
+        // "3.3 Who to leave alone", "2. Staffing agencies": a section or list number.
+        let numbering = token.line_start
+            || (tokens.get(i + 1).is_some_and(|t| t.lower == ".")
+                && tokens.get(i + 2).is_some_and(|t| t.lower.starts_with(|c: char| c.is_ascii_digit())));
+        if numbering {
+            continue;
+        }
+        // "an AP team of at least four people" counts a team ("teams of 1,000+ employees" are
+        // companies), "24/7" is no count.
+        let team_of = tokens[i.saturating_sub(6)..i]
+            .windows(2)
+            .any(|w| matches!(w[0].lower.as_str(), "team" | "department" | "crew") && w[1].lower == "of");
+        let per = tokens.get(i + 1).is_some_and(|t| t.lower == "/") || (i > 0 && tokens[i - 1].lower == "/");
+        if team_of || per {
             continue;
         }
         // "founded in 2020 and employs 45 people": a year.
@@ -739,7 +832,14 @@ fn headcounts_in_words(tokens: &[Token], chunk: usize) -> Vec<Hit> {
         if !token.word {
             continue;
         }
+        // "fewer than a hundred people", "under a thousand staff": below the count.
+        let below = tokens[i.saturating_sub(4)..i]
+            .iter()
+            .filter(|t| t.word)
+            .any(|t| matches!(t.lower.as_str(), "fewer" | "less" | "under" | "below"));
         let label = match token.lower.as_str() {
+            "hundred" if below => "smb",
+            "thousand" if below => "mid-market",
             "hundred" | "hundreds" => "mid-market",
             "thousand" | "thousands" => "enterprise",
             // "two-person indie teams", "forty employees".
@@ -756,7 +856,8 @@ fn headcounts_in_words(tokens: &[Token], chunk: usize) -> Vec<Hit> {
         }
         // A small number counts only as a compound ("two-person teams"): "three people from the
         // prospect's side" and "six hundred and fifty" are no company sizes.
-        let small_number = label == "smb" && !matches!(token.lower.as_str(), "dozen" | "dozens" | "handful");
+        let small_number =
+            label == "smb" && !matches!(token.lower.as_str(), "dozen" | "dozens" | "handful" | "hundred" | "thousand");
         let compound = tokens.get(i + 1).is_some_and(|t| t.lower == "-")
             && tokens.get(i + 2).is_some_and(|t| matches!(t.lower.as_str(), "person" | "people" | "employee"));
         let larger_follows = tokens.get(end).is_some_and(|t| matches!(t.lower.as_str(), "thousand" | "thousands"))
@@ -807,11 +908,7 @@ pub fn extract(chunks: &[&str], embedder: Option<&Embedder>) -> Result<IcpExtrac
     // "in every sector", "industry-agnostic": the industries it names are examples, not a market.
     let agnostic = chunks.iter().any(|text| industry_agnostic(text));
     if agnostic {
-        let mut targeted: BTreeMap<&'static str, usize> = BTreeMap::new();
-        for hit in hits.iter().filter(|h| h.field == Field::Industry && h.subject == Subject::Target && !h.negated) {
-            *targeted.entry(hit.label).or_default() += 1;
-        }
-        hits.retain(|h| h.field != Field::Industry || targeted.get(h.label).is_some_and(|n| *n >= 2));
+        hits.retain(|h| h.field != Field::Industry);
     }
     if let Some(embedder) = embedder
         && !agnostic
@@ -1352,6 +1449,65 @@ mod tests {
         // The buying team's roles, by what they did.
         let c = icp("Plant managers built the business case; the VP of Quality owned the budget.");
         assert_eq!(c.decision_makers, vec!["VP", "Manager"]);
+    }
+
+    #[test]
+    fn seventh_round_cases_keep_what_they_should() {
+        // A team's size is no company size; "24/7" and section numbers are no counts.
+        let c =
+            icp("Our customers are manufacturers with 250 to 3,000 employees and an AP team of at least four people.");
+        assert_eq!(c.company_sizes, vec!["mid-market", "enterprise"]);
+        assert_eq!(icp("We sell to NOCs who run 24/7 shifts of engineers.").company_sizes, Vec::<String>::new());
+        // A competitor's customers, and our customers' suppliers, are not ours.
+        let c = icp("Ledgerline vs. Versa\nWe sell to manufacturers. If a prospect looks like a Ledgerline customer \
+                     (a 30-person startup), walk away. Our customers' suppliers, often family-owned machine shops, \
+                     use the portal.");
+        assert_eq!((c.target_industries, c.company_sizes), (vec!["manufacturing".into()], vec![]));
+        // Exclusion headings that say so in a phrase; a territory heading.
+        let c = icp("7. Segments to leave alone\nSchool districts.\n\n2.2 Territories\nOntario and Quebec.");
+        assert_eq!((c.target_industries, c.target_regions), (vec![], vec!["North America".into()]));
+        // "accounts-payable automation" holds no account; an industry-agnostic author has no industries.
+        assert_eq!(
+            icp("We sell to hospitals in Germany. Versa is an accounts-payable automation company headquartered in Chicago.")
+                .target_regions,
+            vec!["Europe"]
+        );
+        let c = icp("Our customers come from every industry, including banks, hospitals and universities.");
+        assert_eq!(c.target_industries, Vec::<String>::new());
+        // Departments are no industries; the customers' own customers are not ours.
+        let c =
+            icp("You'll book meetings with IT directors and telecom procurement managers at oil and gas producers.");
+        assert_eq!(c.target_industries, vec!["energy"]);
+        let c = icp("We sell to freight carriers. Our carriers haul for supermarkets and pharmacies.");
+        assert_eq!(c.target_industries, vec!["logistics"]);
+        let c = icp("Our customers are growers in Kenya. Our customers sell to trading houses and food manufacturers.");
+        assert_eq!(c.target_industries, vec!["agriculture"]);
+        // What a customer builds is its product.
+        let c =
+            icp("Our customers are general contractors. The firm builds hospitals, charter schools and warehouses.");
+        assert_eq!(c.target_industries, vec!["construction"]);
+        // A named person's title is not a buyer; a partner "best known for" its clients is someone else.
+        let c = icp("Leadership\n- Farah Idris, Co-founder & CEO\n- Tran Minh Duc, CTO");
+        assert_eq!(c.decision_makers, Vec::<String>::new());
+        let c = icp(
+            "We sell to municipalities. We deliver projects with Nordvik, a firm best known for its work with banks.",
+        );
+        assert_eq!(c.target_industries, vec!["government"]);
+        // Buyers by what they do; "fewer than a hundred people"; "without a CTO," ends its phrase.
+        let c = icp("Ardmore expects Heads of HSE to drive evaluations, with renewals signed by the CFO.");
+        assert_eq!(c.decision_makers, vec!["CFO", "Head"]);
+        assert_eq!(icp("We sell to law firms of fewer than a hundred people.").company_sizes, vec!["smb"]);
+        let c = icp("The buyer is the CTO; at seed-stage companies without a CTO, the CEO signs.");
+        assert_eq!(c.decision_makers, vec!["CEO", "CTO"]);
+        // Questions: where the buyers are, and whom to exit.
+        let c = icp("Q: Where?\nA: The UK and Germany.\n\nQ: Who should I politely exit?\nA: Banks and insurers.");
+        assert_eq!((c.target_industries, c.target_regions), (vec![], vec!["Europe".into()]));
+        // A dateline before the author's name; the Gulf Coast is in North America.
+        let c =
+            icp("WAGENINGEN, Netherlands — 4 March 2025 — Veldmark, an agritech company, today announced a round. \
+                     The round funds Veldmark's expansion into Brazil.");
+        assert_eq!(c.target_regions, vec!["Latin America"]);
+        assert_eq!(icp("We sell to contractors on the Gulf Coast.").target_regions, vec!["North America"]);
     }
 
     #[test]
