@@ -22,6 +22,9 @@ timed "dependencies" bash hack/deps.sh
 timed "cargo fmt --check" cargo fmt --all -- --check
 timed "CRD drift check" cargo run --quiet -p prospector-crds --bin crdgen -- --check
 timed "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+# The native embedding kernels need AVX-512 VNNI and BF16; on a CPU without them their tests
+# fail instead of skipping (PROSPECTOR_REQUIRE_NATIVE=0 make test runs the rest there).
+export PROSPECTOR_REQUIRE_NATIVE="${PROSPECTOR_REQUIRE_NATIVE:-1}"
 summary="$(mktemp)"
 run_tests() {
   local output status

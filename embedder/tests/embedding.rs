@@ -76,7 +76,13 @@ fn token_ids_equal_the_reference() {
 
 #[test]
 fn the_default_is_the_native_engine_where_the_cpu_has_avx512_vnni_and_bf16() {
-    let expected = if prospector_embedder::embed::native_supported() { Graph::Native } else { Graph::Int8 };
+    let supported = prospector_embedder::embed::native_supported();
+    // `make test` sets PROSPECTOR_REQUIRE_NATIVE=1: there, a CPU that cannot run the default
+    // engine is a failure, not a fallback that leaves it untested.
+    if std::env::var("PROSPECTOR_REQUIRE_NATIVE").is_ok_and(|v| v == "1") {
+        assert!(supported, "this CPU has no AVX-512 VNNI/BF16, and PROSPECTOR_REQUIRE_NATIVE=1");
+    }
+    let expected = if supported { Graph::Native } else { Graph::Int8 };
     eprintln!("this CPU runs {expected:?} by default");
     assert_eq!(Graph::default(), Graph::Native);
     assert_eq!(embedder().graph(), expected);
@@ -107,6 +113,8 @@ fn native_vectors_are_the_same_bits_on_one_thread_or_two_and_in_any_group() {
 fn token_ids_the_model_cannot_read_are_an_error_not_a_crash() {
     let outside = prospector_embedder::embed::Tokens { ids: vec![101, 40_000, 102], truncated: false };
     let too_long = prospector_embedder::embed::Tokens { ids: vec![1000; 600], truncated: false };
+    let empty = prospector_embedder::embed::Tokens { ids: vec![], truncated: false };
+    assert!(embedder().embed_tokens(std::slice::from_ref(&empty)).is_err(), "an empty sequence");
     for embedder in [embedder(), int8()] {
         for tokens in [&outside, &too_long] {
             let outcome = embedder.embed_tokens(std::slice::from_ref(tokens));

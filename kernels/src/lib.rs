@@ -109,7 +109,8 @@ impl Tensors {
             let offsets: [usize; 2] =
                 serde_json::from_value(entry["data_offsets"].clone()).map_err(|e| format!("{name}: {e}"))?;
             let raw = data.get(offsets[0]..offsets[1]).ok_or_else(|| format!("{name}: data out of bounds"))?;
-            if raw.len() != shape.iter().product::<usize>() * 4 {
+            let values = shape.iter().try_fold(4usize, |n, d| n.checked_mul(*d));
+            if values != Some(raw.len()) {
                 return Err(format!("{name}: {} bytes for shape {shape:?}", raw.len()));
             }
             let values = raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
@@ -136,8 +137,12 @@ impl Tensors {
 
 /// The smoothing exponents of one weight, found by the prefix of its name in the fused graph.
 fn exponents(table: &HashMap<String, Vec<i32>>, prefix: &str, k: usize) -> Result<Vec<i32>, String> {
-    let found = table.iter().find(|(name, _)| name.starts_with(prefix)).map(|(_, e)| e.clone());
-    let exponents = found.ok_or_else(|| format!("no smoothing exponents for {prefix}"))?;
+    let found: Vec<&Vec<i32>> = table.iter().filter(|(name, _)| name.starts_with(prefix)).map(|(_, e)| e).collect();
+    let exponents = match found.as_slice() {
+        [one] => (*one).clone(),
+        [] => return Err(format!("no smoothing exponents for {prefix}")),
+        _ => return Err(format!("{} sets of smoothing exponents for {prefix}", found.len())),
+    };
     if exponents.len() != k || exponents.iter().any(|e| e.abs() > 8) {
         return Err(format!("smoothing exponents for {prefix}: {} values, expected {k} small ones", exponents.len()));
     }
@@ -173,6 +178,12 @@ impl NativeModel {
             if config[key].as_u64() != Some(value as u64) {
                 return Err(format!("config.json: {key} is {}, the native engine implements {value}", config[key]));
             }
+        }
+        if config["layer_norm_eps"].as_f64().is_some_and(|eps| (eps - EPS as f64).abs() > 1e-15) {
+            return Err(format!(
+                "config.json: layer_norm_eps is {}, the native engine implements {EPS}",
+                config["layer_norm_eps"]
+            ));
         }
         if config["hidden_act"] != "gelu" || config["model_type"] != "bert" {
             return Err("config.json: the native engine implements BERT with GELU".into());
@@ -237,6 +248,11 @@ impl NativeModel {
     /// at most the model's positions long), in order, on up to `threads` threads.
     pub fn embed(&self, sequences: &[&[u32]], threads: usize) -> Result<Vec<Vec<f32>>, KernelError> {
         for s in sequences {
+            if s.is_empty() {
+                return Err(KernelError::Input(
+                    "an empty sequence (a tokenised text has at least [CLS] and [SEP])".into(),
+                ));
+            }
             if s.len() > self.max_positions {
                 return Err(KernelError::Input(format!(
                     "a sequence of {} tokens; the model has {} positions",
@@ -313,7 +329,7 @@ impl NativeModel {
         unsafe {
             simd::add_layer_norm(&mut ws.hidden, &ws.delta, HIDDEN, rows, &norm.gamma, &norm.beta, EPS);
             for layer in &self.layers {
-                simd::quantise_rows(&ws.hidden, HIDDEN, rows, &layer.qkv.inverse_smoothing, &mut ws.codes);
+                simd::quantise_rows(&ws.hidden, HIDDEN, rows, layer.qkv.inverse_smoothing(), &mut ws.codes);
                 simd::gemm_int8(&ws.codes, rows, &layer.qkv, Output::F32 { out: &mut ws.qkv, ld: 3 * HIDDEN });
                 let mut offset = 0;
                 for sequence in sequences {
@@ -330,12 +346,12 @@ impl NativeModel {
                     offset += sequence.len();
                 }
                 let ao = &layer.attention_output;
-                simd::quantise_rows(&ws.context, HIDDEN, rows, &ao.inverse_smoothing, &mut ws.codes);
+                simd::quantise_rows(&ws.context, HIDDEN, rows, ao.inverse_smoothing(), &mut ws.codes);
                 simd::gemm_int8(&ws.codes, rows, ao, Output::F32 { out: &mut ws.delta, ld: HIDDEN });
                 let norm = &layer.attention_norm;
                 simd::add_layer_norm(&mut ws.hidden, &ws.delta, HIDDEN, rows, &norm.gamma, &norm.beta, EPS);
                 let fi = &layer.feed_forward_in;
-                simd::quantise_rows(&ws.hidden, HIDDEN, rows, &fi.inverse_smoothing, &mut ws.codes);
+                simd::quantise_rows(&ws.hidden, HIDDEN, rows, fi.inverse_smoothing(), &mut ws.codes);
                 simd::gemm_int8(&ws.codes, rows, fi, Output::GeluBf16 { out: &mut ws.intermediate, ld: INTERMEDIATE });
                 simd::gemm_bf16(&ws.intermediate, INTERMEDIATE, rows, &layer.feed_forward_out, &mut ws.delta, HIDDEN);
                 let norm = &layer.output_norm;

@@ -39,8 +39,8 @@ pub fn supported() -> bool {
 /// weights here).
 #[derive(Debug)]
 pub struct Int8Linear {
-    pub n: usize,
-    pub k: usize,
+    n: usize,
+    k: usize,
     /// `[n / 16][k / 4][16][4]`: the layout `vpdpbusd` reads, one register per 4 inputs.
     packed: Vec<i8>,
     scale: Vec<f32>,
@@ -48,7 +48,7 @@ pub struct Int8Linear {
     column_sum: Vec<f32>,
     bias: Vec<f32>,
     /// 2^-e per input channel, applied to activations before quantisation.
-    pub inverse_smoothing: Vec<f32>,
+    inverse_smoothing: Vec<f32>,
 }
 
 impl Int8Linear {
@@ -88,13 +88,18 @@ impl Int8Linear {
         let inverse_smoothing = smoothing.iter().map(|s| (1.0 / s) as f32).collect();
         Self { n, k, packed, scale, column_sum, bias: bias.to_vec(), inverse_smoothing }
     }
+
+    /// 2^-e per input channel: what [`quantise_rows`] multiplies the activations by.
+    pub fn inverse_smoothing(&self) -> &[f32] {
+        &self.inverse_smoothing
+    }
 }
 
 /// A Linear layer in bf16 (round to nearest even), accumulated in f32.
 #[derive(Debug)]
 pub struct Bf16Linear {
-    pub n: usize,
-    pub k: usize,
+    n: usize,
+    k: usize,
     /// `[n / 16][k / 2][16][2]`: the layout `vdpbf16ps` reads, one register per 2 inputs.
     packed: Vec<u16>,
     bias: Vec<f32>,
@@ -221,6 +226,7 @@ unsafe fn store_result(output: &mut Output, row: usize, col: usize, v: __m512) {
 pub unsafe fn gemm_int8(a: &QuantisedRows, rows: usize, w: &Int8Linear, mut output: Output) {
     assert_eq!(a.k, w.k);
     assert!(a.codes.len() >= rows.div_ceil(TILE_ROWS) * TILE_ROWS * w.k);
+    assert!(w.packed.len() == w.n * w.k && w.scale.len() == w.n && w.column_sum.len() == w.n && w.bias.len() == w.n);
     let room = match &output {
         Output::F32 { out, ld } => rows == 0 || out.len() >= (rows - 1) * ld + w.n,
         Output::GeluBf16 { out, ld } => rows == 0 || out.len() >= (rows - 1) * ld + w.n,
@@ -270,7 +276,8 @@ pub unsafe fn gemm_int8(a: &QuantisedRows, rows: usize, w: &Int8Linear, mut outp
 /// The CPU must have the features [`supported`] checks.
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 pub unsafe fn gemm_bf16(a: &[u16], lda: usize, rows: usize, w: &Bf16Linear, out: &mut [f32], ldo: usize) {
-    assert!(a.len() >= (rows.div_ceil(TILE_ROWS) * TILE_ROWS - 1) * lda + w.k);
+    assert!(rows == 0 || a.len() >= (rows.div_ceil(TILE_ROWS) * TILE_ROWS - 1) * lda + w.k);
+    assert!(w.packed.len() == w.n * w.k && w.bias.len() == w.n);
     assert!(rows == 0 || out.len() >= (rows - 1) * ldo + w.n);
     let pairs = w.k / 2;
     let block = w.k * LANES;
@@ -548,6 +555,18 @@ pub mod reference {
 mod tests {
     use super::*;
 
+    /// Whether these tests can run here. `make test` sets `PROSPECTOR_REQUIRE_NATIVE=1`, which
+    /// turns a CPU without AVX-512 VNNI/BF16 into a failure instead of a skip.
+    fn cpu_runs_the_kernels() -> bool {
+        let supported = supported();
+        let required = std::env::var("PROSPECTOR_REQUIRE_NATIVE").is_ok_and(|v| v == "1");
+        assert!(supported || !required, "this CPU has no AVX-512 VNNI/BF16, and PROSPECTOR_REQUIRE_NATIVE=1");
+        if !supported {
+            eprintln!("SKIPPED: this CPU has no AVX-512 VNNI/BF16; the native kernels are not tested here");
+        }
+        supported
+    }
+
     /// A deterministic pseudo-random sequence in [-1, 1).
     fn noise(seed: u64, n: usize) -> Vec<f32> {
         let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -565,8 +584,7 @@ mod tests {
 
     #[test]
     fn the_int8_gemm_matches_the_product_within_its_quantisation_step() {
-        if !supported() {
-            eprintln!("no AVX-512 VNNI/BF16 on this CPU: nothing to check");
+        if !cpu_runs_the_kernels() {
             return;
         }
         let (rows, k, n) = (13, 64, 64);
@@ -610,7 +628,7 @@ mod tests {
 
     #[test]
     fn a_rows_codes_do_not_depend_on_the_other_rows() {
-        if !supported() {
+        if !cpu_runs_the_kernels() {
             return;
         }
         let k = 32;
@@ -629,7 +647,7 @@ mod tests {
 
     #[test]
     fn the_bf16_gemm_with_gelu_input_matches_the_product() {
-        if !supported() {
+        if !cpu_runs_the_kernels() {
             return;
         }
         let (rows, k, n) = (11, 96, 32);
@@ -648,7 +666,7 @@ mod tests {
 
     #[test]
     fn gelu_in_the_int8_epilogue_matches_erf_gelu() {
-        if !supported() {
+        if !cpu_runs_the_kernels() {
             return;
         }
         let (rows, k, n) = (9, 32, 32);
@@ -677,7 +695,7 @@ mod tests {
 
     #[test]
     fn attention_matches_softmax_attention_for_every_length_up_to_two_tiles_of_keys() {
-        if !supported() {
+        if !cpu_runs_the_kernels() {
             return;
         }
         let (heads, head_dim) = (2, 32);
@@ -694,7 +712,7 @@ mod tests {
 
     #[test]
     fn layer_norm_adds_the_residual_and_normalises() {
-        if !supported() {
+        if !cpu_runs_the_kernels() {
             return;
         }
         let k = 48;
@@ -717,7 +735,7 @@ mod tests {
 
     #[test]
     fn exp_is_accurate_over_the_softmax_range() {
-        if !supported() {
+        if !cpu_runs_the_kernels() {
             return;
         }
         for i in -1600..=200 {

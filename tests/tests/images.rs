@@ -145,7 +145,8 @@ fn the_dockerfile_builds_workspace_binaries_from_paths_that_exist() {
         for entry in std::fs::read_dir(&dir).unwrap().flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().to_string();
-            if path.is_dir() && !name.starts_with('.') && name != "target" {
+            let file_type = entry.file_type().unwrap();
+            if file_type.is_dir() && !name.starts_with('.') && name != "target" {
                 dirs.push(path);
             } else if name.ends_with(".rs") {
                 let source = std::fs::read_to_string(&path).unwrap();
@@ -153,7 +154,12 @@ fn the_dockerfile_builds_workspace_binaries_from_paths_that_exist() {
                 for piece in pieces.into_iter().flatten() {
                     let Some((relative, _)) = piece.split_once('"') else { continue };
                     if relative.starts_with("../") && !relative.contains('{') {
-                        let target = path.parent().unwrap().join(relative).canonicalize().unwrap();
+                        let target = path
+                            .parent()
+                            .unwrap()
+                            .join(relative)
+                            .canonicalize()
+                            .unwrap_or_else(|e| panic!("{}: include of {relative}: {e}", path.display()));
                         included.push(target.strip_prefix(root.canonicalize().unwrap()).unwrap().display().to_string());
                     }
                 }
