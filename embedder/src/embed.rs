@@ -202,49 +202,18 @@ impl Embedder {
                 detail: "the file does not exist (run hack/model.sh, or choose the other graph)".into(),
             });
         }
-        #[cfg(target_arch = "x86_64")]
-        if graph == Graph::Native {
-            let model = prospector_kernels::NativeModel::load(&config.model_dir)
-                .map_err(|e| EmbedError::Model { path: model_path.clone(), detail: e.to_string() })?;
-            return Ok(Self {
-                tokenizer,
-                engine: Engine::Native { model, threads: config.threads.max(1) },
-                batch_tokens: config.batch_tokens.max(MAX_TOKENS),
-                device: Device::Cpu,
-                graph,
-                industry_vectors: OnceLock::new(),
-            });
-        }
-        let environment = init_runtime(&config.onnxruntime)?;
-        let model_error = |e: ort::Error| EmbedError::Model { path: model_path.clone(), detail: e.to_string() };
-        let builder = || -> Result<SessionBuilder, EmbedError> {
-            Session::builder(environment)
-                .map_err(model_error)?
-                .with_optimization_level(GraphOptimizationLevel::Level3)
-                .map_err(|e| model_error(e.into()))?
-                .with_intra_threads(config.threads.max(1))
-                .map_err(|e| model_error(e.into()))?
-                .with_inter_threads(1)
-                .map_err(|e| model_error(e.into()))
-        };
-        let cuda = match config.device {
-            Device::Cuda => match cuda_session(builder()?, &model_path) {
-                Ok(session) => Some(session),
-                Err(reason) => {
-                    tracing::warn!(%reason, "CUDA execution provider unavailable; falling back to CPU");
-                    None
-                }
-            },
-            Device::Cpu => None,
-        };
-        let device = if cuda.is_some() { Device::Cuda } else { Device::Cpu };
-        let session = match cuda {
-            Some(session) => session,
-            None => builder()?.commit_from_file(&model_path).map_err(model_error)?,
+        let (engine, device) = match graph {
+            #[cfg(target_arch = "x86_64")]
+            Graph::Native => {
+                let model = prospector_kernels::NativeModel::load(&config.model_dir)
+                    .map_err(|e| EmbedError::Model { path: model_path.clone(), detail: e.to_string() })?;
+                (Engine::Native { model, threads: config.threads.max(1) }, Device::Cpu)
+            }
+            _ => onnx_engine(config, &model_path)?,
         };
         Ok(Self {
             tokenizer,
-            engine: Engine::Onnx(Mutex::new(session)),
+            engine,
             batch_tokens: config.batch_tokens.max(MAX_TOKENS),
             device,
             graph,
@@ -371,6 +340,39 @@ fn cpu_has_vnni() -> bool {
         // ARM's int8 kernels (SDOT/SMMLA) accumulate in 32 bits.
         true
     }
+}
+
+/// An ONNX Runtime session on `model_path`, on the CUDA execution provider when the config asks
+/// for it and this ONNX Runtime has it, and otherwise (logged) on the CPU.
+fn onnx_engine(config: &EmbedderConfig, model_path: &Path) -> Result<(Engine, Device), EmbedError> {
+    let environment = init_runtime(&config.onnxruntime)?;
+    let model_error = |e: ort::Error| EmbedError::Model { path: model_path.to_owned(), detail: e.to_string() };
+    let builder = || -> Result<SessionBuilder, EmbedError> {
+        Session::builder(environment)
+            .map_err(model_error)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(|e| model_error(e.into()))?
+            .with_intra_threads(config.threads.max(1))
+            .map_err(|e| model_error(e.into()))?
+            .with_inter_threads(1)
+            .map_err(|e| model_error(e.into()))
+    };
+    let cuda = match config.device {
+        Device::Cuda => match cuda_session(builder()?, model_path) {
+            Ok(session) => Some(session),
+            Err(reason) => {
+                tracing::warn!(%reason, "CUDA execution provider unavailable; falling back to CPU");
+                None
+            }
+        },
+        Device::Cpu => None,
+    };
+    let device = if cuda.is_some() { Device::Cuda } else { Device::Cpu };
+    let session = match cuda {
+        Some(session) => session,
+        None => builder()?.commit_from_file(model_path).map_err(model_error)?,
+    };
+    Ok((Engine::Onnx(Mutex::new(session)), device))
 }
 
 /// A session on the CUDA execution provider, or why there is none.

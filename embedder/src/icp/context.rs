@@ -808,7 +808,8 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
     // A heading on a line of its own holds until the next heading; a label that opens a
     // paragraph ("Who we sell to: our customers are ...") holds for that paragraph.
     let mut standing: Option<Cue> = None;
-    for line in lines(tokens) {
+    let lines = lines(tokens);
+    for &line in &lines {
         if !footer && tokens[line.0].paragraph_start {
             current = standing;
         }
@@ -847,7 +848,7 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
     // or remote in Germany)"); only the first chunk starts with it.
     if job_posting
         && first_chunk
-        && let Some(&(start, line_end)) = lines(tokens).first()
+        && let Some(&(start, line_end)) = lines.first()
     {
         let words = tokens[start..line_end].iter().filter(|t| t.word).count();
         let sentence = tokens[line_end - 1].lower == ".";
@@ -859,9 +860,9 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
 
     // "Tomás Riedel, Chief Executive Officer: Thanks, Dana": a transcript's speaker label names
     // a speaker, not a buyer.
-    let speaker_labels: Vec<(usize, usize)> = lines(tokens)
-        .into_iter()
-        .filter_map(|(start, end)| {
+    let speaker_labels: Vec<(usize, usize)> = lines
+        .iter()
+        .filter_map(|&(start, end)| {
             let colon = (start..end).find(|&i| tokens[i].lower == ":")?;
             let comma = (start..colon).find(|&i| tokens[i].lower == ",")?;
             let name: Vec<&Token> = tokens[start..comma].iter().filter(|t| t.word).collect();

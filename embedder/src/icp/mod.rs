@@ -594,11 +594,7 @@ fn names_a_person(tokens: &[Token], at: usize) -> bool {
                     ))
     };
     // Back to a comma over title words only, then two name words before it.
-    let mut i = at;
-    let mut steps = 0;
-    while i > 0 && steps < 6 {
-        i -= 1;
-        steps += 1;
+    for i in (at.saturating_sub(6)..at).rev() {
         if tokens[i].lower == "," {
             let before: Vec<&Token> = tokens[..i].iter().rev().take(2).collect();
             return before.len() == 2 && before.iter().all(|t| name_word(t));
