@@ -956,7 +956,8 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
         for at in start..end {
             // The nearest cue before the word governs it ("we are a SaaS vendor that sells to
             // banks"); with none, a cue shortly after it ("Hospitals are our best customers").
-            let before = subject_cues.iter().rev().find(|c| c.1 <= at).map(|c| c.2).filter(|s| *s != Subject::Unknown);
+            let nearest_before = subject_cues.iter().rev().find(|c| c.1 <= at);
+            let before = nearest_before.map(|c| c.2).filter(|s| *s != Subject::Unknown);
             let after = || {
                 subject_cues
                     .iter()
@@ -975,10 +976,8 @@ pub(super) fn analyse(tokens: &[Token], names: &Names, first_chunk: bool) -> Con
                 Some(Cue::Subject(subject)) => Some(subject),
                 _ => None,
             };
-            let governed_by_opener =
-                opener_at.is_some_and(|o| subject_cues.iter().rev().find(|c| c.1 <= at).is_some_and(|c| c.0 == o));
-            let after_target = || after().filter(|s| *s == Subject::Target);
-            context.subjects[at] = if governed_by_opener && after_target().is_some() {
+            let governed_by_opener = opener_at.is_some_and(|o| nearest_before.is_some_and(|c| c.0 == o));
+            context.subjects[at] = if governed_by_opener && after() == Some(Subject::Target) {
                 Subject::Target
             } else {
                 before.or_else(after).or(from_section).unwrap_or(Subject::Unknown)
