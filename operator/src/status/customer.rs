@@ -56,8 +56,18 @@ pub fn derive_status(
     let previous = current.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let facts = match state {
         CustomerState::Invalid { reason, message } => {
+            // A customer set up before (its tier deleted since, say) keeps the identity it has
+            // in Postgres and its namespace: its id still names its rows, its agents keep the
+            // limits last snapshotted, and the status must not claim it has none.
             let ready = condition(previous, types::READY, false, reason, message.clone(), generation, now);
-            return CustomerStatus { observed_generation: generation, conditions: vec![ready], ..Default::default() };
+            return CustomerStatus {
+                customer_id: current.and_then(|s| s.customer_id),
+                namespace: current.and_then(|s| s.namespace.clone()),
+                api_key_secret: current.and_then(|s| s.api_key_secret.clone()),
+                observed_generation: generation,
+                conditions: vec![ready],
+                ..Default::default()
+            };
         }
         CustomerState::Reconciled(facts) => facts,
     };
@@ -191,7 +201,10 @@ mod tests {
         let ready = condition_of(&status, types::READY);
         assert_eq!((ready.is_true(), ready.reason.as_str()), (false, reasons::TIER_NOT_FOUND));
         assert_eq!(status.conditions.len(), 1);
-        assert_eq!(status.customer_id, None);
+        // Set up before: it keeps its id and namespace; never set up: it has none.
+        assert_eq!((status.customer_id, status.namespace.as_deref()), (Some(3), Some("cust-acme")));
+        let fresh = derive_status(None, Some(1), now(), &invalid);
+        assert_eq!((fresh.customer_id, fresh.namespace), (None, None));
     }
 
     #[test]
