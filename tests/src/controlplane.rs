@@ -28,6 +28,17 @@ pub struct ControlPlane {
     kubeconfig: PathBuf,
     server: String,
     processes: Vec<ManagedProcess>,
+    /// kube-apiserver, apart from the others: a fault test stops and starts it again.
+    apiserver: std::sync::Mutex<Apiserver>,
+}
+
+/// The running kube-apiserver and what it takes to start it again on the same port and etcd.
+#[derive(Debug)]
+struct Apiserver {
+    process: Option<ManagedProcess>,
+    program: PathBuf,
+    args: Vec<String>,
+    starts: u32,
 }
 
 impl ControlPlane {
@@ -43,6 +54,12 @@ impl ControlPlane {
             kubeconfig: dir.join("kubeconfig"),
             server: String::new(),
             processes: Vec::new(),
+            apiserver: std::sync::Mutex::new(Apiserver {
+                process: None,
+                program: bin.join("kube-apiserver"),
+                args: Vec::new(),
+                starts: 0,
+            }),
         };
 
         let etcd_port = free_port()?;
@@ -69,29 +86,27 @@ impl ControlPlane {
         plane.server = format!("https://127.0.0.1:{apiserver_port}");
         write_kubeconfig(&plane.kubeconfig, &plane.server, &pki)?;
         let sa_key = pki.service_account_key.display().to_string();
-        plane.spawn(
-            &bin,
-            "kube-apiserver",
-            &[
-                format!("--etcd-servers={etcd_url}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                format!("--secure-port={apiserver_port}"),
-                format!("--cert-dir={}", dir.join("apiserver-certs").display()),
-                format!("--tls-cert-file={}", pki.serving_cert.display()),
-                format!("--tls-private-key-file={}", pki.serving_key.display()),
-                format!("--client-ca-file={}", pki.ca_cert.display()),
-                format!("--service-account-key-file={}", pki.service_account_public_key.display()),
-                format!("--service-account-signing-key-file={sa_key}"),
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
-                "--authorization-mode=Node,RBAC".into(),
-                "--allow-privileged=false".into(),
-                "--enable-priority-and-fairness=false".into(),
-                "--watch-cache=true".into(),
-                "--v=0".into(),
-            ],
-        )?;
+        let apiserver_args: Vec<String> = vec![
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={apiserver_port}"),
+            format!("--cert-dir={}", dir.join("apiserver-certs").display()),
+            format!("--tls-cert-file={}", pki.serving_cert.display()),
+            format!("--tls-private-key-file={}", pki.serving_key.display()),
+            format!("--client-ca-file={}", pki.ca_cert.display()),
+            format!("--service-account-key-file={}", pki.service_account_public_key.display()),
+            format!("--service-account-signing-key-file={sa_key}"),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--authorization-mode=Node,RBAC".into(),
+            "--allow-privileged=false".into(),
+            "--enable-priority-and-fairness=false".into(),
+            "--watch-cache=true".into(),
+            "--v=0".into(),
+        ];
+        plane.apiserver.get_mut().expect("apiserver lock").args = apiserver_args;
+        plane.start_apiserver()?;
         plane.wait_ready().await?;
 
         let kubeconfig = plane.kubeconfig.display().to_string();
@@ -170,12 +185,60 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Starts kube-apiserver with its arguments; each start logs to a file of its own, so the
+    /// logs of a stopped one are kept.
+    fn start_apiserver(&self) -> Result<(), HarnessError> {
+        let mut apiserver = self.apiserver.lock().expect("apiserver lock");
+        let log = match apiserver.starts {
+            0 => self.dir.join("kube-apiserver.log"),
+            n => self.dir.join(format!("kube-apiserver.{n}.log")),
+        };
+        let process =
+            ManagedProcess::spawn("kube-apiserver", &apiserver.program, &apiserver.args, RunAs::Current, &log, &[])?;
+        apiserver.process = Some(process);
+        apiserver.starts += 1;
+        Ok(())
+    }
+
+    /// Kills kube-apiserver (SIGKILL): an API outage for every client, while etcd and the other
+    /// components keep running.
+    pub fn kill_apiserver(&self) {
+        if let Some(mut process) = self.apiserver.lock().expect("apiserver lock").process.take() {
+            process.kill();
+        }
+    }
+
+    /// Starts a killed kube-apiserver again on the same port and etcd, and waits until it is
+    /// ready.
+    pub async fn start_apiserver_again(&self) -> Result<(), HarnessError> {
+        self.start_apiserver()?;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let client = self.client().await?;
+        loop {
+            if let Some(process) = self.apiserver.lock().expect("apiserver lock").process.as_mut() {
+                process.check_running()?;
+            }
+            if let Ok(body) = client.request_text(http_get("/readyz")).await
+                && body.trim() == "ok"
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::Start("kube-apiserver was not ready within 90 s of its restart".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     async fn wait_ready(&mut self) -> Result<(), HarnessError> {
         let deadline = Instant::now() + Duration::from_secs(90);
         let mut last_error = String::new();
         while Instant::now() < deadline {
             for process in &mut self.processes {
                 process.check_running()?;
+            }
+            if let Some(apiserver) = self.apiserver.get_mut().expect("apiserver lock").process.as_mut() {
+                apiserver.check_running()?;
             }
             match self.client().await {
                 Ok(client) => {
@@ -244,7 +307,8 @@ impl ControlPlane {
 
     /// The process ids of the running components, by name.
     pub fn pids(&self) -> Vec<u32> {
-        self.processes.iter().map(ManagedProcess::pid).collect()
+        let apiserver = self.apiserver.lock().expect("apiserver lock").process.as_ref().map(ManagedProcess::pid);
+        self.processes.iter().map(ManagedProcess::pid).chain(apiserver).collect()
     }
 }
 
