@@ -10,7 +10,6 @@ mod process;
 use std::collections::BTreeMap;
 
 use prospector_tests::chart::{OPERATOR_ACCOUNT, client_under_chart_rbac};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,21 +26,6 @@ use prospector_tests::{eventually, process_dir, shared_cluster, shared_postgres}
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(180);
-
-/// The `prospector-embedder` binary, built if this test run has not built it yet.
-fn embedder_binary() -> PathBuf {
-    let target = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_owned();
-    let binary = target.join("prospector-embedder");
-    if !binary.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "prospector-embedder", "--bin", "prospector-embedder"])
-            .current_dir(prospector_tests::hack::repo_root())
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build prospector-embedder");
-    }
-    binary
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_mode_runs_gpu_workers_in_the_platform_namespace() {
@@ -180,7 +164,7 @@ async fn job_mode_runs_gpu_workers_in_the_platform_namespace() {
     let args = vec!["worker".to_owned(), "--idle-exit-seconds=3".to_owned(), "--poll-seconds=1".to_owned()];
     let mut worker = ManagedProcess::spawn(
         "job-worker",
-        &embedder_binary(),
+        &process::embedder_binary(),
         &args,
         RunAs::Current,
         &log,

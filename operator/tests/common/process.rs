@@ -50,6 +50,22 @@ pub fn start_operator(database_url: &str, leader_election: bool, identity: &str)
     OperatorProcess { process, http_port, identity: identity.to_owned(), log }
 }
 
+/// The `prospector-embedder` binary of this build (built first when this test binary's build did
+/// not build it).
+pub fn embedder_binary() -> PathBuf {
+    let target = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_owned();
+    let binary = target.join("prospector-embedder");
+    if !binary.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "prospector-embedder", "--bin", "prospector-embedder"])
+            .current_dir(prospector_tests::hack::repo_root())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot build prospector-embedder");
+    }
+    binary
+}
+
 /// GETs `path` from 127.0.0.1:`port` over plain HTTP/1.0; `None` when nothing answers.
 pub fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
