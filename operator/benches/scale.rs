@@ -1,32 +1,39 @@
-//! Scale benchmark (not a test): N Customers and M AgentDeployments created against the local
+//! Scale benchmark (not a test): N Customers and M AgentDeployments created against a fresh local
 //! control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok) and Postgres, with
 //! the release-built operator binary. Reports the time until all are Ready, create→Ready
 //! latency percentiles, and the operator's peak and steady RSS.
 //!
 //! `cargo bench -p prospector-operator --bench scale` runs 1,000 customers with 5 agents each.
-//! `BENCH_CUSTOMERS` and `BENCH_AGENTS_PER_CUSTOMER` change the size.
+//! `BENCH_CUSTOMERS` and `BENCH_AGENTS_PER_CUSTOMER` change the size; `BENCH_SCALES` (e.g.
+//! `0.25,0.5,1,2`) runs several sizes, as fractions of it, one after the other, and
+//! `BENCH_PLOT=docs/scale-growth.svg` draws the time per object and the RSS per 1,000 objects
+//! of every size.
 //!
-//! The peer (`BENCH_MODE=floor`, or `both`, the default, which runs it after the operator) is the
-//! floor of what the control plane can do on the same machine: the benchmark client itself
-//! creates the very objects the operator would (each customer's namespace, ResourceQuota,
-//! LimitRange, NetworkPolicy, ICP ConfigMap and Secret; each agent's ServiceAccount, ConfigMap and Deployment,
-//! from the operator's own builders) with no custom resources, no Postgres and no status writes,
-//! and waits for every Deployment to have its replica available.
+//! The peer (`BENCH_MODE=floor`, or `both`, the default, which runs it before the operator at
+//! each size) is the floor of what the control plane can do on the same machine for the same
+//! custom resources: the benchmark client creates the same Customers and AgentDeployments, then
+//! itself the very children the operator would (each customer's namespace, ResourceQuota,
+//! LimitRange, NetworkPolicy, ICP ConfigMap and Secret; each agent's ServiceAccount, ConfigMap
+//! and Deployment, from the operator's own builders, owned by their custom resource), and writes
+//! one status on each: the customer's Ready once its children exist, the agent's Running once its
+//! Deployment has its replica available. No Postgres, no finalizers, no reads. Both modes are
+//! measured the same way (the same watches see the same conditions), each on a control plane of
+//! its own, so neither run inherits the other's objects.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use prospector_crds::conditions::types;
 use prospector_crds::customer::customer_namespace;
 use prospector_crds::{AgentDeployment, AgentPhase, Customer, HasConditions};
+use prospector_tests::ControlPlane;
 use prospector_tests::process::{ManagedProcess, RunAs, free_port};
-use prospector_tests::{process_dir, shared_cluster, shared_postgres};
+use prospector_tests::{process_dir, shared_postgres};
 use serde_json::json;
 
 fn env_usize(key: &str, default: usize) -> usize {
@@ -67,155 +74,6 @@ where
     })
 }
 
-fn main() {
-    let customers_n = env_usize("BENCH_CUSTOMERS", 1000);
-    let agents_per_customer = env_usize("BENCH_AGENTS_PER_CUSTOMER", 5);
-    let mode = std::env::var("BENCH_MODE").unwrap_or_else(|_| "both".into());
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    if matches!(mode.as_str(), "both" | "operator") {
-        runtime.block_on(bench(customers_n, agents_per_customer));
-    }
-    if matches!(mode.as_str(), "both" | "floor") {
-        runtime.block_on(floor(customers_n, agents_per_customer));
-    }
-}
-
-/// The control plane's floor: the operator's child objects created directly by the client.
-async fn floor(customers_n: usize, agents_per_customer: usize) {
-    use k8s_openapi::api::apps::v1::Deployment;
-    use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, ResourceQuota, Secret, ServiceAccount};
-    use k8s_openapi::api::networking::v1::NetworkPolicy;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-    use prospector_crds::AgentDeploymentSpec;
-    use prospector_operator::desired::agent::AgentChildren;
-    use prospector_operator::desired::customer::CustomerChildren;
-
-    let cluster = shared_cluster();
-    let client: Client = cluster.client().await.unwrap();
-    let pro = prospector_tests::fixtures::example_tiers()
-        .into_iter()
-        .find(|tier| tier.name_any() == "pro")
-        .expect("examples/tiers.yaml defines pro");
-    let quota = pro.spec.namespace_quota.clone();
-    // Owner references would point at objects that do not exist here (the garbage collector
-    // would delete the children), so the floor's objects have none.
-    let no_owner = OwnerReference::default();
-    let agent_spec: AgentDeploymentSpec =
-        serde_json::from_value(json!({"agentName": "Agent", "agentType": "lead_qualifier"})).unwrap();
-
-    let agent_created: Created = Arc::default();
-    let agent_ready: Created = Arc::default();
-    let watcher_task = watch_ready(
-        Api::<Deployment>::all(client.clone()),
-        |d| d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) >= 1,
-        agent_ready.clone(),
-    );
-    let start = Instant::now();
-    let mut customer_latency: Vec<Duration> = Vec::new();
-    let customer_latencies = Arc::new(Mutex::new(Vec::new()));
-    futures::stream::iter(0..customers_n)
-        .for_each_concurrent(32, |index| {
-            let client = client.clone();
-            let (quota, no_owner, agent_spec) = (quota.clone(), no_owner.clone(), agent_spec.clone());
-            let (agent_created, customer_latencies) = (agent_created.clone(), customer_latencies.clone());
-            async move {
-                let name = format!("floor-{index:04}");
-                let namespace = customer_namespace(&name);
-                let children = CustomerChildren {
-                    customer_name: &name,
-                    customer_id: index as i64 + 1,
-                    tier: "pro",
-                    namespace: &namespace,
-                    platform_namespace: "prospector-system",
-                    owner: no_owner.clone(),
-                };
-                let began = Instant::now();
-                let pp = PostParams::default();
-                let mut ns = children.namespace();
-                ns.metadata.owner_references = None;
-                Api::<Namespace>::all(client.clone()).create(&pp, &ns).await.unwrap();
-                Api::<ResourceQuota>::namespaced(client.clone(), &namespace)
-                    .create(&pp, &children.resource_quota(&quota))
-                    .await
-                    .unwrap();
-                Api::<LimitRange>::namespaced(client.clone(), &namespace)
-                    .create(&pp, &children.limit_range())
-                    .await
-                    .unwrap();
-                Api::<NetworkPolicy>::namespaced(client.clone(), &namespace)
-                    .create(&pp, &children.network_policy())
-                    .await
-                    .unwrap();
-                Api::<ConfigMap>::namespaced(client.clone(), &namespace)
-                    .create(&pp, &children.icp_config_map(None))
-                    .await
-                    .unwrap();
-                Api::<Secret>::namespaced(client.clone(), &namespace)
-                    .create(&pp, &children.api_key_secret("sa_floor_key"))
-                    .await
-                    .unwrap();
-                customer_latencies.lock().unwrap().push(began.elapsed());
-                for i in 0..agents_per_customer {
-                    let agent_name = format!("agent-{i}");
-                    let deployment_id = format!("agent_{}_{:08x}", index + 1, i);
-                    let agent = AgentChildren {
-                        name: &agent_name,
-                        namespace: &namespace,
-                        customer_name: &name,
-                        spec: &agent_spec,
-                        owner: no_owner.clone(),
-                        image: "ghcr.io/prospector/agent:bench",
-                        api_url: "http://prospector-api.prospector-system:8080",
-                        agent_id: (index * agents_per_customer + i) as i64 + 1,
-                        deployment_id: &deployment_id,
-                    };
-                    let key = format!("{namespace}/{}", prospector_operator::desired::agent::child_name(&agent_name));
-                    agent_created.lock().unwrap().insert(key, Instant::now());
-                    let strip = |mut meta: ObjectMeta| {
-                        meta.owner_references = None;
-                        meta
-                    };
-                    let mut sa = agent.service_account();
-                    sa.metadata = strip(sa.metadata);
-                    Api::<ServiceAccount>::namespaced(client.clone(), &namespace).create(&pp, &sa).await.unwrap();
-                    let mut cm = agent.config_map();
-                    cm.metadata = strip(cm.metadata);
-                    Api::<ConfigMap>::namespaced(client.clone(), &namespace).create(&pp, &cm).await.unwrap();
-                    let mut deployment = agent.deployment(1);
-                    deployment.metadata = strip(deployment.metadata);
-                    Api::<Deployment>::namespaced(client.clone(), &namespace).create(&pp, &deployment).await.unwrap();
-                }
-            }
-        })
-        .await;
-    let created_in = start.elapsed();
-    let total_agents = customers_n * agents_per_customer;
-    let deadline = Instant::now() + Duration::from_secs(1800);
-    while agent_ready.lock().unwrap().keys().filter(|k| k.starts_with("cust-floor-")).count() < total_agents {
-        if Instant::now() > deadline {
-            eprintln!("floor gave up");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let all_ready_in = start.elapsed();
-    watcher_task.abort();
-    customer_latency.extend(customer_latencies.lock().unwrap().iter().copied());
-    customer_latency.sort();
-    let agent_latency = latencies(&agent_created, &agent_ready);
-    println!(
-        "floor (no operator): {customers_n} customers x {agents_per_customer} agents = {total_agents} Deployments"
-    );
-    println!("| metric | value |");
-    println!("|---|---|");
-    println!("| all objects created (client side) | {:.1} s |", created_in.as_secs_f64());
-    println!("| all Deployments available | {:.1} s |", all_ready_in.as_secs_f64());
-    println!("| customer children created p50 | {:.3} s |", percentile(&customer_latency, 0.5).as_secs_f64());
-    println!("| customer children created p99 | {:.3} s |", percentile(&customer_latency, 0.99).as_secs_f64());
-    println!("| Deployment create→available p50 | {:.3} s |", percentile(&agent_latency, 0.5).as_secs_f64());
-    println!("| Deployment create→available p99 | {:.3} s |", percentile(&agent_latency, 0.99).as_secs_f64());
-}
-
 /// create→ready durations of the objects seen ready, sorted.
 fn latencies(created: &Created, ready: &Created) -> Vec<Duration> {
     let created = created.lock().unwrap();
@@ -226,32 +84,469 @@ fn latencies(created: &Created, ready: &Created) -> Vec<Duration> {
     out
 }
 
-async fn bench(customers_n: usize, agents_per_customer: usize) {
-    let cluster = shared_cluster();
-    let client: Client = cluster.client().await.unwrap();
-    let db = shared_postgres().migrated_database().await.unwrap();
-    prospector_tests::fixtures::install_platform(&client).await;
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// The release operator reconciles what the client creates.
+    Operator,
+    /// The client does the operator's unavoidable API work itself (the peer).
+    Floor,
+}
 
-    let http_port = free_port().unwrap();
-    let kubeconfig = cluster.kubeconfig().display().to_string();
-    let operator = ManagedProcess::spawn(
-        "operator",
-        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-operator")),
-        &[
-            "run".into(),
-            format!("--http-addr=127.0.0.1:{http_port}"),
-            "--leader-election=false".into(),
-            // The benchmark creates no documents; the model would only add to the RSS measured.
-            "--embedder-mode=external".into(),
-        ],
-        RunAs::Current,
-        &process_dir().join("bench-operator.log"),
-        &[("DATABASE_URL", &db.url), ("KUBECONFIG", &kubeconfig), ("RUST_LOG", "warn")],
-    )
-    .unwrap();
-    let pid = operator.pid();
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Operator => "operator",
+            Mode::Floor => "floor",
+        }
+    }
+}
+
+/// The operator's memory over a run, in KiB.
+struct Rss {
+    idle: u64,
+    peak: u64,
+    steady: u64,
+}
+
+/// What one run measured.
+struct Run {
+    customers: usize,
+    agents: usize,
+    created_in: Duration,
+    all_ready_in: Duration,
+    customer_latency: Vec<Duration>,
+    agent_latency: Vec<Duration>,
+    rss: Option<Rss>,
+    /// The apiserver's requests over the run, by verb and resource, most first.
+    requests: Vec<(String, f64)>,
+}
+
+impl Run {
+    fn objects(&self) -> usize {
+        self.customers + self.agents
+    }
+
+    fn ms_per_object(&self) -> f64 {
+        self.all_ready_in.as_secs_f64() * 1000.0 / self.objects() as f64
+    }
+
+    fn print(&self, mode: Mode) {
+        println!(
+            "{}: {} customers x {} agents = {} agents",
+            mode.label(),
+            self.customers,
+            self.agents / self.customers.max(1),
+            self.agents
+        );
+        println!("| metric | value |");
+        println!("|---|---|");
+        println!("| all objects created (client side) | {:.1} s |", self.created_in.as_secs_f64());
+        println!("| all Ready (customers Ready, agents Running) | {:.1} s |", self.all_ready_in.as_secs_f64());
+        println!("| customers Ready | {}/{} |", self.customer_latency.len(), self.customers);
+        println!("| agents Running | {}/{} |", self.agent_latency.len(), self.agents);
+        for (what, l) in [("customer", &self.customer_latency), ("agent", &self.agent_latency)] {
+            println!("| {what} create→Ready p50 | {:.3} s |", percentile(l, 0.5).as_secs_f64());
+            println!("| {what} create→Ready p99 | {:.3} s |", percentile(l, 0.99).as_secs_f64());
+        }
+        if let Some(rss) = &self.rss {
+            println!("| operator RSS idle | {:.1} MiB |", mib(rss.idle));
+            println!("| operator RSS peak (VmHWM) | {:.1} MiB |", mib(rss.peak));
+            println!("| operator RSS steady (15 s after) | {:.1} MiB |", mib(rss.steady));
+        }
+        let total: f64 = self.requests.iter().map(|(_, n)| n).sum();
+        println!(
+            "apiserver requests over the run: {total:.0} ({:.1} per agent); the most frequent:",
+            total / self.agents.max(1) as f64
+        );
+        for (what, count) in self.requests.iter().take(16) {
+            println!("  {count:>8.0}  {what}");
+        }
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn main() {
+    let customers_n = env_usize("BENCH_CUSTOMERS", 1000);
+    let agents_per_customer = env_usize("BENCH_AGENTS_PER_CUSTOMER", 5);
+    let mode = std::env::var("BENCH_MODE").unwrap_or_else(|_| "both".into());
+    let scales: Vec<f64> = std::env::var("BENCH_SCALES")
+        .unwrap_or_else(|_| "1".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("BENCH_SCALES: numbers separated by commas"))
+        .collect();
+    let modes: Vec<Mode> = match mode.as_str() {
+        "operator" => vec![Mode::Operator],
+        "floor" => vec![Mode::Floor],
+        "both" => vec![Mode::Floor, Mode::Operator],
+        other => panic!("BENCH_MODE: operator, floor or both, not {other}"),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut sizes = Vec::new();
+    for scale in scales {
+        let customers = ((customers_n as f64 * scale).round() as usize).max(1);
+        let mut runs: HashMap<&'static str, Run> = HashMap::new();
+        for &mode in &modes {
+            let run = runtime.block_on(run(mode, customers, agents_per_customer));
+            run.print(mode);
+            runs.insert(mode.label(), run);
+        }
+        sizes.push((scale, runs));
+    }
+    summary(&sizes);
+    if let Ok(path) = std::env::var("BENCH_PLOT") {
+        std::fs::write(&path, plot(&sizes)).expect("write the plot");
+        println!("plot written to {path}");
+    }
+}
+
+/// One line per size: the operator against the floor, per object and per 1,000 objects of RSS.
+fn summary(sizes: &[(f64, HashMap<&'static str, Run>)]) {
+    println!(
+        "| scale | customers | agents | floor all Ready | operator all Ready | operator ÷ floor | floor ms/object | operator ms/object | floor customer p99 | operator customer p99 | operator ÷ floor p99 | floor agent p99 | operator agent p99 | RSS peak | RSS above idle per 1,000 objects |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (scale, runs) in sizes {
+        let (floor, operator) = (runs.get("floor"), runs.get("operator"));
+        let any = floor.or(operator).expect("a run");
+        let secs = |r: Option<&Run>| r.map(|r| format!("{:.1} s", r.all_ready_in.as_secs_f64())).unwrap_or_default();
+        let per = |r: Option<&Run>| r.map(|r| format!("{:.2}", r.ms_per_object())).unwrap_or_default();
+        let p99 = |r: Option<&Run>, customers: bool| {
+            r.map(|r| {
+                let l = if customers { &r.customer_latency } else { &r.agent_latency };
+                format!("{:.2} s", percentile(l, 0.99).as_secs_f64())
+            })
+            .unwrap_or_default()
+        };
+        let ratio = |f: fn(&Run) -> f64| match (floor, operator) {
+            (Some(floor), Some(operator)) => format!("{:.2}×", f(operator) / f(floor)),
+            _ => String::new(),
+        };
+        let rss = operator.and_then(|r| r.rss.as_ref().map(|rss| (r, rss)));
+        println!(
+            "| {scale} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            any.customers,
+            any.agents,
+            secs(floor),
+            secs(operator),
+            ratio(|r| r.all_ready_in.as_secs_f64()),
+            per(floor),
+            per(operator),
+            p99(floor, true),
+            p99(operator, true),
+            ratio(|r| percentile(&r.customer_latency, 0.99).as_secs_f64()),
+            p99(floor, false),
+            p99(operator, false),
+            rss.map(|(_, rss)| format!("{:.1} MiB", mib(rss.peak))).unwrap_or_default(),
+            rss.map(|(r, rss)| format!(
+                "{:.2} MiB",
+                mib(rss.peak.saturating_sub(rss.idle)) * 1000.0 / r.objects() as f64
+            ))
+            .unwrap_or_default(),
+        );
+    }
+}
+
+/// An SVG of two panels over the number of objects: ms per object (floor and operator), and the
+/// operator's peak RSS with its RSS above idle per 1,000 objects.
+fn plot(sizes: &[(f64, HashMap<&'static str, Run>)]) -> String {
+    let point = |mode: &str, f: &dyn Fn(&Run) -> Option<f64>| -> Vec<(f64, f64)> {
+        sizes.iter().filter_map(|(_, runs)| runs.get(mode).and_then(|r| Some((r.objects() as f64, f(r)?)))).collect()
+    };
+    let time = [
+        ("floor, ms per object", "#888888", point("floor", &|r| Some(r.ms_per_object()))),
+        ("operator, ms per object", "#1f77b4", point("operator", &|r| Some(r.ms_per_object()))),
+    ];
+    let memory = [
+        ("operator RSS peak, MiB", "#d62728", point("operator", &|r| r.rss.as_ref().map(|m| mib(m.peak)))),
+        (
+            "operator RSS above idle per 1,000 objects, MiB",
+            "#ff7f0e",
+            point("operator", &|r| {
+                r.rss.as_ref().map(|m| mib(m.peak.saturating_sub(m.idle)) * 1000.0 / r.objects() as f64)
+            }),
+        ),
+    ];
+    let mut svg = String::from(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"900\" height=\"360\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"900\" height=\"360\" fill=\"white\"/>\n",
+    );
+    panel(&mut svg, 60.0, "time to all Ready per object", &time);
+    panel(&mut svg, 510.0, "operator memory", &memory);
+    svg.push_str("</svg>\n");
+    svg
+}
+
+type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
+
+fn panel(svg: &mut String, left: f64, title: &str, series: &[Series]) {
+    let (top, width, height) = (40.0, 360.0, 240.0);
+    let xs = series.iter().flat_map(|s| s.2.iter().map(|p| p.0));
+    let x_max = xs.fold(1.0f64, f64::max) * 1.05;
+    let y_max = series.iter().flat_map(|s| s.2.iter().map(|p| p.1)).fold(1e-9f64, f64::max) * 1.2;
+    let x = |v: f64| left + v / x_max * width;
+    let y = |v: f64| top + height - v / y_max * height;
+    svg.push_str(&format!(
+        "<text x=\"{left}\" y=\"24\" font-size=\"14\">{title}</text>\n<rect x=\"{left}\" y=\"{top}\" width=\"{width}\" height=\"{height}\" fill=\"none\" stroke=\"#444\"/>\n"
+    ));
+    for tick in 0..=4 {
+        let (vx, vy) = (x_max * f64::from(tick) / 4.0, y_max * f64::from(tick) / 4.0);
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.0}</text>\n<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{:.1}</text>\n",
+            x(vx),
+            top + height + 16.0,
+            vx,
+            left - 6.0,
+            y(vy) + 4.0,
+            vy
+        ));
+    }
+    svg.push_str(&format!(
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">objects (customers + agents)</text>\n",
+        left + width / 2.0,
+        top + height + 34.0
+    ));
+    for (index, (label, colour, points)) in series.iter().enumerate() {
+        let path: Vec<String> = points.iter().map(|&(px, py)| format!("{:.1},{:.1}", x(px), y(py))).collect();
+        svg.push_str(&format!(
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>\n",
+            path.join(" ")
+        ));
+        for &(px, py) in points {
+            svg.push_str(&format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"/>\n", x(px), y(py)));
+        }
+        let legend_y = top + height + 52.0 + 14.0 * index as f64;
+        svg.push_str(&format!(
+            "<rect x=\"{left}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{:.1}\">{label}</text>\n",
+            legend_y - 9.0,
+            left + 14.0,
+            legend_y
+        ));
+    }
+}
+
+/// A control plane of the run's own in a fresh directory. A port picked free can be taken before
+/// a component binds it: then it starts again on new ports, as the shared cluster does.
+async fn fresh_cluster(label: &str) -> (ControlPlane, std::path::PathBuf) {
+    let mut last = String::new();
+    for attempt in 0..3 {
+        let dir = process_dir().join(format!("scale-{label}-{attempt}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        match ControlPlane::start(&dir).await {
+            Ok(plane) => return (plane, dir),
+            Err(e) => {
+                last = e.to_string();
+                if !last.contains("address already in use") {
+                    break;
+                }
+            }
+        }
+    }
+    panic!("the benchmark's control plane could not start: {last}")
+}
+
+/// The apiserver's request counts (`apiserver_request_total`) summed by verb, resource and
+/// subresource, most first: where the API work of a run went.
+async fn request_counts(client: &Client) -> Vec<(String, f64)> {
+    let request = http::Request::get("/metrics").body(Vec::new()).expect("a static request");
+    let Ok(text) = client.request_text(request).await else { return Vec::new() };
+    let mut counts: HashMap<String, f64> = HashMap::new();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let Some((labels, value)) = line.rsplit_once(' ') else { continue };
+        let label = |name: &str| {
+            labels
+                .split(&format!("{name}=\"")[..])
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (verb, resource, subresource) = (label("verb"), label("resource"), label("subresource"));
+        let key = if subresource.is_empty() {
+            format!("{verb} {resource}")
+        } else {
+            format!("{verb} {resource}/{subresource}")
+        };
+        *counts.entry(key).or_default() += value.parse::<f64>().unwrap_or(0.0);
+    }
+    let mut counts: Vec<(String, f64)> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.total_cmp(&a.1));
+    counts
+}
+
+/// The Ready condition both modes' customers and agents end with.
+fn ready_condition(generation: Option<i64>) -> serde_json::Value {
+    json!([{
+        "type": types::READY, "status": "True", "reason": prospector_crds::conditions::reasons::RECONCILED,
+        "message": "", "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "observedGeneration": generation,
+    }])
+}
+
+/// The floor's own work for a customer: its children, owned by it, then one status write.
+async fn floor_customer(
+    client: &Client,
+    customer: &Customer,
+    customer_id: i64,
+    quota: &prospector_crds::NamespaceQuota,
+) {
+    use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, ResourceQuota, Secret};
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use prospector_operator::desired::customer::CustomerChildren;
+
+    let name = customer.name_any();
+    let namespace = customer_namespace(&name);
+    let children = CustomerChildren {
+        customer_name: &name,
+        customer_id,
+        tier: "pro",
+        namespace: &namespace,
+        platform_namespace: "prospector-system",
+        owner: customer.controller_owner_ref(&()).expect("a created Customer has a uid"),
+    };
+    let pp = PostParams::default();
+    Api::<Namespace>::all(client.clone()).create(&pp, &children.namespace()).await.unwrap();
+    Api::<ResourceQuota>::namespaced(client.clone(), &namespace)
+        .create(&pp, &children.resource_quota(quota))
+        .await
+        .unwrap();
+    Api::<LimitRange>::namespaced(client.clone(), &namespace).create(&pp, &children.limit_range()).await.unwrap();
+    Api::<NetworkPolicy>::namespaced(client.clone(), &namespace).create(&pp, &children.network_policy()).await.unwrap();
+    Api::<ConfigMap>::namespaced(client.clone(), &namespace).create(&pp, &children.icp_config_map(None)).await.unwrap();
+    Api::<Secret>::namespaced(client.clone(), &namespace)
+        .create(&pp, &children.api_key_secret("sa_floor_key"))
+        .await
+        .unwrap();
+    let status = json!({
+        "apiVersion": Customer::api_version(&()), "kind": Customer::kind(&()),
+        "status": {
+            "customerId": customer_id, "namespace": namespace, "apiKeySecret": "prospector-api-key",
+            "tier": "pro", "observedGeneration": customer.metadata.generation,
+            "conditions": ready_condition(customer.metadata.generation),
+        }
+    });
+    Api::<Customer>::all(client.clone())
+        .patch_status(&name, &PatchParams::apply(FLOOR_MANAGER).force(), &Patch::Apply(status))
+        .await
+        .unwrap();
+}
+
+/// The floor's own work for an agent: its ServiceAccount, ConfigMap and Deployment, owned by it.
+async fn floor_agent(client: &Client, agent: &AgentDeployment, agent_id: i64) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+    use prospector_operator::desired::agent::AgentChildren;
+
+    let name = agent.name_any();
+    let namespace = agent.namespace().expect("a namespaced agent");
+    let customer_name = namespace.trim_start_matches("cust-").to_owned();
+    let deployment_id = format!("agent_{agent_id:08x}");
+    let children = AgentChildren {
+        name: &name,
+        namespace: &namespace,
+        customer_name: &customer_name,
+        spec: &agent.spec,
+        owner: agent.controller_owner_ref(&()).expect("a created AgentDeployment has a uid"),
+        image: "ghcr.io/prospector/agent:bench",
+        api_url: "http://prospector-api.prospector-system:8080",
+        agent_id,
+        deployment_id: &deployment_id,
+    };
+    let pp = PostParams::default();
+    Api::<ServiceAccount>::namespaced(client.clone(), &namespace)
+        .create(&pp, &children.service_account())
+        .await
+        .unwrap();
+    Api::<ConfigMap>::namespaced(client.clone(), &namespace).create(&pp, &children.config_map()).await.unwrap();
+    Api::<Deployment>::namespaced(client.clone(), &namespace)
+        .create(&pp, &children.deployment(agent.spec.replicas))
+        .await
+        .unwrap();
+}
+
+const FLOOR_MANAGER: &str = "bench-floor";
+
+/// The floor's agent status writes: each agent's Running, once its Deployment has a replica
+/// available (what the operator waits for too), 32 writes in flight at most.
+fn floor_agent_statuses(client: Client) -> tokio::task::JoinHandle<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    tokio::spawn(async move {
+        let (sender, receiver) = futures::channel::mpsc::unbounded::<(String, String, Option<i64>)>();
+        let writer = {
+            let client = client.clone();
+            tokio::spawn(receiver.for_each_concurrent(32, move |(namespace, agent, generation)| {
+                let client = client.clone();
+                async move {
+                    let status = json!({
+                        "apiVersion": AgentDeployment::api_version(&()), "kind": AgentDeployment::kind(&()),
+                        "status": {
+                            "phase": "Running", "readyReplicas": 1, "observedGeneration": generation,
+                            "deployedAt": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                            "conditions": ready_condition(generation),
+                        }
+                    });
+                    let _ = Api::<AgentDeployment>::namespaced(client, &namespace)
+                        .patch_status(&agent, &PatchParams::apply(FLOOR_MANAGER).force(), &Patch::Apply(status))
+                        .await;
+                }
+            }))
+        };
+        let mut written: HashSet<String> = HashSet::new();
+        let stream = watcher(Api::<Deployment>::all(client), watcher::Config::default()).applied_objects();
+        let mut stream = std::pin::pin!(stream);
+        while let Ok(Some(deployment)) = stream.try_next().await {
+            let available = deployment.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) >= 1;
+            let namespace = deployment.namespace().unwrap_or_default();
+            let Some(agent) = deployment.name_any().strip_prefix("agent-").map(str::to_owned) else { continue };
+            if available && written.insert(format!("{namespace}/{agent}")) {
+                // The agent's generation: 1, as the benchmark never edits an agent.
+                let _ = sender.unbounded_send((namespace, agent, Some(1)));
+            }
+        }
+        writer.abort();
+    })
+}
+
+async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run {
+    let (cluster, dir) = fresh_cluster(mode.label()).await;
+    let client: Client = cluster.client().await.unwrap();
+    prospector_tests::fixtures::install_platform(&client).await;
+    let pro = prospector_tests::fixtures::example_tiers()
+        .into_iter()
+        .find(|tier| tier.name_any() == "pro")
+        .expect("examples/tiers.yaml defines pro");
+    let quota = pro.spec.namespace_quota.clone();
+
+    let mut operator = None;
+    let mut floor_writer = None;
+    match mode {
+        Mode::Operator => {
+            let db = shared_postgres().migrated_database().await.unwrap();
+            let http_port = free_port().unwrap();
+            let kubeconfig = cluster.kubeconfig().display().to_string();
+            let process = ManagedProcess::spawn(
+                "operator",
+                std::path::Path::new(env!("CARGO_BIN_EXE_prospector-operator")),
+                &[
+                    "run".into(),
+                    format!("--http-addr=127.0.0.1:{http_port}"),
+                    "--leader-election=false".into(),
+                    // The benchmark creates no documents; the model would only add to the RSS.
+                    "--embedder-mode=external".into(),
+                ],
+                RunAs::Current,
+                &process_dir().join(format!("bench-operator-{customers_n}.log")),
+                &[("DATABASE_URL", &db.url), ("KUBECONFIG", &kubeconfig), ("RUST_LOG", "warn")],
+            )
+            .unwrap();
+            operator = Some((process, db));
+        }
+        Mode::Floor => floor_writer = Some(floor_agent_statuses(client.clone())),
+    }
+    let pid = operator.as_ref().map(|(p, _)| p.pid());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle_rss = rss_kib(pid, "VmRSS:");
+    let idle_rss = pid.map(|pid| rss_kib(pid, "VmRSS:")).unwrap_or(0);
 
     let customer_created: Created = Arc::default();
     let customer_ready: Created = Arc::default();
@@ -270,8 +565,8 @@ async fn bench(customers_n: usize, agents_per_customer: usize) {
         ),
     ];
 
-    let peak_sampler = {
-        let peak = Arc::new(Mutex::new(0u64));
+    let peak = Arc::new(Mutex::new(0u64));
+    let sampler = pid.map(|pid| {
         let sampled = peak.clone();
         tokio::spawn(async move {
             loop {
@@ -282,24 +577,26 @@ async fn bench(customers_n: usize, agents_per_customer: usize) {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-        });
-        peak
-    };
+        })
+    });
 
     let start = Instant::now();
-    let names: Vec<String> = (0..customers_n).map(|i| format!("bench-{i:04}")).collect();
-    futures::stream::iter(names.clone())
-        .for_each_concurrent(32, |name| {
+    futures::stream::iter(0..customers_n)
+        .for_each_concurrent(32, |index| {
             let client = client.clone();
-            let customer_created = customer_created.clone();
-            let agent_created = agent_created.clone();
-            let customer_ready = customer_ready.clone();
+            let (quota, customer_created, agent_created, customer_ready) =
+                (quota.clone(), customer_created.clone(), agent_created.clone(), customer_ready.clone());
             async move {
+                let name = format!("bench-{index:05}");
                 let customer = prospector_tests::fixtures::customer(&name, "pro", json!({}));
                 customer_created.lock().unwrap().insert(format!("/{name}"), Instant::now());
-                Api::<Customer>::all(client.clone()).create(&PostParams::default(), &customer).await.unwrap();
-                // Agents go into the namespace the operator creates: wait (on the watch, without
-                // loading the apiserver) until the customer is Ready.
+                let customer =
+                    Api::<Customer>::all(client.clone()).create(&PostParams::default(), &customer).await.unwrap();
+                if mode == Mode::Floor {
+                    floor_customer(&client, &customer, index as i64 + 1, &quota).await;
+                }
+                // Agents go into the customer's namespace: wait (on the watch, without loading
+                // the apiserver) until the customer is Ready.
                 let namespace = customer_namespace(&name);
                 while !customer_ready.lock().unwrap().contains_key(&format!("/{name}")) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -308,7 +605,10 @@ async fn bench(customers_n: usize, agents_per_customer: usize) {
                 for i in 0..agents_per_customer {
                     let agent = prospector_tests::fixtures::agent(&format!("agent-{i}"), 1);
                     agent_created.lock().unwrap().insert(format!("{namespace}/agent-{i}"), Instant::now());
-                    agents.create(&PostParams::default(), &agent).await.unwrap();
+                    let agent = agents.create(&PostParams::default(), &agent).await.unwrap();
+                    if mode == Mode::Floor {
+                        floor_agent(&client, &agent, (index * agents_per_customer + i) as i64 + 1).await;
+                    }
                 }
             }
         })
@@ -316,7 +616,7 @@ async fn bench(customers_n: usize, agents_per_customer: usize) {
     let created_in = start.elapsed();
 
     let total_agents = customers_n * agents_per_customer;
-    let deadline = Instant::now() + Duration::from_secs(1800);
+    let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
         let customers_ready = customer_ready.lock().unwrap().len();
         let agents_ready = agent_ready.lock().unwrap().len();
@@ -325,36 +625,39 @@ async fn bench(customers_n: usize, agents_per_customer: usize) {
         }
         if Instant::now() > deadline {
             eprintln!(
-                "gave up: {customers_ready}/{customers_n} customers and {agents_ready}/{total_agents} agents Ready"
+                "{}: gave up: {customers_ready}/{customers_n} customers and {agents_ready}/{total_agents} agents Ready",
+                mode.label()
             );
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let all_ready_in = start.elapsed();
-    let peak_rss = *peak_sampler.lock().unwrap();
-    tokio::time::sleep(Duration::from_secs(15)).await;
-    let steady_rss = rss_kib(pid, "VmRSS:");
-    let hwm = rss_kib(pid, "VmHWM:");
-
-    let customer_latency = latencies(&customer_created, &customer_ready);
-    let agent_latency = latencies(&agent_created, &agent_ready);
-    for w in watchers {
-        w.abort();
+    let rss = match pid {
+        Some(pid) => {
+            let peak = *peak.lock().unwrap();
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            Some(Rss { idle: idle_rss, peak: rss_kib(pid, "VmHWM:").max(peak), steady: rss_kib(pid, "VmRSS:") })
+        }
+        None => None,
+    };
+    for task in watchers.into_iter().chain(floor_writer).chain(sampler) {
+        task.abort();
     }
-    println!("scale benchmark: {customers_n} customers x {agents_per_customer} agents = {total_agents} agents");
-    println!("| metric | value |");
-    println!("|---|---|");
-    println!("| all objects created (client side) | {:.1} s |", created_in.as_secs_f64());
-    println!("| all Ready (customers Ready, agents Running) | {:.1} s |", all_ready_in.as_secs_f64());
-    println!("| customers Ready | {}/{customers_n} |", customer_latency.len());
-    println!("| agents Running | {}/{total_agents} |", agent_latency.len());
-    for (what, l) in [("customer", &customer_latency), ("agent", &agent_latency)] {
-        println!("| {what} create→Ready p50 | {:.3} s |", percentile(l, 0.5).as_secs_f64());
-        println!("| {what} create→Ready p99 | {:.3} s |", percentile(l, 0.99).as_secs_f64());
-    }
-    println!("| operator RSS idle | {:.1} MiB |", idle_rss as f64 / 1024.0);
-    println!("| operator RSS peak (VmHWM) | {:.1} MiB |", hwm.max(peak_rss) as f64 / 1024.0);
-    println!("| operator RSS steady (15 s after) | {:.1} MiB |", steady_rss as f64 / 1024.0);
+    let requests = request_counts(&client).await;
+    let run = Run {
+        customers: customers_n,
+        agents: total_agents,
+        created_in,
+        all_ready_in,
+        customer_latency: latencies(&customer_created, &customer_ready),
+        agent_latency: latencies(&agent_created, &agent_ready),
+        rss,
+        requests,
+    };
     drop(operator);
+    drop(client);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(dir);
+    run
 }
