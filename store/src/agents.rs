@@ -129,8 +129,10 @@ pub async fn find_agent(pool: &PgPool, k8s_uid: Uuid) -> Result<Option<AgentRow>
 /// The UPDATE of `customer_quotas` is the decision: it only matches when the agent slot, the
 /// concurrent replicas and the month's cost all fit, and Postgres re-checks that condition
 /// against the latest row after waiting for any concurrent reservation of the same customer. A
-/// first admission also waits for older agents of the customer that could fit the limits, so
-/// freed capacity goes to waiting agents in creation order. Reserving what the agent already
+/// first admission also waits for older agents of the customer that were refused and could fit
+/// the limits, so freed capacity goes to waiting agents in creation order. An older agent not yet
+/// decided on is not waiting: counting it would refuse a burst's agents for a moment each,
+/// whenever a younger one's reservation ran before an older one's. Reserving what the agent already
 /// holds is a no-op; shrinking always succeeds. The agent's `quota_refused` flag records the
 /// decision.
 pub async fn reserve_agent_quota(
@@ -163,6 +165,7 @@ pub async fn reserve_agent_quota(
                AND (delta.agents <= 0 OR NOT EXISTS (
                     SELECT 1 FROM customer_agents w
                      WHERE w.customer_id = $1 AND NOT w.admitted AND w.terminated_at IS NULL
+                       AND w.quota_refused
                        AND (w.created_at, w.id) < (delta.created_at, delta.id)
                        AND w.replicas <= q.max_concurrent_agents))
             RETURNING q.active_agents_count, q.active_replicas)
@@ -229,7 +232,7 @@ async fn explain_refusal(
                 (SELECT coalesce(sum(u.cost_usd), 0)::float8 FROM usage_daily u
                   WHERE u.customer_id = $1 AND u.day >= $3) AS cost,
                 (SELECT count(*) FROM customer_agents w
-                  WHERE w.customer_id = $1 AND NOT w.admitted AND w.terminated_at IS NULL
+                  WHERE w.customer_id = $1 AND NOT w.admitted AND w.terminated_at IS NULL AND w.quota_refused
                     AND (w.created_at, w.id) < (a.created_at, a.id)
                     AND w.replicas <= q.max_concurrent_agents) AS older_waiting
            FROM customer_agents a JOIN customer_quotas q ON q.customer_id = a.customer_id
@@ -308,16 +311,18 @@ pub async fn set_agent_status(
     agent_id: i64,
     phase: AgentPhase,
     deployed: bool,
+    now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE customer_agents
             SET status = $2,
-                deployed_at = CASE WHEN $3 THEN coalesce(deployed_at, now()) ELSE deployed_at END
+                deployed_at = CASE WHEN $3 THEN coalesce(deployed_at, $4) ELSE deployed_at END
           WHERE id = $1 AND terminated_at IS NULL AND (status IS DISTINCT FROM $2 OR ($3 AND deployed_at IS NULL))",
     )
     .bind(agent_id)
     .bind(phase)
     .bind(deployed)
+    .bind(now)
     .execute(pool)
     .await?;
     Ok(())

@@ -423,3 +423,59 @@ async fn chunk_partitions_are_chosen_on_an_empty_table_and_then_kept() {
     assert!(refused(set_chunk_partitions(&used.pool, 4).await.unwrap_err()).contains("holds rows"));
     assert_eq!(chunk_layout(&used.pool).await.unwrap(), ChunkLayout::Plain);
 }
+
+/// An agent of `customer_id` created at `created_at` (admission order), with one replica.
+async fn agent_row(pool: &PgPool, customer_id: i64, name: &str, created_at: chrono::DateTime<chrono::Utc>) -> i64 {
+    use prospector_store::agents::{AgentRecord, upsert_agent};
+    let record = AgentRecord {
+        k8s_uid: Uuid::new_v4(),
+        customer_id,
+        namespace: "cust-order".into(),
+        name: name.into(),
+        agent_name: name.into(),
+        agent_type: prospector_crds::AgentType::LeadQualifier,
+        model: "llama3.1-8b".into(),
+        config: serde_json::json!({}),
+        replicas: 1,
+        deployment_id: format!("agent_{customer_id}_{}", &Uuid::new_v4().simple().to_string()[..8]),
+        created_at,
+    };
+    upsert_agent(pool, &record).await.unwrap().id
+}
+
+#[tokio::test]
+async fn an_undecided_older_agent_does_not_refuse_a_younger_one_but_a_waiting_one_does() {
+    use prospector_store::agents::{Admission, reserve_agent_quota};
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let pool = &db.pool;
+    let id = customer(pool, "order").await;
+    set_quota_limits(pool, id, &small_limits()).await.unwrap();
+    let month = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+    let t0 = chrono::Utc::now();
+    let at = |seconds: i64| t0 + chrono::Duration::seconds(seconds);
+    let admitted = |a: &Admission| matches!(a, Admission::Admitted { .. });
+
+    // A burst: the older agent's row exists but its reservation has not run yet. The younger
+    // one's reservation runs first and is admitted: nobody is waiting.
+    let older = agent_row(pool, id, "older", at(0)).await;
+    let younger = agent_row(pool, id, "younger", at(1)).await;
+    assert!(admitted(&reserve_agent_quota(pool, id, younger, 1, month).await.unwrap().admission));
+    assert!(admitted(&reserve_agent_quota(pool, id, older, 1, month).await.unwrap().admission));
+
+    // Full (2 agents): a third is refused and waits. When a slot frees, a fourth created later
+    // cannot take it ahead of the waiting third.
+    let third = agent_row(pool, id, "third", at(2)).await;
+    assert!(!admitted(&reserve_agent_quota(pool, id, third, 1, month).await.unwrap().admission));
+    prospector_store::agents::release_agent(pool, agent_uid(pool, older).await).await.unwrap();
+    let fourth = agent_row(pool, id, "fourth", at(3)).await;
+    assert!(!admitted(&reserve_agent_quota(pool, id, fourth, 1, month).await.unwrap().admission));
+    assert!(admitted(&reserve_agent_quota(pool, id, third, 1, month).await.unwrap().admission));
+}
+
+async fn agent_uid(pool: &PgPool, agent_id: i64) -> Uuid {
+    sqlx::query_scalar("SELECT k8s_uid FROM customer_agents WHERE id = $1")
+        .bind(agent_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
