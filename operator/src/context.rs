@@ -5,13 +5,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use prospector_crds::{AgentDeployment, Customer, KnowledgeDocument};
+use prospector_crds::{AgentDeployment, Customer, KnowledgeDocument, Tier};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
@@ -184,6 +185,8 @@ pub struct Context {
     /// Customers with a usage refresh already scheduled.
     customers_pending: Arc<Mutex<HashSet<String>>>,
     customer_cache: std::sync::OnceLock<kube::runtime::reflector::Store<Customer>>,
+    tier_cache: std::sync::OnceLock<kube::runtime::reflector::Store<Tier>>,
+    deployment_cache: std::sync::OnceLock<kube::runtime::reflector::Store<Deployment>>,
     key_secrets: std::sync::OnceLock<kube::runtime::reflector::Store<PartialObjectMeta<Secret>>>,
 }
 
@@ -231,6 +234,8 @@ impl Context {
             wake_documents,
             customers_pending: Arc::default(),
             customer_cache: std::sync::OnceLock::new(),
+            tier_cache: std::sync::OnceLock::new(),
+            deployment_cache: std::sync::OnceLock::new(),
             key_secrets: std::sync::OnceLock::new(),
         };
         (Arc::new(context), Wakeups { agents, customers, documents })
@@ -294,6 +299,32 @@ impl Context {
     /// The cached Customers, once the customer controller's watch has synced.
     pub fn customer_cache(&self) -> Option<&kube::runtime::reflector::Store<Customer>> {
         self.customer_cache.get()
+    }
+
+    /// A customer as the customer controller's cache has it, if it does. The cache can lag
+    /// behind the apiserver (never lead it): callers that need what it lacks read the apiserver.
+    pub fn cached_customer(&self, name: &str) -> Option<Arc<Customer>> {
+        self.customer_cache.get()?.get(&ObjectRef::new(name))
+    }
+
+    /// Shares the tier controller's cache with the customer controller.
+    pub fn set_tier_cache(&self, store: kube::runtime::reflector::Store<Tier>) {
+        let _ = self.tier_cache.set(store);
+    }
+
+    /// A tier as the tier controller's cache has it, if it does (see [`Context::cached_customer`]).
+    pub fn cached_tier(&self, name: &str) -> Option<Arc<Tier>> {
+        self.tier_cache.get()?.get(&ObjectRef::new(name))
+    }
+
+    /// Shares the cache of the agents' Deployments (trimmed to what reconciles read).
+    pub fn set_deployment_cache(&self, store: kube::runtime::reflector::Store<Deployment>) {
+        let _ = self.deployment_cache.set(store);
+    }
+
+    /// An agent's Deployment as the cache has it, if it does (see [`Context::cached_customer`]).
+    pub fn cached_deployment(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>> {
+        self.deployment_cache.get()?.get(&ObjectRef::new(name).within(namespace))
     }
 
     /// Shares the metadata cache of the customers' API key Secrets.

@@ -390,8 +390,10 @@ pub async fn run(
         .for_each(|_| async {});
 
     // Tiers count their customers from the customer controller's cache, and recount only when
-    // a customer appears, changes its spec or goes.
-    let tiers = Controller::new(Api::<Tier>::all(client.clone()), watch.clone())
+    // a customer appears, changes its spec or goes. Their cache serves the customers' tier.
+    let tiers = Controller::new(Api::<Tier>::all(client.clone()), watch.clone());
+    ctx.set_tier_cache(tiers.store());
+    let tiers = tiers
         .with_config(config.clone())
         .watches_stream(
             watcher(Api::<Customer>::all(client.clone()), watch.clone())
@@ -411,34 +413,23 @@ pub async fn run(
         .default_backoff()
         .reflect(agent_writer)
         .touched_objects();
-    let agents_by_namespace = agent_store.clone();
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
     let document_config = config.clone();
+    // The agents' Deployments, trimmed to what a reconcile reads: a reconcile compares and
+    // observes its Deployment here instead of asking the apiserver each time.
+    let (deployment_store, deployment_writer) = reflector::store::<Deployment>();
+    let deployment_events =
+        watcher(Api::<Deployment>::all(client.clone()), watch.clone().labels(&managed).any_semantic())
+            .modify(crate::desired::agent::trim_for_cache)
+            .default_backoff()
+            .reflect(deployment_writer)
+            .touched_objects();
+    ctx.set_deployment_cache(deployment_store);
+    // A customer's spec changes (suspension) reach its agents through the customer controller,
+    // which wakes them once its cache holds the change.
     let agents = Controller::for_stream(agent_events, agent_store)
         .with_config(config)
-        .owns_stream(
-            watcher(Api::<PartialObjectMeta<Deployment>>::all(client.clone()), watch.clone().labels(&managed))
-                .modify(slim)
-                .default_backoff()
-                .touched_objects(),
-        )
-        .watches_stream(
-            // Only spec changes (suspension, overrides, tier) concern the agents; usage written
-            // to a customer's status would otherwise re-reconcile all its agents each time.
-            // Raised limits wake waiting agents through the customer controller instead.
-            watcher(Api::<PartialObjectMeta<Customer>>::all(client.clone()), watch.clone())
-                .default_backoff()
-                .touched_objects()
-                .predicate_filter(predicates::generation, Default::default()),
-            move |customer| {
-                let namespace = prospector_crds::customer::customer_namespace(&customer.name_any());
-                agents_by_namespace
-                    .state()
-                    .into_iter()
-                    .filter(move |a| a.namespace().as_deref() == Some(namespace.as_str()))
-                    .map(|a| ObjectRef::from_obj(a.as_ref()))
-            },
-        )
+        .owns_stream(deployment_events)
         .reconcile_on(channel_stream(wakeups.agents))
         .graceful_shutdown_on(stopped())
         .run(agent::reconcile, error_policy(agent::CONTROLLER), ctx.clone())

@@ -21,7 +21,7 @@ use prospector_store::customers::usage_snapshot;
 
 use super::{CustomerView, FINALIZER, Loaded, apply, delete_if_exists, load_customer, object_uid, report};
 use crate::context::{Context, object_key};
-use crate::desired::agent::{AgentChildren, child_name};
+use crate::desired::agent::{AgentChildren, child_name, deployment_matches};
 use crate::error::{OperatorError, Result};
 use crate::quota::{Hold, deployment_id, desired_replicas, month_start};
 use crate::status::agent::{
@@ -110,7 +110,9 @@ async fn apply_agent(agent: &AgentDeployment, api: &Api<AgentDeployment>, ctx: &
     };
     let status = derive_status(agent.status.as_ref(), generation, now, &AgentState::Evaluated(Box::new(facts)));
     let phase = status.phase.unwrap_or(AgentPhase::Pending);
-    store::set_agent_status(&ctx.pool, admitted.row.id, phase, running_replicas.is_some()).await?;
+    // `deployed_at` is the time the status shows (this reconcile's clock), not the database's
+    // own: the next reconcile then derives the same status and writes nothing.
+    store::set_agent_status(&ctx.pool, admitted.row.id, phase, running_replicas.is_some(), now).await?;
     report(api, agent, ctx, status).await?;
     // Deployment changes wake this agent through the owned-object watch; pods do not, so an
     // agent whose pods are starting or failing is looked at again soon. The periodic resync
@@ -205,44 +207,29 @@ async fn apply_children(
     let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), namespace);
     let desired = children.deployment(replicas);
     // Most reconciles of a running agent come from its Deployment's status; re-applying
-    // unchanged children would only load the apiserver. A cached read decides.
-    let current = match deployments.get_with(&child_name(&agent.name_any()), &GetParams::any()).await {
-        Ok(deployment) => Some(deployment),
-        Err(kube::Error::Api(e)) if e.code == 404 => None,
-        Err(e) => return Err(e.into()),
+    // unchanged children would only load the apiserver. The Deployment cache decides; one it
+    // does not hold yet (created a moment ago) is read from the apiserver's watch cache.
+    let name = child_name(&agent.name_any());
+    let current = match ctx.cached_deployment(namespace, &name) {
+        Some(cached) => Some(Deployment::clone(&cached)),
+        None => match deployments.get_with(&name, &GetParams::any()).await {
+            Ok(deployment) => Some(deployment),
+            Err(kube::Error::Api(e)) if e.code == 404 => None,
+            Err(e) => return Err(e.into()),
+        },
     };
     let observed = agent.status.as_ref().and_then(|s| s.observed_generation) == agent.metadata.generation;
     match current {
         Some(current) if observed && deployment_matches(&current, &desired) => Ok(current),
         _ => {
-            apply(&Api::<ServiceAccount>::namespaced(ctx.client.clone(), namespace), &children.service_account())
-                .await?;
-            apply(&Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace), &children.config_map()).await?;
+            // The pods need the ServiceAccount and ConfigMap, so these two go first, together.
+            let accounts = Api::<ServiceAccount>::namespaced(ctx.client.clone(), namespace);
+            let config_maps = Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace);
+            let (account, config_map) = (children.service_account(), children.config_map());
+            tokio::try_join!(apply(&accounts, &account), apply(&config_maps, &config_map))?;
             apply(&deployments, &desired).await
         }
     }
-}
-
-/// Whether a Deployment already runs what `desired` asks for: replicas, image, config hash.
-fn deployment_matches(current: &Deployment, desired: &Deployment) -> bool {
-    let replicas = |d: &Deployment| d.spec.as_ref().and_then(|s| s.replicas);
-    let template_hash = |d: &Deployment| {
-        d.spec
-            .as_ref()
-            .and_then(|s| s.template.metadata.as_ref())
-            .and_then(|m| m.annotations.as_ref())
-            .and_then(|a| a.get("prospector.dev/config-hash").cloned())
-    };
-    let image = |d: &Deployment| {
-        d.spec
-            .as_ref()
-            .and_then(|s| s.template.spec.as_ref())
-            .and_then(|p| p.containers.first())
-            .and_then(|c| c.image.clone())
-    };
-    replicas(current) == replicas(desired)
-        && template_hash(current) == template_hash(desired)
-        && image(current) == image(desired)
 }
 
 /// Reads how the Deployment is doing. Its pods are read only while it is short of available
@@ -258,9 +245,17 @@ async fn observe(
     let available = status.available_replicas.unwrap_or(0);
     let updated = status.updated_replicas.unwrap_or(0);
     let failure = if wanted > 0 && (available < wanted || updated < wanted) {
-        let selector = format!("{}={}", labels::AGENT, agent.name_any());
-        let pods = Api::<Pod>::namespaced(ctx.client.clone(), namespace);
-        let pods = pods.list(&ListParams::default().labels(&selector)).await?.items;
+        // Pods are read only once the Deployment counts some: before that there is nothing to
+        // fail but their creation, which the Deployment's own conditions report.
+        let pods = if status.replicas.unwrap_or(0) > 0 {
+            let selector = format!("{}={}", labels::AGENT, agent.name_any());
+            // From the apiserver's watch cache: a pod's state a moment old is as good as
+            // current here, and a quorum read per reconcile of every starting agent is not.
+            let params = ListParams::default().labels(&selector).match_any();
+            Api::<Pod>::namespaced(ctx.client.clone(), namespace).list(&params).await?.items
+        } else {
+            Vec::new()
+        };
         pod_failure(deployment, &pods, ctx.clock.now(), ctx.settings.unschedulable_after)
     } else {
         None

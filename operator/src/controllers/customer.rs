@@ -97,6 +97,12 @@ async fn apply_customer(customer: &Customer, ctx: &Context) -> Result<Action> {
         &CustomerState::Reconciled(Box::new(facts)),
     );
     report(&api, customer, ctx, status).await?;
+    if customer.status.as_ref().and_then(|s| s.observed_generation) != customer.metadata.generation {
+        // A spec change (suspension, tier, overrides) concerns every agent of the customer. They
+        // are woken from here, after this reconcile, so that they read the customer from a cache
+        // that already holds the change.
+        ctx.wake(prospector_store::agents::live_agents(&ctx.pool, customer_id).await?);
+    }
     // Usage moves without spec changes; re-read it periodically and at the turn of the month.
     Ok(Action::requeue(ctx.settings.resync.min(until_next_month(now).unwrap_or(ctx.settings.resync))))
 }
@@ -116,9 +122,14 @@ async fn stop_invalid(customer: &Customer, api: &Api<Customer>, ctx: &Context, i
     Ok(Action::await_change())
 }
 
-/// Load and validate: the customer's tier must exist.
-async fn load(customer: &Customer, ctx: &Context) -> Result<std::result::Result<Tier, Invalid>> {
-    Ok(Api::<Tier>::all(ctx.client.clone()).get_opt(&customer.spec.tier).await?.ok_or_else(|| Invalid {
+/// Load and validate: the customer's tier must exist. The tier controller's cache answers; a
+/// tier it lacks (one just created may not be there yet) is looked up in the apiserver.
+async fn load(customer: &Customer, ctx: &Context) -> Result<std::result::Result<Arc<Tier>, Invalid>> {
+    let tier = match ctx.cached_tier(&customer.spec.tier) {
+        Some(tier) => Some(tier),
+        None => Api::<Tier>::all(ctx.client.clone()).get_opt(&customer.spec.tier).await?.map(Arc::new),
+    };
+    Ok(tier.ok_or_else(|| Invalid {
         reason: reasons::TIER_NOT_FOUND,
         message: format!("tier {:?} does not exist; create it or choose another tier", customer.spec.tier),
     }))
@@ -188,11 +199,28 @@ async fn apply_children(
     }
     let namespace = children.namespace;
     apply(&Api::<Namespace>::all(ctx.client.clone()), &children.namespace()).await?;
-    apply(&Api::<ResourceQuota>::namespaced(ctx.client.clone(), namespace), &children.resource_quota(quota)).await?;
-    apply(&Api::<LimitRange>::namespaced(ctx.client.clone(), namespace), &children.limit_range()).await?;
-    apply(&Api::<NetworkPolicy>::namespaced(ctx.client.clone(), namespace), &children.network_policy()).await?;
-    apply(&Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace), &children.icp_config_map(icp)).await?;
-    ensure_api_key(ctx, children, children.customer_id).await?;
+    // The namespace's children do not depend on each other: one round trip for all of them,
+    // not five in a row, is what a new customer waits for.
+    let (quota, limits, policy, icp) = (
+        children.resource_quota(quota),
+        children.limit_range(),
+        children.network_policy(),
+        children.icp_config_map(icp),
+    );
+    let client = || ctx.client.clone();
+    let (quotas, limit_ranges, policies, config_maps) = (
+        Api::<ResourceQuota>::namespaced(client(), namespace),
+        Api::<LimitRange>::namespaced(client(), namespace),
+        Api::<NetworkPolicy>::namespaced(client(), namespace),
+        Api::<ConfigMap>::namespaced(client(), namespace),
+    );
+    tokio::try_join!(
+        apply(&quotas, &quota),
+        apply(&limit_ranges, &limits),
+        apply(&policies, &policy),
+        apply(&config_maps, &icp),
+        ensure_api_key(ctx, children, children.customer_id),
+    )?;
     Ok((children_hash, timestamp(now)))
 }
 

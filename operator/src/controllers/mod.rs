@@ -104,6 +104,11 @@ where
     Ok(())
 }
 
+/// Whether a Ready=False `reason` says only that work is under way.
+fn is_progress(reason: &str) -> bool {
+    [reasons::IN_PROGRESS, reasons::REPLICAS_UNAVAILABLE, reasons::QUEUED].contains(&reason)
+}
+
 /// Publishes an Event for each condition that changed between `previous` and `next`.
 pub async fn publish_transitions<K: Resource<DynamicType = ()>>(
     object: &K,
@@ -116,6 +121,11 @@ pub async fn publish_transitions<K: Resource<DynamicType = ()>>(
         // skipping it keeps a busy cluster's event volume down.
         let first_time = !previous.iter().any(|p| p.type_ == changed.type_);
         if first_time && changed.type_ != types::READY && !changed.is_true() {
+            continue;
+        }
+        // Nor is a new object's first "not Ready yet, on its way" (pods starting, a document
+        // queued): each would be one more apiserver write per object created.
+        if first_time && changed.type_ == types::READY && !changed.is_true() && is_progress(&changed.reason) {
             continue;
         }
         let warning = match changed.type_.as_str() {
@@ -177,7 +187,13 @@ pub async fn load_customer(namespace: &str, objects: &str, ctx: &Context) -> Res
         let message = format!("namespace {namespace} is not a customer namespace; create {objects} in cust-<customer>");
         return Ok(Loaded::Stopped { reason: reasons::INVALID_SPEC, message, action: Action::await_change() });
     };
-    let customer = Api::<Customer>::all(ctx.client.clone()).get_opt(customer_name).await?;
+    // Most reconciles find their customer set up in the cache; one it does not show set up yet
+    // (a cache lagging behind the customer's first status) is read from the apiserver.
+    let has_id = |c: &Customer| c.status.as_ref().and_then(|s| s.customer_id).is_some();
+    let customer = match ctx.cached_customer(customer_name).filter(|c| has_id(c)) {
+        Some(cached) => Some(cached),
+        None => Api::<Customer>::all(ctx.client.clone()).get_opt(customer_name).await?.map(Arc::new),
+    };
     let Some((customer, id)) = customer.and_then(|c| c.status.as_ref().and_then(|s| s.customer_id).map(|id| (c, id)))
     else {
         let message = format!("waiting for customer {customer_name} to be set up");

@@ -36,6 +36,10 @@ pub struct AgentChildren<'a> {
     pub deployment_id: &'a str,
 }
 
+/// The pod template annotation holding a digest of the agent's configuration: a change rolls
+/// the pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "prospector.dev/config-hash";
+
 /// The name of the Deployment, ServiceAccount and ConfigMap of an agent.
 pub fn child_name(agent_name: &str) -> String {
     format!("agent-{agent_name}")
@@ -134,7 +138,7 @@ impl AgentChildren<'_> {
                 template: PodTemplateSpec {
                     metadata: Some(ObjectMeta {
                         labels: Some(pod_labels),
-                        annotations: Some(BTreeMap::from([("prospector.dev/config-hash".to_owned(), config_hash)])),
+                        annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), config_hash)])),
                         ..Default::default()
                     }),
                     spec: Some(PodSpec {
@@ -185,6 +189,67 @@ impl AgentChildren<'_> {
     }
 }
 
+/// Whether a Deployment already runs what `desired` asks for: replicas, image, config hash.
+pub fn deployment_matches(current: &Deployment, desired: &Deployment) -> bool {
+    let replicas = |d: &Deployment| d.spec.as_ref().and_then(|s| s.replicas);
+    let template_hash = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned())
+    };
+    let image = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.containers.first())
+            .and_then(|c| c.image.clone())
+    };
+    replicas(current) == replicas(desired)
+        && template_hash(current) == template_hash(desired)
+        && image(current) == image(desired)
+}
+
+/// Trims a watched Deployment to what the agent reconcile reads: its identity and owner,
+/// replicas, the pod template's config hash and image, and its status. At thousands of agents
+/// the full objects would be most of the operator's memory.
+pub fn trim_for_cache(deployment: &mut Deployment) {
+    use k8s_openapi::api::apps::v1::DeploymentSpec;
+    use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    let meta = &mut deployment.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.labels = None;
+    let Some(spec) = deployment.spec.take() else { return };
+    let template_annotations = spec
+        .template
+        .metadata
+        .and_then(|m| m.annotations)
+        .map(|annotations| annotations.into_iter().filter(|(key, _)| key == CONFIG_HASH_ANNOTATION).collect());
+    let containers = spec
+        .template
+        .spec
+        .map(|pod| {
+            pod.containers
+                .into_iter()
+                .take(1)
+                .map(|c| Container { name: c.name, image: c.image, ..Default::default() })
+                .collect()
+        })
+        .unwrap_or_default();
+    deployment.spec = Some(DeploymentSpec {
+        replicas: spec.replicas,
+        template: PodTemplateSpec {
+            metadata: Some(ObjectMeta { annotations: template_annotations, ..Default::default() }),
+            spec: Some(PodSpec { containers, ..Default::default() }),
+        },
+        ..Default::default()
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use prospector_crds::AgentType;
@@ -222,6 +287,26 @@ mod tests {
             api_url: "http://prospector-apiserver.prospector-system:8080",
             agent_id: 42,
             deployment_id: "agent_7_0123abcd",
+        }
+    }
+
+    #[test]
+    fn a_trimmed_deployment_still_matches_and_is_a_fraction_of_the_size() {
+        let spec = spec();
+        let desired = children(&spec).deployment(2);
+        let mut cached = desired.clone();
+        trim_for_cache(&mut cached);
+        assert!(deployment_matches(&cached, &desired), "what the reconcile compares survives");
+        assert_eq!(cached.metadata.owner_references, desired.metadata.owner_references, "owner kept for the watch");
+        let size = |d: &Deployment| serde_json::to_vec(d).unwrap().len();
+        assert!(size(&cached) * 4 < size(&desired), "{} of {} bytes", size(&cached), size(&desired));
+        // Another image, replica count or configuration does not match.
+        for other in [children(&spec).deployment(3), {
+            let mut changed = spec.clone();
+            changed.config = Some(serde_json::json!({"temperature": 0.9}));
+            children(&changed).deployment(2)
+        }] {
+            assert!(!deployment_matches(&cached, &other));
         }
     }
 
@@ -267,7 +352,7 @@ mod tests {
     fn config_changes_roll_the_pods() {
         let spec = spec();
         let hash = |d: Deployment| {
-            d.spec.unwrap().template.metadata.unwrap().annotations.unwrap()["prospector.dev/config-hash"].clone()
+            d.spec.unwrap().template.metadata.unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()
         };
         let before = hash(children(&spec).deployment(1));
         let mut changed = spec.clone();
