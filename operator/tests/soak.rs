@@ -792,6 +792,15 @@ async fn everything_converges_after_a_seeded_soak_of_churn_and_faults() {
     };
     workload.await.unwrap();
     faults.await.unwrap();
+    // The soak's tiers come back, so that customers the workload left on a deleted tier must
+    // heal too, not only settle.
+    {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let pdfs = fixture_pdfs();
+        for tier in SOAK_TIERS {
+            act(&client, &mut rng, seed, &pdfs, &Action::ApplyTier(tier)).await.expect("the soak's tiers apply");
+        }
+    }
     let (done, refused) = outcomes.lock().unwrap().clone();
     println!("soak: applied {done:?}");
     println!("soak: refused or failed {refused:?}");
@@ -842,7 +851,9 @@ async fn everything_converges_after_a_seeded_soak_of_churn_and_faults() {
     // And the invariants held over a cluster with something in it: documents the worker took
     // to Ready, agents running.
     assert!(
-        converged.documents.contains_key("Some(Ready)") && converged.agents.contains_key("Some(Running)"),
+        converged.ready_customers > 0
+            && converged.documents.contains_key("Some(Ready)")
+            && converged.agents.contains_key("Some(Running)"),
         "soak (seed {seed}): nothing Ready at the end: {converged:?}"
     );
 }
