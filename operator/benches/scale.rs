@@ -119,6 +119,8 @@ struct Run {
     rss: Option<Rss>,
     /// The apiserver's requests over the run, by verb and resource, most first.
     requests: Vec<(String, f64)>,
+    /// The Events of the run, by who reported them and why, most first.
+    events: Vec<(String, usize)>,
 }
 
 impl Run {
@@ -160,6 +162,10 @@ impl Run {
         );
         for (what, count) in self.requests.iter().take(16) {
             println!("  {count:>8.0}  {what}");
+        }
+        println!("Events over the run, by reporter and reason:");
+        for (what, count) in self.events.iter().take(10) {
+            println!("  {count:>8}  {what}");
         }
     }
 }
@@ -372,6 +378,29 @@ async fn request_counts(client: &Client) -> Vec<(String, f64)> {
     }
     let mut counts: Vec<(String, f64)> = counts.into_iter().collect();
     counts.sort_by(|a, b| b.1.total_cmp(&a.1));
+    counts
+}
+
+/// The run's Events counted by reporting controller and reason, most first.
+async fn event_counts(client: &Client) -> Vec<(String, usize)> {
+    use k8s_openapi::api::events::v1::Event;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let api = Api::<Event>::all(client.clone());
+    let mut params = kube::api::ListParams::default().limit(2000);
+    loop {
+        let Ok(page) = api.list(&params).await else { break };
+        for event in &page.items {
+            let reporter = event.reporting_controller.clone().unwrap_or_default();
+            let key = format!("{reporter} {}", event.reason.clone().unwrap_or_default());
+            *counts.entry(key).or_default() += event.deprecated_count.map_or(1, |n| n.max(1) as usize);
+        }
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    let mut counts: Vec<(String, usize)> = counts.into_iter().collect();
+    counts.sort_by_key(|count| std::cmp::Reverse(count.1));
     counts
 }
 
@@ -645,6 +674,7 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
         task.abort();
     }
     let requests = request_counts(&client).await;
+    let events = event_counts(&client).await;
     let run = Run {
         customers: customers_n,
         agents: total_agents,
@@ -654,6 +684,7 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
         agent_latency: latencies(&agent_created, &agent_ready),
         rss,
         requests,
+        events,
     };
     drop(operator);
     drop(client);
