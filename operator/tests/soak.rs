@@ -677,6 +677,40 @@ async fn check(client: &Client, pool: &PgPool) -> Result<Converged, String> {
     Ok(converged)
 }
 
+/// Creates a customer of its own on `pro` once the faults stopped, then an agent and a text
+/// document in its namespace; returns its name.
+async fn sentinel(client: &Client, seed: u64) -> String {
+    let name = format!("soak-{:x}-sentinel", seed & 0xffff);
+    let apply = PatchParams::apply(MANAGER).force();
+    let customer = json!({
+        "apiVersion": "prospector.dev/v1alpha1", "kind": "Customer", "metadata": {"name": name},
+        "spec": {"companyName": "Sentinel", "email": format!("{name}@example.com"), "tier": "pro"},
+    });
+    Api::<Customer>::all(client.clone()).patch(&name, &apply, &Patch::Apply(customer)).await.unwrap();
+    let namespace = customer_namespace(&name);
+    common::eventually("the sentinel's namespace", Duration::from_secs(120), || async {
+        Api::<Namespace>::all(client.clone()).get_opt(&namespace).await.ok()?.map(|_| ())
+    })
+    .await;
+    let agent = json!({
+        "apiVersion": "prospector.dev/v1alpha1", "kind": "AgentDeployment", "metadata": {"name": "sentinel"},
+        "spec": {"agentName": "Sentinel", "agentType": "lead_qualifier", "model": "llama3.1-8b", "replicas": 1},
+    });
+    Api::<AgentDeployment>::namespaced(client.clone(), &namespace)
+        .patch("sentinel", &apply, &Patch::Apply(agent))
+        .await
+        .unwrap();
+    let document = json!({
+        "apiVersion": "prospector.dev/v1alpha1", "kind": "KnowledgeDocument", "metadata": {"name": "sentinel"},
+        "spec": {"filename": "sentinel.txt", "source": {"text": SENTENCES.join(" ")}},
+    });
+    Api::<KnowledgeDocument>::namespaced(client.clone(), &namespace)
+        .patch("sentinel", &apply, &Patch::Apply(document))
+        .await
+        .unwrap();
+    name
+}
+
 /// Log lines that show a panic.
 fn panics(logs: &[PathBuf]) -> Vec<String> {
     logs.iter()
@@ -793,7 +827,8 @@ async fn everything_converges_after_a_seeded_soak_of_churn_and_faults() {
     workload.await.unwrap();
     faults.await.unwrap();
     // The soak's tiers come back, so that customers the workload left on a deleted tier must
-    // heal too, not only settle.
+    // heal too, not only settle; and a customer made after the faults, with an agent and a
+    // document, must come up whatever the workload left behind.
     {
         let mut rng = StdRng::seed_from_u64(seed);
         let pdfs = fixture_pdfs();
@@ -801,6 +836,7 @@ async fn everything_converges_after_a_seeded_soak_of_churn_and_faults() {
             act(&client, &mut rng, seed, &pdfs, &Action::ApplyTier(tier)).await.expect("the soak's tiers apply");
         }
     }
+    let sentinel = sentinel(&client, seed).await;
     let (done, refused) = outcomes.lock().unwrap().clone();
     println!("soak: applied {done:?}");
     println!("soak: refused or failed {refused:?}");
@@ -850,10 +886,17 @@ async fn everything_converges_after_a_seeded_soak_of_churn_and_faults() {
     assert!(missing.is_empty(), "soak (seed {seed}): the workload never did {missing:?}");
     // And the invariants held over a cluster with something in it: documents the worker took
     // to Ready, agents running.
+    let namespace = customer_namespace(&sentinel);
+    let customer = Api::<Customer>::all(client.clone()).get(&sentinel).await.unwrap();
+    let agent = Api::<AgentDeployment>::namespaced(client.clone(), &namespace).get("sentinel").await.unwrap();
+    let document = Api::<KnowledgeDocument>::namespaced(client.clone(), &namespace).get("sentinel").await.unwrap();
     assert!(
-        converged.ready_customers > 0
-            && converged.documents.contains_key("Some(Ready)")
-            && converged.agents.contains_key("Some(Running)"),
-        "soak (seed {seed}): nothing Ready at the end: {converged:?}"
+        customer.status.as_ref().and_then(|s| s.condition(types::READY)).is_some_and(|c| c.is_true())
+            && agent.status.as_ref().and_then(|s| s.phase) == Some(AgentPhase::Running)
+            && document.status.as_ref().and_then(|s| s.phase) == Some(DocumentPhase::Ready),
+        "soak (seed {seed}): the customer made after the faults is not Ready with its agent and document: {:?} {:?} {:?}",
+        customer.status,
+        agent.status,
+        document.status
     );
 }
