@@ -16,6 +16,7 @@ use prospector_crds::{AgentDeployment, Customer, KnowledgeDocument, Tier};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
+use crate::cached::CachedDeployment;
 use crate::catalog::AgentCatalog;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
@@ -186,7 +187,7 @@ pub struct Context {
     customers_pending: Arc<Mutex<HashSet<String>>>,
     customer_cache: std::sync::OnceLock<kube::runtime::reflector::Store<Customer>>,
     tier_cache: std::sync::OnceLock<kube::runtime::reflector::Store<Tier>>,
-    deployment_cache: std::sync::OnceLock<kube::runtime::reflector::Store<Deployment>>,
+    deployment_cache: std::sync::OnceLock<kube::runtime::reflector::Store<CachedDeployment>>,
     key_secrets: std::sync::OnceLock<kube::runtime::reflector::Store<PartialObjectMeta<Secret>>>,
 }
 
@@ -317,14 +318,16 @@ impl Context {
         self.tier_cache.get()?.get(&ObjectRef::new(name))
     }
 
-    /// Shares the cache of the agents' Deployments (trimmed to what reconciles read).
-    pub fn set_deployment_cache(&self, store: kube::runtime::reflector::Store<Deployment>) {
+    /// Shares the cache of the agents' Deployments (compact: what reconciles read).
+    pub fn set_deployment_cache(&self, store: kube::runtime::reflector::Store<CachedDeployment>) {
         let _ = self.deployment_cache.set(store);
     }
 
-    /// An agent's Deployment as the cache has it, if it does (see [`Context::cached_customer`]).
-    pub fn cached_deployment(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>> {
-        self.deployment_cache.get()?.get(&ObjectRef::new(name).within(namespace))
+    /// An agent's Deployment as the cache has it, if it does (see [`Context::cached_customer`]),
+    /// with the fields the cache keeps.
+    pub fn cached_deployment(&self, namespace: &str, name: &str) -> Option<Deployment> {
+        let cached = self.deployment_cache.get()?.get(&ObjectRef::new(name).within(namespace))?;
+        Some(cached.to_deployment())
     }
 
     /// Shares the metadata cache of the customers' API key Secrets.

@@ -1,6 +1,7 @@
 //! The Prospector operator: reconciles Tiers, Customers and AgentDeployments, enforcing tier
 //! quotas with atomic decisions in Postgres, and records state there.
 
+pub mod cached;
 pub mod catalog;
 pub mod clock;
 pub mod context;

@@ -13,7 +13,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -27,6 +26,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
+use crate::cached::CachedDeployment;
 use crate::clock::Clock;
 use crate::context::{Context, EmbedderMode, Settings};
 use crate::controllers::{agent, customer, document, error_policy, tier};
@@ -415,15 +415,14 @@ pub async fn run(
         .touched_objects();
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
     let document_config = config.clone();
-    // The agents' Deployments, trimmed to what a reconcile reads: a reconcile compares and
+    // The agents' Deployments, compact (`crate::cached`): a reconcile compares and
     // observes its Deployment here instead of asking the apiserver each time.
-    let (deployment_store, deployment_writer) = reflector::store::<Deployment>();
-    let deployment_events =
-        watcher(Api::<Deployment>::all(client.clone()), watch.clone().labels(&managed).any_semantic())
-            .modify(crate::desired::agent::trim_for_cache)
-            .default_backoff()
-            .reflect(deployment_writer)
-            .touched_objects();
+    let (deployment_store, deployment_writer) = reflector::store::<CachedDeployment>();
+    let deployment_events = watcher(Api::<CachedDeployment>::all(client.clone()), watch.clone().labels(&managed))
+        .modify(CachedDeployment::trim)
+        .default_backoff()
+        .reflect(deployment_writer)
+        .touched_objects();
     ctx.set_deployment_cache(deployment_store);
     // A customer's spec changes (suspension) reach its agents through the customer controller,
     // which wakes them once its cache holds the change.

@@ -211,7 +211,7 @@ async fn apply_children(
     // does not hold yet (created a moment ago) is read from the apiserver's watch cache.
     let name = child_name(&agent.name_any());
     let current = match ctx.cached_deployment(namespace, &name) {
-        Some(cached) => Some(Deployment::clone(&cached)),
+        Some(cached) => Some(cached),
         None => match deployments.get_with(&name, &GetParams::any()).await {
             Ok(deployment) => Some(deployment),
             Err(kube::Error::Api(e)) if e.code == 404 => None,

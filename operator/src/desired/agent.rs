@@ -211,45 +211,6 @@ pub fn deployment_matches(current: &Deployment, desired: &Deployment) -> bool {
         && image(current) == image(desired)
 }
 
-/// Trims a watched Deployment to what the agent reconcile reads: its identity and owner,
-/// replicas, the pod template's config hash and image, and its status. At thousands of agents
-/// the full objects would be most of the operator's memory.
-pub fn trim_for_cache(deployment: &mut Deployment) {
-    use k8s_openapi::api::apps::v1::DeploymentSpec;
-    use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
-    let meta = &mut deployment.metadata;
-    meta.managed_fields = None;
-    meta.annotations = None;
-    meta.labels = None;
-    let Some(spec) = deployment.spec.take() else { return };
-    let template_annotations = spec
-        .template
-        .metadata
-        .and_then(|m| m.annotations)
-        .map(|annotations| annotations.into_iter().filter(|(key, _)| key == CONFIG_HASH_ANNOTATION).collect());
-    let containers = spec
-        .template
-        .spec
-        .map(|pod| {
-            pod.containers
-                .into_iter()
-                .take(1)
-                .map(|c| Container { name: c.name, image: c.image, ..Default::default() })
-                .collect()
-        })
-        .unwrap_or_default();
-    deployment.spec = Some(DeploymentSpec {
-        replicas: spec.replicas,
-        template: PodTemplateSpec {
-            metadata: Some(ObjectMeta { annotations: template_annotations, ..Default::default() }),
-            spec: Some(PodSpec { containers, ..Default::default() }),
-        },
-        ..Default::default()
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use prospector_crds::AgentType;
@@ -291,11 +252,14 @@ mod tests {
     }
 
     #[test]
-    fn a_trimmed_deployment_still_matches_and_is_a_fraction_of_the_size() {
+    fn a_cached_deployment_still_matches_and_is_a_fraction_of_the_size() {
         let spec = spec();
         let desired = children(&spec).deployment(2);
-        let mut cached = desired.clone();
-        trim_for_cache(&mut cached);
+        // As a watch delivers it: the apiserver's JSON, decoded into the cache's type.
+        let mut compact: crate::cached::CachedDeployment =
+            serde_json::from_value(serde_json::to_value(&desired).unwrap()).unwrap();
+        compact.trim();
+        let cached = compact.to_deployment();
         assert!(deployment_matches(&cached, &desired), "what the reconcile compares survives");
         assert_eq!(cached.metadata.owner_references, desired.metadata.owner_references, "owner kept for the watch");
         let size = |d: &Deployment| serde_json::to_vec(d).unwrap().len();
