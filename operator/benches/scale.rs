@@ -121,6 +121,8 @@ struct Run {
     requests: Vec<(String, f64)>,
     /// The Events of the run, by who reported them and why, most first.
     events: Vec<(String, usize)>,
+    /// CPU seconds each component used over the run, most first.
+    cpu: Vec<(String, f64)>,
 }
 
 impl Run {
@@ -163,6 +165,11 @@ impl Run {
         for (what, count) in self.requests.iter().take(16) {
             println!("  {count:>8.0}  {what}");
         }
+        let total: f64 = self.cpu.iter().map(|(_, seconds)| seconds).sum();
+        println!("CPU seconds over the run (of {:.0} on 2 cores):", self.all_ready_in.as_secs_f64() * 2.0);
+        for (what, seconds) in &self.cpu {
+            println!("  {seconds:>8.1}  {what} ({:.0}%)", 100.0 * seconds / total.max(1e-9));
+        }
         println!("Events over the run, by reporter and reason:");
         for (what, count) in self.events.iter().take(10) {
             println!("  {count:>8}  {what}");
@@ -183,11 +190,17 @@ fn main() {
         .split(',')
         .map(|s| s.trim().parse().expect("BENCH_SCALES: numbers separated by commas"))
         .collect();
+    if mode == "documents" {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let customers = env_usize("BENCH_CUSTOMERS", 100);
+        runtime.block_on(documents_at_scale(customers, env_usize("BENCH_DOCUMENTS", 1000)));
+        return;
+    }
     let modes: Vec<Mode> = match mode.as_str() {
         "operator" => vec![Mode::Operator],
         "floor" => vec![Mode::Floor],
         "both" => vec![Mode::Floor, Mode::Operator],
-        other => panic!("BENCH_MODE: operator, floor or both, not {other}"),
+        other => panic!("BENCH_MODE: operator, floor, both or documents, not {other}"),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut sizes = Vec::new();
@@ -380,6 +393,39 @@ async fn request_counts(client: &Client) -> Vec<(String, f64)> {
     counts.sort_by(|a, b| b.1.total_cmp(&a.1));
     counts
 }
+
+/// CPU seconds (user + system) used so far by every process named `name`s, by name: the
+/// control plane's components, the operator, Postgres's processes, this benchmark.
+fn cpu_seconds(names: &[&str]) -> HashMap<String, f64> {
+    let ticks = 100.0; // USER_HZ on Linux
+    let mut out: HashMap<String, f64> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // pid (comm) state ppid ... utime stime: the fields after the comm's closing parenthesis.
+        let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
+        let comm = head.split_once(" (").map(|(_, c)| c).unwrap_or_default();
+        let Some(name) = names.iter().find(|n| comm.starts_with(**n)) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (Some(utime), Some(stime)) = (fields.get(11), fields.get(12)) else { continue };
+        let used = utime.parse::<f64>().unwrap_or(0.0) + stime.parse::<f64>().unwrap_or(0.0);
+        *out.entry((*name).to_owned()).or_default() += used / ticks;
+    }
+    out
+}
+
+/// The components whose CPU a run reports (process names as /proc shows them, 15 characters
+/// at most).
+const COMPONENTS: [&str; 9] = [
+    "kube-apiserver",
+    "etcd",
+    "kube-controller",
+    "kube-scheduler",
+    "kwok",
+    "prospector-oper",
+    "postgres",
+    "scale-",
+    "bench-",
+];
 
 /// The run's Events counted by reporting controller and reason, most first.
 async fn event_counts(client: &Client) -> Vec<(String, usize)> {
@@ -609,6 +655,7 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
         })
     });
 
+    let cpu_before = cpu_seconds(&COMPONENTS);
     let start = Instant::now();
     futures::stream::iter(0..customers_n)
         .for_each_concurrent(32, |index| {
@@ -662,6 +709,14 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let all_ready_in = start.elapsed();
+    let mut cpu: Vec<(String, f64)> = cpu_seconds(&COMPONENTS)
+        .into_iter()
+        .map(|(name, seconds)| {
+            let used = seconds - cpu_before.get(&name).copied().unwrap_or(0.0);
+            (name, used)
+        })
+        .collect();
+    cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
     let rss = match pid {
         Some(pid) => {
             let peak = *peak.lock().unwrap();
@@ -685,10 +740,221 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
         rss,
         requests,
         events,
+        cpu,
     };
     drop(operator);
     drop(client);
     drop(cluster);
     let _ = std::fs::remove_dir_all(dir);
     run
+}
+
+/// Texts for the documents of `documents_at_scale`: the hand-written sales documents of the ICP
+/// fixtures.
+fn sales_texts() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../embedder/tests/fixtures/icp");
+    let mut texts = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("the ICP fixtures") {
+        let path = entry.expect("a directory entry").path();
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&path).expect("a fixture")) else {
+            continue;
+        };
+        let cases = value.as_array().cloned().or_else(|| value["documents"].as_array().cloned()).unwrap_or_default();
+        texts.extend(cases.iter().filter_map(|c| c["text"].as_str().map(str::to_owned)));
+    }
+    assert!(texts.len() > 50, "{} texts in {}", texts.len(), dir.display());
+    texts
+}
+
+/// Documents at scale (`BENCH_MODE=documents`): `customers` customers, one agent each created
+/// while nothing else happens (their create→Running is the baseline), then `documents`
+/// KnowledgeDocuments across them at once, in inline mode, and while their queue is deep one
+/// more agent per customer. Reports the time until every document is Ready and the second
+/// agents' create→Running against the baseline's.
+async fn documents_at_scale(customers: usize, documents: usize) {
+    let (cluster, dir) = fresh_cluster("documents").await;
+    let client: Client = cluster.client().await.unwrap();
+    prospector_tests::fixtures::install_platform(&client).await;
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let http_port = free_port().unwrap();
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let operator = ManagedProcess::spawn(
+        "operator",
+        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-operator")),
+        &[
+            "run".into(),
+            format!("--http-addr=127.0.0.1:{http_port}"),
+            "--leader-election=false".into(),
+            "--embedder-mode=inline".into(),
+        ],
+        RunAs::Current,
+        &process_dir().join("bench-documents-operator.log"),
+        &[("DATABASE_URL", &db.url), ("KUBECONFIG", &kubeconfig), ("RUST_LOG", "warn")],
+    )
+    .unwrap();
+
+    let customer_ready: Created = Arc::default();
+    let agent_created: Created = Arc::default();
+    let agent_ready: Created = Arc::default();
+    let document_created: Created = Arc::default();
+    let document_done: Created = Arc::default();
+    let watchers = [
+        watch_ready(
+            Api::<Customer>::all(client.clone()),
+            |c| c.status.as_ref().and_then(|s| s.condition(types::READY)).is_some_and(|r| r.is_true()),
+            customer_ready.clone(),
+        ),
+        watch_ready(
+            Api::<AgentDeployment>::all(client.clone()),
+            |a| a.status.as_ref().and_then(|s| s.phase) == Some(AgentPhase::Running),
+            agent_ready.clone(),
+        ),
+        watch_ready(
+            Api::<prospector_crds::KnowledgeDocument>::all(client.clone()),
+            |d| {
+                use prospector_crds::DocumentPhase;
+                matches!(d.status.as_ref().and_then(|s| s.phase), Some(DocumentPhase::Ready | DocumentPhase::Failed))
+            },
+            document_done.clone(),
+        ),
+    ];
+    let wait_for = |seen: Created, keys: Vec<String>, what: &'static str| async move {
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        loop {
+            let missing = {
+                let seen = seen.lock().unwrap();
+                keys.iter().filter(|k| !seen.contains_key(*k)).count()
+            };
+            if missing == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{missing} {what} never became ready");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+
+    // The customers, and the model warmed up by one document.
+    let names: Vec<String> = (0..customers).map(|i| format!("docs-{i:04}")).collect();
+    futures::stream::iter(names.clone())
+        .for_each_concurrent(32, |name| {
+            let client = client.clone();
+            async move {
+                let customer = prospector_tests::fixtures::customer(&name, "pro", json!({}));
+                Api::<Customer>::all(client).create(&PostParams::default(), &customer).await.unwrap();
+            }
+        })
+        .await;
+    wait_for(customer_ready.clone(), names.iter().map(|n| format!("/{n}")).collect(), "customers").await;
+    let texts = sales_texts();
+    let document = |name: &str, index: usize| -> prospector_crds::KnowledgeDocument {
+        let text: Vec<&str> = (0..6).map(|k| texts[(index * 7 + k * 13) % texts.len()].as_str()).collect();
+        serde_json::from_value(json!({
+            "apiVersion": "prospector.dev/v1alpha1", "kind": "KnowledgeDocument", "metadata": {"name": name},
+            "spec": {"filename": format!("{name}.txt"), "source": {"text": text.join("\n\n")}},
+        }))
+        .unwrap()
+    };
+    let warm_up = format!("{}/warm-up", customer_namespace(&names[0]));
+    Api::<prospector_crds::KnowledgeDocument>::namespaced(client.clone(), &customer_namespace(&names[0]))
+        .create(&PostParams::default(), &document("warm-up", 0))
+        .await
+        .unwrap();
+    wait_for(document_done.clone(), vec![warm_up], "warm-up document").await;
+
+    // Agents alone: the baseline.
+    let create_agents = |agent: &'static str| {
+        let (client, names, agent_created) = (client.clone(), names.clone(), agent_created.clone());
+        async move {
+            let keys: Vec<String> = names.iter().map(|name| format!("{}/{agent}", customer_namespace(name))).collect();
+            futures::stream::iter(names)
+                .for_each_concurrent(32, |name| {
+                    let (client, agent_created) = (client.clone(), agent_created.clone());
+                    async move {
+                        let namespace = customer_namespace(&name);
+                        agent_created.lock().unwrap().insert(format!("{namespace}/{agent}"), Instant::now());
+                        Api::<AgentDeployment>::namespaced(client, &namespace)
+                            .create(&PostParams::default(), &prospector_tests::fixtures::agent(agent, 1))
+                            .await
+                            .unwrap();
+                    }
+                })
+                .await;
+            keys
+        }
+    };
+    let quiet = create_agents("quiet").await;
+    wait_for(agent_ready.clone(), quiet.clone(), "agents").await;
+
+    // The burst: every document at once, then one more agent per customer while they queue.
+    let start = Instant::now();
+    let document_keys: Vec<String> =
+        (0..documents).map(|i| format!("{}/doc-{i:04}", customer_namespace(&names[i % customers]))).collect();
+    futures::stream::iter(0..documents)
+        .for_each_concurrent(32, |i| {
+            let (client, document_created) = (client.clone(), document_created.clone());
+            let namespace = customer_namespace(&names[i % customers]);
+            let object = document(&format!("doc-{i:04}"), i + 1);
+            async move {
+                document_created.lock().unwrap().insert(format!("{namespace}/doc-{i:04}"), Instant::now());
+                Api::<prospector_crds::KnowledgeDocument>::namespaced(client, &namespace)
+                    .create(&PostParams::default(), &object)
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    let documents_created_in = start.elapsed();
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM embedding_tasks WHERE status IN ('queued', 'running')")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let during = create_agents("during").await;
+    wait_for(agent_ready.clone(), during.clone(), "agents").await;
+    let documents_left_when_agents_ran = {
+        let done = document_done.lock().unwrap();
+        document_keys.iter().filter(|k| !done.contains_key(*k)).count()
+    };
+    wait_for(document_done.clone(), document_keys.clone(), "documents").await;
+    let all_done_in = start.elapsed();
+    let (ready, chunks): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE processing_status = 'ready'), coalesce(sum(chunk_count), 0)::int8
+           FROM knowledge_documents WHERE deleted_at IS NULL AND name LIKE 'doc-%'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    for task in watchers {
+        task.abort();
+    }
+    let latency = |keys: &[String]| {
+        let created = agent_created.lock().unwrap();
+        let ready = agent_ready.lock().unwrap();
+        let mut out: Vec<Duration> =
+            keys.iter().filter_map(|k| Some(ready.get(k)?.saturating_duration_since(*created.get(k)?))).collect();
+        out.sort();
+        out
+    };
+    let (quiet, during) = (latency(&quiet), latency(&during));
+    println!("documents at scale: {documents} documents across {customers} customers, inline mode");
+    println!("| metric | value |");
+    println!("|---|---|");
+    println!("| documents created (client side) | {:.1} s |", documents_created_in.as_secs_f64());
+    println!("| tasks queued or running when the second agents were created | {queued} |");
+    println!("| documents still in the queue when the last second agent ran | {documents_left_when_agents_ran} |");
+    println!("| all documents Ready or Failed | {:.1} s |", all_done_in.as_secs_f64());
+    println!("| documents Ready | {ready}/{documents} |");
+    println!("| chunks | {chunks} ({:.1} chunks/s) |", chunks as f64 / all_done_in.as_secs_f64());
+    for (what, l) in [("alone", &quiet), ("during the burst", &during)] {
+        println!("| agent create→Running {what}, p50 | {:.3} s |", percentile(l, 0.5).as_secs_f64());
+        println!("| agent create→Running {what}, p99 | {:.3} s |", percentile(l, 0.99).as_secs_f64());
+    }
+    println!(
+        "| during ÷ alone, p50 · p99 | {:.2}× · {:.2}× |",
+        percentile(&during, 0.5).as_secs_f64() / percentile(&quiet, 0.5).as_secs_f64().max(1e-9),
+        percentile(&during, 0.99).as_secs_f64() / percentile(&quiet, 0.99).as_secs_f64().max(1e-9)
+    );
+    drop(operator);
+    drop(client);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(dir);
 }
