@@ -216,7 +216,10 @@ fn main() {
     }
     summary(&sizes);
     if let Ok(path) = std::env::var("BENCH_PLOT") {
+        // Relative to the repository (cargo runs benchmarks in the package's directory).
+        let path = prospector_tests::hack::repo_root().join(path);
         std::fs::write(&path, plot(&sizes)).expect("write the plot");
+        let path = path.display();
         println!("plot written to {path}");
     }
 }
