@@ -586,6 +586,33 @@ fn floor_agent_statuses(client: Client) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// The release operator against `cluster` and a fresh database, in `embedder_mode`, logging to
+/// `log` in the harness's directory.
+async fn start_operator(
+    cluster: &ControlPlane,
+    embedder_mode: &str,
+    log: &str,
+) -> (ManagedProcess, prospector_tests::TestDatabase) {
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let http_port = free_port().unwrap();
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let process = ManagedProcess::spawn(
+        "operator",
+        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-operator")),
+        &[
+            "run".into(),
+            format!("--http-addr=127.0.0.1:{http_port}"),
+            "--leader-election=false".into(),
+            format!("--embedder-mode={embedder_mode}"),
+        ],
+        RunAs::Current,
+        &process_dir().join(log),
+        &[("DATABASE_URL", &db.url), ("KUBECONFIG", &kubeconfig), ("RUST_LOG", "warn")],
+    )
+    .unwrap();
+    (process, db)
+}
+
 async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run {
     let (cluster, dir) = fresh_cluster(mode.label()).await;
     let client: Client = cluster.client().await.unwrap();
@@ -600,25 +627,8 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
     let mut floor_writer = None;
     match mode {
         Mode::Operator => {
-            let db = shared_postgres().migrated_database().await.unwrap();
-            let http_port = free_port().unwrap();
-            let kubeconfig = cluster.kubeconfig().display().to_string();
-            let process = ManagedProcess::spawn(
-                "operator",
-                std::path::Path::new(env!("CARGO_BIN_EXE_prospector-operator")),
-                &[
-                    "run".into(),
-                    format!("--http-addr=127.0.0.1:{http_port}"),
-                    "--leader-election=false".into(),
-                    // The benchmark creates no documents; the model would only add to the RSS.
-                    "--embedder-mode=external".into(),
-                ],
-                RunAs::Current,
-                &process_dir().join(format!("bench-operator-{customers_n}.log")),
-                &[("DATABASE_URL", &db.url), ("KUBECONFIG", &kubeconfig), ("RUST_LOG", "warn")],
-            )
-            .unwrap();
-            operator = Some((process, db));
+            // The benchmark creates no documents; the model would only add to the RSS.
+            operator = Some(start_operator(&cluster, "external", &format!("bench-operator-{customers_n}.log")).await);
         }
         Mode::Floor => floor_writer = Some(floor_agent_statuses(client.clone())),
     }
@@ -778,23 +788,7 @@ async fn documents_at_scale(customers: usize, documents: usize) {
     let (cluster, dir) = fresh_cluster("documents").await;
     let client: Client = cluster.client().await.unwrap();
     prospector_tests::fixtures::install_platform(&client).await;
-    let db = shared_postgres().migrated_database().await.unwrap();
-    let http_port = free_port().unwrap();
-    let kubeconfig = cluster.kubeconfig().display().to_string();
-    let operator = ManagedProcess::spawn(
-        "operator",
-        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-operator")),
-        &[
-            "run".into(),
-            format!("--http-addr=127.0.0.1:{http_port}"),
-            "--leader-election=false".into(),
-            "--embedder-mode=inline".into(),
-        ],
-        RunAs::Current,
-        &process_dir().join("bench-documents-operator.log"),
-        &[("DATABASE_URL", &db.url), ("KUBECONFIG", &kubeconfig), ("RUST_LOG", "warn")],
-    )
-    .unwrap();
+    let (operator, db) = start_operator(&cluster, "inline", "bench-documents-operator.log").await;
 
     let customer_ready: Created = Arc::default();
     let agent_created: Created = Arc::default();
@@ -907,10 +901,20 @@ async fn documents_at_scale(customers: usize, documents: usize) {
         })
         .await;
     let documents_created_in = start.elapsed();
-    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM embedding_tasks WHERE status IN ('queued', 'running')")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    // The second agents come once the queue is deep: half the documents queued (the operator
+    // queues each on its first reconcile), or a minute at most.
+    let deep = Instant::now() + Duration::from_secs(60);
+    let queued = loop {
+        let queued: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM embedding_tasks WHERE status IN ('queued', 'running')")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        if queued as usize >= documents / 2 || Instant::now() > deep {
+            break queued;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let during = create_agents("during").await;
     wait_for(agent_ready.clone(), during.clone(), "agents").await;
     let documents_left_when_agents_ran = {
