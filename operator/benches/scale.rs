@@ -74,6 +74,16 @@ where
     })
 }
 
+/// Whether a customer shows Ready=True: when both modes count it ready.
+fn customer_is_ready(customer: &Customer) -> bool {
+    customer.status.as_ref().and_then(|s| s.condition(types::READY)).is_some_and(|r| r.is_true())
+}
+
+/// Whether an agent shows phase Running: when both modes count it ready.
+fn agent_is_running(agent: &AgentDeployment) -> bool {
+    agent.status.as_ref().and_then(|s| s.phase) == Some(AgentPhase::Running)
+}
+
 /// create→ready durations of the objects seen ready, sorted.
 fn latencies(created: &Created, ready: &Created) -> Vec<Duration> {
     let created = created.lock().unwrap();
@@ -418,17 +428,8 @@ fn cpu_seconds(names: &[&str]) -> HashMap<String, f64> {
 
 /// The components whose CPU a run reports (process names as /proc shows them, 15 characters
 /// at most).
-const COMPONENTS: [&str; 9] = [
-    "kube-apiserver",
-    "etcd",
-    "kube-controller",
-    "kube-scheduler",
-    "kwok",
-    "prospector-oper",
-    "postgres",
-    "scale-",
-    "bench-",
-];
+const COMPONENTS: [&str; 8] =
+    ["kube-apiserver", "etcd", "kube-controller", "kube-scheduler", "kwok", "prospector-oper", "postgres", "scale-"];
 
 /// The run's Events counted by reporting controller and reason, most first.
 async fn event_counts(client: &Client) -> Vec<(String, usize)> {
@@ -641,16 +642,8 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
     let agent_created: Created = Arc::default();
     let agent_ready: Created = Arc::default();
     let watchers = [
-        watch_ready(
-            Api::<Customer>::all(client.clone()),
-            |c| c.status.as_ref().and_then(|s| s.condition(types::READY)).is_some_and(|r| r.is_true()),
-            customer_ready.clone(),
-        ),
-        watch_ready(
-            Api::<AgentDeployment>::all(client.clone()),
-            |a| a.status.as_ref().and_then(|s| s.phase) == Some(AgentPhase::Running),
-            agent_ready.clone(),
-        ),
+        watch_ready(Api::<Customer>::all(client.clone()), customer_is_ready, customer_ready.clone()),
+        watch_ready(Api::<AgentDeployment>::all(client.clone()), agent_is_running, agent_ready.clone()),
     ];
 
     let peak = Arc::new(Mutex::new(0u64));
@@ -793,19 +786,10 @@ async fn documents_at_scale(customers: usize, documents: usize) {
     let customer_ready: Created = Arc::default();
     let agent_created: Created = Arc::default();
     let agent_ready: Created = Arc::default();
-    let document_created: Created = Arc::default();
     let document_done: Created = Arc::default();
     let watchers = [
-        watch_ready(
-            Api::<Customer>::all(client.clone()),
-            |c| c.status.as_ref().and_then(|s| s.condition(types::READY)).is_some_and(|r| r.is_true()),
-            customer_ready.clone(),
-        ),
-        watch_ready(
-            Api::<AgentDeployment>::all(client.clone()),
-            |a| a.status.as_ref().and_then(|s| s.phase) == Some(AgentPhase::Running),
-            agent_ready.clone(),
-        ),
+        watch_ready(Api::<Customer>::all(client.clone()), customer_is_ready, customer_ready.clone()),
+        watch_ready(Api::<AgentDeployment>::all(client.clone()), agent_is_running, agent_ready.clone()),
         watch_ready(
             Api::<prospector_crds::KnowledgeDocument>::all(client.clone()),
             |d| {
@@ -888,11 +872,10 @@ async fn documents_at_scale(customers: usize, documents: usize) {
         (0..documents).map(|i| format!("{}/doc-{i:04}", customer_namespace(&names[i % customers]))).collect();
     futures::stream::iter(0..documents)
         .for_each_concurrent(32, |i| {
-            let (client, document_created) = (client.clone(), document_created.clone());
+            let client = client.clone();
             let namespace = customer_namespace(&names[i % customers]);
             let object = document(&format!("doc-{i:04}"), i + 1);
             async move {
-                document_created.lock().unwrap().insert(format!("{namespace}/doc-{i:04}"), Instant::now());
                 Api::<prospector_crds::KnowledgeDocument>::namespaced(client, &namespace)
                     .create(&PostParams::default(), &object)
                     .await

@@ -8,11 +8,9 @@ mod process;
 use std::time::Duration;
 
 use common::{eventually, unique};
-use k8s_openapi::api::coordination::v1::Lease;
 use prospector_tests::fixtures::{create_customer, wait_customer_ready};
 
 use kube::Client;
-use kube::api::Api;
 use process::{http_get, metric, start_operator};
 use prospector_tests::{shared_cluster, shared_postgres};
 use serde_json::json;
@@ -29,18 +27,12 @@ async fn ready_customer(client: &Client, name: &str) {
     wait_customer_ready(client, name).await;
 }
 
-async fn holder(client: &Client) -> Option<String> {
-    let lease =
-        Api::<Lease>::namespaced(client.clone(), "prospector-system").get_opt("prospector-operator").await.ok()??;
-    lease.spec?.holder_identity.filter(|h| !h.is_empty())
-}
-
 #[tokio::test]
 async fn only_the_leader_reconciles_and_a_follower_takes_over() {
     let (client, database_url) = setup().await;
     let mut replicas =
         vec![start_operator(&database_url, true, "replica-a"), start_operator(&database_url, true, "replica-b")];
-    let leader_identity = eventually("a leader", Duration::from_secs(60), || holder(&client)).await;
+    let leader_identity = eventually("a leader", Duration::from_secs(60), || process::lease_holder(&client)).await;
     let leader_index = replicas.iter().position(|r| r.identity == leader_identity).expect("the holder is one of ours");
     ready_customer(&client, &unique("first")).await;
 
@@ -65,7 +57,7 @@ async fn only_the_leader_reconciles_and_a_follower_takes_over() {
     replicas[leader_index].process.kill();
     let follower_identity = replicas[follower_index].identity.clone();
     eventually("the follower to take the lease", Duration::from_secs(60), || async {
-        (holder(&client).await? == follower_identity).then_some(())
+        (process::lease_holder(&client).await? == follower_identity).then_some(())
     })
     .await;
     ready_customer(&client, &unique("second")).await;

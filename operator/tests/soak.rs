@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -146,17 +145,10 @@ fn start_worker(database_url: &str, n: u32) -> (ManagedProcess, PathBuf) {
     (worker, log)
 }
 
-/// The identity holding the operator's Lease, when the apiserver answers.
-async fn leader(client: &Client) -> Option<String> {
-    let lease =
-        Api::<Lease>::namespaced(client.clone(), "prospector-system").get_opt("prospector-operator").await.ok()??;
-    lease.spec?.holder_identity.filter(|h| !h.is_empty())
-}
-
 async fn inject(fleet: &Arc<tokio::sync::Mutex<Fleet>>, client: &Client, fault: Fault) {
     match fault {
         Fault::KillLeader | Fault::KillStandby => {
-            let holder = leader(client).await;
+            let holder = process::lease_holder(client).await;
             let mut fleet = fleet.lock().await;
             let leader_index = fleet.operators.iter().position(|o| Some(&o.identity) == holder.as_ref());
             let index = match (fault, leader_index) {

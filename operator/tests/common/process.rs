@@ -66,6 +66,14 @@ pub fn embedder_binary() -> PathBuf {
     binary
 }
 
+/// The identity holding the operator's Lease; `None` when it is free or cannot be read.
+pub async fn lease_holder(client: &kube::Client) -> Option<String> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let leases = kube::Api::<Lease>::namespaced(client.clone(), "prospector-system");
+    let lease = leases.get_opt("prospector-operator").await.ok()??;
+    lease.spec?.holder_identity.filter(|h| !h.is_empty())
+}
+
 /// GETs `path` from 127.0.0.1:`port` over plain HTTP/1.0; `None` when nothing answers.
 pub fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
