@@ -320,6 +320,11 @@ async fn run() {
             report(label, clients, "queries", (1.0, "query"), &mut m);
         }
     }
+    // The data directory holds over a gigabyte: stop the server, then remove it.
+    drop((pool, db, server));
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        eprintln!("could not remove {}: {e}", dir.display());
+    }
 }
 
 fn main() {
