@@ -44,6 +44,12 @@ fn expired(spec: &LeaseSpec, now: Timestamp, default_duration: Duration) -> bool
     }
 }
 
+/// When a holder whose last renewal was sent at `last_renewal` stops: one retry interval
+/// before the lease can expire.
+fn give_up_at(last_renewal: Instant, settings: &LeaseSettings) -> Instant {
+    last_renewal + settings.duration.saturating_sub(settings.retry)
+}
+
 impl LeaderElector {
     pub fn new(client: Client, settings: LeaseSettings) -> Self {
         Self { api: Api::namespaced(client, &settings.namespace), settings }
@@ -118,19 +124,28 @@ impl LeaderElector {
 
     /// Renews the lease until it is lost; returns why. Losing it means another replica may
     /// already be reconciling, so the caller must stop at once.
+    ///
+    /// Another replica may take the lease `duration` after its last renewal, so this replica
+    /// gives up one retry interval before that, whether or not the apiserver answers: a renewal
+    /// that hangs (an apiserver restarting, a dead connection) must not keep it reconciling past
+    /// the lease. A renewal counts from when it was sent, the time it wrote into the lease.
     pub async fn hold(&self) -> OperatorError {
         let mut last_renewal = Instant::now();
         loop {
             tokio::time::sleep(self.settings.retry).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewal = Instant::now(),
-                Ok(false) => return OperatorError::Leadership("another replica holds the lease".into()),
-                Err(e) => {
+            let deadline = give_up_at(last_renewal, &self.settings);
+            let sent = Instant::now();
+            match tokio::time::timeout_at(deadline.into(), self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => last_renewal = sent,
+                Ok(Ok(false)) => return OperatorError::Leadership("another replica holds the lease".into()),
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "cannot renew the leader lease");
-                    // Stop before the lease can expire under us.
-                    if last_renewal.elapsed() + self.settings.retry >= self.settings.duration {
+                    if Instant::now() + self.settings.retry >= deadline {
                         return OperatorError::Leadership(format!("lease not renewed in time: {e}"));
                     }
+                }
+                Err(_) => {
+                    return OperatorError::Leadership("lease not renewed in time: the apiserver did not answer".into());
                 }
             }
         }
@@ -167,5 +182,35 @@ mod tests {
         assert!(!expired(&renewed(5), now, Duration::from_secs(15)));
         assert!(expired(&renewed(20), now, Duration::from_secs(15)));
         assert!(expired(&LeaseSpec::default(), now, Duration::from_secs(15)));
+    }
+
+    /// A holder whose renewal hangs stops one retry before its lease can expire, not when the
+    /// client's read timeout (minutes) ends the request: until then a follower could already
+    /// be reconciling beside it.
+    #[tokio::test]
+    async fn a_renewal_that_hangs_gives_up_before_the_lease_expires() {
+        // Accepts connections and never answers, like an apiserver stuck in a restart.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((connection, _)) = listener.accept().await {
+                held.push(connection);
+            }
+        });
+        let client = Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        let settings = LeaseSettings {
+            namespace: "prospector-system".into(),
+            name: "prospector-operator".into(),
+            identity: "replica-a".into(),
+            duration: Duration::from_secs(2),
+            retry: Duration::from_millis(400),
+        };
+        let started = Instant::now();
+        let lost = tokio::time::timeout(Duration::from_secs(20), LeaderElector::new(client, settings).hold())
+            .await
+            .expect("hold() returns while the apiserver hangs");
+        assert!(matches!(lost, OperatorError::Leadership(_)), "{lost:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "gave up after {:?}", started.elapsed());
     }
 }
