@@ -34,7 +34,8 @@ pub struct Settings {
     pub catalog: AgentCatalog,
     /// How often an agent waiting for quota retries on its own (freed quota also wakes it).
     pub waiting_retry: Duration,
-    /// How often a healthy object is re-read, to pick up usage and the turn of the month.
+    /// How often a healthy object is re-read, to pick up usage and the turn of the month, and
+    /// how often rows whose object is gone are swept (`crate::orphans`).
     pub resync: Duration,
     /// How long an agent's pod may find no node before the agent shows Failed: the scheduler
     /// keeps trying, and a node may join.
@@ -189,6 +190,8 @@ pub struct Context {
     tier_cache: std::sync::OnceLock<kube::runtime::reflector::Store<Tier>>,
     deployment_cache: std::sync::OnceLock<kube::runtime::reflector::Store<CachedDeployment>>,
     key_secrets: std::sync::OnceLock<kube::runtime::reflector::Store<PartialObjectMeta<Secret>>>,
+    /// Set once the customer cache has listed every Customer.
+    customers_synced: std::sync::atomic::AtomicBool,
 }
 
 /// How long a customer's usage refresh waits for more admissions to coalesce with.
@@ -238,6 +241,7 @@ impl Context {
             tier_cache: std::sync::OnceLock::new(),
             deployment_cache: std::sync::OnceLock::new(),
             key_secrets: std::sync::OnceLock::new(),
+            customers_synced: std::sync::atomic::AtomicBool::new(false),
         };
         (Arc::new(context), Wakeups { agents, customers, documents })
     }
@@ -297,9 +301,16 @@ impl Context {
         let _ = self.customer_cache.set(store);
     }
 
-    /// The cached Customers, once the customer controller's watch has synced.
-    pub fn customer_cache(&self) -> Option<&kube::runtime::reflector::Store<Customer>> {
-        self.customer_cache.get()
+    /// Records that the customer cache holds every Customer (its watch's first list is done).
+    pub fn mark_customers_synced(&self) {
+        self.customers_synced.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The customer cache, once it holds every Customer. Not `Store::wait_until_ready`: kube's
+    /// readiness signal wakes only the last of several waiters, and the customer controller
+    /// waits on it too.
+    pub fn synced_customer_cache(&self) -> Option<&kube::runtime::reflector::Store<Customer>> {
+        self.customers_synced.load(std::sync::atomic::Ordering::Acquire).then(|| self.customer_cache.get()).flatten()
     }
 
     /// A customer as the customer controller's cache has it, if it does. The cache can lag

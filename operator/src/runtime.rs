@@ -12,7 +12,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -341,10 +341,16 @@ pub async fn run(
     // object's bytes, and the operator never reads them. Watches that only map events to
     // objects use metadata.
     let (customer_store, customer_writer) = reflector::store::<Customer>();
+    let synced = ctx.clone();
     let customer_events = watcher(Api::<Customer>::all(client.clone()), watch.clone())
         .modify(slim)
         .default_backoff()
         .reflect(customer_writer)
+        .inspect_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone) {
+                synced.mark_customers_synced();
+            }
+        })
         .touched_objects();
     let customers_by_tier = customer_store.clone();
     ctx.set_customer_cache(customer_store.clone());

@@ -22,10 +22,8 @@ pub async fn reconcile(tier: Arc<Tier>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let name = tier.name_any();
     let on_this_tier = |c: &Customer| c.spec.tier == name && c.metadata.deletion_timestamp.is_none();
-    let count = match ctx.customer_cache() {
-        Some(cache) if cache.wait_until_ready().await.is_ok() => {
-            cache.state().iter().filter(|c| on_this_tier(c.as_ref())).count()
-        }
+    let count = match ctx.synced_customer_cache() {
+        Some(cache) => cache.state().iter().filter(|c| on_this_tier(c.as_ref())).count(),
         // Before the cache is there, ask the apiserver.
         _ => {
             let customers: Api<Customer> = Api::all(ctx.client.clone());
