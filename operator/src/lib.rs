@@ -11,6 +11,7 @@ pub mod error;
 pub mod icp;
 pub mod leader;
 pub mod metrics;
+pub mod orphans;
 pub mod quota;
 pub mod runtime;
 pub mod status;

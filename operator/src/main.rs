@@ -87,7 +87,8 @@ struct RunArgs {
     /// Seconds between retries of an agent waiting for quota (freed quota wakes it at once).
     #[arg(long, env = "PROSPECTOR_WAITING_RETRY_SECONDS", default_value_t = 30)]
     waiting_retry_seconds: u64,
-    /// Seconds between periodic re-reads of healthy objects.
+    /// Seconds between periodic re-reads of healthy objects, and between sweeps for rows whose
+    /// object is gone.
     #[arg(long, env = "PROSPECTOR_RESYNC_SECONDS", default_value_t = 300)]
     resync_seconds: u64,
     /// Where documents are embedded: inline (a worker loop in this process) or external

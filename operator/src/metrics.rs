@@ -20,6 +20,7 @@ pub struct Metrics {
     pub documents: IntGaugeVec,
     pub tenant_indexes: IntGauge,
     pub customers_near_limit: IntGaugeVec,
+    pub orphans_released: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -70,6 +71,17 @@ impl Metrics {
             &["quota"],
         )
         .expect("valid metric");
+        let orphans_released = IntCounterVec::new(
+            Opts::new(
+                "orphan_rows_released_total",
+                "Rows released because their AgentDeployment or KnowledgeDocument no longer exists, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        for kind in ["agent", "document"] {
+            orphans_released.with_label_values(&[kind]);
+        }
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
@@ -82,6 +94,7 @@ impl Metrics {
             Box::new(documents.clone()),
             Box::new(tenant_indexes.clone()),
             Box::new(customers_near_limit.clone()),
+            Box::new(orphans_released.clone()),
         ] {
             registry.register(collector).expect("metrics register once");
         }
@@ -98,6 +111,7 @@ impl Metrics {
             documents,
             tenant_indexes,
             customers_near_limit,
+            orphans_released,
         }
     }
 

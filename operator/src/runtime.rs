@@ -432,6 +432,7 @@ pub async fn run(
     ctx.set_deployment_cache(deployment_store);
     // A customer's spec changes (suspension) reach its agents through the customer controller,
     // which wakes them once its cache holds the change.
+    let agent_cache = agent_store.clone();
     let agents = Controller::for_stream(agent_events, agent_store)
         .with_config(config)
         .owns_stream(deployment_events)
@@ -446,6 +447,12 @@ pub async fn run(
         .default_backoff()
         .reflect(document_writer)
         .touched_objects();
+    let orphans = tokio::spawn(crate::orphans::sweep_orphans(
+        ctx.clone(),
+        agent_cache,
+        document_store.clone(),
+        options.settings.resync,
+    ));
     let documents = Controller::for_stream(document_events, document_store)
         .with_config(document_config)
         .reconcile_on(channel_stream(wakeups.documents))
@@ -498,6 +505,7 @@ pub async fn run(
     document_metrics.abort();
     quota_metrics.abort();
     tenant_indexes.abort();
+    orphans.abort();
     if let Some(embedding) = embedding {
         embedding.abort();
     }

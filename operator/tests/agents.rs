@@ -582,3 +582,96 @@ async fn changing_the_agent_type_rolls_the_image_and_the_row_together() {
     assert_eq!(stored, "outreach_writer", "Postgres follows the type");
     wait_agent_phase(&api, "shifty", AgentPhase::Running).await;
 }
+
+/// Leases have no fencing: a replica that just lost its lease can finish a reconcile after the
+/// new leader ran the object's cleanup, and leave a row holding quota for an object that is
+/// gone (the fault soak found one). The sweep releases such rows, whether the name is free or
+/// now another object's, and leaves the rows of live objects alone.
+#[tokio::test]
+async fn rows_left_for_objects_that_are_gone_are_released_by_the_sweep() {
+    use prospector_store::agents::{AgentRecord, reserve_agent_quota, upsert_agent};
+    use prospector_store::documents::{DocumentRecord, SourceKind, reserve_document_quota, upsert_document};
+
+    let operator = shared_operator();
+    let client = client().await;
+    let pool = operator.pool().await;
+    let (namespace, customer_id) = ready_customer(&client, &unique("orphans"), "starter", json!({})).await;
+    let api: Api<AgentDeployment> = Api::namespaced(client.clone(), &namespace);
+    run_agents(&api, &["live"]).await;
+    let live_uid = api.get("live").await.unwrap().metadata.uid.unwrap();
+    assert_eq!(quota_counters(&pool, customer_id).await, (1, 1));
+
+    // What a deposed leader's late reconciles write: an agent row under the live agent's name
+    // but an older object's UID, and a document row whose object no longer exists, each holding
+    // quota.
+    let ghost_agent = uuid::Uuid::new_v4();
+    let row = upsert_agent(
+        &pool,
+        &AgentRecord {
+            k8s_uid: ghost_agent,
+            customer_id,
+            namespace: namespace.clone(),
+            name: "live".into(),
+            agent_name: "live".into(),
+            agent_type: prospector_crds::AgentType::LeadQualifier,
+            model: "gpt-4".into(),
+            config: json!({}),
+            replicas: 1,
+            deployment_id: format!("agent_{customer_id}_0bad0bad"),
+            created_at: Utc::now() - chrono::Duration::hours(1),
+        },
+    )
+    .await
+    .unwrap();
+    let month_start = Utc::now().date_naive().with_day(1).unwrap();
+    let reservation = reserve_agent_quota(&pool, customer_id, row.id, 1, month_start).await.unwrap();
+    assert!(matches!(reservation.admission, prospector_store::agents::Admission::Admitted { .. }), "{reservation:?}");
+    let ghost_document = uuid::Uuid::new_v4();
+    let document = upsert_document(
+        &pool,
+        &DocumentRecord {
+            k8s_uid: ghost_document,
+            customer_id,
+            document_id: format!("doc_{}", &ghost_document.simple().to_string()[..16]),
+            namespace: namespace.clone(),
+            name: "deleted-notes".into(),
+            filename: "notes.txt".into(),
+            source_kind: SourceKind::Text,
+            blob_sha256: None,
+            tags: vec![],
+            generation: 1,
+            source_url: None,
+        },
+    )
+    .await
+    .unwrap();
+    let admission = reserve_document_quota(&pool, customer_id, document.id, 1_000).await.unwrap();
+    assert_eq!(admission, prospector_store::documents::DocumentAdmission::Admitted { bytes: 1_000 });
+
+    let live = |uid: uuid::Uuid, table: &'static str, column: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>(&format!("SELECT {column} IS NULL FROM {table} WHERE k8s_uid = $1"))
+                .bind(uid)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    eventually("the sweep releases both rows", WAIT, || async {
+        let agent = live(ghost_agent, "customer_agents", "terminated_at").await;
+        let document = live(ghost_document, "knowledge_documents", "deleted_at").await;
+        (!agent && !document).then_some(())
+    })
+    .await;
+    assert!(live(live_uid.parse().unwrap(), "customer_agents", "terminated_at").await, "the live agent's row stays");
+    assert_eq!(quota_counters(&pool, customer_id).await, (1, 1), "only the live agent holds quota");
+    let documents: (i32, i64) =
+        sqlx::query_as("SELECT documents_count, storage_used_bytes FROM customer_quotas WHERE customer_id = $1")
+            .bind(customer_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(documents, (0, 0), "the document's quota is released");
+    wait_agent_phase(&api, "live", AgentPhase::Running).await;
+}

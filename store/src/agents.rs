@@ -304,6 +304,24 @@ pub async fn release_agent(pool: &PgPool, k8s_uid: Uuid) -> Result<bool, StoreEr
     Ok(released.unwrap_or(false))
 }
 
+/// A live row's object: what the orphan sweep looks up in Kubernetes.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct RowObject {
+    pub k8s_uid: Uuid,
+    pub customer_id: i64,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// Every live agent row's object.
+pub async fn live_agent_objects(pool: &PgPool) -> Result<Vec<RowObject>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT k8s_uid, customer_id, namespace, name FROM customer_agents WHERE terminated_at IS NULL ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Records the phase the operator observed (`status` column, snake_case) and the first
 /// deployment time.
 pub async fn set_agent_status(

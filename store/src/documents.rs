@@ -579,6 +579,17 @@ pub async fn sweep_stale_uploads(pool: &PgPool, grace: std::time::Duration) -> R
     Ok(cancelled)
 }
 
+/// Every live document row that belongs to an object: an upload's row waits for its object
+/// under a placeholder UID, and [`sweep_stale_uploads`] is its sweep.
+pub async fn live_document_objects(pool: &PgPool) -> Result<Vec<crate::agents::RowObject>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT k8s_uid, customer_id, namespace, name FROM knowledge_documents
+          WHERE deleted_at IS NULL AND upload_reserved_at IS NULL ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Stores a customer's source bytes under their SHA-256 (computed by the writer while the
 /// bytes stream in), deduplicated per customer. Returns whether the bytes were new.
 pub async fn insert_blob(
