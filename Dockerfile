@@ -46,6 +46,10 @@ RUN PROSPECTOR_CACHE=/cache bash hack/model.sh > /tmp/model-dir \
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS operator
 COPY --from=build /out/prospector-operator /usr/local/bin/prospector-operator
+# glibc gives every thread that allocates an arena of its own (up to 8 per core) and returns
+# little of them: at scale that was a third of the operator's memory. Two arenas measured no
+# slower (docs/benchmarks.md; the scale bench runs the binary with this stage's ENV).
+ENV MALLOC_ARENA_MAX=2
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/prospector-operator"]
 CMD ["run"]

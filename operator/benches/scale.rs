@@ -587,8 +587,25 @@ fn floor_agent_statuses(client: Client) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// The `ENV` of the Dockerfile's operator stage: the benchmark runs the binary as the image
+/// does.
+fn operator_image_env() -> Vec<(String, String)> {
+    let dockerfile = std::fs::read_to_string(prospector_tests::hack::repo_root().join("Dockerfile")).unwrap();
+    let stage = dockerfile
+        .split("\nFROM ")
+        .find(|stage| stage.lines().next().is_some_and(|from| from.trim_end().ends_with(" AS operator")))
+        .expect("the Dockerfile's operator stage");
+    stage
+        .lines()
+        .filter_map(|line| line.strip_prefix("ENV "))
+        .flat_map(str::split_whitespace)
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+}
+
 /// The release operator against `cluster` and a fresh database, in `embedder_mode`, logging to
-/// `log` in the harness's directory.
+/// `log` in the harness's directory, with the operator image's environment.
 async fn start_operator(
     cluster: &ControlPlane,
     embedder_mode: &str,
@@ -597,6 +614,9 @@ async fn start_operator(
     let db = shared_postgres().migrated_database().await.unwrap();
     let http_port = free_port().unwrap();
     let kubeconfig = cluster.kubeconfig().display().to_string();
+    let image_env = operator_image_env();
+    assert!(!image_env.is_empty(), "the operator stage sets its environment");
+    println!("operator environment from its image: {image_env:?}");
     let process = ManagedProcess::spawn(
         "operator",
         std::path::Path::new(env!("CARGO_BIN_EXE_prospector-operator")),
@@ -608,7 +628,10 @@ async fn start_operator(
         ],
         RunAs::Current,
         &process_dir().join(log),
-        &[("DATABASE_URL", &db.url), ("KUBECONFIG", &kubeconfig), ("RUST_LOG", "warn")],
+        &[("DATABASE_URL", db.url.as_str()), ("KUBECONFIG", kubeconfig.as_str()), ("RUST_LOG", "warn")]
+            .into_iter()
+            .chain(image_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .collect::<Vec<_>>(),
     )
     .unwrap();
     (process, db)
