@@ -119,6 +119,11 @@ impl ControlPlane {
                 format!("--authentication-kubeconfig={kubeconfig}"),
                 format!("--authorization-kubeconfig={kubeconfig}"),
                 "--leader-elect=false".into(),
+                // kwok's node renews its lease, but kwok never re-marks a pod Ready once the
+                // node lifecycle controller marked it NotReady, as a kubelet's sync would. With
+                // the default grace (50 s) a few apiserver restarts in a row (the fault soak's)
+                // left every pod on the node NotReady for good.
+                "--node-monitor-grace-period=10m".into(),
                 "--bind-address=127.0.0.1".into(),
                 format!("--secure-port={kcm_port}"),
                 format!("--cert-dir={}", dir.join("kcm-certs").display()),
