@@ -25,13 +25,6 @@ use uuid::Uuid;
 use crate::context::Context;
 use crate::error::Result;
 
-/// What one sweep released.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Released {
-    pub agents: usize,
-    pub documents: usize,
-}
-
 /// Sweeps every `interval` until aborted. The caches need not have synced: a row they cannot
 /// place is looked up in the apiserver. (Waiting on their readiness here would race the
 /// controllers' own wait on it: kube's readiness signal wakes only one waiter.)
@@ -49,19 +42,17 @@ pub async fn sweep_orphans(
     }
 }
 
-/// One pass over the live rows of both kinds.
-pub async fn sweep_once(
+/// One pass over the live rows of both kinds; each release is logged and counted in `report`.
+async fn sweep_once(
     ctx: &Context,
     agents: &Store<AgentDeployment>,
     documents: &Store<KnowledgeDocument>,
-) -> Result<Released> {
-    let mut released = Released::default();
+) -> Result<()> {
     for row in prospector_store::agents::live_agent_objects(&ctx.pool).await? {
         if !gone(ctx, agents, &row).await? {
             continue;
         }
         if prospector_store::agents::release_agent(&ctx.pool, row.k8s_uid).await? {
-            released.agents += 1;
             report(ctx, "agent", &row);
             // Its quota may admit an agent that waits.
             ctx.wake(prospector_store::agents::waiting_agents(&ctx.pool, row.customer_id).await?);
@@ -72,11 +63,10 @@ pub async fn sweep_once(
             continue;
         }
         if prospector_store::documents::delete_document(&ctx.pool, row.k8s_uid).await?.deleted {
-            released.documents += 1;
             report(ctx, "document", &row);
         }
     }
-    Ok(released)
+    Ok(())
 }
 
 /// Whether a row's object is gone: neither the cache nor the apiserver has an object of that
