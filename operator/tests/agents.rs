@@ -605,6 +605,7 @@ async fn rows_left_for_objects_that_are_gone_are_released_by_the_sweep() {
     // but an older object's UID, and a document row whose object no longer exists, each holding
     // quota.
     let ghost_agent = uuid::Uuid::new_v4();
+    let month_start = Utc::now().date_naive().with_day(1).unwrap();
     let row = upsert_agent(
         &pool,
         &AgentRecord {
@@ -620,10 +621,11 @@ async fn rows_left_for_objects_that_are_gone_are_released_by_the_sweep() {
             deployment_id: format!("agent_{customer_id}_0bad0bad"),
             created_at: Utc::now() - chrono::Duration::hours(1),
         },
+        month_start,
     )
     .await
-    .unwrap();
-    let month_start = Utc::now().date_naive().with_day(1).unwrap();
+    .unwrap()
+    .row;
     let reservation = reserve_agent_quota(&pool, customer_id, row.id, 1, month_start).await.unwrap();
     assert!(matches!(reservation.admission, prospector_store::agents::Admission::Admitted { .. }), "{reservation:?}");
     let ghost_document = uuid::Uuid::new_v4();

@@ -27,7 +27,8 @@ pub struct AgentRecord {
 }
 
 /// The columns of an agent's row that the operator reads back.
-const AGENT_ROW_COLUMNS: &str = "id, deployment_id, admitted, quota_reserved_replicas, deployed_at, terminated_at";
+const AGENT_ROW_COLUMNS: &str =
+    "id, deployment_id, admitted, quota_reserved_replicas, quota_refused, status, deployed_at, terminated_at";
 
 /// An agent's row as the operator needs it.
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -36,8 +37,57 @@ pub struct AgentRow {
     pub deployment_id: String,
     pub admitted: bool,
     pub quota_reserved_replicas: i32,
+    /// Whether the last reservation was refused (see [`reserve_agent_quota`]).
+    pub quota_refused: bool,
+    /// The phase last recorded ([`set_agent_status`]), snake_case, or `terminated`.
+    pub status: String,
     pub deployed_at: Option<DateTime<Utc>>,
     pub terminated_at: Option<DateTime<Utc>>,
+}
+
+impl AgentRow {
+    /// Whether a reservation of `wanted_replicas` would change nothing: the agent was admitted,
+    /// holds exactly that and was not refused since. [`reserve_agent_quota`] would be a no-op,
+    /// so the caller can skip the round trip.
+    pub fn holds(&self, wanted_replicas: i32) -> bool {
+        self.admitted
+            && !self.quota_refused
+            && self.terminated_at.is_none()
+            && self.quota_reserved_replicas == wanted_replicas
+    }
+
+    /// Whether [`set_agent_status`] with these arguments would change nothing.
+    pub fn records(&self, phase: AgentPhase, deployed: bool) -> bool {
+        self.terminated_at.is_some()
+            || (self.status == phase_column(phase) && (!deployed || self.deployed_at.is_some()))
+    }
+}
+
+/// The `status` column's value for a phase (the `sqlx` mapping of [`AgentPhase`]).
+pub fn phase_column(phase: AgentPhase) -> &'static str {
+    match phase {
+        AgentPhase::Pending => "pending",
+        AgentPhase::Deployed => "deployed",
+        AgentPhase::Running => "running",
+        AgentPhase::Suspended => "suspended",
+        AgentPhase::QuotaExceeded => "quota_exceeded",
+        AgentPhase::Failed => "failed",
+        AgentPhase::Terminating => "terminating",
+    }
+}
+
+/// What an agent's reconcile reads with its upsert, in the same statement: the row, what the
+/// agent reported, and its customer's spending this month against the cap.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct UpsertedAgent {
+    #[sqlx(flatten)]
+    pub row: AgentRow,
+    #[sqlx(flatten)]
+    pub performance: AgentPerformanceRow,
+    /// The customer's cost since the month's first day.
+    pub cost_this_month_usd: f64,
+    /// The customer's monthly cap; `None` while it has no quota row.
+    pub max_cost_per_month_usd: Option<f64>,
 }
 
 /// What the agent reported so far.
@@ -81,40 +131,75 @@ pub enum Admission {
     /// The agent holds one agent slot and `replicas` concurrent replicas.
     Admitted {
         replicas: i32,
-        active_agents: i64,
-        active_replicas: i64,
     },
     Refused(Refusal),
 }
 
 /// Inserts the row of an AgentDeployment, or updates its spec fields (a changed `agentType`
 /// included); the id, deployment id and admission order of an existing row are kept, so a
-/// replayed reconcile changes nothing.
-pub async fn upsert_agent(pool: &PgPool, agent: &AgentRecord) -> Result<AgentRow, StoreError> {
-    let statement = format!(
-        "INSERT INTO customer_agents
-            (k8s_uid, customer_id, namespace, name, agent_name, agent_type, model, config, replicas, deployment_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (k8s_uid) DO UPDATE
-            SET agent_name = EXCLUDED.agent_name, agent_type = EXCLUDED.agent_type, model = EXCLUDED.model,
-                config = EXCLUDED.config, replicas = EXCLUDED.replicas
-         RETURNING {AGENT_ROW_COLUMNS}"
+/// replayed reconcile changes nothing. An unchanged row is not written at all: most reconciles
+/// of a running agent change nothing, and a write (a new row version, a WAL flush) per
+/// reconcile is what loaded Postgres at scale. The same statement reads what the agent reported
+/// and its customer's spending this month (`month_start` on).
+pub async fn upsert_agent(
+    pool: &PgPool,
+    agent: &AgentRecord,
+    month_start: NaiveDate,
+) -> Result<UpsertedAgent, StoreError> {
+    // `existing` sees the row as it was before `changed`'s update (one snapshot for the whole
+    // statement), so the row is read from `changed` when that updated it.
+    let columns = format!(
+        "{AGENT_ROW_COLUMNS}, total_tasks, completed_tasks, failed_tasks, average_latency_ms, total_api_calls, \
+         total_cost_usd, last_active_at"
     );
-    let row = sqlx::query_as(&statement)
-        .bind(agent.k8s_uid)
-        .bind(agent.customer_id)
-        .bind(&agent.namespace)
-        .bind(&agent.name)
-        .bind(&agent.agent_name)
-        .bind(agent.agent_type)
-        .bind(&agent.model)
-        .bind(&agent.config)
-        .bind(agent.replicas)
-        .bind(&agent.deployment_id)
-        .bind(agent.created_at)
-        .fetch_one(pool)
-        .await?;
-    Ok(row)
+    let statement = format!(
+        "WITH existing AS (
+            SELECT {columns} FROM customer_agents WHERE k8s_uid = $1),
+         changed AS (
+            UPDATE customer_agents
+               SET agent_name = $5, agent_type = $6, model = $7, config = $8, replicas = $9
+             WHERE k8s_uid = $1
+               AND (agent_name, agent_type, model, config, replicas)
+                   IS DISTINCT FROM ($5::text, $6::text, $7::text, $8::jsonb, $9::int4)
+            RETURNING {columns}),
+         inserted AS (
+            INSERT INTO customer_agents
+                (k8s_uid, customer_id, namespace, name, agent_name, agent_type, model, config, replicas, deployment_id,
+                 created_at)
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+             WHERE NOT EXISTS (SELECT 1 FROM existing)
+            ON CONFLICT (k8s_uid) DO NOTHING
+            RETURNING {columns}),
+         agent AS (
+            SELECT * FROM changed
+            UNION ALL SELECT * FROM inserted
+            UNION ALL SELECT * FROM existing WHERE NOT EXISTS (SELECT 1 FROM changed))
+         SELECT {AGENT_ROW_COLUMNS}, total_tasks, completed_tasks, failed_tasks, average_latency_ms, total_api_calls,
+                total_cost_usd::float8 AS total_cost_usd, last_active_at,
+                (SELECT coalesce(sum(u.cost_usd), 0)::float8 FROM usage_daily u
+                  WHERE u.customer_id = $2 AND u.day >= $12) AS cost_this_month_usd,
+                (SELECT q.max_cost_per_month_usd::float8 FROM customer_quotas q WHERE q.customer_id = $2)
+                    AS max_cost_per_month_usd
+           FROM agent"
+    );
+    let statement = statement.as_str();
+    crate::one_row(move || {
+        sqlx::query_as(statement)
+            .bind(agent.k8s_uid)
+            .bind(agent.customer_id)
+            .bind(&agent.namespace)
+            .bind(&agent.name)
+            .bind(&agent.agent_name)
+            .bind(agent.agent_type)
+            .bind(&agent.model)
+            .bind(&agent.config)
+            .bind(agent.replicas)
+            .bind(&agent.deployment_id)
+            .bind(agent.created_at)
+            .bind(month_start)
+            .fetch_all(pool)
+    })
+    .await
 }
 
 /// Finds an agent's row by its object's UID.
@@ -142,7 +227,7 @@ pub async fn reserve_agent_quota(
     wanted_replicas: i32,
     month_start: NaiveDate,
 ) -> Result<Reservation, StoreError> {
-    let admitted: Option<(i32, i32, bool)> = sqlx::query_as(
+    let admitted: Option<bool> = sqlx::query_scalar(
         "WITH me AS (
             SELECT id, admitted, quota_reserved_replicas AS held, created_at, quota_refused AS was_refused
               FROM customer_agents
@@ -173,7 +258,7 @@ pub async fn reserve_agent_quota(
             SET admitted = true, quota_reserved_replicas = $3, quota_refused = false
            FROM q, me
           WHERE a.id = $2 AND a.customer_id = $1
-         RETURNING q.active_agents_count, q.active_replicas, me.was_refused",
+         RETURNING me.was_refused",
     )
     .bind(customer_id)
     .bind(agent_id)
@@ -181,12 +266,8 @@ pub async fn reserve_agent_quota(
     .bind(month_start)
     .fetch_optional(pool)
     .await?;
-    if let Some((active_agents, active_replicas, was_refused)) = admitted {
-        let admission = Admission::Admitted {
-            replicas: wanted_replicas,
-            active_agents: active_agents.into(),
-            active_replicas: active_replicas.into(),
-        };
+    if let Some(was_refused) = admitted {
+        let admission = Admission::Admitted { replicas: wanted_replicas };
         return Ok(Reservation { admission, refused_changed: was_refused });
     }
     let newly_refused = sqlx::query(
@@ -381,19 +462,6 @@ pub async fn live_agents(pool: &PgPool, customer_id: i64) -> Result<Vec<(String,
     .fetch_all(pool)
     .await?;
     Ok(rows)
-}
-
-/// An agent's reported totals.
-pub async fn agent_performance(pool: &PgPool, agent_id: i64) -> Result<AgentPerformanceRow, StoreError> {
-    let row = sqlx::query_as(
-        "SELECT total_tasks, completed_tasks, failed_tasks, average_latency_ms, total_api_calls,
-                total_cost_usd::float8 AS total_cost_usd, last_active_at
-           FROM customer_agents WHERE id = $1",
-    )
-    .bind(agent_id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.unwrap_or_default())
 }
 
 /// A usage report from a running agent (`POST /api/agents/{deployment_id}/usage`).

@@ -27,40 +27,54 @@ pub struct CustomerRecord {
 /// (`status.customerId`). Replaying it after a crash returns the same id. Fails with
 /// [`StoreError::EmailInUse`] when another live customer has the same e-mail address.
 pub async fn upsert_customer(pool: &PgPool, customer: &CustomerRecord) -> Result<i64, StoreError> {
-    let result = sqlx::query_scalar(
-        "INSERT INTO customers (k8s_uid, name, company_name, email, subscription_tier, status,
-                                contact_name, contact_title, company_website, company_size, industry)
-         VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN 'suspended' ELSE 'active' END, $7, $8, $9, $10, $11)
-         ON CONFLICT (k8s_uid) DO UPDATE
-            SET company_name = EXCLUDED.company_name,
-                subscription_tier = EXCLUDED.subscription_tier,
-                status = CASE WHEN customers.deleted_at IS NULL THEN EXCLUDED.status ELSE customers.status END,
-                contact_name = EXCLUDED.contact_name,
-                contact_title = EXCLUDED.contact_title,
-                company_website = EXCLUDED.company_website,
-                company_size = EXCLUDED.company_size,
-                industry = EXCLUDED.industry
-         RETURNING id",
-    )
-    .bind(customer.k8s_uid)
-    .bind(&customer.name)
-    .bind(&customer.company_name)
-    .bind(&customer.email)
-    .bind(&customer.subscription_tier)
-    .bind(customer.suspended)
-    .bind(&customer.contact_name)
-    .bind(&customer.contact_title)
-    .bind(&customer.company_website)
-    .bind(&customer.company_size)
-    .bind(&customer.industry)
-    .fetch_one(pool)
+    // Every usage refresh reconciles the customer; an unchanged row is not written (no row
+    // version, no WAL flush). The status is worked out from the row `changed` locks (a
+    // soft-delete committed meanwhile keeps 'deleted'), not from the statement's snapshot.
+    let statement = "WITH existing AS (
+            SELECT id FROM customers WHERE k8s_uid = $1),
+         changed AS (
+            UPDATE customers c
+               SET company_name = $3, subscription_tier = $5,
+                   status = CASE WHEN c.deleted_at IS NOT NULL THEN c.status WHEN $6 THEN 'suspended' ELSE 'active' END,
+                   contact_name = $7, contact_title = $8, company_website = $9, company_size = $10, industry = $11
+             WHERE c.k8s_uid = $1
+               AND (c.company_name, c.subscription_tier, c.status, c.contact_name, c.contact_title,
+                    c.company_website, c.company_size, c.industry)
+                   IS DISTINCT FROM
+                   ($3::text, $5::text,
+                    CASE WHEN c.deleted_at IS NOT NULL THEN c.status WHEN $6 THEN 'suspended' ELSE 'active' END,
+                    $7::text, $8::text, $9::text, $10::text, $11::text)
+            RETURNING c.id),
+         inserted AS (
+            INSERT INTO customers (k8s_uid, name, company_name, email, subscription_tier, status,
+                                   contact_name, contact_title, company_website, company_size, industry)
+            SELECT $1, $2, $3, $4, $5, CASE WHEN $6 THEN 'suspended' ELSE 'active' END, $7, $8, $9, $10, $11
+             WHERE NOT EXISTS (SELECT 1 FROM existing)
+            ON CONFLICT (k8s_uid) DO NOTHING
+            RETURNING id)
+         SELECT id FROM existing UNION ALL SELECT id FROM inserted";
+    let result = crate::one_row(move || {
+        sqlx::query_scalar::<_, i64>(statement)
+            .bind(customer.k8s_uid)
+            .bind(&customer.name)
+            .bind(&customer.company_name)
+            .bind(&customer.email)
+            .bind(&customer.subscription_tier)
+            .bind(customer.suspended)
+            .bind(&customer.contact_name)
+            .bind(&customer.contact_title)
+            .bind(&customer.company_website)
+            .bind(&customer.company_size)
+            .bind(&customer.industry)
+            .fetch_all(pool)
+    })
     .await;
     match result {
         Ok(id) => Ok(id),
-        Err(sqlx::Error::Database(e)) if e.constraint() == Some("customers_email_live_key") => {
+        Err(StoreError::Database(sqlx::Error::Database(e))) if e.constraint() == Some("customers_email_live_key") => {
             Err(StoreError::EmailInUse)
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 

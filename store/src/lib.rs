@@ -27,6 +27,25 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 /// The migrations, embedded from the repository's `migrations/` directory.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
+/// Runs an upsert that returns its row, or none when a concurrent insert of the same key won
+/// its `ON CONFLICT DO NOTHING`; then it runs once more, which reads that row. More than one row
+/// is a bug in the statement, reported rather than hidden.
+pub(crate) async fn one_row<T, F, Fut>(mut run: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, sqlx::Error>>,
+{
+    for _ in 0..2 {
+        let mut rows = run().await?;
+        match rows.len() {
+            0 => continue,
+            1 => return Ok(rows.remove(0)),
+            n => return Err(StoreError::Database(sqlx::Error::Protocol(format!("an upsert returned {n} rows")))),
+        }
+    }
+    Err(StoreError::Database(sqlx::Error::RowNotFound))
+}
+
 /// Opens a connection pool.
 pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     connect_with(connect_options(Some(database_url))?, max_connections).await

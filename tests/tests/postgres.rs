@@ -440,7 +440,8 @@ async fn agent_row(pool: &PgPool, customer_id: i64, name: &str, created_at: chro
         deployment_id: format!("agent_{customer_id}_{}", &Uuid::new_v4().simple().to_string()[..8]),
         created_at,
     };
-    upsert_agent(pool, &record).await.unwrap().id
+    let month_start = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+    upsert_agent(pool, &record, month_start).await.unwrap().row.id
 }
 
 #[tokio::test]
@@ -478,4 +479,164 @@ async fn agent_uid(pool: &PgPool, agent_id: i64) -> Uuid {
         .fetch_one(pool)
         .await
         .unwrap()
+}
+
+/// The agent upsert writes nothing when nothing changed (a reconcile of a running agent must not
+/// cost a row version and a WAL flush), reads back what the shortcuts in the operator rely on
+/// (`holds`, `records`), and the month's spending against the cap.
+#[tokio::test]
+async fn an_unchanged_agent_upsert_writes_nothing_and_reads_back_what_admission_needs() {
+    use prospector_crds::AgentPhase;
+    use prospector_store::agents::{
+        AgentRecord, UsageReport, record_usage, reserve_agent_quota, set_agent_status, upsert_agent,
+    };
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let pool = &db.pool;
+    let id = customer(pool, "upsert").await;
+    set_quota_limits(pool, id, &small_limits()).await.unwrap();
+    let month = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+    let mut record = AgentRecord {
+        k8s_uid: Uuid::new_v4(),
+        customer_id: id,
+        namespace: "cust-upsert".into(),
+        name: "closer".into(),
+        agent_name: "closer".into(),
+        agent_type: prospector_crds::AgentType::LeadQualifier,
+        model: "llama3.1-8b".into(),
+        config: serde_json::json!({"tone": "warm"}),
+        replicas: 1,
+        deployment_id: format!("agent_{id}_0a0b0c0d"),
+        created_at: chrono::Utc::now(),
+    };
+    let row_version = |agent_id: i64| async move {
+        sqlx::query_scalar::<_, String>("SELECT xmin::text FROM customer_agents WHERE id = $1")
+            .bind(agent_id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+
+    let first = upsert_agent(pool, &record, month).await.unwrap();
+    let agent_id = first.row.id;
+    assert_eq!(first.row.status, "pending");
+    assert!(!first.row.admitted && !first.row.holds(1), "{first:?}");
+    assert_eq!((first.cost_this_month_usd, first.max_cost_per_month_usd), (0.0, Some(100.0)));
+    let version = row_version(agent_id).await;
+
+    // The same record again: the same row, not written.
+    let again = upsert_agent(pool, &record, month).await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(row_version(agent_id).await, version, "an unchanged upsert wrote a new row version");
+
+    // A changed spec is written, and the row read back is the updated one.
+    record.replicas = 2;
+    record.config = serde_json::json!({"tone": "formal"});
+    let changed = upsert_agent(pool, &record, month).await.unwrap();
+    assert_eq!(changed.row.id, agent_id);
+    assert_ne!(row_version(agent_id).await, version, "a changed spec was not written");
+    let (replicas, config): (i32, serde_json::Value) =
+        sqlx::query_as("SELECT replicas, config FROM customer_agents WHERE id = $1")
+            .bind(agent_id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!((replicas, config), (2, serde_json::json!({"tone": "formal"})));
+
+    // Admitted with 2 replicas: it holds 2, not 1 or 3.
+    reserve_agent_quota(pool, id, agent_id, 2, month).await.unwrap();
+    let admitted = upsert_agent(pool, &record, month).await.unwrap().row;
+    assert!(admitted.holds(2) && !admitted.holds(1) && !admitted.holds(3), "{admitted:?}");
+    // A refused scale-up: it still holds 2, but its refusal must be cleared by a reservation.
+    reserve_agent_quota(pool, id, agent_id, 5, month).await.unwrap();
+    assert!(!upsert_agent(pool, &record, month).await.unwrap().row.holds(2));
+
+    // Every phase reads back as recorded (the column's spelling is the sqlx mapping's).
+    for phase in [
+        AgentPhase::Deployed,
+        AgentPhase::Running,
+        AgentPhase::Suspended,
+        AgentPhase::QuotaExceeded,
+        AgentPhase::Failed,
+        AgentPhase::Terminating,
+        AgentPhase::Pending,
+    ] {
+        set_agent_status(pool, agent_id, phase, true, chrono::Utc::now()).await.unwrap();
+        let row = upsert_agent(pool, &record, month).await.unwrap().row;
+        assert!(row.records(phase, true), "{phase:?} read back as {:?}", row.status);
+        assert!(!row.records(AgentPhase::Deployed, true) || phase == AgentPhase::Deployed, "{phase:?}");
+    }
+
+    // Spending this month (and not before it) and what the agent reported.
+    let report = UsageReport { tasks: 3, completed_tasks: 2, cost_usd: 40.0, ..Default::default() };
+    let deployment_id = record.deployment_id.clone();
+    record_usage(pool, &deployment_id, &report, month).await.unwrap();
+    record_usage(pool, &deployment_id, &report, month + chrono::Duration::days(3)).await.unwrap();
+    record_usage(pool, &deployment_id, &report, month - chrono::Duration::days(1)).await.unwrap();
+    let read = upsert_agent(pool, &record, month).await.unwrap();
+    assert_eq!((read.cost_this_month_usd, read.max_cost_per_month_usd), (80.0, Some(100.0)));
+    assert_eq!((read.performance.total_tasks, read.performance.completed_tasks), (9, 6));
+    assert!((read.performance.total_cost_usd - 120.0).abs() < 1e-9, "{:?}", read.performance);
+
+    // A released agent's row reads back terminated: it holds nothing and records everything
+    // (the statements the shortcuts skip would change nothing), and an upsert does not revive it.
+    prospector_store::agents::release_agent(pool, record.k8s_uid).await.unwrap();
+    let released = upsert_agent(pool, &record, month).await.unwrap().row;
+    assert!(released.terminated_at.is_some() && !released.admitted, "{released:?}");
+    assert!(!released.holds(0) && !released.holds(2), "{released:?}");
+    assert!(released.records(AgentPhase::Running, true), "{released:?}");
+    assert_eq!(released.id, agent_id);
+}
+
+/// A customer's upsert runs on every usage refresh: an unchanged row is not written, a change
+/// is, and the id stays the same either way.
+#[tokio::test]
+async fn an_unchanged_customer_upsert_writes_nothing() {
+    let db = shared_postgres().migrated_database().await.unwrap();
+    let pool = &db.pool;
+    let mut record = CustomerRecord {
+        k8s_uid: Uuid::new_v4(),
+        name: "steady".into(),
+        company_name: "Steady Corp".into(),
+        email: "steady@example.com".into(),
+        subscription_tier: "starter".into(),
+        industry: Some("logistics".into()),
+        ..Default::default()
+    };
+    let uid = record.k8s_uid;
+    let row_version = move || async move {
+        sqlx::query_as::<_, (String, String)>("SELECT xmin::text, status FROM customers WHERE k8s_uid = $1")
+            .bind(uid)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    let id = upsert_customer(pool, &record).await.unwrap();
+    let (version, status) = row_version().await;
+    assert_eq!(status, "active");
+    assert_eq!(upsert_customer(pool, &record).await.unwrap(), id);
+    assert_eq!(row_version().await, (version.clone(), status), "an unchanged upsert wrote a new row version");
+
+    let mut suspended = record.clone();
+    suspended.suspended = true;
+    suspended.industry = None;
+    assert_eq!(upsert_customer(pool, &suspended).await.unwrap(), id);
+    let (changed, status) = row_version().await;
+    assert_ne!(changed, version, "a change was not written");
+    assert_eq!(status, "suspended");
+    let industry: Option<String> =
+        sqlx::query_scalar("SELECT industry FROM customers WHERE id = $1").bind(id).fetch_one(pool).await.unwrap();
+    assert_eq!(industry, None);
+    record.company_name = "Steady Holdings".into();
+    assert_eq!(upsert_customer(pool, &record).await.unwrap(), id);
+    assert_eq!(row_version().await.1, "active");
+
+    // A late reconcile of a deleted customer keeps it deleted.
+    prospector_store::customers::purge_customer(pool, uid).await.unwrap();
+    let deleted = row_version().await;
+    assert_eq!(deleted.1, "deleted");
+    assert_eq!(upsert_customer(pool, &record).await.unwrap(), id);
+    assert_eq!(row_version().await, deleted);
+    record.suspended = true;
+    assert_eq!(upsert_customer(pool, &record).await.unwrap(), id);
+    assert_eq!(row_version().await.1, "deleted");
 }

@@ -17,7 +17,6 @@ use kube::{Resource, ResourceExt};
 use prospector_crds::customer::customer_of_namespace;
 use prospector_crds::{AgentDeployment, AgentPerformance, AgentPhase, labels};
 use prospector_store::agents::{self as store, Admission, AgentRecord, AgentRow};
-use prospector_store::customers::usage_snapshot;
 
 use super::{CustomerView, FINALIZER, Loaded, apply, delete_if_exists, load_customer, object_uid, report};
 use crate::context::{Context, object_key};
@@ -112,7 +111,9 @@ async fn apply_agent(agent: &AgentDeployment, api: &Api<AgentDeployment>, ctx: &
     let phase = status.phase.unwrap_or(AgentPhase::Pending);
     // `deployed_at` is the time the status shows (this reconcile's clock), not the database's
     // own: the next reconcile then derives the same status and writes nothing.
-    store::set_agent_status(&ctx.pool, admitted.row.id, phase, running_replicas.is_some(), now).await?;
+    if !admitted.row.records(phase, running_replicas.is_some()) {
+        store::set_agent_status(&ctx.pool, admitted.row.id, phase, running_replicas.is_some(), now).await?;
+    }
     report(api, agent, ctx, status).await?;
     // Deployment changes wake this agent through the owned-object watch; pods do not, so an
     // agent whose pods are starting or failing is looked at again soon. The periodic resync
@@ -141,17 +142,21 @@ async fn admit(agent: &AgentDeployment, namespace: &str, customer: &CustomerView
         deployment_id: deployment_id(customer.id, &uid.to_string()),
         created_at: agent.creation_timestamp().map(|t| from_kube_time(&t.0)).unwrap_or(now),
     };
-    let row = store::upsert_agent(&ctx.pool, &record).await?;
-    let snapshot = usage_snapshot(&ctx.pool, customer.id, now.date_naive(), month_start(now)).await?;
-    let cost_cap = snapshot
-        .as_ref()
-        .filter(|s| s.cost_this_month_usd >= s.limits.max_cost_per_month_usd)
-        .map(|s| CostCap { spent_usd: s.cost_this_month_usd, cap_usd: s.limits.max_cost_per_month_usd });
+    // One statement reads the row, what the agent reported and the month's spending.
+    let store::UpsertedAgent { row, performance: reported, cost_this_month_usd, max_cost_per_month_usd } =
+        store::upsert_agent(&ctx.pool, &record, month_start(now)).await?;
+    let cost_cap = max_cost_per_month_usd
+        .filter(|cap| cost_this_month_usd >= *cap)
+        .map(|cap_usd| CostCap { spent_usd: cost_this_month_usd, cap_usd });
     let (wanted, hold) =
         desired_replicas(agent.spec.replicas, agent.spec.suspend, customer.suspended, cost_cap.is_some());
-    let store::Reservation { admission, refused_changed } =
-        store::reserve_agent_quota(&ctx.pool, customer.id, row.id, wanted, month_start(now)).await?;
-    let reported = store::agent_performance(&ctx.pool, row.id).await?;
+    // Most reconciles of a running agent come from its Deployment's status and ask for what it
+    // already holds: that reservation would change nothing, so it is not sent.
+    let store::Reservation { admission, refused_changed } = if row.holds(wanted) {
+        store::Reservation { admission: Admission::Admitted { replicas: wanted }, refused_changed: false }
+    } else {
+        store::reserve_agent_quota(&ctx.pool, customer.id, row.id, wanted, month_start(now)).await?
+    };
     let first_admission = !row.admitted && matches!(admission, Admission::Admitted { .. });
     if wanted < row.quota_reserved_replicas || first_admission {
         // Capacity was freed (scale-down, hold), or the head of the line moved: waiting agents
@@ -210,15 +215,17 @@ async fn apply_children(
     // unchanged children would only load the apiserver. The Deployment cache decides; one it
     // does not hold yet (created a moment ago) is read from the apiserver's watch cache.
     let name = child_name(&agent.name_any());
+    // A generation not yet observed (a new agent, a spec change) is applied whatever exists.
+    let observed = agent.status.as_ref().and_then(|s| s.observed_generation) == agent.metadata.generation;
     let current = match ctx.cached_deployment(namespace, &name) {
         Some(cached) => Some(cached),
+        None if !observed => None,
         None => match deployments.get_with(&name, &GetParams::any()).await {
             Ok(deployment) => Some(deployment),
             Err(kube::Error::Api(e)) if e.code == 404 => None,
             Err(e) => return Err(e.into()),
         },
     };
-    let observed = agent.status.as_ref().and_then(|s| s.observed_generation) == agent.metadata.generation;
     match current {
         Some(current) if observed && deployment_matches(&current, &desired) => Ok(current),
         _ => {

@@ -312,7 +312,7 @@ mod tests {
     }
 
     fn admitted(replicas: i32) -> Admission {
-        Admission::Admitted { replicas, active_agents: 1, active_replicas: replicas.into() }
+        Admission::Admitted { replicas }
     }
 
     fn refused() -> Admission {
