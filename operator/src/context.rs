@@ -195,7 +195,7 @@ pub struct Context {
 }
 
 /// How long a customer's usage refresh waits for more admissions to coalesce with.
-pub const USAGE_REFRESH_DELAY: Duration = Duration::from_secs(1);
+pub const USAGE_REFRESH_DELAY: Duration = Duration::from_secs(3);
 
 /// The receiving ends of the wake-up channels, consumed by the controllers.
 #[derive(Debug)]
