@@ -268,6 +268,8 @@ fn run_worker(args: WorkerArgs, limits: Limits, embedder: Embedder) -> Result<()
             ..FetchPolicy::default()
         },
         limits,
+        // A worker process of its own (a Job's pod) has its cores to itself.
+        nice: None,
     };
     let report = runtime()?.block_on(async move {
         // Installed before the first claim: a SIGTERM during the first batch must finish that

@@ -49,6 +49,11 @@ pub struct WorkerConfig {
     pub limits: Limits,
     /// How url sources are fetched.
     pub fetch: FetchPolicy,
+    /// The nice value of the threads that extract and embed; `None` leaves them at the
+    /// process's. An inline worker shares its process's cores with the reconciles: a higher
+    /// value lets those run first while the queue is deep. (Nice ranks threads within one
+    /// cgroup: other pods are not affected, processes sharing the cgroup are.)
+    pub nice: Option<i32>,
 }
 
 impl Default for WorkerConfig {
@@ -62,6 +67,7 @@ impl Default for WorkerConfig {
             retry_backoff: Duration::from_secs(5),
             limits: Limits::default(),
             fetch: FetchPolicy::default(),
+            nice: None,
         }
     }
 }
@@ -145,7 +151,7 @@ struct Job {
 }
 
 /// Processes a batch: extraction and chunking per document, one embedding pass over the chunks
-/// of all of them, then the ICP of each. Runs on a blocking thread.
+/// of all of them, then the ICP of each. Runs on a thread of its own ([`on_worker_thread`]).
 fn process_batch(embedder: &Embedder, jobs: &[Job], limits: &Limits) -> Vec<Result<ProcessedDocument, Failure>> {
     let chunker = Chunker::new(embedder.tokenizer(), ChunkConfig::default());
     let texts: Vec<Result<(String, Vec<crate::chunk::Chunk>), Failure>> = jobs
@@ -270,6 +276,52 @@ pub async fn run(
     result.map(|()| report)
 }
 
+/// Runs `work` on a thread of its own at scheduling priority `nice` (the threads it starts,
+/// extraction's and the model's, inherit it), and waits for it without blocking the runtime.
+/// Not a runtime blocking thread: a thread's nice value cannot be lowered back without
+/// privileges, and the runtime reuses its blocking threads for other work.
+pub async fn on_worker_thread<T: Send + 'static>(
+    nice: Option<i32>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, WorkerError> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("embed".into())
+        .spawn(move || {
+            if let Some(nice) = nice
+                && let Err(e) = lower_thread_priority(nice)
+            {
+                // Work at the usual priority is slower for others, not wrong.
+                tracing::warn!(nice, error = %e, "cannot lower the embedding thread's priority");
+            }
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|panic| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|m| (*m).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                format!("the embedding thread panicked: {message}")
+            });
+            let _ = done.send(outcome);
+        })
+        .map_err(|e| WorkerError::Join(e.to_string()))?;
+    result
+        .await
+        .map_err(|_| WorkerError::Join("the embedding thread ended without a result".into()))?
+        .map_err(WorkerError::Join)
+}
+
+/// Sets the calling thread's nice value. Linux keeps it per thread, and new threads inherit it;
+/// the images and the harness run on Linux.
+pub fn lower_thread_priority(nice: i32) -> std::io::Result<()> {
+    rustix::process::setpriority_process(None, nice).map_err(std::io::Error::from)
+}
+
+/// The calling thread's nice value.
+pub fn thread_priority() -> std::io::Result<i32> {
+    rustix::process::getpriority_process(None).map_err(std::io::Error::from)
+}
+
 /// Whether `future` is already complete, without waiting for it.
 fn futures_ready(future: &mut std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
     let waker = std::task::Waker::noop();
@@ -277,8 +329,8 @@ fn futures_ready(future: &mut std::pin::Pin<&mut impl Future<Output = ()>>) -> b
     future.as_mut().poll(&mut context).is_ready()
 }
 
-/// Loads the claimed documents' sources, processes them on a blocking thread, and records each
-/// outcome.
+/// Loads the claimed documents' sources, processes them on a thread of their own, and records
+/// each outcome.
 async fn process_and_record(
     pool: &PgPool,
     embedder: &Arc<Embedder>,
@@ -292,12 +344,11 @@ async fn process_and_record(
         jobs.push(Job { task, source, fetched });
     }
     let (embedder, limits) = (embedder.clone(), config.limits.clone());
-    let (jobs, results) = tokio::task::spawn_blocking(move || {
+    let (jobs, results) = on_worker_thread(config.nice, move || {
         let results = process_batch(&embedder, &jobs, &limits);
         (jobs, results)
     })
-    .await
-    .map_err(|e| WorkerError::Join(e.to_string()))?;
+    .await?;
     for (job, result) in jobs.into_iter().zip(results) {
         let task = &job.task;
         match result {
@@ -380,6 +431,27 @@ async fn renew_leases(pool: PgPool, held: Arc<Mutex<Vec<ClaimedTask>>>, lease: D
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The embedding thread runs at the nice value asked for, the threads it starts (extraction,
+    /// the model's) inherit it, and the caller's thread keeps its own.
+    #[tokio::test]
+    async fn work_runs_at_the_nice_value_asked_for_and_its_threads_inherit_it() {
+        let caller = thread_priority().unwrap();
+        let wanted = (caller + 3).min(19);
+        assert_ne!(wanted, caller, "the test runs at nice 19 already: it cannot tell a change");
+        let (own, started) = on_worker_thread(Some(wanted), || {
+            (thread_priority().unwrap(), std::thread::spawn(|| thread_priority().unwrap()).join().unwrap())
+        })
+        .await
+        .unwrap();
+        assert_eq!((own, started), (wanted, wanted));
+        assert_eq!(thread_priority().unwrap(), caller, "the caller's priority changed");
+        let unchanged = on_worker_thread(None, || thread_priority().unwrap()).await.unwrap();
+        assert_eq!(unchanged, caller);
+        // A panic is an error that says what panicked, not a lost batch or a hung worker.
+        let panicked = on_worker_thread(None, || -> () { panic!("a malformed batch") }).await.unwrap_err();
+        assert!(panicked.to_string().contains("a malformed batch"), "{panicked}");
+    }
 
     #[test]
     fn extraction_failures_name_the_kind_and_say_what_to_do() {

@@ -98,6 +98,11 @@ struct RunArgs {
     /// Processing attempts before a document fails for good.
     #[arg(long, env = "PROSPECTOR_DOCUMENT_MAX_ATTEMPTS", default_value_t = 3)]
     document_max_attempts: i32,
+    /// Inline mode: the nice value (0-19) of the embedding threads. Above 0, reconciles (and
+    /// other processes of the same cgroup) come first while the queue is deep.
+    #[arg(long, env = "PROSPECTOR_INLINE_WORKER_NICE", default_value_t = prospector_operator::context::DEFAULT_INLINE_WORKER_NICE,
+          value_parser = clap::value_parser!(i32).range(0..=19))]
+    inline_worker_nice: i32,
     /// The largest document source, in bytes.
     #[arg(long, env = "PROSPECTOR_MAX_DOCUMENT_BYTES", default_value_t = 50_000_000)]
     max_document_bytes: i64,
@@ -222,6 +227,7 @@ async fn run(args: RunArgs) -> Result<(), OperatorError> {
                 },
                 url_timeout: Duration::from_secs(args.url_timeout_seconds.max(1)),
                 allow_private_urls: args.allow_private_urls,
+                inline_worker_nice: Some(args.inline_worker_nice).filter(|nice| *nice > 0),
                 jobs: JobSettings {
                     image: args.embedder_image,
                     max_parallel_jobs: args.max_parallel_jobs,

@@ -199,7 +199,9 @@ async fn run_inline_worker(
     stop: impl Future<Output = ()>,
 ) {
     use prospector_embedder::embed::Embedder;
-    let loaded = tokio::task::spawn_blocking(|| {
+    use prospector_embedder::worker::on_worker_thread;
+    // Loaded at the embedding threads' priority: ONNX Runtime starts its thread pool here.
+    let loaded = on_worker_thread(settings.inline_worker_nice, || {
         let config = prospector_embedder::paths::installed_config().map_err(|e| e.to_string())?;
         Embedder::load(&config).map_err(|e| e.to_string())
     })
@@ -221,6 +223,7 @@ async fn run_inline_worker(
             ..Default::default()
         },
         limits: prospector_embedder::extract::Limits { max_input_bytes: max_bytes, ..Default::default() },
+        nice: settings.inline_worker_nice,
         ..Default::default()
     };
     // Shared, so each restart and the pause between them watch the same shutdown.
