@@ -267,16 +267,16 @@ impl NativeModel {
                 )));
             }
         }
-        let shares = split_by_tokens(sequences, threads.max(1));
+        // Threads take groups from a shared counter rather than fixed shares: on cores shared
+        // with other work (an inline worker at a low priority), a thread that is held back
+        // leaves its groups to the others instead of making them wait at the end.
+        let groups = groups_by_tokens(sequences);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let run = || self.run_groups(sequences, &groups, &next);
         let mut out = vec![Vec::new(); sequences.len()];
         let results: Vec<Vec<(usize, Vec<f32>)>> = std::thread::scope(|scope| {
-            let mut handles = Vec::new();
-            let mut shares = shares.into_iter();
-            let own = shares.next().unwrap_or_default();
-            for share in shares {
-                handles.push(scope.spawn(move || self.run_share(sequences, &share)));
-            }
-            let mut results = vec![self.run_share(sequences, &own)];
+            let handles: Vec<_> = (1..threads.clamp(1, groups.len().max(1))).map(|_| scope.spawn(run)).collect();
+            let mut results = vec![run()];
             results
                 .extend(handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
             results
@@ -287,25 +287,23 @@ impl NativeModel {
         Ok(out)
     }
 
-    /// One thread's sequences, in groups of about [`GROUP_TOKENS`] tokens.
-    fn run_share(&self, sequences: &[&[u32]], share: &[usize]) -> Vec<(usize, Vec<f32>)> {
+    /// Runs groups, taking the next one from `next`, until none is left.
+    fn run_groups(
+        &self,
+        sequences: &[&[u32]],
+        groups: &[Vec<usize>],
+        next: &std::sync::atomic::AtomicUsize,
+    ) -> Vec<(usize, Vec<f32>)> {
         let mut workspace = Workspace::default();
-        let mut out = Vec::with_capacity(share.len());
-        let mut start = 0;
-        while start < share.len() {
-            let mut end = start;
-            let mut tokens = 0;
-            while end < share.len() && (end == start || tokens + sequences[share[end]].len() <= GROUP_TOKENS) {
-                tokens += sequences[share[end]].len();
-                end += 1;
-            }
-            let group: Vec<&[u32]> = share[start..end].iter().map(|i| sequences[*i]).collect();
+        let mut out = Vec::new();
+        loop {
+            let taken = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(group) = groups.get(taken) else { return out };
+            let batch: Vec<&[u32]> = group.iter().map(|i| sequences[*i]).collect();
             // SAFETY: a `NativeModel` exists only where `simd::supported()` (checked in `load`).
-            let vectors = unsafe { self.forward(&group, &mut workspace) };
-            out.extend(share[start..end].iter().copied().zip(vectors));
-            start = end;
+            let vectors = unsafe { self.forward(&batch, &mut workspace) };
+            out.extend(group.iter().copied().zip(vectors));
         }
-        out
     }
 
     /// The encoder on a group of sequences, concatenated without padding.
@@ -399,18 +397,25 @@ impl Workspace {
     }
 }
 
-/// Sequence indices split into `threads` shares of about equal tokens: longest first, each to
-/// the share with the fewest tokens so far.
-fn split_by_tokens(sequences: &[&[u32]], threads: usize) -> Vec<Vec<usize>> {
+/// Sequence indices, longest first (sequences of a group pad to similar lengths), in groups of
+/// about [`GROUP_TOKENS`] tokens; a longer sequence is a group of its own.
+fn groups_by_tokens(sequences: &[&[u32]]) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..sequences.len()).collect();
     order.sort_by_key(|i| std::cmp::Reverse(sequences[*i].len()));
-    let mut shares = vec![(0usize, Vec::new()); threads.min(sequences.len()).max(1)];
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut tokens = 0;
     for index in order {
-        let lightest = shares.iter_mut().min_by_key(|(tokens, _)| *tokens).expect("at least one share");
-        lightest.0 += sequences[index].len().max(1);
-        lightest.1.push(index);
+        let length = sequences[index].len();
+        match groups.last_mut() {
+            Some(group) if tokens + length <= GROUP_TOKENS => group.push(index),
+            _ => {
+                groups.push(vec![index]);
+                tokens = 0;
+            }
+        }
+        tokens += length;
     }
-    shares.into_iter().map(|(_, share)| share).collect()
+    groups
 }
 
 #[cfg(test)]
@@ -418,16 +423,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shares_hold_every_sequence_once_and_balance_tokens() {
-        let lens = [250, 10, 240, 30, 200, 200, 5];
+    fn groups_hold_every_sequence_once_within_the_group_size() {
+        let lens = [250, 10, 240, 30, 200, 200, 5, 600];
         let seqs: Vec<Vec<u32>> = lens.iter().map(|n| vec![1; *n]).collect();
         let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
-        let shares = split_by_tokens(&refs, 2);
-        let mut all: Vec<usize> = shares.concat();
+        let groups = groups_by_tokens(&refs);
+        let mut all: Vec<usize> = groups.concat();
         all.sort();
         assert_eq!(all, (0..lens.len()).collect::<Vec<_>>());
-        let tokens: Vec<usize> = shares.iter().map(|s| s.iter().map(|i| lens[*i]).sum()).collect();
-        assert!(tokens[0].abs_diff(tokens[1]) <= 30, "{tokens:?}");
-        assert_eq!(split_by_tokens(&refs[..1], 4).len(), 1);
+        for group in &groups {
+            let tokens: usize = group.iter().map(|i| lens[*i]).sum();
+            assert!(group.len() == 1 || tokens <= GROUP_TOKENS, "{groups:?}");
+        }
+        // Longest first: the 600-token sequence alone, then 250 + 240, ...
+        assert_eq!(groups[0], vec![7]);
+        assert_eq!(groups[1], vec![0, 2]);
+        assert!(groups_by_tokens(&[]).is_empty());
     }
 }
