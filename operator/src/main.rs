@@ -99,7 +99,8 @@ struct RunArgs {
     #[arg(long, env = "PROSPECTOR_DOCUMENT_MAX_ATTEMPTS", default_value_t = 3)]
     document_max_attempts: i32,
     /// Inline mode: the nice value (0-19) of the embedding threads. Above 0, reconciles (and
-    /// other processes of the same cgroup) come first while the queue is deep.
+    /// other processes of the same cgroup) come first while the queue is deep, at some cost in
+    /// documents per second.
     #[arg(long, env = "PROSPECTOR_INLINE_WORKER_NICE", default_value_t = prospector_operator::context::DEFAULT_INLINE_WORKER_NICE,
           value_parser = clap::value_parser!(i32).range(0..=19))]
     inline_worker_nice: i32,
