@@ -141,6 +141,22 @@ pub enum AgentPhase {
     Terminating,
 }
 
+impl AgentPhase {
+    /// The phase in snake_case: the seed's agent `status` field, and Postgres's
+    /// `customer_agents.status` (the `sqlx` mapping above).
+    pub fn snake_case(self) -> &'static str {
+        match self {
+            AgentPhase::Pending => "pending",
+            AgentPhase::Deployed => "deployed",
+            AgentPhase::Running => "running",
+            AgentPhase::Suspended => "suspended",
+            AgentPhase::QuotaExceeded => "quota_exceeded",
+            AgentPhase::Failed => "failed",
+            AgentPhase::Terminating => "terminating",
+        }
+    }
+}
+
 /// What the operator observed about an agent.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

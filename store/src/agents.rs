@@ -58,21 +58,7 @@ impl AgentRow {
 
     /// Whether [`set_agent_status`] with these arguments would change nothing.
     pub fn records(&self, phase: AgentPhase, deployed: bool) -> bool {
-        self.terminated_at.is_some()
-            || (self.status == phase_column(phase) && (!deployed || self.deployed_at.is_some()))
-    }
-}
-
-/// The `status` column's value for a phase (the `sqlx` mapping of [`AgentPhase`]).
-pub fn phase_column(phase: AgentPhase) -> &'static str {
-    match phase {
-        AgentPhase::Pending => "pending",
-        AgentPhase::Deployed => "deployed",
-        AgentPhase::Running => "running",
-        AgentPhase::Suspended => "suspended",
-        AgentPhase::QuotaExceeded => "quota_exceeded",
-        AgentPhase::Failed => "failed",
-        AgentPhase::Terminating => "terminating",
+        self.terminated_at.is_some() || (self.status == phase.snake_case() && (!deployed || self.deployed_at.is_some()))
     }
 }
 

@@ -83,18 +83,6 @@ pub struct AgentsStatus {
     pub total: usize,
 }
 
-pub fn phase_name(phase: AgentPhase) -> &'static str {
-    match phase {
-        AgentPhase::Pending => "pending",
-        AgentPhase::Deployed => "deployed",
-        AgentPhase::Running => "running",
-        AgentPhase::Suspended => "suspended",
-        AgentPhase::QuotaExceeded => "quota_exceeded",
-        AgentPhase::Failed => "failed",
-        AgentPhase::Terminating => "terminating",
-    }
-}
-
 fn response(agent: &AgentDeployment) -> AgentResponse {
     let status = agent.status.clone().unwrap_or_default();
     let terminating = agent.metadata.deletion_timestamp.is_some();
@@ -116,7 +104,7 @@ fn response(agent: &AgentDeployment) -> AgentResponse {
         deployment_id: status.deployment_id.clone(),
         agent_name: agent.spec.agent_name.clone(),
         agent_type: agent.spec.agent_type,
-        status: phase_name(phase).to_owned(),
+        status: phase.snake_case().to_owned(),
         model: agent.spec.model.clone(),
         replicas: agent.spec.replicas,
         ready_replicas: status.ready_replicas.unwrap_or(0),
