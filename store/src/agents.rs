@@ -121,24 +121,15 @@ pub enum Admission {
     Refused(Refusal),
 }
 
-/// Inserts the row of an AgentDeployment, or updates its spec fields (a changed `agentType`
-/// included); the id, deployment id and admission order of an existing row are kept, so a
-/// replayed reconcile changes nothing. An unchanged row is not written at all: most reconciles
-/// of a running agent change nothing, and a write (a new row version, a WAL flush) per
-/// reconcile is what loaded Postgres at scale. The same statement reads what the agent reported
-/// and its customer's spending this month (`month_start` on).
-pub async fn upsert_agent(
-    pool: &PgPool,
-    agent: &AgentRecord,
-    month_start: NaiveDate,
-) -> Result<UpsertedAgent, StoreError> {
+/// [`upsert_agent`]'s statement, built once: it runs on every agent reconcile.
+static UPSERT_AGENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     // `existing` sees the row as it was before `changed`'s update (one snapshot for the whole
     // statement), so the row is read from `changed` when that updated it.
     let columns = format!(
         "{AGENT_ROW_COLUMNS}, total_tasks, completed_tasks, failed_tasks, average_latency_ms, total_api_calls, \
          total_cost_usd, last_active_at"
     );
-    let statement = format!(
+    format!(
         "WITH existing AS (
             SELECT {columns} FROM customer_agents WHERE k8s_uid = $1),
          changed AS (
@@ -167,8 +158,21 @@ pub async fn upsert_agent(
                 (SELECT q.max_cost_per_month_usd::float8 FROM customer_quotas q WHERE q.customer_id = $2)
                     AS max_cost_per_month_usd
            FROM agent"
-    );
-    let statement = statement.as_str();
+    )
+});
+
+/// Inserts the row of an AgentDeployment, or updates its spec fields (a changed `agentType`
+/// included); the id, deployment id and admission order of an existing row are kept, so a
+/// replayed reconcile changes nothing. An unchanged row is not written at all: most reconciles
+/// of a running agent change nothing, and a write (a new row version, a WAL flush) per
+/// reconcile is what loaded Postgres at scale. The same statement reads what the agent reported
+/// and its customer's spending this month (`month_start` on).
+pub async fn upsert_agent(
+    pool: &PgPool,
+    agent: &AgentRecord,
+    month_start: NaiveDate,
+) -> Result<UpsertedAgent, StoreError> {
+    let statement = UPSERT_AGENT.as_str();
     crate::one_row(move || {
         sqlx::query_as(statement)
             .bind(agent.k8s_uid)
