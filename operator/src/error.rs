@@ -9,8 +9,8 @@ pub enum OperatorError {
     Store(#[from] prospector_store::StoreError),
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<OperatorError>>),
+    #[error("cannot {step} the cleanup finalizer: {source}")]
+    Finalizer { step: &'static str, source: kube::Error },
     #[error("the object has no {0}")]
     MissingField(&'static str),
     #[error("cannot encode an object: {0}")]
@@ -37,21 +37,11 @@ impl OperatorError {
         match self {
             OperatorError::Store(e) => e.metric_label(),
             OperatorError::Kube(_) => "kube",
-            OperatorError::Finalizer(_) => "finalizer",
+            OperatorError::Finalizer { .. } => "finalizer",
             OperatorError::MissingField(_) => "missing_field",
             OperatorError::Serialization(_) => "serialization",
             OperatorError::Config(_) => "config",
             OperatorError::Leadership(_) => "leadership",
-        }
-    }
-}
-
-impl From<kube::runtime::finalizer::Error<OperatorError>> for OperatorError {
-    fn from(e: kube::runtime::finalizer::Error<OperatorError>) -> Self {
-        match e {
-            kube::runtime::finalizer::Error::ApplyFailed(inner)
-            | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner,
-            other => OperatorError::Finalizer(Box::new(other)),
         }
     }
 }

@@ -463,6 +463,37 @@ async fn a_deleting_agent_shows_terminating_until_its_cleanup_finishes() {
     eventually("the agent gone", WAIT, || async { api.get_opt("leaving").await.ok()?.is_none().then_some(()) }).await;
 }
 
+/// The operator adds its finalizer beside one another party set at creation (once, after it),
+/// and on deletion removes only its own.
+#[tokio::test]
+async fn an_agent_created_with_another_finalizer_keeps_it_and_gets_ours_once() {
+    const THEIRS: &str = "example.com/gitops-hold";
+    let operator = shared_operator();
+    let client = client().await;
+    let pool = operator.pool().await;
+    let (namespace, customer_id) = ready_customer(&client, &unique("shared"), "starter", json!({})).await;
+    let api: Api<AgentDeployment> = Api::namespaced(client.clone(), &namespace);
+    let mut held = agent("held", 1);
+    held.metadata.finalizers = Some(vec![THEIRS.into()]);
+    api.create(&PostParams::default(), &held).await.unwrap();
+    let running = wait_agent_phase(&api, "held", AgentPhase::Running).await;
+    assert_eq!(running.metadata.finalizers, Some(vec![THEIRS.into(), "prospector.dev/cleanup".into()]));
+    assert_eq!(quota_counters(&pool, customer_id).await, (1, 1));
+
+    api.delete("held", &DeleteParams::default()).await.unwrap();
+    let cleaned = eventually("our finalizer removed, theirs kept", WAIT, || async {
+        let a = api.get("held").await.ok()?;
+        (a.metadata.finalizers == Some(vec![THEIRS.into()])).then_some(a)
+    })
+    .await;
+    assert_eq!(phase(&cleaned), Some(AgentPhase::Terminating));
+    assert_eq!(quota_counters(&pool, customer_id).await, (0, 0), "the cleanup released the quota");
+
+    let release = json!({"metadata": {"finalizers": null}});
+    api.patch("held", &PatchParams::default(), &Patch::Merge(&release)).await.unwrap();
+    eventually("the agent gone", WAIT, || async { api.get_opt("held").await.ok()?.is_none().then_some(()) }).await;
+}
+
 #[tokio::test]
 async fn an_agent_scaled_to_zero_keeps_its_slot_and_is_not_running() {
     let operator = shared_operator();

@@ -12,13 +12,14 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use kube::api::{Api, GetParams, ListParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use prospector_crds::customer::customer_of_namespace;
 use prospector_crds::{AgentDeployment, AgentPerformance, AgentPhase, labels};
 use prospector_store::agents::{self as store, Admission, AgentRecord, AgentRow};
 
-use super::{CustomerView, FINALIZER, Loaded, apply, delete_if_exists, load_customer, object_uid, report};
+use super::{
+    CustomerView, FinalizerEvent, Loaded, apply, delete_if_exists, load_customer, object_uid, report, with_finalizer,
+};
 use crate::context::{Context, object_key};
 use crate::desired::agent::{AgentChildren, child_name, deployment_matches};
 use crate::error::{OperatorError, Result};
@@ -37,14 +38,13 @@ pub async fn reconcile(agent: Arc<AgentDeployment>, ctx: Arc<Context>) -> Result
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let namespace = agent.namespace().ok_or(OperatorError::MissingField("metadata.namespace"))?;
     let api: Api<AgentDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let action = finalizer(&api, FINALIZER, agent.clone(), |event| async {
+    let action = with_finalizer(&api, agent.clone(), |event| async {
         match event {
-            Finalizer::Apply(agent) => apply_agent(&agent, &api, &ctx).await,
-            Finalizer::Cleanup(agent) => cleanup_agent(&agent, &api, &ctx).await,
+            FinalizerEvent::Apply(agent) => apply_agent(&agent, &api, &ctx).await,
+            FinalizerEvent::Cleanup(agent) => cleanup_agent(&agent, &api, &ctx).await,
         }
     })
-    .await
-    .map_err(OperatorError::from)?;
+    .await?;
     ctx.succeeded(&object_key(agent.as_ref()));
     Ok(action)
 }

@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, ResourceQuota
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use prospector_crds::conditions::{reasons, types};
 use prospector_crds::customer::customer_namespace;
@@ -22,7 +21,7 @@ use prospector_store::StoreError;
 use prospector_store::api_keys::{self, KeyActivation};
 use prospector_store::customers::{self as store, CustomerRecord};
 
-use super::{FINALIZER, apply, delete_all_if_exists, delete_if_exists, object_uid, report};
+use super::{FinalizerEvent, apply, delete_all_if_exists, delete_if_exists, object_uid, report, with_finalizer};
 use crate::context::{Context, object_key};
 use crate::desired::customer::{API_KEY_SECRET, API_KEY_SECRET_KEY, CustomerChildren};
 use crate::error::{OperatorError, Result};
@@ -37,14 +36,13 @@ pub const CONTROLLER: &str = "customer";
 pub async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let api: Api<Customer> = Api::all(ctx.client.clone());
-    let action = finalizer(&api, FINALIZER, customer.clone(), |event| async {
+    let action = with_finalizer(&api, customer.clone(), |event| async {
         match event {
-            Finalizer::Apply(customer) => apply_customer(&customer, &ctx).await,
-            Finalizer::Cleanup(customer) => cleanup_customer(&customer, &ctx).await,
+            FinalizerEvent::Apply(customer) => apply_customer(&customer, &ctx).await,
+            FinalizerEvent::Cleanup(customer) => cleanup_customer(&customer, &ctx).await,
         }
     })
-    .await
-    .map_err(OperatorError::from)?;
+    .await?;
     ctx.succeeded(&object_key(customer.as_ref()));
     Ok(action)
 }

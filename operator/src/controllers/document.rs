@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use prospector_crds::conditions::reasons;
 use prospector_crds::{DocumentPhase, DocumentSource, KnowledgeDocument, KnowledgeDocumentStatus};
 use prospector_store::StoreError;
@@ -22,7 +21,7 @@ use prospector_store::documents::{
 };
 use sha2::{Digest, Sha256};
 
-use super::{CustomerView, FINALIZER, Loaded, load_customer, object_uid, report};
+use super::{CustomerView, FinalizerEvent, Loaded, load_customer, object_uid, report, with_finalizer};
 use crate::context::{Context, object_key};
 use crate::error::{OperatorError, Result};
 use crate::status::document::{DocumentState, derive_status, needs_progress_check};
@@ -35,14 +34,13 @@ pub async fn reconcile(document: Arc<KnowledgeDocument>, ctx: Arc<Context>) -> R
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let namespace = document.namespace().ok_or(OperatorError::MissingField("metadata.namespace"))?;
     let api: Api<KnowledgeDocument> = Api::namespaced(ctx.client.clone(), &namespace);
-    let action = finalizer(&api, FINALIZER, document.clone(), |event| async {
+    let action = with_finalizer(&api, document.clone(), |event| async {
         match event {
-            Finalizer::Apply(document) => apply_document(&document, &api, &ctx).await,
-            Finalizer::Cleanup(document) => cleanup_document(&document, &ctx).await,
+            FinalizerEvent::Apply(document) => apply_document(&document, &api, &ctx).await,
+            FinalizerEvent::Cleanup(document) => cleanup_document(&document, &ctx).await,
         }
     })
-    .await
-    .map_err(OperatorError::from)?;
+    .await?;
     ctx.succeeded(&object_key(document.as_ref()));
     Ok(action)
 }
