@@ -191,6 +191,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub reporter: Reporter,
     failures: Mutex<HashMap<String, u32>>,
+    /// Writes to reconciled objects that the caches have not shown yet.
+    pub own_writes: crate::own_writes::PendingWrites,
     wake_agents: mpsc::UnboundedSender<ObjectRef<AgentDeployment>>,
     wake_customers: mpsc::UnboundedSender<ObjectRef<Customer>>,
     wake_documents: mpsc::UnboundedSender<ObjectRef<KnowledgeDocument>>,
@@ -203,6 +205,10 @@ pub struct Context {
     /// Set once the customer cache has listed every Customer.
     customers_synced: std::sync::atomic::AtomicBool,
 }
+
+/// How long a write of the operator's to an object may wait for its watch event before a pass
+/// that starts from an older copy runs anyway (`crate::own_writes`).
+pub const OWN_WRITE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// How long a customer's usage refresh waits for more admissions to coalesce with.
 pub const USAGE_REFRESH_DELAY: Duration = Duration::from_secs(3);
@@ -243,6 +249,7 @@ impl Context {
             metrics,
             reporter,
             failures: Mutex::new(HashMap::new()),
+            own_writes: crate::own_writes::PendingWrites::new(OWN_WRITE_PATIENCE, std::time::Instant::now()),
             wake_agents,
             wake_customers,
             wake_documents,

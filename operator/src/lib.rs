@@ -12,6 +12,7 @@ pub mod icp;
 pub mod leader;
 pub mod metrics;
 pub mod orphans;
+pub mod own_writes;
 pub mod quota;
 pub mod runtime;
 pub mod status;

@@ -85,6 +85,16 @@ fn slim<K: kube::Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
 }
 
+/// Tells `crate::own_writes` what a watch of reconciled objects delivered, once its cache holds
+/// it.
+fn note_delivered<K: kube::Resource>(ctx: Arc<Context>) -> impl Fn(&watcher::Event<K>) {
+    move |event| match event {
+        watcher::Event::Apply(object) | watcher::Event::InitApply(object) => ctx.own_writes.seen(object.meta()),
+        watcher::Event::Init => ctx.own_writes.forget_all(),
+        watcher::Event::Delete(_) | watcher::Event::InitDone => {}
+    }
+}
+
 fn channel_stream<T: Send + 'static>(
     rx: tokio::sync::mpsc::UnboundedReceiver<T>,
 ) -> impl futures::Stream<Item = T> + Send {
@@ -349,6 +359,7 @@ pub async fn run(
         .modify(slim)
         .default_backoff()
         .reflect(customer_writer)
+        .inspect_ok(note_delivered(ctx.clone()))
         .inspect_ok(move |event| {
             if matches!(event, watcher::Event::InitDone) {
                 synced.mark_customers_synced();
@@ -421,6 +432,7 @@ pub async fn run(
         .modify(slim)
         .default_backoff()
         .reflect(agent_writer)
+        .inspect_ok(note_delivered(ctx.clone()))
         .touched_objects();
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
     let document_config = config.clone();
@@ -449,6 +461,7 @@ pub async fn run(
         .modify(slim)
         .default_backoff()
         .reflect(document_writer)
+        .inspect_ok(note_delivered(ctx.clone()))
         .touched_objects();
     let orphans = tokio::spawn(crate::orphans::sweep_orphans(
         ctx.clone(),

@@ -38,7 +38,7 @@ pub async fn reconcile(agent: Arc<AgentDeployment>, ctx: Arc<Context>) -> Result
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let namespace = agent.namespace().ok_or(OperatorError::MissingField("metadata.namespace"))?;
     let api: Api<AgentDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let action = with_finalizer(&api, agent.clone(), |event| async {
+    let action = with_finalizer(&api, agent.clone(), &ctx, |event| async {
         match event {
             FinalizerEvent::Apply(agent) => apply_agent(&agent, &api, &ctx).await,
             FinalizerEvent::Cleanup(agent) => cleanup_agent(&agent, &api, &ctx).await,

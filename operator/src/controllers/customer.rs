@@ -36,7 +36,7 @@ pub const CONTROLLER: &str = "customer";
 pub async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let api: Api<Customer> = Api::all(ctx.client.clone());
-    let action = with_finalizer(&api, customer.clone(), |event| async {
+    let action = with_finalizer(&api, customer.clone(), &ctx, |event| async {
         match event {
             FinalizerEvent::Apply(customer) => apply_customer(&customer, &ctx).await,
             FinalizerEvent::Cleanup(customer) => cleanup_customer(&customer, &ctx).await,

@@ -34,7 +34,7 @@ pub async fn reconcile(document: Arc<KnowledgeDocument>, ctx: Arc<Context>) -> R
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let namespace = document.namespace().ok_or(OperatorError::MissingField("metadata.namespace"))?;
     let api: Api<KnowledgeDocument> = Api::namespaced(ctx.client.clone(), &namespace);
-    let action = with_finalizer(&api, document.clone(), |event| async {
+    let action = with_finalizer(&api, document.clone(), &ctx, |event| async {
         match event {
             FinalizerEvent::Apply(document) => apply_document(&document, &api, &ctx).await,
             FinalizerEvent::Cleanup(document) => cleanup_document(&document, &ctx).await,

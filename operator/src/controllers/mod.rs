@@ -36,12 +36,18 @@ pub const FINALIZER: &str = prospector_crds::labels::CLEANUP_FINALIZER;
 /// apiserver has confirmed the finalizer, so external state still never exists without it, and
 /// a new object costs one pass through the controller's queue instead of two. At scale the
 /// second pass was most of a new object's wait (docs/benchmarks.md).
-pub async fn with_finalizer<K, F, Fut>(api: &Api<K>, object: Arc<K>, reconcile: F) -> Result<Action>
+///
+/// A pass that starts from a cached copy older than the operator's own last write to the object
+/// is skipped: the watch event of that write brings the object back (`crate::own_writes`).
+pub async fn with_finalizer<K, F, Fut>(api: &Api<K>, object: Arc<K>, ctx: &Context, reconcile: F) -> Result<Action>
 where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug,
     F: FnOnce(FinalizerEvent<K>) -> Fut,
     Fut: std::future::Future<Output = Result<Action>>,
 {
+    if ctx.own_writes.is_behind(object.meta(), std::time::Instant::now()) {
+        return Ok(Action::requeue(ctx.own_writes.patience()));
+    }
     let name = object.meta().name.clone().ok_or(OperatorError::MissingField("metadata.name"))?;
     let finalizers = object.finalizers();
     let ours = finalizers.iter().position(|f| f == FINALIZER);
@@ -81,6 +87,7 @@ where
                 .patch::<K>(&name, &PatchParams::default(), &Patch::Json(json_patch_of(patch)?))
                 .await
                 .map_err(|source| OperatorError::Finalizer { step: "add", source })?;
+            ctx.own_writes.wrote(patched.meta(), std::time::Instant::now());
             reconcile(FinalizerEvent::Apply(Arc::new(patched))).await
         }
     }
@@ -156,23 +163,25 @@ impl OperatorStatus for prospector_crds::KnowledgeDocumentStatus {}
 impl OperatorStatus for prospector_crds::CustomerStatus {}
 
 /// Writes `status` to `object` with server-side apply, unless the object already carries
-/// exactly that status. Transition times are kept by `crate::status::condition`, so a steady
-/// state compares equal: most reconciles of a busy cluster write nothing.
-pub async fn write_status_if_changed<K>(api: &Api<K>, object: &K, status: K::Status) -> Result<()>
+/// exactly that status, and returns the object as written. Transition times are kept by
+/// `crate::status::condition`, so a steady state compares equal: most reconciles of a busy
+/// cluster write nothing.
+pub async fn write_status_if_changed<K>(api: &Api<K>, object: &K, status: K::Status) -> Result<Option<K>>
 where
     K: Resource<DynamicType = ()> + HasStatus + Clone + DeserializeOwned + Debug,
     K::Status: OperatorStatus,
 {
     if object.status().is_some_and(|current| status.is_written_in(current)) {
-        return Ok(());
+        return Ok(None);
     }
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
-    Ok(())
+    let written =
+        api.patch_status(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+    Ok(Some(written))
 }
 
 /// Whether a Ready=False `reason` says only that work is under way.
@@ -225,7 +234,9 @@ where
 {
     let previous = object.status().map(|s| s.conditions().to_vec()).unwrap_or_default();
     let next = status.conditions().to_vec();
-    write_status_if_changed(api, object, status).await?;
+    if let Some(written) = write_status_if_changed(api, object, status).await? {
+        ctx.own_writes.wrote(written.meta(), std::time::Instant::now());
+    }
     publish_transitions(object, ctx, &previous, &next).await;
     Ok(())
 }
