@@ -1,7 +1,7 @@
 //! What every reconcile shares: clients, configuration, the clock, metrics, per-object retry
 //! backoff, and the channel that wakes agents waiting for quota.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -194,10 +194,8 @@ pub struct Context {
     /// Writes to reconciled objects that the caches have not shown yet.
     pub own_writes: crate::own_writes::PendingWrites,
     wake_agents: mpsc::UnboundedSender<ObjectRef<AgentDeployment>>,
-    wake_customers: mpsc::UnboundedSender<ObjectRef<Customer>>,
     wake_documents: mpsc::UnboundedSender<ObjectRef<KnowledgeDocument>>,
-    /// Customers with a usage refresh already scheduled.
-    customers_pending: Arc<Mutex<HashSet<String>>>,
+    usage_refreshes: crate::refresh::UsageRefreshes,
     customer_cache: std::sync::OnceLock<kube::runtime::reflector::Store<Customer>>,
     tier_cache: std::sync::OnceLock<kube::runtime::reflector::Store<Tier>>,
     deployment_cache: std::sync::OnceLock<kube::runtime::reflector::Store<CachedDeployment>>,
@@ -209,9 +207,6 @@ pub struct Context {
 /// How long a write of the operator's to an object may wait for its watch event before a pass
 /// that starts from an older copy runs anyway (`crate::own_writes`).
 pub const OWN_WRITE_PATIENCE: Duration = Duration::from_secs(10);
-
-/// How long a customer's usage refresh waits for more admissions to coalesce with.
-pub const USAGE_REFRESH_DELAY: Duration = Duration::from_secs(3);
 
 /// The receiving ends of the wake-up channels, consumed by the controllers.
 #[derive(Debug)]
@@ -240,6 +235,7 @@ impl Context {
         let reporter = Reporter { controller: FIELD_MANAGER.into(), instance };
         let (wake_agents, agents) = mpsc::unbounded_channel();
         let (wake_customers, customers) = mpsc::unbounded_channel();
+        let usage_refreshes = crate::refresh::UsageRefreshes::new(wake_customers);
         let (wake_documents, documents) = mpsc::unbounded_channel();
         let context = Self {
             client,
@@ -251,9 +247,8 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             own_writes: crate::own_writes::PendingWrites::new(OWN_WRITE_PATIENCE, std::time::Instant::now()),
             wake_agents,
-            wake_customers,
             wake_documents,
-            customers_pending: Arc::default(),
+            usage_refreshes,
             customer_cache: std::sync::OnceLock::new(),
             tier_cache: std::sync::OnceLock::new(),
             deployment_cache: std::sync::OnceLock::new(),
@@ -291,21 +286,9 @@ impl Context {
     }
 
     /// Asks the customer controller to refresh a customer's usage soon (an agent was admitted,
-    /// resized or released). Requests for one customer within [`USAGE_REFRESH_DELAY`] coalesce
-    /// into one reconcile, so a burst of admissions costs one status write, not one each.
+    /// resized or released), throttled per customer (`crate::refresh`).
     pub fn wake_customer(&self, name: &str) {
-        {
-            let mut pending = self.customers_pending.lock().unwrap_or_else(|p| p.into_inner());
-            if !pending.insert(name.to_owned()) {
-                return;
-            }
-        }
-        let (pending, sender, name) = (self.customers_pending.clone(), self.wake_customers.clone(), name.to_owned());
-        tokio::spawn(async move {
-            tokio::time::sleep(USAGE_REFRESH_DELAY).await;
-            pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
-            let _ = sender.send(ObjectRef::new(&name));
-        });
+        self.usage_refreshes.request(name);
     }
 
     /// Asks the document controller to reconcile a document soon (a worker finished it).

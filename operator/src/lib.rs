@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod orphans;
 pub mod own_writes;
 pub mod quota;
+pub mod refresh;
 pub mod runtime;
 pub mod status;
 pub mod telemetry;
