@@ -253,7 +253,11 @@ fn children_digest(
 /// held.
 async fn ensure_api_key(ctx: &Context, children: &CustomerChildren<'_>, customer_id: i64) -> Result<()> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), children.namespace);
-    let secret = match secrets.get_opt(API_KEY_SECRET).await? {
+    // A Secret the watch has not seen is most likely not there (a new customer): create it
+    // without asking first. A cache lagging behind an earlier create finds it on the conflict.
+    let existing =
+        if ctx.key_secret_exists(children.namespace) { secrets.get_opt(API_KEY_SECRET).await? } else { None };
+    let secret = match existing {
         Some(secret) => secret,
         None => {
             let key = api_keys::generate();
