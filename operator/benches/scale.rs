@@ -19,6 +19,10 @@
 //! Deployment has its replica available. No Postgres, no finalizers, no reads. Both modes are
 //! measured the same way (the same watches see the same conditions), each on a control plane of
 //! its own, so neither run inherits the other's objects.
+//!
+//! `BENCH_APISERVER_PROFILE=<dir>` also takes a CPU profile of kube-apiserver in each run
+//! (`BENCH_PROFILE_SECONDS`, default 30, starting `BENCH_PROFILE_AFTER` seconds in, default 10),
+//! written to `<dir>/apiserver-<mode>-<customers>.pprof`, for `go tool pprof -top`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -604,6 +608,33 @@ fn operator_image_env() -> Vec<(String, String)> {
         .collect()
 }
 
+/// Takes a CPU profile of `cluster`'s kube-apiserver (its `/debug/pprof/profile`) a while into
+/// the run, into `path`.
+fn profile_apiserver(cluster: &ControlPlane, path: std::path::PathBuf) -> tokio::task::JoinHandle<()> {
+    let (after, seconds) = (env_usize("BENCH_PROFILE_AFTER", 10), env_usize("BENCH_PROFILE_SECONDS", 30));
+    // hack/kubectl.sh fetches kubectl if need be and prints its path.
+    let fetch = std::process::Command::new(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/kubectl.sh"))
+        .output()
+        .expect("run hack/kubectl.sh");
+    assert!(fetch.status.success(), "hack/kubectl.sh: {}", String::from_utf8_lossy(&fetch.stderr));
+    let kubectl = String::from_utf8(fetch.stdout).expect("a path").trim().to_owned();
+    let kubeconfig = cluster.kubeconfig().to_owned();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(after as u64)).await;
+        let output = tokio::process::Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["get", "--raw", &format!("/debug/pprof/profile?seconds={seconds}")])
+            .output()
+            .await
+            .expect("run kubectl");
+        assert!(output.status.success(), "profile: {}", String::from_utf8_lossy(&output.stderr));
+        std::fs::create_dir_all(path.parent().expect("a directory")).expect("create the profile directory");
+        std::fs::write(&path, &output.stdout).expect("write the profile");
+        println!("kube-apiserver CPU profile ({seconds} s from {after} s in): {}", path.display());
+    })
+}
+
 /// The release operator against `cluster` and a fresh database, in `embedder_mode`, logging to
 /// `log` in the harness's directory, with the operator image's environment.
 async fn start_operator(
@@ -615,6 +646,8 @@ async fn start_operator(
     let http_port = free_port().unwrap();
     let kubeconfig = cluster.kubeconfig().display().to_string();
     let image_env = operator_image_env();
+    // `BENCH_OPERATOR_LOG=prospector_operator=debug` shows, for one, what each status write changed.
+    let log_filter = std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".into());
     assert!(!image_env.is_empty(), "the operator stage sets its environment");
     println!("operator environment from its image: {image_env:?}");
     let process = ManagedProcess::spawn(
@@ -628,7 +661,7 @@ async fn start_operator(
         ],
         RunAs::Current,
         &process_dir().join(log),
-        &[("DATABASE_URL", db.url.as_str()), ("KUBECONFIG", kubeconfig.as_str()), ("RUST_LOG", "warn")]
+        &[("DATABASE_URL", db.url.as_str()), ("KUBECONFIG", kubeconfig.as_str()), ("RUST_LOG", log_filter.as_str())]
             .into_iter()
             .chain(image_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .collect::<Vec<_>>(),
@@ -684,6 +717,12 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
         })
     });
 
+    let profiler = std::env::var("BENCH_APISERVER_PROFILE").ok().map(|dir| {
+        profile_apiserver(
+            &cluster,
+            std::path::Path::new(&dir).join(format!("apiserver-{}-{customers_n}.pprof", mode.label())),
+        )
+    });
     let cpu_before = cpu_seconds(&COMPONENTS);
     let start = Instant::now();
     futures::stream::iter(0..customers_n)
@@ -746,16 +785,19 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
         })
         .collect();
     cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let rss = match pid {
-        Some(pid) => {
-            let peak = *peak.lock().unwrap();
-            tokio::time::sleep(Duration::from_secs(15)).await;
-            Some(Rss { idle: idle_rss, peak: rss_kib(pid, "VmHWM:").max(peak), steady: rss_kib(pid, "VmRSS:") })
-        }
-        None => None,
-    };
+    // Both modes wait the same before the requests are counted: the controller-manager's
+    // Events lag behind (its client is rate-limited), and a count taken at once would miss
+    // more of them in the faster run. The operator's steady RSS is read at the end of the wait.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let rss = pid.map(|pid| {
+        let peak = *peak.lock().unwrap();
+        Rss { idle: idle_rss, peak: rss_kib(pid, "VmHWM:").max(peak), steady: rss_kib(pid, "VmRSS:") }
+    });
     for task in watchers.into_iter().chain(floor_writer).chain(sampler) {
         task.abort();
+    }
+    if let Some(profiler) = profiler {
+        profiler.await.unwrap();
     }
     let requests = request_counts(&client).await;
     let events = event_counts(&client).await;
