@@ -27,6 +27,7 @@ COPY embedder embedder
 COPY operator operator
 COPY apiserver apiserver
 COPY tests tests
+COPY third_party third_party
 RUN --mount=type=cache,target=/usr/local/cargo/registry --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin prospector-operator --bin prospector-apiserver --bin prospector-embedder \
  && mkdir -p /out \

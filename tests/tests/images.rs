@@ -138,6 +138,15 @@ fn the_dockerfile_builds_workspace_binaries_from_paths_that_exist() {
         let dir = dir.strip_prefix(root.canonicalize().unwrap()).unwrap().display().to_string();
         assert!(copied.contains(&dir), "the workspace member {dir} is not copied into the build");
     }
+    // So are the patched dependencies (`[patch.crates-io]`, third_party/README.md).
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let patches = manifest.split("\n[patch.").skip(1).flat_map(|section| section.split("\n[").next().unwrap().lines());
+    let patched: Vec<&str> =
+        patches.filter_map(|line| line.split("path = \"").nth(1)).map(|rest| rest.split('"').next().unwrap()).collect();
+    assert!(!patched.is_empty(), "the workspace patches kube-runtime");
+    for path in patched {
+        assert!(copied.contains(path), "the patched dependency {path} is not copied into the build");
+    }
     // Files the sources compile in from outside their crate are copied too.
     let mut included = Vec::new();
     let mut dirs = vec![root.clone()];
