@@ -291,6 +291,12 @@ impl Context {
         self.usage_refreshes.request(name);
     }
 
+    /// Asks the customer controller to reconcile a customer soon, not held by the usage
+    /// throttle: what changed is news (its count of refused agents, its Ready documents' ICP).
+    pub fn wake_customer_soon(&self, name: &str) {
+        self.usage_refreshes.request_soon(name);
+    }
+
     /// Asks the document controller to reconcile a document soon (a worker finished it).
     pub fn wake_document(&self, namespace: &str, name: &str) {
         let _ = self.wake_documents.send(ObjectRef::new(name).within(namespace));
@@ -344,6 +350,15 @@ impl Context {
     /// Shares the metadata cache of the customers' API key Secrets.
     pub fn set_key_secret_cache(&self, store: kube::runtime::reflector::Store<PartialObjectMeta<Secret>>) {
         let _ = self.key_secrets.set(store);
+    }
+
+    /// Whether the watch's cache, once it has listed every API key Secret, lacks the one of
+    /// `namespace`. Without a cache, or before that first list, nothing is known to be absent.
+    pub fn key_secret_known_absent(&self, namespace: &str) -> bool {
+        self.key_secrets.get().is_some_and(|store| {
+            let listed = futures::FutureExt::now_or_never(store.wait_until_ready()).is_some_and(|ready| ready.is_ok());
+            listed && store.get(&ObjectRef::new(crate::desired::customer::API_KEY_SECRET).within(namespace)).is_none()
+        })
     }
 
     /// Whether the API key Secret of `namespace` exists, by the watch's cache. Without a cache

@@ -3,12 +3,16 @@
 //! and writes its status.
 //!
 //! Postgres holds the counters that quota decisions read; the status only shows them. So a
-//! refresh may wait: the first request waits [`USAGE_REFRESH_DELAY`] for more to coalesce with,
-//! and requests after it are served together once [`USAGE_REFRESH_INTERVAL`] has passed. A
-//! customer whose agents a busy operator admits one by one, seconds apart, got a status write
+//! usage refresh may wait: the first request waits [`USAGE_REFRESH_DELAY`] for more to coalesce
+//! with, and requests after it are served together once [`USAGE_REFRESH_INTERVAL`] has passed.
+//! A customer whose agents a busy operator admits one by one, seconds apart, got a status write
 //! for each (5.6 per customer with five agents, docs/benchmarks.md).
+//!
+//! What is news rather than a counter (a refused agent's `QuotaExceeded`, the ICP the agents
+//! read from their ConfigMap) asks with [`UsageRefreshes::request_soon`]: it waits only the
+//! delay, whatever the interval.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,11 +34,13 @@ pub struct UsageRefreshes {
     /// Customers with a refresh scheduled or sent less than an interval ago, and whether another
     /// was asked for since. An entry lives only that long.
     active: Arc<Mutex<HashMap<String, bool>>>,
+    /// Customers with a `request_soon` refresh scheduled.
+    soon: Arc<Mutex<HashSet<String>>>,
 }
 
 impl UsageRefreshes {
     pub fn new(sender: UnboundedSender<ObjectRef<Customer>>) -> Self {
-        Self { sender, active: Arc::default() }
+        Self { sender, active: Arc::default(), soon: Arc::default() }
     }
 
     /// Asks for a refresh of `customer`'s usage.
@@ -57,12 +63,26 @@ impl UsageRefreshes {
                 }
                 let _ = sender.send(ObjectRef::new(&customer));
                 tokio::time::sleep(USAGE_REFRESH_INTERVAL).await;
-                let mut active = active.lock().unwrap_or_else(|p| p.into_inner());
-                if !active.get(&customer).copied().unwrap_or(false) {
-                    active.remove(&customer);
+                let mut entries = active.lock().unwrap_or_else(|p| p.into_inner());
+                if !entries.get(&customer).copied().unwrap_or(false) {
+                    entries.remove(&customer);
                     return;
                 }
             }
+        });
+    }
+
+    /// Asks for a refresh of `customer` within [`USAGE_REFRESH_DELAY`], throttled or not:
+    /// requests within the delay coalesce into one.
+    pub fn request_soon(&self, customer: &str) {
+        if !self.soon.lock().unwrap_or_else(|p| p.into_inner()).insert(customer.to_owned()) {
+            return;
+        }
+        let (soon, sender, customer) = (self.soon.clone(), self.sender.clone(), customer.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(USAGE_REFRESH_DELAY).await;
+            soon.lock().unwrap_or_else(|p| p.into_inner()).remove(&customer);
+            let _ = sender.send(ObjectRef::new(&customer));
         });
     }
 }
@@ -79,16 +99,26 @@ mod tests {
     /// for two minutes, longer than any gap between requests. Time is paused: it moves only
     /// when every task waits.
     async fn refreshes_for(requests: &[(&str, u64)]) -> Vec<(String, u64)> {
+        let requests: Vec<(&str, u64, bool)> = requests.iter().map(|(c, t)| (*c, *t, false)).collect();
+        refreshes_with(&requests).await
+    }
+
+    /// As [`refreshes_for`], where a `true` asks with `request_soon`.
+    async fn refreshes_with(requests: &[(&str, u64, bool)]) -> Vec<(String, u64)> {
         let (sender, mut receiver) = mpsc::unbounded_channel();
         let refreshes = Arc::new(UsageRefreshes::new(sender));
         let start = Instant::now();
         let requester = {
             let (refreshes, requests) =
-                (refreshes.clone(), requests.iter().map(|(c, t)| (c.to_string(), *t)).collect::<Vec<_>>());
+                (refreshes.clone(), requests.iter().map(|(c, t, soon)| (c.to_string(), *t, *soon)).collect::<Vec<_>>());
             tokio::spawn(async move {
-                for (customer, at) in requests {
+                for (customer, at, soon) in requests {
                     tokio::time::sleep_until(start + Duration::from_secs(at)).await;
-                    refreshes.request(&customer);
+                    if soon {
+                        refreshes.request_soon(&customer);
+                    } else {
+                        refreshes.request(&customer);
+                    }
                 }
             })
         };
@@ -98,6 +128,7 @@ mod tests {
         }
         requester.await.unwrap();
         assert!(refreshes.active.lock().unwrap().is_empty(), "quiet customers leave no entry");
+        assert!(refreshes.soon.lock().unwrap().is_empty(), "nor a served soon request");
         seen
     }
 
@@ -134,6 +165,22 @@ mod tests {
         assert_eq!(
             refreshes_for(&two).await,
             [at("acme", USAGE_REFRESH_DELAY), at("globex", USAGE_REFRESH_DELAY + Duration::from_secs(1))]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn news_is_served_after_the_delay_whatever_the_interval() {
+        // Usage at 0 and 4 s: refreshes at 3 s and, for the second, at 33 s. A refused agent
+        // at 10 s (twice) is served at 13 s, not held until 33 s.
+        let requests = [("acme", 0, false), ("acme", 4, false), ("acme", 10, true), ("acme", 11, true)];
+        let delay_then_interval = USAGE_REFRESH_DELAY + USAGE_REFRESH_INTERVAL;
+        assert_eq!(
+            refreshes_with(&requests).await,
+            [
+                at("acme", USAGE_REFRESH_DELAY),
+                at("acme", Duration::from_secs(10) + USAGE_REFRESH_DELAY),
+                at("acme", delay_then_interval)
+            ]
         );
     }
 }

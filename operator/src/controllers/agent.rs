@@ -165,8 +165,11 @@ async fn admit(agent: &AgentDeployment, namespace: &str, customer: &CustomerView
     }
     let resized = row.admitted
         && matches!(admission, Admission::Admitted { replicas, .. } if replicas != row.quota_reserved_replicas);
-    if first_admission || resized || refused_changed {
-        // The customer's usage, or its count of refused agents (its QuotaExceeded), changed.
+    if refused_changed {
+        // The customer's count of refused agents (its QuotaExceeded) changed: news.
+        ctx.wake_customer_soon(&customer.name);
+    } else if first_admission || resized {
+        // The customer's usage changed.
         ctx.wake_customer(&customer.name);
     }
     Ok(Admitted {

@@ -94,8 +94,8 @@ async fn apply_document(document: &KnowledgeDocument, api: &Api<KnowledgeDocumen
     let phase = status.phase.unwrap_or(DocumentPhase::Pending);
     let was_ready = document.status.as_ref().and_then(|s| s.phase) == Some(DocumentPhase::Ready);
     if was_ready != (phase == DocumentPhase::Ready) {
-        // The customer's aggregate ICP counts its Ready documents.
-        ctx.wake_customer(&customer.name);
+        // The customer's aggregate ICP counts its Ready documents; its agents read it.
+        ctx.wake_customer_soon(&customer.name);
     }
     report(api, document, ctx, status).await?;
     // A worker's result arrives by NOTIFY; the clock-based reasons and ConfigMap edits need a
@@ -337,7 +337,8 @@ async fn cleanup_document(document: &KnowledgeDocument, ctx: &Context) -> Result
         if let Some(customer) =
             document.namespace().as_deref().and_then(prospector_crds::customer::customer_of_namespace)
         {
-            ctx.wake_customer(customer);
+            // Its usage, and the ICP if it was Ready.
+            ctx.wake_customer_soon(customer);
         }
         ctx.publish(document, false, "Deleted", "the document's chunks, vectors and quota were released".into()).await;
     }
