@@ -253,10 +253,10 @@ fn children_digest(
 /// held.
 async fn ensure_api_key(ctx: &Context, children: &CustomerChildren<'_>, customer_id: i64) -> Result<()> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), children.namespace);
-    // A Secret the watch has not seen is most likely not there (a new customer): create it
-    // without asking first. A cache lagging behind an earlier create finds it on the conflict.
+    // A Secret the watch has listed no copy of is most likely not there (a new customer): create
+    // it without asking first. A cache lagging behind an earlier create finds it on the conflict.
     let existing =
-        if ctx.key_secret_exists(children.namespace) { secrets.get_opt(API_KEY_SECRET).await? } else { None };
+        if ctx.key_secret_known_absent(children.namespace) { None } else { secrets.get_opt(API_KEY_SECRET).await? };
     let secret = match existing {
         Some(secret) => secret,
         None => {
