@@ -190,8 +190,8 @@ where
     Ok(Some(written))
 }
 
-/// The top-level fields of `next` that differ from `current` (all of them without a current
-/// status); a condition counts under its type.
+/// The top-level fields that differ between `current` and `next` (all of `next`'s without a
+/// current status), added, changed or removed; a condition counts under its type.
 fn changed_fields(current: Option<serde_json::Value>, next: &impl Serialize) -> Vec<String> {
     let next = serde_json::to_value(next).unwrap_or_default();
     let (empty, no_conditions) = (serde_json::Map::new(), Vec::new());
@@ -201,18 +201,21 @@ fn changed_fields(current: Option<serde_json::Value>, next: &impl Serialize) -> 
         status.get("conditions").and_then(|c| c.as_array()).unwrap_or(&no_conditions).clone()
     };
     let (old_conditions, new_conditions) = (conditions(&current), conditions(&next));
-    let mut changed: Vec<String> = next
-        .as_object()
-        .unwrap_or(&empty)
+    let next_fields = next.as_object().unwrap_or(&empty);
+    let mut changed: Vec<String> = next_fields
         .iter()
         .filter(|(field, value)| *field != "conditions" && current_fields.get(*field) != Some(value))
+        .chain(current_fields.iter().filter(|(field, _)| *field != "conditions" && !next_fields.contains_key(*field)))
         .map(|(field, _)| field.clone())
         .collect();
+    let condition_type = |c: &serde_json::Value| c.get("type").and_then(|t| t.as_str()).map(str::to_owned);
+    let new_types: Vec<String> = new_conditions.iter().filter_map(condition_type).collect();
     changed.extend(
         new_conditions
             .iter()
             .filter(|c| !old_conditions.contains(c))
-            .filter_map(|c| c.get("type").and_then(|t| t.as_str()))
+            .chain(old_conditions.iter().filter(|c| condition_type(c).is_some_and(|t| !new_types.contains(&t))))
+            .filter_map(condition_type)
             .map(|t| format!("conditions.{t}")),
     );
     changed
@@ -359,6 +362,9 @@ mod tests {
         let next = json!({"agents": "5/5", "namespace": "cust-a", "conditions": [ready, quota_full]});
         assert_eq!(changed_fields(Some(current.clone()), &next), ["agents", "conditions.QuotaExceeded"]);
         assert!(changed_fields(Some(current.clone()), &current).is_empty());
+        // Removed fields and conditions count too.
+        let trimmed = json!({"agents": "1/5", "conditions": [ready]});
+        assert_eq!(changed_fields(Some(current.clone()), &trimmed), ["namespace", "conditions.QuotaExceeded"]);
         assert_eq!(
             changed_fields(None, &next),
             ["agents", "namespace", "conditions.Ready", "conditions.QuotaExceeded"]
