@@ -26,8 +26,8 @@ pub const USAGE_REFRESH_DELAY: Duration = Duration::from_secs(3);
 /// The least time between two usage refreshes of one customer.
 pub const USAGE_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Sends customers to the customer controller's wake-up channel, at most once per
-/// [`USAGE_REFRESH_INTERVAL`] each.
+/// Sends customers to the customer controller's wake-up channel: usage refreshes at most once
+/// per [`USAGE_REFRESH_INTERVAL`] each, news after [`USAGE_REFRESH_DELAY`].
 #[derive(Debug)]
 pub struct UsageRefreshes {
     sender: UnboundedSender<ObjectRef<Customer>>,
