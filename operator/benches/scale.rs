@@ -20,6 +20,15 @@
 //! measured the same way (the same watches see the same conditions), each on a control plane of
 //! its own, so neither run inherits the other's objects.
 //!
+//! `BENCH_MODE=api-shape` (or `all`: floor, api-shape, operator) is a second peer: the client
+//! makes the operator's own requests itself, in the operator's shape (its finalizers, server-side
+//! apply of the children, two status writes per agent and customer as `prospector_operator`'s
+//! status code derives them, its Events), with no operator and no Postgres. Against the floor it
+//! measures what the reconcile style costs the control plane; against the operator, what the
+//! operator itself adds. `BENCH_SHAPE_WITHOUT` (some of `finalizers`, `events`, `first-status`,
+//! `apply`, `full-status`) leaves parts of that shape out, to see what each costs. An operator
+//! run also prints its reconciles by controller and its database's transactions.
+//!
 //! `BENCH_APISERVER_PROFILE=<dir>` also takes a CPU profile of kube-apiserver in each run
 //! (`BENCH_PROFILE_SECONDS`, default 30, starting `BENCH_PROFILE_AFTER` seconds in, default 10),
 //! written to `<dir>/apiserver-<mode>-<customers>.pprof`, for `go tool pprof -top`.
@@ -104,6 +113,11 @@ enum Mode {
     Operator,
     /// The client does the operator's unavoidable API work itself (the peer).
     Floor,
+    /// The client makes the operator's own API requests itself, shaped as the operator makes
+    /// them (finalizers, server-side apply, two status writes per agent and customer, Events),
+    /// with no Postgres and no controller: what the project's reconcile style costs the
+    /// apiserver, apart from the operator.
+    ApiShape,
 }
 
 impl Mode {
@@ -111,6 +125,7 @@ impl Mode {
         match self {
             Mode::Operator => "operator",
             Mode::Floor => "floor",
+            Mode::ApiShape => "api-shape",
         }
     }
 }
@@ -137,6 +152,18 @@ struct Run {
     events: Vec<(String, usize)>,
     /// CPU seconds each component used over the run, most first.
     cpu: Vec<(String, f64)>,
+    /// The operator's own work over the run (operator mode only).
+    operator_work: Option<OperatorWork>,
+}
+
+/// What the operator did over a run: where its and Postgres's CPU went.
+struct OperatorWork {
+    /// Reconciles started, by controller (`prospector_operator_reconciles_total`).
+    reconciles: Vec<(String, f64)>,
+    /// Postgres transactions committed and rows inserted, updated and deleted in the operator's
+    /// database (`pg_stat_database`).
+    transactions: i64,
+    rows_written: i64,
 }
 
 impl Run {
@@ -176,7 +203,7 @@ impl Run {
             "apiserver requests over the run: {total:.0} ({:.1} per agent); the most frequent:",
             total / self.agents.max(1) as f64
         );
-        for (what, count) in self.requests.iter().take(16) {
+        for (what, count) in self.requests.iter().take(24) {
             println!("  {count:>8.0}  {what}");
         }
         let total: f64 = self.cpu.iter().map(|(_, seconds)| seconds).sum();
@@ -187,6 +214,19 @@ impl Run {
         println!("Events over the run, by reporter and reason:");
         for (what, count) in self.events.iter().take(10) {
             println!("  {count:>8}  {what}");
+        }
+        if let Some(work) = &self.operator_work {
+            let reconciles: f64 = work.reconciles.iter().map(|(_, n)| n).sum();
+            println!(
+                "operator reconciles: {reconciles:.0} ({:.1} per object); Postgres: {} transactions ({:.1} per object), {} rows written",
+                reconciles / self.objects() as f64,
+                work.transactions,
+                work.transactions as f64 / self.objects() as f64,
+                work.rows_written
+            );
+            for (controller, count) in &work.reconciles {
+                println!("  {count:>8.0}  {controller}");
+            }
         }
     }
 }
@@ -214,7 +254,9 @@ fn main() {
         "operator" => vec![Mode::Operator],
         "floor" => vec![Mode::Floor],
         "both" => vec![Mode::Floor, Mode::Operator],
-        other => panic!("BENCH_MODE: operator, floor, both or documents, not {other}"),
+        "api-shape" => vec![Mode::ApiShape],
+        "all" => vec![Mode::Floor, Mode::ApiShape, Mode::Operator],
+        other => panic!("BENCH_MODE: operator, floor, both, api-shape, all or documents, not {other}"),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut sizes = Vec::new();
@@ -281,6 +323,19 @@ fn summary(sizes: &[(f64, HashMap<&'static str, Run>)]) {
                 mib(rss.peak.saturating_sub(rss.idle)) * 1000.0 / r.objects() as f64
             ))
             .unwrap_or_default(),
+        );
+    }
+    for (scale, runs) in sizes {
+        let (Some(shape), Some(floor)) = (runs.get("api-shape"), runs.get("floor")) else { continue };
+        let ready = |r: &Run| r.all_ready_in.as_secs_f64();
+        let versus_operator = runs
+            .get("operator")
+            .map(|operator| format!("; operator ÷ api-shape {:.2}×", ready(operator) / ready(shape)))
+            .unwrap_or_default();
+        println!(
+            "scale {scale}: api-shape all Ready {:.1} s, {:.2}× the floor's{versus_operator}",
+            ready(shape),
+            ready(shape) / ready(floor)
         );
     }
 }
@@ -550,9 +605,284 @@ async fn floor_agent(client: &Client, agent: &AgentDeployment, agent_id: i64) {
 
 const FLOOR_MANAGER: &str = "bench-floor";
 
+/// Whether `BENCH_SHAPE_WITHOUT` (a comma-separated list of `finalizers`, `events`,
+/// `first-status`, `apply` and `full-status`) leaves this part out of `BENCH_MODE=api-shape`:
+/// which part of the operator's API shape costs what.
+fn shape_without(part: &str) -> bool {
+    static WITHOUT: std::sync::OnceLock<HashSet<String>> = std::sync::OnceLock::new();
+    WITHOUT
+        .get_or_init(|| {
+            let parts: HashSet<String> = std::env::var("BENCH_SHAPE_WITHOUT")
+                .unwrap_or_default()
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect();
+            let known = ["finalizers", "events", "first-status", "apply", "full-status"];
+            assert!(parts.iter().all(|p| known.contains(&p.as_str())), "BENCH_SHAPE_WITHOUT: some of {known:?}");
+            parts
+        })
+        .contains(part)
+}
+
+/// Server-side applies `object`, as the operator does; with `BENCH_SHAPE_WITHOUT=apply`,
+/// creates it instead.
+async fn shaped_apply<K>(api: &Api<K>, object: &K) -> Result<K, prospector_operator::error::OperatorError>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    if shape_without("apply") {
+        return Ok(api.create(&PostParams::default(), object).await?);
+    }
+    prospector_operator::controllers::apply(api, object).await
+}
+
+/// `BENCH_MODE=api-shape`: the operator's finalizer, added as the operator adds it.
+async fn shaped_finalizer<K>(api: &Api<K>, object: &K)
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let finalizer = prospector_operator::controllers::FINALIZER;
+    if shape_without("finalizers") || object.finalizers().iter().any(|f| f == finalizer) {
+        return;
+    }
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": null},
+        {"op": "add", "path": "/metadata/finalizers", "value": [finalizer]},
+    ]))
+    .unwrap();
+    api.patch(&object.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch)).await.unwrap();
+}
+
+/// `BENCH_MODE=api-shape`: a status written as the operator writes it (server-side apply of
+/// the whole status, its field manager).
+async fn shaped_status<K>(api: &Api<K>, name: &str, status: impl serde::Serialize) -> Option<K>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut status = serde_json::to_value(status).unwrap();
+    if shape_without("full-status") {
+        // The floor's fields only: what the size of the operator's statuses costs.
+        let keep = [
+            "phase",
+            "readyReplicas",
+            "observedGeneration",
+            "deployedAt",
+            "customerId",
+            "namespace",
+            "apiKeySecret",
+            "tier",
+        ];
+        if let Some(fields) = status.as_object_mut() {
+            fields.retain(|field, _| keep.contains(&field.as_str()) || field == "conditions");
+            if let Some(conditions) = fields.get_mut("conditions").and_then(|c| c.as_array_mut()) {
+                conditions.retain(|c| c["type"] == types::READY);
+            }
+        }
+    }
+    let body = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    let params = PatchParams::apply(prospector_operator::context::FIELD_MANAGER).force();
+    api.patch_status(name, &params, &Patch::Apply(&body)).await.ok()
+}
+
+/// `BENCH_MODE=api-shape`: one Normal Event on `object`, as the operator publishes it.
+async fn shaped_event<K: Resource<DynamicType = ()>>(client: &Client, object: &K, reason: &str, note: String) {
+    if shape_without("events") {
+        return;
+    }
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let reporter = Reporter { controller: prospector_operator::context::FIELD_MANAGER.into(), instance: None };
+    let event = Event {
+        type_: EventType::Normal,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let _ = Recorder::new(client.clone(), reporter).publish(&event, &object.object_ref(&())).await;
+}
+
+/// `BENCH_MODE=api-shape`: a customer's status as the operator derives it, with
+/// `agents` of its agents admitted.
+async fn shaped_customer_status(client: &Client, customer: &Customer, customer_id: i64, agents: i64) {
+    use prospector_crds::customer::{CustomerUsage, UsageAmount, UsageCount};
+    use prospector_operator::status::customer::{CustomerFacts, CustomerState, derive_status};
+    let name = customer.name_any();
+    let now = chrono::Utc::now();
+    let count = |used, limit| UsageCount { used, limit };
+    let amount = |used, limit| UsageAmount { used, limit };
+    let facts = CustomerFacts {
+        customer_id,
+        namespace: customer_namespace(&name),
+        api_key_secret: prospector_operator::desired::customer::API_KEY_SECRET.into(),
+        tier: customer.spec.tier.clone(),
+        usage: CustomerUsage {
+            agents: count(agents, 10),
+            concurrent_agents: count(agents, 20),
+            documents: count(0, 1000),
+            storage_mb: amount(0.0, 5000.0),
+            api_calls_today: count(0, 10000),
+            api_calls_this_month: count(0, 300000),
+            leads_this_month: count(0, 10000),
+            cost_this_month_usd: amount(0.0, 500.0),
+        },
+        refused_agents: 0,
+        suspended: false,
+        children_hash: "5f0c2a9d1e7b3c4a8d6e2f10".into(),
+        children_applied_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        icp: None,
+    };
+    let status = derive_status(
+        customer.status.as_ref(),
+        customer.metadata.generation,
+        now,
+        &CustomerState::Reconciled(Box::new(facts)),
+    );
+    shaped_status(&Api::<Customer>::all(client.clone()), &name, status).await;
+}
+
+/// `BENCH_MODE=api-shape`: a customer's reconcile as the operator's requests make it: the
+/// finalizer, the namespace, then its other children together (server-side apply; the API key
+/// Secret created), the status and the Reconciled Event.
+async fn shaped_customer(
+    client: &Client,
+    customer: &Customer,
+    customer_id: i64,
+    quota: &prospector_crds::NamespaceQuota,
+) {
+    use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, ResourceQuota, Secret};
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use prospector_operator::desired::customer::CustomerChildren;
+
+    let name = customer.name_any();
+    shaped_finalizer(&Api::<Customer>::all(client.clone()), customer).await;
+    let namespace = customer_namespace(&name);
+    let children = CustomerChildren {
+        customer_name: &name,
+        customer_id,
+        tier: &customer.spec.tier,
+        namespace: &namespace,
+        platform_namespace: "prospector-system",
+        owner: customer.controller_owner_ref(&()).expect("a created Customer has a uid"),
+    };
+    shaped_apply(&Api::<Namespace>::all(client.clone()), &children.namespace()).await.unwrap();
+    let in_namespace = || client.clone();
+    let (quotas, limit_ranges, policies, config_maps, secrets) = (
+        Api::<ResourceQuota>::namespaced(in_namespace(), &namespace),
+        Api::<LimitRange>::namespaced(in_namespace(), &namespace),
+        Api::<NetworkPolicy>::namespaced(in_namespace(), &namespace),
+        Api::<ConfigMap>::namespaced(in_namespace(), &namespace),
+        Api::<Secret>::namespaced(in_namespace(), &namespace),
+    );
+    let (quota, limits, policy, icp, secret) = (
+        children.resource_quota(quota),
+        children.limit_range(),
+        children.network_policy(),
+        children.icp_config_map(None),
+        children.api_key_secret("sa_shape_key"),
+    );
+    tokio::try_join!(
+        shaped_apply(&quotas, &quota),
+        shaped_apply(&limit_ranges, &limits),
+        shaped_apply(&policies, &policy),
+        shaped_apply(&config_maps, &icp),
+        async {
+            secrets
+                .create(&PostParams::default(), &secret)
+                .await
+                .map_err(prospector_operator::error::OperatorError::from)
+        },
+    )
+    .unwrap();
+    shaped_customer_status(client, customer, customer_id, 0).await;
+    shaped_event(client, customer, "Reconciled", "namespace, quotas and API key are in place".into()).await;
+}
+
+/// `BENCH_MODE=api-shape`: an agent's status as the operator derives it, admitted, with
+/// `available` of its one replica available.
+fn shaped_agent_status(
+    namespace: &str,
+    agent: &str,
+    generation: Option<i64>,
+    available: i32,
+) -> prospector_crds::AgentDeploymentStatus {
+    use prospector_operator::status::agent::{
+        AgentFacts, AgentRecordView, AgentState, DeploymentHealth, derive_status,
+    };
+    use prospector_store::agents::Admission;
+    let now = chrono::Utc::now();
+    // Stable per agent, as the operator's are.
+    let agent_id = namespace.len() as i64 * 100_000 + agent.len() as i64;
+    let facts = AgentFacts {
+        record: AgentRecordView {
+            agent_id,
+            deployment_id: prospector_operator::quota::deployment_id(agent_id, &format!("{namespace}/{agent}")),
+            deployed_at: Some(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            performance: Default::default(),
+        },
+        admission: Admission::Admitted { replicas: 1 },
+        admitted_before: available > 0,
+        hold: None,
+        cost_cap: None,
+        running_replicas: 1,
+        deployment: Some(DeploymentHealth { available, ready: available, failure: None }),
+    };
+    derive_status(None, generation, now, &AgentState::Evaluated(Box::new(facts)))
+}
+
+/// `BENCH_MODE=api-shape`: an agent's first reconcile as the operator's requests make it: the
+/// finalizer, its ServiceAccount and ConfigMap together, its Deployment (server-side apply),
+/// then the status of its admission.
+async fn shaped_agent(client: &Client, agent: &AgentDeployment, customer_id: i64, agent_id: i64) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+    use prospector_operator::desired::agent::AgentChildren;
+
+    let name = agent.name_any();
+    let namespace = agent.namespace().expect("a namespaced agent");
+    let agents = Api::<AgentDeployment>::namespaced(client.clone(), &namespace);
+    shaped_finalizer(&agents, agent).await;
+    let customer_name = namespace.trim_start_matches("cust-").to_owned();
+    let uid = agent.uid().expect("a created AgentDeployment has a uid");
+    let deployment_id = prospector_operator::quota::deployment_id(customer_id, &uid);
+    let children = AgentChildren {
+        name: &name,
+        namespace: &namespace,
+        customer_name: &customer_name,
+        spec: &agent.spec,
+        owner: agent.controller_owner_ref(&()).expect("a created AgentDeployment has a uid"),
+        image: "ghcr.io/prospector/agent:bench",
+        api_url: "http://prospector-api.prospector-system:8080",
+        agent_id,
+        deployment_id: &deployment_id,
+    };
+    let (account, config_map) = (children.service_account(), children.config_map());
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &namespace);
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &namespace);
+    tokio::try_join!(shaped_apply(&accounts, &account), shaped_apply(&config_maps, &config_map)).unwrap();
+    shaped_apply(&Api::<Deployment>::namespaced(client.clone(), &namespace), &children.deployment(agent.spec.replicas))
+        .await
+        .unwrap();
+    if !shape_without("first-status") {
+        let status = shaped_agent_status(&namespace, &name, agent.metadata.generation, 0);
+        shaped_status(&agents, &name, status).await;
+    }
+}
+
+/// `BENCH_MODE=api-shape`: an agent's Running, as the operator writes and announces it.
+async fn shaped_agent_running(client: &Client, namespace: &str, agent: &str, generation: Option<i64>) {
+    let agents = Api::<AgentDeployment>::namespaced(client.clone(), namespace);
+    let status = shaped_agent_status(namespace, agent, generation, 1);
+    let note =
+        status.conditions.iter().find(|c| c.type_ == types::READY).map(|c| c.message.clone()).unwrap_or_default();
+    if let Some(written) = shaped_status(&agents, agent, status).await {
+        shaped_event(client, &written, prospector_crds::conditions::reasons::REPLICAS_AVAILABLE, note).await;
+    }
+}
+
 /// The floor's agent status writes: each agent's Running, once its Deployment has a replica
 /// available (what the operator waits for too), 32 writes in flight at most.
-fn floor_agent_statuses(client: Client) -> tokio::task::JoinHandle<()> {
+fn floor_agent_statuses(client: Client, shaped: bool) -> tokio::task::JoinHandle<()> {
     use k8s_openapi::api::apps::v1::Deployment;
     tokio::spawn(async move {
         let (sender, receiver) = futures::channel::mpsc::unbounded::<(String, String, Option<i64>)>();
@@ -561,6 +891,10 @@ fn floor_agent_statuses(client: Client) -> tokio::task::JoinHandle<()> {
             tokio::spawn(receiver.for_each_concurrent(32, move |(namespace, agent, generation)| {
                 let client = client.clone();
                 async move {
+                    if shaped {
+                        shaped_agent_running(&client, &namespace, &agent, generation).await;
+                        return;
+                    }
                     let status = json!({
                         "apiVersion": AgentDeployment::api_version(&()), "kind": AgentDeployment::kind(&()),
                         "status": {
@@ -641,7 +975,7 @@ async fn start_operator(
     cluster: &ControlPlane,
     embedder_mode: &str,
     log: &str,
-) -> (ManagedProcess, prospector_tests::TestDatabase) {
+) -> (ManagedProcess, prospector_tests::TestDatabase, u16) {
     let db = shared_postgres().migrated_database().await.unwrap();
     let http_port = free_port().unwrap();
     let kubeconfig = cluster.kubeconfig().display().to_string();
@@ -667,7 +1001,35 @@ async fn start_operator(
             .collect::<Vec<_>>(),
     )
     .unwrap();
-    (process, db)
+    (process, db, http_port)
+}
+
+/// The operator's reconciles by controller, read from its `/metrics`, and what Postgres did
+/// in its database.
+async fn operator_work(http_port: u16, db: &prospector_tests::TestDatabase) -> OperatorWork {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut text = String::new();
+    if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", http_port)).await {
+        let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await;
+        let _ = stream.read_to_string(&mut text).await;
+    }
+    let mut reconciles: Vec<(String, f64)> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("prospector_operator_reconciles_total{controller=\""))
+        .filter_map(|rest| {
+            let (controller, value) = rest.split_once("\"} ")?;
+            Some((controller.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect();
+    reconciles.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let (transactions, rows_written): (i64, i64) = sqlx::query_as(
+        "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted FROM pg_stat_database \
+         WHERE datname = current_database()",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap_or((0, 0));
+    OperatorWork { reconciles, transactions, rows_written }
 }
 
 async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run {
@@ -687,9 +1049,10 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
             // The benchmark creates no documents; the model would only add to the RSS.
             operator = Some(start_operator(&cluster, "external", &format!("bench-operator-{customers_n}.log")).await);
         }
-        Mode::Floor => floor_writer = Some(floor_agent_statuses(client.clone())),
+        Mode::Floor => floor_writer = Some(floor_agent_statuses(client.clone(), false)),
+        Mode::ApiShape => floor_writer = Some(floor_agent_statuses(client.clone(), true)),
     }
-    let pid = operator.as_ref().map(|(p, _)| p.pid());
+    let pid = operator.as_ref().map(|(p, _, _)| p.pid());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = pid.map(|pid| rss_kib(pid, "VmRSS:")).unwrap_or(0);
 
@@ -736,8 +1099,10 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
                 customer_created.lock().unwrap().insert(format!("/{name}"), Instant::now());
                 let customer =
                     Api::<Customer>::all(client.clone()).create(&PostParams::default(), &customer).await.unwrap();
-                if mode == Mode::Floor {
-                    floor_customer(&client, &customer, index as i64 + 1, &quota).await;
+                match mode {
+                    Mode::Floor => floor_customer(&client, &customer, index as i64 + 1, &quota).await,
+                    Mode::ApiShape => shaped_customer(&client, &customer, index as i64 + 1, &quota).await,
+                    Mode::Operator => {}
                 }
                 // Agents go into the customer's namespace: wait (on the watch, without loading
                 // the apiserver) until the customer is Ready.
@@ -750,9 +1115,22 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
                     let agent = prospector_tests::fixtures::agent(&format!("agent-{i}"), 1);
                     agent_created.lock().unwrap().insert(format!("{namespace}/agent-{i}"), Instant::now());
                     let agent = agents.create(&PostParams::default(), &agent).await.unwrap();
-                    if mode == Mode::Floor {
-                        floor_agent(&client, &agent, (index * agents_per_customer + i) as i64 + 1).await;
+                    let agent_id = (index * agents_per_customer + i) as i64 + 1;
+                    match mode {
+                        Mode::Floor => floor_agent(&client, &agent, agent_id).await,
+                        Mode::ApiShape => shaped_agent(&client, &agent, index as i64 + 1, agent_id).await,
+                        Mode::Operator => {}
                     }
+                }
+                if mode == Mode::ApiShape && !shape_without("first-status") {
+                    // The operator's usage refresh: the customer's second status write, a few
+                    // seconds after its agents were admitted.
+                    let (client, customer) = (client.clone(), customer.clone());
+                    let agents = agents_per_customer as i64;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        shaped_customer_status(&client, &customer, index as i64 + 1, agents).await;
+                    });
                 }
             }
         })
@@ -801,6 +1179,10 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
     }
     let requests = request_counts(&client).await;
     let events = event_counts(&client).await;
+    let operator_work = match &operator {
+        Some((_, db, http_port)) => Some(operator_work(*http_port, db).await),
+        None => None,
+    };
     let run = Run {
         customers: customers_n,
         agents: total_agents,
@@ -812,6 +1194,7 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
         requests,
         events,
         cpu,
+        operator_work,
     };
     drop(operator);
     drop(client);
@@ -846,7 +1229,7 @@ async fn documents_at_scale(customers: usize, documents: usize) {
     let (cluster, dir) = fresh_cluster("documents").await;
     let client: Client = cluster.client().await.unwrap();
     prospector_tests::fixtures::install_platform(&client).await;
-    let (operator, db) = start_operator(&cluster, "inline", "bench-documents-operator.log").await;
+    let (operator, db, _) = start_operator(&cluster, "inline", "bench-documents-operator.log").await;
 
     let customer_ready: Created = Arc::default();
     let agent_created: Created = Arc::default();
