@@ -129,7 +129,8 @@ pub struct DocumentSettings {
     /// Which customers get a vector index of their own.
     pub tenant_indexes: crate::tenant_index::TenantIndexSettings,
     /// Inline mode: the nice value of the embedding threads, so reconciles come first while
-    /// the queue is deep; `None` (the default) leaves them at the operator's.
+    /// the queue is deep; `None` leaves them at the operator's. The binary's flag defaults to
+    /// [`DEFAULT_INLINE_WORKER_NICE`]; in-process callers (tests) get `None`.
     pub inline_worker_nice: Option<i32>,
 }
 
@@ -161,11 +162,14 @@ impl Default for DocumentSettings {
     }
 }
 
-/// Inline mode's default nice value for the embedding threads: none. At 10, agents created
-/// while 1,000 documents wait came up 1.96x slower than alone instead of 2.65x, but documents
-/// took 12% longer, and a plain ingestion fell from 0.91x of the embedder alone to 0.76x
-/// (`docs/benchmarks.md`): throughput is what most installations want from inline mode.
-pub const DEFAULT_INLINE_WORKER_NICE: i32 = 0;
+/// Inline mode's default nice value for the embedding threads (`--inline-worker-nice`): the
+/// lowest priority. Embedding is background work; reconciles, and on a machine shared with the
+/// control plane (`make dev`) the apiserver, come first. With documents reconciled two at a time
+/// ([`crate::runtime::DEFAULT_DOCUMENT_CONCURRENCY`]) this costs a plain ingestion nothing
+/// measurable (0.86x of the embedder alone at 19, 0.87x at 0), and agents created while 1,000
+/// documents wait come up 1.04x slower than alone instead of 1.87x (`docs/benchmarks.md`,
+/// "Documents at scale").
+pub const DEFAULT_INLINE_WORKER_NICE: i32 = 19;
 
 impl Default for Settings {
     fn default() -> Self {

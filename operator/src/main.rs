@@ -81,6 +81,13 @@ struct RunArgs {
     /// Reconciles running at once, per controller.
     #[arg(long, env = "PROSPECTOR_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
+    /// KnowledgeDocument reconciles running at once. Fewer than the other controllers': a burst of
+    /// documents then leaves the control plane room for agents and customers, and admitting
+    /// documents faster than the workers embed them gains nothing (docs/benchmarks.md,
+    /// "Documents at scale").
+    #[arg(long, env = "PROSPECTOR_DOCUMENT_CONCURRENCY", default_value_t = prospector_operator::runtime::DEFAULT_DOCUMENT_CONCURRENCY,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    document_concurrency: u16,
     /// Requests to the Kubernetes API in flight at once.
     #[arg(long, env = "PROSPECTOR_KUBE_MAX_IN_FLIGHT", default_value_t = 64)]
     kube_max_in_flight: usize,
@@ -99,8 +106,8 @@ struct RunArgs {
     #[arg(long, env = "PROSPECTOR_DOCUMENT_MAX_ATTEMPTS", default_value_t = 3)]
     document_max_attempts: i32,
     /// Inline mode: the nice value (0-19) of the embedding threads. Above 0, reconciles (and
-    /// other processes of the same cgroup) come first while the queue is deep, at some cost in
-    /// documents per second.
+    /// other processes of the same cgroup) come first while the queue is deep; at the default,
+    /// 19, embedding takes only what they leave.
     #[arg(long, env = "PROSPECTOR_INLINE_WORKER_NICE", default_value_t = prospector_operator::context::DEFAULT_INLINE_WORKER_NICE,
           value_parser = clap::value_parser!(i32).range(0..=19))]
     inline_worker_nice: i32,
@@ -258,6 +265,7 @@ async fn run(args: RunArgs) -> Result<(), OperatorError> {
         }),
         http_addr: Some(args.http_addr),
         concurrency: args.concurrency,
+        document_concurrency: args.document_concurrency,
     };
     let shutdown = async {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -42,13 +42,26 @@ pub struct RunOptions {
     pub lease: Option<LeaseSettings>,
     /// Where to serve `/metrics`, `/healthz` and `/readyz`; `None` serves nothing.
     pub http_addr: Option<SocketAddr>,
-    /// Reconciles running at once per controller.
+    /// Reconciles running at once per controller, but for documents.
     pub concurrency: u16,
+    /// KnowledgeDocument reconciles running at once.
+    pub document_concurrency: u16,
 }
+
+/// KnowledgeDocument reconciles running at once, by default. A burst of documents admitted 16 at
+/// a time loaded the apiserver enough to slow down the agents created meanwhile; 2 admit
+/// documents far faster than any worker embeds them (docs/benchmarks.md, "Documents at scale").
+pub const DEFAULT_DOCUMENT_CONCURRENCY: u16 = 2;
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { settings: Settings::default(), lease: None, http_addr: None, concurrency: 16 }
+        Self {
+            settings: Settings::default(),
+            lease: None,
+            http_addr: None,
+            concurrency: 16,
+            document_concurrency: DEFAULT_DOCUMENT_CONCURRENCY,
+        }
     }
 }
 
@@ -435,7 +448,7 @@ pub async fn run(
         .inspect_ok(note_delivered(ctx.clone()))
         .touched_objects();
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
-    let document_config = config.clone();
+    let document_config = config.clone().concurrency(options.document_concurrency);
     // The agents' Deployments, compact (`crate::cached`): a reconcile compares and
     // observes its Deployment here instead of asking the apiserver each time.
     let (deployment_store, deployment_writer) = reflector::store::<CachedDeployment>();

@@ -19,7 +19,7 @@ use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use prospector_crds::{DocumentPhase, HasConditions, KnowledgeDocument};
 use prospector_operator::clock::SystemClock;
 use prospector_operator::context::{DocumentSettings, EmbedderMode, JobSettings, Settings};
-use prospector_operator::runtime::{RunOptions, run};
+use prospector_operator::runtime::{DEFAULT_DOCUMENT_CONCURRENCY, RunOptions, run};
 use prospector_tests::fixtures::{PLATFORM_NAMESPACE, install_platform, ready_customer, unique};
 use prospector_tests::process::{ManagedProcess, RunAs};
 use prospector_tests::{eventually, process_dir, shared_cluster, shared_postgres};
@@ -83,6 +83,7 @@ async fn job_mode_runs_gpu_workers_in_the_platform_namespace() {
         lease: None,
         http_addr: Some(([127, 0, 0, 1], http_port).into()),
         concurrency: 8,
+        document_concurrency: DEFAULT_DOCUMENT_CONCURRENCY,
     };
     let operator = tokio::spawn(run(
         client_under_chart_rbac(shared_cluster(), OPERATOR_ACCOUNT, "job").await.unwrap(),

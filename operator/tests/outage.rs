@@ -16,7 +16,7 @@ use process::{http_get, metric};
 use prospector_crds::{AgentDeployment, AgentPhase};
 use prospector_operator::clock::SystemClock;
 use prospector_operator::context::{DocumentSettings, EmbedderMode, Settings};
-use prospector_operator::runtime::{RunOptions, run};
+use prospector_operator::runtime::{DEFAULT_DOCUMENT_CONCURRENCY, RunOptions, run};
 use prospector_tests::process::free_port;
 use prospector_tests::{PostgresServer, process_dir, shared_cluster};
 use serde_json::json;
@@ -43,6 +43,7 @@ async fn a_database_outage_backs_off_and_recovers_without_failing_objects() {
         lease: None,
         http_addr: Some(([127, 0, 0, 1], http_port).into()),
         concurrency: 8,
+        document_concurrency: DEFAULT_DOCUMENT_CONCURRENCY,
     };
     let operator = tokio::spawn(run(
         common::operator_client("external").await,

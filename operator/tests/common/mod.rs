@@ -13,7 +13,7 @@ use chrono::Utc;
 use kube::Client;
 use prospector_operator::clock::ManualClock;
 use prospector_operator::context::{DocumentSettings, Settings};
-use prospector_operator::runtime::{RunOptions, run};
+use prospector_operator::runtime::{DEFAULT_DOCUMENT_CONCURRENCY, RunOptions, run};
 use prospector_operator::tenant_index::TenantIndexSettings;
 use prospector_tests::{shared_cluster, shared_postgres};
 use sqlx::PgPool;
@@ -82,6 +82,7 @@ pub fn shared_operator() -> &'static SharedOperator {
                         lease: None,
                         http_addr: None,
                         concurrency: 16,
+                        document_concurrency: DEFAULT_DOCUMENT_CONCURRENCY,
                     };
                     ready_tx.send((db.url.clone(), clock.clone())).unwrap();
                     let result = run(client, db.pool, options, Arc::new(clock), std::future::pending()).await;
