@@ -25,9 +25,12 @@
 //! apply of the children, two status writes per agent and customer as `prospector_operator`'s
 //! status code derives them, its Events), with no operator and no Postgres. Against the floor it
 //! measures what the reconcile style costs the control plane; against the operator, what the
-//! operator itself adds. `BENCH_SHAPE_WITHOUT` (some of `finalizers`, `events`, `first-status`,
-//! `apply`, `full-status`) leaves parts of that shape out, to see what each costs. An operator
-//! run also prints its reconciles by controller and its database's transactions.
+//! operator itself adds. Not mirrored, so counted as the operator's own: its reads (pod lists
+//! while an agent starts, reads on a cache miss), its Tier status writes and its watches.
+//! `BENCH_SHAPE_WITHOUT` (some of `finalizers`, `events`, `extra-status`, `apply`,
+//! `full-status`; see `shape_without`) leaves parts of that shape out, to see what each costs.
+//! An operator run also prints its reconciles by controller and its database's transactions
+//! over the run.
 //!
 //! `BENCH_APISERVER_PROFILE=<dir>` also takes a CPU profile of kube-apiserver in each run
 //! (`BENCH_PROFILE_SECONDS`, default 30, starting `BENCH_PROFILE_AFTER` seconds in, default 10),
@@ -288,7 +291,8 @@ fn summary(sizes: &[(f64, HashMap<&'static str, Run>)]) {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (scale, runs) in sizes {
         let (floor, operator) = (runs.get("floor"), runs.get("operator"));
-        let any = floor.or(operator).expect("a run");
+        // An api-shape run alone has neither: its line comes below.
+        let Some(any) = floor.or(operator) else { continue };
         let secs = |r: Option<&Run>| r.map(|r| format!("{:.1} s", r.all_ready_in.as_secs_f64())).unwrap_or_default();
         let per = |r: Option<&Run>| r.map(|r| format!("{:.2}", r.ms_per_object())).unwrap_or_default();
         let p99 = |r: Option<&Run>, customers: bool| {
@@ -605,9 +609,14 @@ async fn floor_agent(client: &Client, agent: &AgentDeployment, agent_id: i64) {
 
 const FLOOR_MANAGER: &str = "bench-floor";
 
-/// Whether `BENCH_SHAPE_WITHOUT` (a comma-separated list of `finalizers`, `events`,
-/// `first-status`, `apply` and `full-status`) leaves this part out of `BENCH_MODE=api-shape`:
-/// which part of the operator's API shape costs what.
+/// Whether `BENCH_SHAPE_WITHOUT` leaves this part out of `BENCH_MODE=api-shape`, to see what
+/// each part of the operator's API shape costs. A comma-separated list of:
+/// - `finalizers`: no finalizer patches;
+/// - `events`: no Events;
+/// - `extra-status`: one status write per object, as in the floor (no agent admission status,
+///   no customer usage refresh);
+/// - `apply`: children created with POST instead of server-side apply;
+/// - `full-status`: status bodies cut to the floor's fields (and only the Ready condition).
 fn shape_without(part: &str) -> bool {
     static WITHOUT: std::sync::OnceLock<HashSet<String>> = std::sync::OnceLock::new();
     WITHOUT
@@ -618,7 +627,7 @@ fn shape_without(part: &str) -> bool {
                 .map(|p| p.trim().to_owned())
                 .filter(|p| !p.is_empty())
                 .collect();
-            let known = ["finalizers", "events", "first-status", "apply", "full-status"];
+            let known = ["finalizers", "events", "extra-status", "apply", "full-status"];
             assert!(parts.iter().all(|p| known.contains(&p.as_str())), "BENCH_SHAPE_WITHOUT: some of {known:?}");
             parts
         })
@@ -656,6 +665,10 @@ where
 
 /// `BENCH_MODE=api-shape`: a status written as the operator writes it (server-side apply of
 /// the whole status, its field manager).
+/// Status writes of `BENCH_MODE=api-shape` that failed: printed with the run, as a run that
+/// lost writes did less than the operator does.
+static SHAPE_WRITES_FAILED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 async fn shaped_status<K>(api: &Api<K>, name: &str, status: impl serde::Serialize) -> Option<K>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -682,7 +695,15 @@ where
     }
     let body = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
     let params = PatchParams::apply(prospector_operator::context::FIELD_MANAGER).force();
-    api.patch_status(name, &params, &Patch::Apply(&body)).await.ok()
+    match api.patch_status(name, &params, &Patch::Apply(&body)).await {
+        Ok(written) => Some(written),
+        Err(e) => {
+            if SHAPE_WRITES_FAILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5 {
+                eprintln!("api-shape: a status write of {name} failed: {e}");
+            }
+            None
+        }
+    }
 }
 
 /// `BENCH_MODE=api-shape`: one Normal Event on `object`, as the operator publishes it.
@@ -704,7 +725,12 @@ async fn shaped_event<K: Resource<DynamicType = ()>>(client: &Client, object: &K
 
 /// `BENCH_MODE=api-shape`: a customer's status as the operator derives it, with
 /// `agents` of its agents admitted.
-async fn shaped_customer_status(client: &Client, customer: &Customer, customer_id: i64, agents: i64) {
+async fn shaped_customer_status(
+    client: &Client,
+    customer: &Customer,
+    customer_id: i64,
+    agents: i64,
+) -> Option<Customer> {
     use prospector_crds::customer::{CustomerUsage, UsageAmount, UsageCount};
     use prospector_operator::status::customer::{CustomerFacts, CustomerState, derive_status};
     let name = customer.name_any();
@@ -717,14 +743,15 @@ async fn shaped_customer_status(client: &Client, customer: &Customer, customer_i
         api_key_secret: prospector_operator::desired::customer::API_KEY_SECRET.into(),
         tier: customer.spec.tier.clone(),
         usage: CustomerUsage {
-            agents: count(agents, 10),
-            concurrent_agents: count(agents, 20),
+            // The pro tier's limits (examples/tiers.yaml).
+            agents: count(agents, 20),
+            concurrent_agents: count(agents, 10),
             documents: count(0, 1000),
-            storage_mb: amount(0.0, 5000.0),
+            storage_mb: amount(0.0, 10000.0),
             api_calls_today: count(0, 10000),
             api_calls_this_month: count(0, 300000),
             leads_this_month: count(0, 10000),
-            cost_this_month_usd: amount(0.0, 500.0),
+            cost_this_month_usd: amount(0.0, 1000.0),
         },
         refused_agents: 0,
         suspended: false,
@@ -738,7 +765,7 @@ async fn shaped_customer_status(client: &Client, customer: &Customer, customer_i
         now,
         &CustomerState::Reconciled(Box::new(facts)),
     );
-    shaped_status(&Api::<Customer>::all(client.clone()), &name, status).await;
+    shaped_status(&Api::<Customer>::all(client.clone()), &name, status).await
 }
 
 /// `BENCH_MODE=api-shape`: a customer's reconcile as the operator's requests make it: the
@@ -749,7 +776,7 @@ async fn shaped_customer(
     customer: &Customer,
     customer_id: i64,
     quota: &prospector_crds::NamespaceQuota,
-) {
+) -> Customer {
     use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, ResourceQuota, Secret};
     use k8s_openapi::api::networking::v1::NetworkPolicy;
     use prospector_operator::desired::customer::CustomerChildren;
@@ -794,8 +821,22 @@ async fn shaped_customer(
         },
     )
     .unwrap();
-    shaped_customer_status(client, customer, customer_id, 0).await;
-    shaped_event(client, customer, "Reconciled", "namespace, quotas and API key are in place".into()).await;
+    let written = shaped_customer_status(client, customer, customer_id, 0).await;
+    // Its agents wait for this write: without it the run would never end.
+    let written = written.expect("the customer's Ready status write");
+    let note = format!("{} is True: namespace, quotas and API key are in place", types::READY);
+    shaped_event(client, customer, prospector_crds::conditions::reasons::RECONCILED, note).await;
+    written
+}
+
+/// `BENCH_MODE=api-shape`: an agent's customer id, agent id and deployment id, from its
+/// namespace (`cust-bench-<index>`), its name (`agent-<i>`) and its uid, the same for both of
+/// its status writes (fewer than 100 agents per customer).
+fn shaped_ids(namespace: &str, agent: &str, uid: &str) -> (i64, i64, String) {
+    let number = |s: &str| s.rsplit('-').next().and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
+    let customer_id = number(namespace) + 1;
+    let agent_id = number(namespace) * 100 + number(agent) + 1;
+    (customer_id, agent_id, prospector_operator::quota::deployment_id(customer_id, uid))
 }
 
 /// `BENCH_MODE=api-shape`: an agent's status as the operator derives it, admitted, with
@@ -803,6 +844,7 @@ async fn shaped_customer(
 fn shaped_agent_status(
     namespace: &str,
     agent: &str,
+    uid: &str,
     generation: Option<i64>,
     available: i32,
 ) -> prospector_crds::AgentDeploymentStatus {
@@ -811,12 +853,11 @@ fn shaped_agent_status(
     };
     use prospector_store::agents::Admission;
     let now = chrono::Utc::now();
-    // Stable per agent, as the operator's are.
-    let agent_id = namespace.len() as i64 * 100_000 + agent.len() as i64;
+    let (_, agent_id, deployment_id) = shaped_ids(namespace, agent, uid);
     let facts = AgentFacts {
         record: AgentRecordView {
             agent_id,
-            deployment_id: prospector_operator::quota::deployment_id(agent_id, &format!("{namespace}/{agent}")),
+            deployment_id,
             deployed_at: Some(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             performance: Default::default(),
         },
@@ -833,7 +874,7 @@ fn shaped_agent_status(
 /// `BENCH_MODE=api-shape`: an agent's first reconcile as the operator's requests make it: the
 /// finalizer, its ServiceAccount and ConfigMap together, its Deployment (server-side apply),
 /// then the status of its admission.
-async fn shaped_agent(client: &Client, agent: &AgentDeployment, customer_id: i64, agent_id: i64) {
+async fn shaped_agent(client: &Client, agent: &AgentDeployment) {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
     use prospector_operator::desired::agent::AgentChildren;
@@ -844,7 +885,7 @@ async fn shaped_agent(client: &Client, agent: &AgentDeployment, customer_id: i64
     shaped_finalizer(&agents, agent).await;
     let customer_name = namespace.trim_start_matches("cust-").to_owned();
     let uid = agent.uid().expect("a created AgentDeployment has a uid");
-    let deployment_id = prospector_operator::quota::deployment_id(customer_id, &uid);
+    let (_, agent_id, deployment_id) = shaped_ids(&namespace, &name, &uid);
     let children = AgentChildren {
         name: &name,
         namespace: &namespace,
@@ -863,18 +904,20 @@ async fn shaped_agent(client: &Client, agent: &AgentDeployment, customer_id: i64
     shaped_apply(&Api::<Deployment>::namespaced(client.clone(), &namespace), &children.deployment(agent.spec.replicas))
         .await
         .unwrap();
-    if !shape_without("first-status") {
-        let status = shaped_agent_status(&namespace, &name, agent.metadata.generation, 0);
+    if !shape_without("extra-status") {
+        let status = shaped_agent_status(&namespace, &name, &uid, agent.metadata.generation, 0);
         shaped_status(&agents, &name, status).await;
     }
 }
 
 /// `BENCH_MODE=api-shape`: an agent's Running, as the operator writes and announces it.
-async fn shaped_agent_running(client: &Client, namespace: &str, agent: &str, generation: Option<i64>) {
+async fn shaped_agent_running(client: &Client, namespace: &str, agent: &str, uid: &str, generation: Option<i64>) {
     let agents = Api::<AgentDeployment>::namespaced(client.clone(), namespace);
-    let status = shaped_agent_status(namespace, agent, generation, 1);
-    let note =
+    let status = shaped_agent_status(namespace, agent, uid, generation, 1);
+    let message =
         status.conditions.iter().find(|c| c.type_ == types::READY).map(|c| c.message.clone()).unwrap_or_default();
+    // As `controllers::publish_transitions` words it.
+    let note = format!("{} is True: {message}", types::READY);
     if let Some(written) = shaped_status(&agents, agent, status).await {
         shaped_event(client, &written, prospector_crds::conditions::reasons::REPLICAS_AVAILABLE, note).await;
     }
@@ -885,14 +928,14 @@ async fn shaped_agent_running(client: &Client, namespace: &str, agent: &str, gen
 fn floor_agent_statuses(client: Client, shaped: bool) -> tokio::task::JoinHandle<()> {
     use k8s_openapi::api::apps::v1::Deployment;
     tokio::spawn(async move {
-        let (sender, receiver) = futures::channel::mpsc::unbounded::<(String, String, Option<i64>)>();
+        let (sender, receiver) = futures::channel::mpsc::unbounded::<(String, String, Option<i64>, String)>();
         let writer = {
             let client = client.clone();
-            tokio::spawn(receiver.for_each_concurrent(32, move |(namespace, agent, generation)| {
+            tokio::spawn(receiver.for_each_concurrent(32, move |(namespace, agent, generation, uid)| {
                 let client = client.clone();
                 async move {
                     if shaped {
-                        shaped_agent_running(&client, &namespace, &agent, generation).await;
+                        shaped_agent_running(&client, &namespace, &agent, &uid, generation).await;
                         return;
                     }
                     let status = json!({
@@ -918,7 +961,8 @@ fn floor_agent_statuses(client: Client, shaped: bool) -> tokio::task::JoinHandle
             let Some(agent) = deployment.name_any().strip_prefix("agent-").map(str::to_owned) else { continue };
             if available && written.insert(format!("{namespace}/{agent}")) {
                 // The agent's generation: 1, as the benchmark never edits an agent.
-                let _ = sender.unbounded_send((namespace, agent, Some(1)));
+                let uid = deployment.owner_references().first().map(|o| o.uid.clone()).unwrap_or_default();
+                let _ = sender.unbounded_send((namespace, agent, Some(1), uid));
             }
         }
         writer.abort();
@@ -1006,7 +1050,7 @@ async fn start_operator(
 
 /// The operator's reconciles by controller, read from its `/metrics`, and what Postgres did
 /// in its database.
-async fn operator_work(http_port: u16, db: &prospector_tests::TestDatabase) -> OperatorWork {
+async fn operator_work(http_port: u16, db: &prospector_tests::TestDatabase, before: (i64, i64)) -> OperatorWork {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut text = String::new();
     if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", http_port)).await {
@@ -1022,14 +1066,19 @@ async fn operator_work(http_port: u16, db: &prospector_tests::TestDatabase) -> O
         })
         .collect();
     reconciles.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let (transactions, rows_written): (i64, i64) = sqlx::query_as(
+    let (transactions, rows_written) = database_work(db).await;
+    OperatorWork { reconciles, transactions: transactions - before.0, rows_written: rows_written - before.1 }
+}
+
+/// Transactions committed and rows written so far in the operator's database.
+async fn database_work(db: &prospector_tests::TestDatabase) -> (i64, i64) {
+    sqlx::query_as(
         "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted FROM pg_stat_database \
          WHERE datname = current_database()",
     )
     .fetch_one(&db.pool)
     .await
-    .unwrap_or((0, 0));
-    OperatorWork { reconciles, transactions, rows_written }
+    .unwrap_or((0, 0))
 }
 
 async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run {
@@ -1087,6 +1136,14 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
         )
     });
     let cpu_before = cpu_seconds(&COMPONENTS);
+    let database_before = match &operator {
+        Some((_, db, _)) => database_work(db).await,
+        None => (0, 0),
+    };
+    if mode == Mode::ApiShape {
+        let without = std::env::var("BENCH_SHAPE_WITHOUT").unwrap_or_default();
+        println!("api-shape without: {}", if without.is_empty() { "nothing" } else { without.as_str() });
+    }
     let start = Instant::now();
     futures::stream::iter(0..customers_n)
         .for_each_concurrent(32, |index| {
@@ -1099,9 +1156,13 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
                 customer_created.lock().unwrap().insert(format!("/{name}"), Instant::now());
                 let customer =
                     Api::<Customer>::all(client.clone()).create(&PostParams::default(), &customer).await.unwrap();
+                // api-shape: the customer as its Ready write left it, for its usage refresh.
+                let mut shaped = None;
                 match mode {
                     Mode::Floor => floor_customer(&client, &customer, index as i64 + 1, &quota).await,
-                    Mode::ApiShape => shaped_customer(&client, &customer, index as i64 + 1, &quota).await,
+                    Mode::ApiShape => {
+                        shaped = Some(shaped_customer(&client, &customer, index as i64 + 1, &quota).await)
+                    }
                     Mode::Operator => {}
                 }
                 // Agents go into the customer's namespace: wait (on the watch, without loading
@@ -1118,14 +1179,14 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
                     let agent_id = (index * agents_per_customer + i) as i64 + 1;
                     match mode {
                         Mode::Floor => floor_agent(&client, &agent, agent_id).await,
-                        Mode::ApiShape => shaped_agent(&client, &agent, index as i64 + 1, agent_id).await,
+                        Mode::ApiShape => shaped_agent(&client, &agent).await,
                         Mode::Operator => {}
                     }
                 }
-                if mode == Mode::ApiShape && !shape_without("first-status") {
+                if let Some(customer) = shaped.filter(|_| !shape_without("extra-status")) {
                     // The operator's usage refresh: the customer's second status write, a few
                     // seconds after its agents were admitted.
-                    let (client, customer) = (client.clone(), customer.clone());
+                    let client = client.clone();
                     let agents = agents_per_customer as i64;
                     tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -1179,8 +1240,12 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
     }
     let requests = request_counts(&client).await;
     let events = event_counts(&client).await;
+    if mode == Mode::ApiShape {
+        let failed = SHAPE_WRITES_FAILED.swap(0, std::sync::atomic::Ordering::Relaxed);
+        println!("api-shape status writes that failed: {failed}");
+    }
     let operator_work = match &operator {
-        Some((_, db, http_port)) => Some(operator_work(*http_port, db).await),
+        Some((_, db, http_port)) => Some(operator_work(*http_port, db, database_before).await),
         None => None,
     };
     let run = Run {
