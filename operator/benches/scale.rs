@@ -574,27 +574,38 @@ async fn floor_customer(
         .unwrap();
 }
 
-/// The floor's own work for an agent: its ServiceAccount, ConfigMap and Deployment, owned by it.
-async fn floor_agent(client: &Client, agent: &AgentDeployment, agent_id: i64) {
-    use k8s_openapi::api::apps::v1::Deployment;
-    use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
-    use prospector_operator::desired::agent::AgentChildren;
-
-    let name = agent.name_any();
-    let namespace = agent.namespace().expect("a namespaced agent");
-    let customer_name = namespace.trim_start_matches("cust-").to_owned();
-    let deployment_id = format!("agent_{agent_id:08x}");
-    let children = AgentChildren {
-        name: &name,
-        namespace: &namespace,
-        customer_name: &customer_name,
+/// An agent's children as the operator builds them, with the benchmark's image and API url.
+fn bench_agent_children<'a>(
+    agent: &'a AgentDeployment,
+    name: &'a str,
+    namespace: &'a str,
+    customer_name: &'a str,
+    agent_id: i64,
+    deployment_id: &'a str,
+) -> prospector_operator::desired::agent::AgentChildren<'a> {
+    prospector_operator::desired::agent::AgentChildren {
+        name,
+        namespace,
+        customer_name,
         spec: &agent.spec,
         owner: agent.controller_owner_ref(&()).expect("a created AgentDeployment has a uid"),
         image: "ghcr.io/prospector/agent:bench",
         api_url: "http://prospector-api.prospector-system:8080",
         agent_id,
-        deployment_id: &deployment_id,
-    };
+        deployment_id,
+    }
+}
+
+/// The floor's own work for an agent: its ServiceAccount, ConfigMap and Deployment, owned by it.
+async fn floor_agent(client: &Client, agent: &AgentDeployment, agent_id: i64) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+
+    let name = agent.name_any();
+    let namespace = agent.namespace().expect("a namespaced agent");
+    let customer_name = namespace.trim_start_matches("cust-").to_owned();
+    let deployment_id = format!("agent_{agent_id:08x}");
+    let children = bench_agent_children(agent, &name, &namespace, &customer_name, agent_id, &deployment_id);
     let pp = PostParams::default();
     Api::<ServiceAccount>::namespaced(client.clone(), &namespace)
         .create(&pp, &children.service_account())
@@ -877,7 +888,6 @@ fn shaped_agent_status(
 async fn shaped_agent(client: &Client, agent: &AgentDeployment) {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
-    use prospector_operator::desired::agent::AgentChildren;
 
     let name = agent.name_any();
     let namespace = agent.namespace().expect("a namespaced agent");
@@ -886,17 +896,7 @@ async fn shaped_agent(client: &Client, agent: &AgentDeployment) {
     let customer_name = namespace.trim_start_matches("cust-").to_owned();
     let uid = agent.uid().expect("a created AgentDeployment has a uid");
     let (_, agent_id, deployment_id) = shaped_ids(&namespace, &name, &uid);
-    let children = AgentChildren {
-        name: &name,
-        namespace: &namespace,
-        customer_name: &customer_name,
-        spec: &agent.spec,
-        owner: agent.controller_owner_ref(&()).expect("a created AgentDeployment has a uid"),
-        image: "ghcr.io/prospector/agent:bench",
-        api_url: "http://prospector-api.prospector-system:8080",
-        agent_id,
-        deployment_id: &deployment_id,
-    };
+    let children = bench_agent_children(agent, &name, &namespace, &customer_name, agent_id, &deployment_id);
     let (account, config_map) = (children.service_account(), children.config_map());
     let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &namespace);
     let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &namespace);
