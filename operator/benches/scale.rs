@@ -52,6 +52,10 @@ use prospector_tests::process::{ManagedProcess, RunAs, free_port};
 use prospector_tests::{process_dir, shared_postgres};
 use serde_json::json;
 
+// The operator tests' helpers for a running operator (its `/metrics`).
+#[path = "../tests/common/process.rs"]
+mod process;
+
 fn env_usize(key: &str, default: usize) -> usize {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -674,12 +678,12 @@ where
     api.patch(&object.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch)).await.unwrap();
 }
 
-/// `BENCH_MODE=api-shape`: a status written as the operator writes it (server-side apply of
-/// the whole status, its field manager).
 /// Status writes of `BENCH_MODE=api-shape` that failed: printed with the run, as a run that
 /// lost writes did less than the operator does.
 static SHAPE_WRITES_FAILED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// `BENCH_MODE=api-shape`: a status written as the operator writes it (server-side apply of
+/// the whole status, its field manager).
 async fn shaped_status<K>(api: &Api<K>, name: &str, status: impl serde::Serialize) -> Option<K>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -717,20 +721,16 @@ where
     }
 }
 
-/// `BENCH_MODE=api-shape`: one Normal Event on `object`, as the operator publishes it.
-async fn shaped_event<K: Resource<DynamicType = ()>>(client: &Client, object: &K, reason: &str, note: String) {
+/// `BENCH_MODE=api-shape`: the Normal Event the operator publishes on `object` when its Ready
+/// condition becomes `ready`.
+async fn shaped_event<K: Resource<DynamicType = ()>>(client: &Client, object: &K, ready: &prospector_crds::Condition) {
+    use kube::runtime::events::{Recorder, Reporter};
     if shape_without("events") {
         return;
     }
-    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
     let reporter = Reporter { controller: prospector_operator::context::FIELD_MANAGER.into(), instance: None };
-    let event = Event {
-        type_: EventType::Normal,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
+    let note = prospector_operator::controllers::transition_note(ready);
+    let event = prospector_operator::context::operator_event(false, &ready.reason, note);
     let _ = Recorder::new(client.clone(), reporter).publish(&event, &object.object_ref(&())).await;
 }
 
@@ -804,13 +804,12 @@ async fn shaped_customer(
         owner: customer.controller_owner_ref(&()).expect("a created Customer has a uid"),
     };
     shaped_apply(&Api::<Namespace>::all(client.clone()), &children.namespace()).await.unwrap();
-    let in_namespace = || client.clone();
     let (quotas, limit_ranges, policies, config_maps, secrets) = (
-        Api::<ResourceQuota>::namespaced(in_namespace(), &namespace),
-        Api::<LimitRange>::namespaced(in_namespace(), &namespace),
-        Api::<NetworkPolicy>::namespaced(in_namespace(), &namespace),
-        Api::<ConfigMap>::namespaced(in_namespace(), &namespace),
-        Api::<Secret>::namespaced(in_namespace(), &namespace),
+        Api::<ResourceQuota>::namespaced(client.clone(), &namespace),
+        Api::<LimitRange>::namespaced(client.clone(), &namespace),
+        Api::<NetworkPolicy>::namespaced(client.clone(), &namespace),
+        Api::<ConfigMap>::namespaced(client.clone(), &namespace),
+        Api::<Secret>::namespaced(client.clone(), &namespace),
     );
     let (quota, limits, policy, icp, secret) = (
         children.resource_quota(quota),
@@ -835,8 +834,9 @@ async fn shaped_customer(
     let written = shaped_customer_status(client, customer, customer_id, 0).await;
     // Its agents wait for this write: without it the run would never end.
     let written = written.expect("the customer's Ready status write");
-    let note = format!("{} is True: namespace, quotas and API key are in place", types::READY);
-    shaped_event(client, customer, prospector_crds::conditions::reasons::RECONCILED, note).await;
+    if let Some(ready) = written.status.as_ref().and_then(|s| s.condition(types::READY)) {
+        shaped_event(client, customer, ready).await;
+    }
     written
 }
 
@@ -914,12 +914,9 @@ async fn shaped_agent(client: &Client, agent: &AgentDeployment) {
 async fn shaped_agent_running(client: &Client, namespace: &str, agent: &str, uid: &str, generation: Option<i64>) {
     let agents = Api::<AgentDeployment>::namespaced(client.clone(), namespace);
     let status = shaped_agent_status(namespace, agent, uid, generation, 1);
-    let message =
-        status.conditions.iter().find(|c| c.type_ == types::READY).map(|c| c.message.clone()).unwrap_or_default();
-    // As `controllers::publish_transitions` words it.
-    let note = format!("{} is True: {message}", types::READY);
-    if let Some(written) = shaped_status(&agents, agent, status).await {
-        shaped_event(client, &written, prospector_crds::conditions::reasons::REPLICAS_AVAILABLE, note).await;
+    let ready = status.condition(types::READY).cloned();
+    if let (Some(written), Some(ready)) = (shaped_status(&agents, agent, status).await, ready) {
+        shaped_event(client, &written, &ready).await;
     }
 }
 
@@ -1051,12 +1048,11 @@ async fn start_operator(
 /// The operator's reconciles by controller, read from its `/metrics`, and what Postgres did
 /// in its database.
 async fn operator_work(http_port: u16, db: &prospector_tests::TestDatabase, before: (i64, i64)) -> OperatorWork {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut text = String::new();
-    if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", http_port)).await {
-        let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await;
-        let _ = stream.read_to_string(&mut text).await;
-    }
+    let text = tokio::task::spawn_blocking(move || process::http_get(http_port, "/metrics"))
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let mut reconciles: Vec<(String, f64)> = text
         .lines()
         .filter_map(|line| line.strip_prefix("prospector_operator_reconciles_total{controller=\""))

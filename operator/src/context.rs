@@ -171,6 +171,18 @@ impl Default for DocumentSettings {
 /// "Documents at scale").
 pub const DEFAULT_INLINE_WORKER_NICE: i32 = 19;
 
+/// An Event as the operator publishes it ([`Context::publish`]): Normal or Warning, a reason and
+/// a note, on the Reconcile action.
+pub fn operator_event(warning: bool, reason: &str, note: String) -> Event {
+    Event {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -269,13 +281,7 @@ impl Context {
     /// that cache was the operator's largest allocation (heaptrack, docs/benchmarks.md), and
     /// we publish only on transitions, so there are no repeats to count.
     pub async fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, warning: bool, reason: &str, note: String) {
-        let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
+        let event = operator_event(warning, reason, note);
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         if let Err(e) = recorder.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "cannot publish an event");

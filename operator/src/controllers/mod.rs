@@ -253,12 +253,16 @@ pub async fn publish_transitions<K: Resource<DynamicType = ()>>(
             }
             _ => changed.is_true(),
         };
-        let note = if changed.message.is_empty() {
-            format!("{} is {}", changed.type_, changed.status)
-        } else {
-            format!("{} is {}: {}", changed.type_, changed.status, changed.message)
-        };
-        ctx.publish(object, warning, &changed.reason, note).await;
+        ctx.publish(object, warning, &changed.reason, transition_note(changed)).await;
+    }
+}
+
+/// The note of the Event for a condition that changed: "Ready is True: <message>".
+pub fn transition_note(changed: &Condition) -> String {
+    if changed.message.is_empty() {
+        format!("{} is {}", changed.type_, changed.status)
+    } else {
+        format!("{} is {}: {}", changed.type_, changed.status, changed.message)
     }
 }
 
