@@ -93,9 +93,20 @@ async fn serve_http(addr: SocketAddr, state: HttpState) -> Result<(), OperatorEr
     axum::serve(listener, app).await.map_err(|e| OperatorError::Config(format!("http server: {e}")))
 }
 
-/// Drops what the operator never reads from a cached object.
+/// The annotation in which a client-side `kubectl apply` keeps a copy of the whole object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what the operator never reads from a cached object: its managed fields and the copy
+/// that `kubectl apply` keeps, which would double the cache of objects applied that way.
 fn slim<K: kube::Resource>(object: &mut K) {
-    object.meta_mut().managed_fields = None;
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
 }
 
 /// Tells `crate::own_writes` what a watch of reconciled objects delivered, once its cache holds
@@ -545,4 +556,40 @@ pub async fn run(
         http.abort();
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::ObjectMeta;
+    use prospector_crds::labels::UPLOAD_RESERVATION;
+
+    use super::*;
+
+    #[test]
+    fn slim_drops_the_applied_copy_and_keeps_the_annotations_the_operator_reads() {
+        // Any kind: a document's own annotation stands for the ones the operator reads.
+        let mut document = ConfigMap {
+            metadata: ObjectMeta {
+                annotations: Some(BTreeMap::from([
+                    (LAST_APPLIED.to_owned(), "{\"a whole copy\": true}".to_owned()),
+                    (UPLOAD_RESERVATION.to_owned(), "5a0d3c1e-0000-4000-8000-000000000000".to_owned()),
+                ])),
+                managed_fields: Some(vec![Default::default()]),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        slim(&mut document);
+        let annotations = document.metadata.annotations.as_ref().unwrap();
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), [UPLOAD_RESERVATION]);
+        assert!(document.metadata.managed_fields.is_none());
+
+        let mut applied = ConfigMap::default();
+        applied.metadata.annotations = Some(BTreeMap::from([(LAST_APPLIED.to_owned(), "{}".to_owned())]));
+        slim(&mut applied);
+        assert!(applied.metadata.annotations.is_none());
+    }
 }

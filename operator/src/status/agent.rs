@@ -218,6 +218,10 @@ const FAILING_CONTAINER_STATES: [(&str, &str); 7] = [
     ("CreateContainerError", reasons::CONTAINER_CONFIG_INVALID),
 ];
 
+/// The Deployment conditions (type, status) that [`pod_failure`] reads: the Deployment cache
+/// keeps only these (`crate::cached`).
+pub const DEPLOYMENT_FAILURE_CONDITIONS: [(&str, &str); 2] = [("ReplicaFailure", "True"), ("Progressing", "False")];
+
 /// Why an agent's pods cannot run, from its Deployment's conditions and its pods' states, or
 /// `None` while they can (or may yet). A pod that found no node counts only after
 /// `unschedulable_after`: the scheduler retries, and a node may join.
@@ -230,7 +234,8 @@ pub fn pod_failure(
     let conditions = deployment.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
     let deployment_says =
         |type_: &str, status: &str| conditions.iter().find(|c| c.type_ == type_ && c.status == status);
-    if let Some(c) = deployment_says("ReplicaFailure", "True") {
+    let [replica_failure, no_progress] = DEPLOYMENT_FAILURE_CONDITIONS;
+    if let Some(c) = deployment_says(replica_failure.0, replica_failure.1) {
         let message = format!("pods cannot be created: {}", c.message.as_deref().unwrap_or("ReplicaFailure"));
         return Some(PodFailure { reason: reasons::POD_CREATION_FAILED, message });
     }
@@ -263,7 +268,7 @@ pub fn pod_failure(
             }
         }
     }
-    if let Some(c) = deployment_says("Progressing", "False")
+    if let Some(c) = deployment_says(no_progress.0, no_progress.1)
         && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
     {
         let message = c.message.clone().unwrap_or_else(|| "the rollout made no progress".into());
