@@ -142,6 +142,11 @@ struct Rss {
     idle: u64,
     peak: u64,
     steady: u64,
+    /// The largest anonymous part seen (heap, stacks): what the caches and the work in flight
+    /// take.
+    peak_anonymous: u64,
+    /// The largest file-backed part seen: mostly the binary's code pages.
+    peak_file: u64,
 }
 
 /// What one run measured.
@@ -204,6 +209,8 @@ impl Run {
             println!("| operator RSS idle | {:.1} MiB |", mib(rss.idle));
             println!("| operator RSS peak (VmHWM) | {:.1} MiB |", mib(rss.peak));
             println!("| operator RSS steady (15 s after) | {:.1} MiB |", mib(rss.steady));
+            println!("| operator RSS peak, anonymous (heap, stacks) | {:.1} MiB |", mib(rss.peak_anonymous));
+            println!("| operator RSS peak, file-backed (code) | {:.1} MiB |", mib(rss.peak_file));
         }
         let total: f64 = self.requests.iter().map(|(_, n)| n).sum();
         println!(
@@ -290,9 +297,9 @@ fn main() {
 /// One line per size: the operator against the floor, per object and per 1,000 objects of RSS.
 fn summary(sizes: &[(f64, HashMap<&'static str, Run>)]) {
     println!(
-        "| scale | customers | agents | floor all Ready | operator all Ready | operator ÷ floor | floor ms/object | operator ms/object | floor customer p99 | operator customer p99 | operator ÷ floor p99 | floor agent p99 | operator agent p99 | RSS peak | RSS above idle per 1,000 objects |"
+        "| scale | customers | agents | floor all Ready | operator all Ready | operator ÷ floor | floor ms/object | operator ms/object | floor customer p99 | operator customer p99 | operator ÷ floor p99 | floor agent p99 | operator agent p99 | RSS peak | RSS peak: code / heap and stacks | RSS above idle per 1,000 objects |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (scale, runs) in sizes {
         let (floor, operator) = (runs.get("floor"), runs.get("operator"));
         // An api-shape run alone has neither: its line comes below.
@@ -312,7 +319,7 @@ fn summary(sizes: &[(f64, HashMap<&'static str, Run>)]) {
         };
         let rss = operator.and_then(|r| r.rss.as_ref().map(|rss| (r, rss)));
         println!(
-            "| {scale} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {scale} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             any.customers,
             any.agents,
             secs(floor),
@@ -326,6 +333,8 @@ fn summary(sizes: &[(f64, HashMap<&'static str, Run>)]) {
             p99(floor, false),
             p99(operator, false),
             rss.map(|(_, rss)| format!("{:.1} MiB", mib(rss.peak))).unwrap_or_default(),
+            rss.map(|(_, rss)| format!("{:.1} / {:.1} MiB", mib(rss.peak_file), mib(rss.peak_anonymous)))
+                .unwrap_or_default(),
             rss.map(|(r, rss)| format!(
                 "{:.2} MiB",
                 mib(rss.peak.saturating_sub(rss.idle)) * 1000.0 / r.objects() as f64
@@ -1110,15 +1119,18 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
         watch_ready(Api::<AgentDeployment>::all(client.clone()), agent_is_running, agent_ready.clone()),
     ];
 
-    let peak = Arc::new(Mutex::new(0u64));
+    // Peaks of the whole, the anonymous and the file-backed parts.
+    let peak = Arc::new(Mutex::new([0u64; 3]));
     let sampler = pid.map(|pid| {
         let sampled = peak.clone();
         tokio::spawn(async move {
             loop {
-                let rss = rss_kib(pid, "VmRSS:");
+                let now = ["VmRSS:", "RssAnon:", "RssFile:"].map(|field| rss_kib(pid, field));
                 {
                     let mut peak = sampled.lock().unwrap();
-                    *peak = (*peak).max(rss);
+                    for (peak, now) in peak.iter_mut().zip(now) {
+                        *peak = (*peak).max(now);
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -1225,8 +1237,14 @@ async fn run(mode: Mode, customers_n: usize, agents_per_customer: usize) -> Run 
     // more of them in the faster run. The operator's steady RSS is read at the end of the wait.
     tokio::time::sleep(Duration::from_secs(15)).await;
     let rss = pid.map(|pid| {
-        let peak = *peak.lock().unwrap();
-        Rss { idle: idle_rss, peak: rss_kib(pid, "VmHWM:").max(peak), steady: rss_kib(pid, "VmRSS:") }
+        let [peak, peak_anonymous, peak_file] = *peak.lock().unwrap();
+        Rss {
+            idle: idle_rss,
+            peak: rss_kib(pid, "VmHWM:").max(peak),
+            steady: rss_kib(pid, "VmRSS:"),
+            peak_anonymous,
+            peak_file,
+        }
     });
     for task in watchers.into_iter().chain(floor_writer).chain(sampler) {
         task.abort();
