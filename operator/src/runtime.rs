@@ -379,6 +379,10 @@ pub async fn run(
     // objects use metadata.
     let (customer_store, customer_writer) = reflector::store::<Customer>();
     let synced = ctx.clone();
+    // Tiers count their customers from this cache; the same watch tells which tiers to recount,
+    // once the cache holds the change.
+    let (tier_recounts, recount_requests) = tokio::sync::mpsc::unbounded_channel();
+    let mut memberships = tier::TierMemberships::default();
     let customer_events = watcher(Api::<Customer>::all(client.clone()), watch.clone())
         .modify(slim)
         .default_backoff()
@@ -387,6 +391,9 @@ pub async fn run(
         .inspect_ok(move |event| {
             if matches!(event, watcher::Event::InitDone) {
                 synced.mark_customers_synced();
+            }
+            for name in memberships.on_event(event) {
+                let _ = tier_recounts.send(ObjectRef::<Tier>::new(&name));
             }
         })
         .touched_objects();
@@ -434,19 +441,12 @@ pub async fn run(
         .for_each(|_| async {});
 
     // Tiers count their customers from the customer controller's cache, and recount only when
-    // a customer appears, changes its spec or goes. Their cache serves the customers' tier.
+    // a customer joins or leaves them. Their cache serves the customers' tier.
     let tiers = Controller::new(Api::<Tier>::all(client.clone()), watch.clone());
     ctx.set_tier_cache(tiers.store());
     let tiers = tiers
         .with_config(config.clone())
-        .watches_stream(
-            watcher(Api::<Customer>::all(client.clone()), watch.clone())
-                .modify(slim)
-                .default_backoff()
-                .touched_objects()
-                .predicate_filter(predicates::generation, Default::default()),
-            |c| Some(ObjectRef::<Tier>::new(&c.spec.tier)),
-        )
+        .reconcile_on(channel_stream(recount_requests))
         .graceful_shutdown_on(stopped())
         .run(tier::reconcile, error_policy(tier::CONTROLLER), ctx.clone())
         .for_each(|_| async {});
