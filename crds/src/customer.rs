@@ -115,7 +115,8 @@ pub struct CustomerStatus {
     /// `childrenAppliedAt`, lets the operator skip re-applying unchanged children.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub children_hash: Option<String>,
-    /// When the namespace's children were last applied (RFC 3339).
+    /// When the namespace's children were last applied, or last found as the operator applies
+    /// them at the periodic drift check (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub children_applied_at: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub tenant_indexes: IntGauge,
     pub customers_near_limit: IntGaugeVec,
     pub orphans_released: IntCounterVec,
+    pub drift_checks: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -82,6 +83,17 @@ impl Metrics {
         for kind in ["agent", "document"] {
             orphans_released.with_label_values(&[kind]);
         }
+        let drift_checks = IntCounterVec::new(
+            Opts::new(
+                "customer_drift_checks_total",
+                "Periodic checks of customers' namespace children against the apiserver, by result (current, drifted)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for result in ["current", "drifted"] {
+            drift_checks.with_label_values(&[result]);
+        }
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
@@ -95,6 +107,7 @@ impl Metrics {
             Box::new(tenant_indexes.clone()),
             Box::new(customers_near_limit.clone()),
             Box::new(orphans_released.clone()),
+            Box::new(drift_checks.clone()),
         ] {
             registry.register(collector).expect("metrics register once");
         }
@@ -112,6 +125,7 @@ impl Metrics {
             tenant_indexes,
             customers_near_limit,
             orphans_released,
+            drift_checks,
         }
     }
 

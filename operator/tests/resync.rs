@@ -3,19 +3,32 @@
 //! would fight over the same objects.
 //! - A tier's customer count follows its customers at once: with a resync of an hour, a
 //!   customer moving between tiers is recounted on both, and one deleted on its last tier.
+//! - A customer's namespace children that drifted are applied again at the next resync, and
+//!   children that did not are only compared, never applied.
 
 mod common;
+#[path = "common/process.rs"]
+mod process;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, unique};
+use k8s_openapi::api::core::v1::ResourceQuota;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use process::{http_get, metric};
 use prospector_crds::{Customer, Tier};
 use prospector_operator::clock::SystemClock;
 use prospector_operator::context::{DocumentSettings, EmbedderMode, Settings};
+use prospector_operator::controllers::customer::children_match_live;
+use prospector_operator::desired::customer::{CustomerChildren, NETWORK_POLICY, RESOURCE_QUOTA};
 use prospector_operator::runtime::{DEFAULT_DOCUMENT_CONCURRENCY, RunOptions, run};
-use prospector_tests::fixtures::{SETTLE, apply_tiers, create_customer, customer_ready, example_tiers};
+use prospector_tests::fixtures::{
+    PLATFORM_NAMESPACE, SETTLE, apply_tiers, create_customer, customer_ready, example_tiers,
+};
+use prospector_tests::process::free_port;
 use prospector_tests::{shared_cluster, shared_postgres};
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -106,6 +119,74 @@ async fn a_customer_moving_between_tiers_is_recounted_on_both_at_once() {
     })
     .await;
     // Its finalizer done by this operator, not left to the next test's.
+    eventually("the customer gone", SETTLE, || async { customers.get_opt(&name).await.ok()?.is_none().then_some(()) })
+        .await;
+    operator.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drifted_namespace_children_are_applied_again_at_the_resync() {
+    let _alone = ONE_OPERATOR.lock().await;
+    let http_port = free_port().unwrap();
+    let operator = start_operator(Duration::from_secs(3), Some(http_port)).await;
+    let checks = |result: &str| {
+        let body = http_get(http_port, "/metrics").unwrap_or_default();
+        metric(&body, &format!("prospector_operator_customer_drift_checks_total{{result=\"{result}\"}}"))
+    };
+    let client = shared_cluster().client().await.unwrap();
+    let name = unique("drift");
+    create_customer(&client, &name, "starter", json!({})).await;
+    wait_ready(&client, &name).await;
+
+    // The children as the operator builds them for this customer.
+    let customers: Api<Customer> = Api::all(client.clone());
+    let customer = customers.get(&name).await.unwrap();
+    let status = customer.status.clone().unwrap();
+    let namespace = status.namespace.clone().unwrap();
+    let tier = example_tiers().into_iter().find(|t| t.name_any() == "starter").unwrap();
+    let children = CustomerChildren {
+        customer_name: &name,
+        customer_id: status.customer_id.unwrap(),
+        tier: "starter",
+        namespace: &namespace,
+        platform_namespace: PLATFORM_NAMESPACE,
+        owner: customer.controller_owner_ref(&()).unwrap(),
+    };
+    let quota = tier.spec.namespace_quota.clone();
+    let matching = || children_match_live(&client, &children, &quota, None);
+    // What the apiserver holds is what the operator applied, read back under the chart's RBAC:
+    // at each resync the operator only reads the children, and applies nothing.
+    eventually("the apiserver's copies matching what the operator applies", SETTLE, || async {
+        matching().await.then_some(())
+    })
+    .await;
+    eventually("two resyncs that found the children current", SETTLE, || async {
+        (checks("current") >= 2.0).then_some(())
+    })
+    .await;
+    assert_eq!(checks("drifted"), 0.0, "nothing drifted on its own");
+
+    // Someone else changes the quota and deletes the policy.
+    let quotas = Api::<ResourceQuota>::namespaced(client.clone(), &namespace);
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &namespace);
+    let pods = |q: &ResourceQuota| q.spec.as_ref()?.hard.as_ref()?.get("pods").map(|p| p.0.clone());
+    let wanted_pods = pods(&children.resource_quota(&quota)).unwrap();
+    let edit = json!({"spec": {"hard": {"pods": "99"}}});
+    quotas.patch(RESOURCE_QUOTA, &PatchParams::default(), &Patch::Merge(&edit)).await.unwrap();
+    policies.delete(NETWORK_POLICY, &DeleteParams::default()).await.unwrap();
+    assert_eq!(pods(&quotas.get(RESOURCE_QUOTA).await.unwrap()).as_deref(), Some("99"));
+
+    // The next resync finds the drift and applies the children again.
+    eventually("the quota and the policy restored", SETTLE, || async {
+        let restored = pods(&quotas.get(RESOURCE_QUOTA).await.ok()?)? == wanted_pods
+            && policies.get_opt(NETWORK_POLICY).await.ok()?.is_some();
+        restored.then_some(())
+    })
+    .await;
+    assert!(checks("drifted") >= 1.0, "the repair came from the drift check");
+    eventually("the apiserver's copies matching again", SETTLE, || async { matching().await.then_some(()) }).await;
+
+    customers.delete(&name, &DeleteParams::default()).await.unwrap();
     eventually("the customer gone", SETTLE, || async { customers.get_opt(&name).await.ok()?.is_none().then_some(()) })
         .await;
     operator.abort();

@@ -11,7 +11,7 @@ pub mod tier;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, GetParams, ListParams, Patch, PatchParams};
 use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -113,6 +113,28 @@ where
 {
     let name = object.meta().name.clone().ok_or(OperatorError::MissingField("metadata.name"))?;
     Ok(api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await?)
+}
+
+/// Whether applying `object` would change nothing the operator sets, judged from the
+/// apiserver's watch cache: a read there costs the apiserver a fraction of an apply that
+/// changes nothing. An object that is missing or cannot be read (an older chart's role may not
+/// grant the read) does not match, so the caller applies it.
+pub async fn matches_live<K>(api: &Api<K>, object: &K) -> bool
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+{
+    let Some(name) = object.meta().name.as_deref() else { return false };
+    match api.get_with(name, &GetParams::any()).await {
+        Ok(live) => match (serde_json::to_value(object), serde_json::to_value(&live)) {
+            (Ok(desired), Ok(live)) => crate::desired::applied_fields_match(&desired, &live),
+            _ => false,
+        },
+        Err(kube::Error::Api(e)) if e.code == 404 => false,
+        Err(e) => {
+            tracing::debug!(error = %e, object = name, "cannot read an object to compare; applying it");
+            false
+        }
+    }
 }
 
 /// Deletes `name`, treating "already gone" as done: cleanups are replayed after a crash.
