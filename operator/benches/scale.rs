@@ -35,6 +35,9 @@
 //! `BENCH_APISERVER_PROFILE=<dir>` also takes a CPU profile of kube-apiserver in each run
 //! (`BENCH_PROFILE_SECONDS`, default 30, starting `BENCH_PROFILE_AFTER` seconds in, default 10),
 //! written to `<dir>/apiserver-<mode>-<customers>.pprof`, for `go tool pprof -top`.
+//! `BENCH_OPERATOR_HEAPTRACK=<file>` records the operator's allocations with heaptrack (see
+//! `start_operator`). Each run prints the operator's peak RSS split into its anonymous part
+//! (heap, stacks) and its file-backed part (its code, and the shared libraries it maps).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -210,7 +213,7 @@ impl Run {
             println!("| operator RSS peak (VmHWM) | {:.1} MiB |", mib(rss.peak));
             println!("| operator RSS steady (15 s after) | {:.1} MiB |", mib(rss.steady));
             println!("| operator RSS peak, anonymous (heap, stacks) | {:.1} MiB |", mib(rss.peak_anonymous));
-            println!("| operator RSS peak, file-backed (code) | {:.1} MiB |", mib(rss.peak_file));
+            println!("| operator RSS peak, file-backed (code, libraries) | {:.1} MiB |", mib(rss.peak_file));
         }
         let total: f64 = self.requests.iter().map(|(_, n)| n).sum();
         println!(
@@ -1034,6 +1037,14 @@ async fn start_operator(
     let log_filter = std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".into());
     assert!(!image_env.is_empty(), "the operator stage sets its environment");
     println!("operator environment from its image: {image_env:?}");
+    // `BENCH_OPERATOR_HEAPTRACK=<file>` records every allocation of the operator into <file>
+    // with heaptrack's preloaded library. Read it afterwards with
+    // `/usr/lib/heaptrack/libexec/heaptrack_interpret < <file> | zstd > <file>.zst` and
+    // `heaptrack_print -f <file>.zst`. Its bookkeeping adds to the RSS the run reports.
+    let heaptrack = std::env::var("BENCH_OPERATOR_HEAPTRACK").ok().map(|raw| {
+        println!("operator allocations recorded into {raw}");
+        [("LD_PRELOAD", "/usr/lib/heaptrack/libheaptrack_preload.so".to_owned()), ("DUMP_HEAPTRACK_OUTPUT", raw)]
+    });
     let process = ManagedProcess::spawn(
         "operator",
         std::path::Path::new(env!("CARGO_BIN_EXE_prospector-operator")),
@@ -1048,6 +1059,7 @@ async fn start_operator(
         &[("DATABASE_URL", db.url.as_str()), ("KUBECONFIG", kubeconfig.as_str()), ("RUST_LOG", log_filter.as_str())]
             .into_iter()
             .chain(image_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .chain(heaptrack.iter().flatten().map(|(k, v)| (*k, v.as_str())))
             .collect::<Vec<_>>(),
     )
     .unwrap();
