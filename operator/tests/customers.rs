@@ -127,36 +127,44 @@ async fn customer_lifecycle_builds_the_tenant_and_deletion_leaves_nothing() {
     assert_eq!(secret_again.data.unwrap()["api-key"].0, new_key.as_bytes(), "a tier change keeps the key");
 
     // Tenant data to purge: an uploaded blob, the document that references it, and its chunks.
+    // The document has no object, so the operator's orphan sweep (every resync, 3 s here) may
+    // release it before the count: then it is written again.
     let content = b"secret sauce: we sell to hospitals";
     let sha = Sha256::digest(content).to_vec();
-    assert!(insert_blob(&pool, customer_id, &sha, content, Some("text/plain")).await.unwrap());
-    let document = upsert_document(
-        &pool,
-        &DocumentRecord {
-            k8s_uid: uuid::Uuid::new_v4(),
-            customer_id,
-            document_id: format!("doc_{}", uuid::Uuid::new_v4().simple()),
-            namespace: namespace.clone(),
-            name: "doc".into(),
-            filename: "doc.txt".into(),
-            source_kind: SourceKind::Blob,
-            blob_sha256: Some(sha.clone()),
-            tags: vec![],
-            generation: 1,
-            source_url: None,
-        },
-    )
-    .await
-    .unwrap()
-    .id;
-    let chunk = NewChunk { chunk_index: 0, content: "secret sauce".into(), token_count: 3, embedding: vec![0.5; 384] };
-    upsert_chunks(&pool, customer_id, document, &[chunk]).await.unwrap();
     let tenant_rows = "SELECT (SELECT count(*) FROM document_chunks WHERE customer_id = $1),
                 (SELECT count(*) FROM document_blobs WHERE customer_id = $1),
                 (SELECT count(*) FROM knowledge_documents WHERE customer_id = $1 AND deleted_at IS NULL),
                 (SELECT count(*) FROM api_keys WHERE customer_id = $1 AND revoked_at IS NULL)";
-    let before: (i64, i64, i64, i64) = sqlx::query_as(tenant_rows).bind(customer_id).fetch_one(&pool).await.unwrap();
-    assert_eq!(before, (1, 1, 1, 1), "a chunk, a blob, a document and a key to purge");
+    eventually("a chunk, a blob, a document and a key to purge", WAIT, || async {
+        insert_blob(&pool, customer_id, &sha, content, Some("text/plain")).await.unwrap();
+        let uid = uuid::Uuid::new_v4();
+        let document = upsert_document(
+            &pool,
+            &DocumentRecord {
+                k8s_uid: uid,
+                customer_id,
+                document_id: format!("doc_{}", uid.simple()),
+                namespace: namespace.clone(),
+                name: format!("doc-{}", &uid.simple().to_string()[..8]),
+                filename: "doc.txt".into(),
+                source_kind: SourceKind::Blob,
+                blob_sha256: Some(sha.clone()),
+                tags: vec![],
+                generation: 1,
+                source_url: None,
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+        let chunk =
+            NewChunk { chunk_index: 0, content: "secret sauce".into(), token_count: 3, embedding: vec![0.5; 384] };
+        upsert_chunks(&pool, customer_id, document, &[chunk]).await.unwrap();
+        let (chunks, blobs, documents, keys): (i64, i64, i64, i64) =
+            sqlx::query_as(tenant_rows).bind(customer_id).fetch_one(&pool).await.unwrap();
+        (chunks >= 1 && (blobs, documents, keys) == (1, 1, 1)).then_some(())
+    })
+    .await;
 
     // Deletion leaves nothing behind.
     customers.delete(&name, &DeleteParams::default()).await.unwrap();
