@@ -1040,26 +1040,36 @@ async fn start_operator(
     // `BENCH_OPERATOR_HEAPTRACK=<file>` records every allocation of the operator into <file>
     // with heaptrack's preloaded library. Read it afterwards with
     // `/usr/lib/heaptrack/libexec/heaptrack_interpret < <file> | zstd > <file>.zst` and
-    // `heaptrack_print -f <file>.zst`. Its bookkeeping adds to the RSS the run reports.
-    let heaptrack = std::env::var("BENCH_OPERATOR_HEAPTRACK").ok().map(|raw| {
+    // `heaptrack_print -f <file>.zst`. Its bookkeeping adds to the RSS the run reports. The
+    // preload goes through `env`: the library records only the first program it is loaded into,
+    // which would otherwise be the `setpriv` that starts the operator.
+    let operator = std::path::Path::new(env!("CARGO_BIN_EXE_prospector-operator"));
+    let mut program = operator;
+    let mut args = Vec::new();
+    if let Ok(raw) = std::env::var("BENCH_OPERATOR_HEAPTRACK") {
         println!("operator allocations recorded into {raw}");
-        [("LD_PRELOAD", "/usr/lib/heaptrack/libheaptrack_preload.so".to_owned()), ("DUMP_HEAPTRACK_OUTPUT", raw)]
-    });
+        program = std::path::Path::new("/usr/bin/env");
+        args.extend([
+            "LD_PRELOAD=/usr/lib/heaptrack/libheaptrack_preload.so".to_owned(),
+            format!("DUMP_HEAPTRACK_OUTPUT={raw}"),
+            operator.display().to_string(),
+        ]);
+    }
+    args.extend([
+        "run".into(),
+        format!("--http-addr=127.0.0.1:{http_port}"),
+        "--leader-election=false".into(),
+        format!("--embedder-mode={embedder_mode}"),
+    ]);
     let process = ManagedProcess::spawn(
         "operator",
-        std::path::Path::new(env!("CARGO_BIN_EXE_prospector-operator")),
-        &[
-            "run".into(),
-            format!("--http-addr=127.0.0.1:{http_port}"),
-            "--leader-election=false".into(),
-            format!("--embedder-mode={embedder_mode}"),
-        ],
+        program,
+        &args,
         RunAs::Current,
         &process_dir().join(log),
         &[("DATABASE_URL", db.url.as_str()), ("KUBECONFIG", kubeconfig.as_str()), ("RUST_LOG", log_filter.as_str())]
             .into_iter()
             .chain(image_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .chain(heaptrack.iter().flatten().map(|(k, v)| (*k, v.as_str())))
             .collect::<Vec<_>>(),
     )
     .unwrap();
