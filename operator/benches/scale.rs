@@ -815,7 +815,8 @@ async fn shaped_customer(
         platform_namespace: "prospector-system",
         owner: customer.controller_owner_ref(&()).expect("a created Customer has a uid"),
     };
-    shaped_apply(&Api::<Namespace>::all(client.clone()), &children.namespace()).await.unwrap();
+    let objects = children.namespace_objects(quota, None);
+    shaped_apply(&Api::<Namespace>::all(client.clone()), &objects.namespace).await.unwrap();
     let (quotas, limit_ranges, policies, config_maps, secrets) = (
         Api::<ResourceQuota>::namespaced(client.clone(), &namespace),
         Api::<LimitRange>::namespaced(client.clone(), &namespace),
@@ -823,18 +824,12 @@ async fn shaped_customer(
         Api::<ConfigMap>::namespaced(client.clone(), &namespace),
         Api::<Secret>::namespaced(client.clone(), &namespace),
     );
-    let (quota, limits, policy, icp, secret) = (
-        children.resource_quota(quota),
-        children.limit_range(),
-        children.network_policy(),
-        children.icp_config_map(None),
-        children.api_key_secret("sa_shape_key"),
-    );
+    let secret = children.api_key_secret("sa_shape_key");
     tokio::try_join!(
-        shaped_apply(&quotas, &quota),
-        shaped_apply(&limit_ranges, &limits),
-        shaped_apply(&policies, &policy),
-        shaped_apply(&config_maps, &icp),
+        shaped_apply(&quotas, &objects.quota),
+        shaped_apply(&limit_ranges, &objects.limits),
+        shaped_apply(&policies, &objects.policy),
+        shaped_apply(&config_maps, &objects.icp),
         async {
             secrets
                 .create(&PostParams::default(), &secret)

@@ -25,7 +25,7 @@ use super::{
     FinalizerEvent, apply, delete_all_if_exists, delete_if_exists, matches_live, object_uid, report, with_finalizer,
 };
 use crate::context::{Context, object_key};
-use crate::desired::customer::{API_KEY_SECRET, API_KEY_SECRET_KEY, CustomerChildren};
+use crate::desired::customer::{API_KEY_SECRET, API_KEY_SECRET_KEY, CustomerChildren, NamespaceObjects};
 use crate::error::{OperatorError, Result};
 use crate::quota::{effective_limits, month_start, usage_view};
 use crate::status::customer::{CustomerFacts, CustomerState, derive_status};
@@ -183,7 +183,8 @@ async fn apply_children(
     ctx: &Context,
 ) -> Result<(String, String)> {
     let now = ctx.clock.now();
-    let children_hash = children_digest(children, quota, icp);
+    let objects = children.namespace_objects(quota, icp);
+    let children_hash = objects.digest();
     let current = customer.status.as_ref();
     let applied_at = current.and_then(|s| s.children_applied_at.clone());
     let applied_recently = applied_at
@@ -197,73 +198,72 @@ async fn apply_children(
     if let Some(applied_at) = applied_at.filter(|_| inputs_current && applied_recently) {
         return Ok((children_hash, applied_at));
     }
+    let apis = NamespaceApis::new(&ctx.client, children.namespace);
     if inputs_current {
-        let current = children_match_live(&ctx.client, children, quota, icp).await;
+        let current = apis.match_live(&objects).await;
         ctx.metrics.drift_checks.with_label_values(&[if current { "current" } else { "drifted" }]).inc();
         if current {
             ensure_api_key(ctx, children, children.customer_id).await?;
             return Ok((children_hash, timestamp(now)));
         }
     }
-    let namespace = children.namespace;
-    apply(&Api::<Namespace>::all(ctx.client.clone()), &children.namespace()).await?;
+    apply(&apis.namespaces, &objects.namespace).await?;
     // The namespace's children do not depend on each other: one round trip for all of them,
     // not five in a row, is what a new customer waits for.
-    let (quota, limits, policy, icp) = (
-        children.resource_quota(quota),
-        children.limit_range(),
-        children.network_policy(),
-        children.icp_config_map(icp),
-    );
-    let client = || ctx.client.clone();
-    let (quotas, limit_ranges, policies, config_maps) = (
-        Api::<ResourceQuota>::namespaced(client(), namespace),
-        Api::<LimitRange>::namespaced(client(), namespace),
-        Api::<NetworkPolicy>::namespaced(client(), namespace),
-        Api::<ConfigMap>::namespaced(client(), namespace),
-    );
     tokio::try_join!(
-        apply(&quotas, &quota),
-        apply(&limit_ranges, &limits),
-        apply(&policies, &policy),
-        apply(&config_maps, &icp),
+        apply(&apis.quotas, &objects.quota),
+        apply(&apis.limit_ranges, &objects.limits),
+        apply(&apis.policies, &objects.policy),
+        apply(&apis.config_maps, &objects.icp),
         ensure_api_key(ctx, children, children.customer_id),
     )?;
     Ok((children_hash, timestamp(now)))
 }
 
+/// Where a customer's [`NamespaceObjects`] live.
+struct NamespaceApis {
+    namespaces: Api<Namespace>,
+    quotas: Api<ResourceQuota>,
+    limit_ranges: Api<LimitRange>,
+    policies: Api<NetworkPolicy>,
+    config_maps: Api<ConfigMap>,
+}
+
+impl NamespaceApis {
+    fn new(client: &kube::Client, namespace: &str) -> Self {
+        Self {
+            namespaces: Api::all(client.clone()),
+            quotas: Api::namespaced(client.clone(), namespace),
+            limit_ranges: Api::namespaced(client.clone(), namespace),
+            policies: Api::namespaced(client.clone(), namespace),
+            config_maps: Api::namespaced(client.clone(), namespace),
+        }
+    }
+
+    /// Whether the apiserver's watch cache still holds everything the operator would apply:
+    /// the periodic drift check, at the cost of five reads instead of five applies. One that
+    /// cannot be read counts as drifted: it is applied.
+    async fn match_live(&self, objects: &NamespaceObjects) -> bool {
+        let found = tokio::join!(
+            matches_live(&self.namespaces, &objects.namespace),
+            matches_live(&self.quotas, &objects.quota),
+            matches_live(&self.limit_ranges, &objects.limits),
+            matches_live(&self.policies, &objects.policy),
+            matches_live(&self.config_maps, &objects.icp),
+        );
+        found == (true, true, true, true, true)
+    }
+}
+
 /// Whether the namespace and its children, as the apiserver's watch cache holds them, still
-/// carry everything the operator would apply: the periodic drift check, at the cost of five
-/// reads instead of five applies. One that cannot be read counts as drifted: it is applied.
+/// carry everything the operator would apply for this customer (the periodic drift check).
 pub async fn children_match_live(
     client: &kube::Client,
     children: &CustomerChildren<'_>,
     quota: &prospector_crds::NamespaceQuota,
     icp: Option<&prospector_crds::IcpCriteria>,
 ) -> bool {
-    let namespace = children.namespace;
-    let (namespaces, quotas, limit_ranges, policies, config_maps) = (
-        Api::<Namespace>::all(client.clone()),
-        Api::<ResourceQuota>::namespaced(client.clone(), namespace),
-        Api::<LimitRange>::namespaced(client.clone(), namespace),
-        Api::<NetworkPolicy>::namespaced(client.clone(), namespace),
-        Api::<ConfigMap>::namespaced(client.clone(), namespace),
-    );
-    let (namespace, quota, limits, policy, icp) = (
-        children.namespace(),
-        children.resource_quota(quota),
-        children.limit_range(),
-        children.network_policy(),
-        children.icp_config_map(icp),
-    );
-    let found = tokio::join!(
-        matches_live(&namespaces, &namespace),
-        matches_live(&quotas, &quota),
-        matches_live(&limit_ranges, &limits),
-        matches_live(&policies, &policy),
-        matches_live(&config_maps, &icp),
-    );
-    found == (true, true, true, true, true)
+    NamespaceApis::new(client, children.namespace).match_live(&children.namespace_objects(quota, icp)).await
 }
 
 /// The first second of the next UTC month, as a delay from `now`.
@@ -272,23 +272,6 @@ fn until_next_month(now: chrono::DateTime<chrono::Utc>) -> Option<std::time::Dur
     let (year, month) = if today.month() == 12 { (today.year() + 1, 1) } else { (today.year(), today.month() + 1) };
     let next = chrono::NaiveDate::from_ymd_opt(year, month, 1)?.and_hms_opt(0, 0, 1)?;
     Some((next.and_utc() - now).to_std().unwrap_or_default())
-}
-
-/// A digest of everything the namespace's children are built from.
-fn children_digest(
-    children: &CustomerChildren<'_>,
-    quota: &prospector_crds::NamespaceQuota,
-    icp: Option<&prospector_crds::IcpCriteria>,
-) -> String {
-    use sha2::{Digest, Sha256};
-    let inputs = serde_json::json!({
-        "namespace": children.namespace(),
-        "quota": children.resource_quota(quota),
-        "limits": children.limit_range(),
-        "policy": children.network_policy(),
-        "icp": children.icp_config_map(icp),
-    });
-    hex::encode(&Sha256::digest(inputs.to_string().as_bytes())[..12])
 }
 
 /// Creates the API key Secret once and makes its key the customer's one active key. The Secret

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec, Secret,
+    ConfigMap, LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec, Secret,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -42,7 +42,48 @@ pub struct CustomerChildren<'a> {
     pub owner: OwnerReference,
 }
 
+/// The namespace and the four children the operator applies into it, built once per reconcile:
+/// their digest, the drift check and the apply all use the same objects.
+#[derive(Clone, Debug)]
+pub struct NamespaceObjects {
+    pub namespace: Namespace,
+    pub quota: ResourceQuota,
+    pub limits: LimitRange,
+    pub policy: NetworkPolicy,
+    pub icp: ConfigMap,
+}
+
+impl NamespaceObjects {
+    /// A digest of the objects: when it changes, they are applied again.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let inputs = serde_json::json!({
+            "namespace": self.namespace,
+            "quota": self.quota,
+            "limits": self.limits,
+            "policy": self.policy,
+            "icp": self.icp,
+        });
+        hex::encode(&Sha256::digest(inputs.to_string().as_bytes())[..12])
+    }
+}
+
 impl CustomerChildren<'_> {
+    /// The namespace and its four children, from the tier's quota and the customer's ICP.
+    pub fn namespace_objects(
+        &self,
+        quota: &NamespaceQuota,
+        icp: Option<&prospector_crds::IcpCriteria>,
+    ) -> NamespaceObjects {
+        NamespaceObjects {
+            namespace: self.namespace(),
+            quota: self.resource_quota(quota),
+            limits: self.limit_range(),
+            policy: self.network_policy(),
+            icp: self.icp_config_map(icp),
+        }
+    }
+
     fn labels(&self) -> BTreeMap<String, String> {
         managed_labels(&[(labels::CUSTOMER, self.customer_name), (labels::CUSTOMER_ID, &self.customer_id.to_string())])
     }
@@ -128,8 +169,8 @@ impl CustomerChildren<'_> {
     }
 
     /// The customer's aggregate ICP as `icp.json`, in the seed API's shape, for its agents.
-    pub fn icp_config_map(&self, icp: Option<&prospector_crds::IcpCriteria>) -> k8s_openapi::api::core::v1::ConfigMap {
-        k8s_openapi::api::core::v1::ConfigMap {
+    pub fn icp_config_map(&self, icp: Option<&prospector_crds::IcpCriteria>) -> ConfigMap {
+        ConfigMap {
             metadata: self.meta(ICP_CONFIG_MAP),
             data: Some(BTreeMap::from([(ICP_FILE.to_owned(), crate::icp::agent_file(icp))])),
             ..Default::default()
